@@ -1,0 +1,281 @@
+"""The governed catalog's vocabulary: enums, entity payloads, bindings and approval requests.
+
+Everything a steward submits is validated here, before anything touches the store, so a bad
+request fails with an error naming its field and writes nothing. Identifiers that later reach a
+warehouse query (source, schema, table, column names) are restricted to plain SQL identifiers:
+no quoting tricks, no whitespace, nothing that could be read as SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+class EntityType(StrEnum):
+    GLOBAL_METADATA = "GLOBAL_METADATA"
+    KPI = "KPI"
+    BUSINESS_RULE = "BUSINESS_RULE"
+    GLOSSARY = "GLOSSARY"
+
+
+class Tier(StrEnum):
+    TIER1 = "tier1"
+    TIER2 = "tier2"
+    TIER3 = "tier3"
+
+
+class Lane(StrEnum):
+    KERNEL = "kernel"
+    GOVERNED = "governed"
+    DRAFT = "draft"
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class EntityStatus(StrEnum):
+    ACTIVE = "active"
+    DRAFT = "draft"
+    DEPRECATED = "deprecated"
+
+
+CANONICAL_KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Glossary terms are human words ("Gross Revenue", "Customer's Region"), not SQL identifiers.
+TERM_PATTERN = r"^[\w][\w .'&/()+-]*$"
+DATA_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\(\d+(,\s*\d+)?\))?$"
+
+CanonicalKey = Annotated[
+    str, StringConstraints(pattern=CANONICAL_KEY_PATTERN, min_length=1, max_length=200)
+]
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, max_length=63)]
+GlossaryTerm = Annotated[
+    str, StringConstraints(pattern=TERM_PATTERN, min_length=1, max_length=200, strip_whitespace=True)
+]
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Owner = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+DataType = Annotated[str, StringConstraints(pattern=DATA_TYPE_PATTERN, max_length=50)]
+Scalar = str | int | float | bool
+
+
+def _compiles_as_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return pattern
+
+
+Regex = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(
+    _compiles_as_regex
+)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors: a typo such as `nulable` must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnRule(_Strict):
+    """A bound warehouse column and the value rules its data must satisfy."""
+
+    name: Identifier
+    nullable: bool = False
+    unique: bool = False
+    pattern: Regex | None = None
+    allowed_values: Annotated[list[Scalar], Field(min_length=1, max_length=1000)] | None = None
+    min: int | float | dt.date | dt.datetime | None = None
+    max: int | float | dt.date | dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> ColumnRule:
+        if self.min is not None and self.max is not None:
+            if type(self.min) is not type(self.max) and not (
+                isinstance(self.min, int | float) and isinstance(self.max, int | float)
+            ):
+                raise ValueError("min and max must be of the same kind (both numbers or both dates)")
+            if self.min > self.max:  # type: ignore[operator]
+                raise ValueError("min must not be greater than max")
+        return self
+
+    @property
+    def value_rules(self) -> list[str]:
+        """The rules that decide whether a non-null value is valid."""
+        return [
+            rule
+            for rule in ("pattern", "allowed_values", "min", "max")
+            if getattr(self, rule) is not None
+        ]
+
+
+class Binding(_Strict):
+    """Where an entity lives in a warehouse. `source` names a connection configured outside the
+    catalog (credentials never live here)."""
+
+    source: Identifier = "warehouse"
+    schema_: Identifier | None = Field(default=None, alias="schema")
+    table: Identifier
+    columns: Annotated[list[ColumnRule], Field(min_length=1, max_length=500)]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _columns_unique(self) -> Binding:
+        names = [column.name.lower() for column in self.columns]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"column listed more than once: {', '.join(duplicates)}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class GlobalMetadataPayload(_Strict):
+    canonical_key: CanonicalKey
+    label: Name
+    description: Text
+    tier: Tier
+    domain: Name
+    owner: Owner
+    data_type: DataType
+    binding: Binding | None = None
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+class KpiPayload(_Strict):
+    canonical_key: CanonicalKey
+    name: Name
+    description: Text = ""
+    expression: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    depends_on: Annotated[list[CanonicalKey], Field(max_length=500)] = []
+    tier: Tier
+    owner: Owner
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+class BusinessRulePayload(_Strict):
+    canonical_key: CanonicalKey
+    name: Name
+    description: Text = ""
+    expression: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    applies_to: Annotated[list[CanonicalKey], Field(max_length=500)] = []
+    severity: Literal["info", "warning", "error"] = "error"
+    owner: Owner
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+class GlossaryPayload(_Strict):
+    term: GlossaryTerm
+    definition: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    synonyms: Annotated[list[GlossaryTerm], Field(max_length=100)] = []
+    related_keys: Annotated[list[CanonicalKey], Field(max_length=500)] = []
+    owner: Owner | None = None
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+PAYLOAD_MODELS: dict[EntityType, type[_Strict]] = {
+    EntityType.GLOBAL_METADATA: GlobalMetadataPayload,
+    EntityType.KPI: KpiPayload,
+    EntityType.BUSINESS_RULE: BusinessRulePayload,
+    EntityType.GLOSSARY: GlossaryPayload,
+}
+
+# The payload field that carries the entity's identity. A glossary entry is keyed by its term
+# unless the request names a key of its own.
+KEY_FIELD: dict[EntityType, str] = {
+    EntityType.GLOBAL_METADATA: "canonical_key",
+    EntityType.KPI: "canonical_key",
+    EntityType.BUSINESS_RULE: "canonical_key",
+    EntityType.GLOSSARY: "term",
+}
+
+# Fields whose change alters what a profile measures; anything else (label, description, owner)
+# is editorial and triggers no profiling.
+STRUCTURAL_FIELDS: dict[EntityType, frozenset[str]] = {
+    EntityType.GLOBAL_METADATA: frozenset({"binding", "data_type"}),
+    EntityType.KPI: frozenset({"expression", "depends_on"}),
+    EntityType.BUSINESS_RULE: frozenset({"expression", "applies_to"}),
+    EntityType.GLOSSARY: frozenset(),
+}
+
+
+class ApprovalRequest(_Strict):
+    """What a steward submits: the full new state of one entity, on a lane, at a tier."""
+
+    entity_type: EntityType
+    entity_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    tier: Tier
+    lane: Lane
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is acting: a user of one tenant holding some roles. Fixed by the caller's credentials."""
+
+    tenant_id: uuid.UUID
+    user: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One row of `mdm_approval`."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    entity_type: EntityType
+    entity_id: uuid.UUID | None
+    entity_key: str
+    tier: Tier
+    lane: Lane
+    payload: dict[str, Any]
+    current_state: dict[str, Any] | None
+    status: ApprovalStatus
+    decision_reason: str | None
+    requested_by: str
+    decided_by: str | None
+    requested_at: dt.datetime
+    decided_at: dt.datetime | None
+    required_role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "tenant_id": str(self.tenant_id),
+            "entity_type": self.entity_type.value,
+            "entity_id": str(self.entity_id) if self.entity_id else None,
+            "entity_key": self.entity_key,
+            "tier": self.tier.value,
+            "lane": self.lane.value,
+            "payload": self.payload,
+            "current_state": self.current_state,
+            "status": self.status.value,
+            "decision_reason": self.decision_reason,
+            "requested_by": self.requested_by,
+            "decided_by": self.decided_by,
+            "requested_at": self.requested_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "required_role": self.required_role,
+        }
