@@ -68,7 +68,8 @@ CanonicalKey = Annotated[
 ]
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, max_length=63)]
 GlossaryTerm = Annotated[
-    str, StringConstraints(pattern=TERM_PATTERN, min_length=1, max_length=200, strip_whitespace=True)
+    str,
+    StringConstraints(pattern=TERM_PATTERN, min_length=1, max_length=200, strip_whitespace=True),
 ]
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
@@ -85,9 +86,9 @@ def _compiles_as_regex(pattern: str) -> str:
     return pattern
 
 
-Regex = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(
-    _compiles_as_regex
-)]
+Regex = Annotated[
+    str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_compiles_as_regex)
+]
 
 
 class _Strict(BaseModel):
@@ -113,7 +114,9 @@ class ColumnRule(_Strict):
             if type(self.min) is not type(self.max) and not (
                 isinstance(self.min, int | float) and isinstance(self.max, int | float)
             ):
-                raise ValueError("min and max must be of the same kind (both numbers or both dates)")
+                raise ValueError(
+                    "min and max must be of the same kind (both numbers or both dates)"
+                )
             if self.min > self.max:  # type: ignore[operator]
                 raise ValueError("min must not be greater than max")
         return self

@@ -1,0 +1,348 @@
+"""Repositories: the only code that writes SQL against the store. Each works on the connection of
+one unit of work, so whatever they do commits or rolls back together."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, Row, Table, and_, func, insert, select, text, update
+
+from mdstudio_core.adapters import tables
+from mdstudio_core.domain.events import Event, NewEvent
+from mdstudio_core.domain.model import (
+    Approval,
+    ApprovalStatus,
+    EntityType,
+    Lane,
+    Tier,
+)
+
+# Any constant shared by every writer of the outbox; see `EventOutbox.append`.
+_OUTBOX_LOCK_KEY = 0x6D647374  # "mdst"
+# Columns that are bookkeeping rather than the entity's governed state.
+_ENTITY_BOOKKEEPING = ("id", "tenant_id", "version", "updated_at", "updated_by")
+
+
+def _approval_from_row(row: Row[Any]) -> Approval:
+    return Approval(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        entity_type=EntityType(row.entity_type),
+        entity_id=row.entity_id,
+        entity_key=row.entity_key,
+        tier=Tier(row.tier),
+        lane=Lane(row.lane),
+        payload=row.payload,
+        current_state=row.current_state,
+        status=ApprovalStatus(row.status),
+        decision_reason=row.decision_reason,
+        requested_by=row.requested_by,
+        decided_by=row.decided_by,
+        requested_at=row.requested_at,
+        decided_at=row.decided_at,
+        required_role=row.required_role,
+    )
+
+
+class ApprovalRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, approval: Approval) -> None:
+        values = {
+            column: getattr(approval, column)
+            for column in tables.approvals.c.keys()  # noqa: SIM118 - Core column collection
+        }
+        self._connection.execute(insert(tables.approvals).values(values))
+
+    def get(
+        self, tenant_id: uuid.UUID, approval_id: uuid.UUID, *, for_update: bool = False
+    ) -> Approval | None:
+        """One request of the tenant. `for_update` locks the row (PostgreSQL) so that racing
+        deciders queue behind each other and the loser sees the winner's decision."""
+        query = select(tables.approvals).where(
+            tables.approvals.c.id == approval_id, tables.approvals.c.tenant_id == tenant_id
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
+        return _approval_from_row(row) if row else None
+
+    def decide(
+        self,
+        approval_id: uuid.UUID,
+        status: ApprovalStatus,
+        decided_by: str,
+        decided_at: dt.datetime,
+        reason: str | None,
+    ) -> bool:
+        """Move a pending request to its final status; False when it was no longer pending
+        (the compare-and-set that makes a second decision impossible on every backend)."""
+        result = self._connection.execute(
+            update(tables.approvals)
+            .where(
+                tables.approvals.c.id == approval_id,
+                tables.approvals.c.status == ApprovalStatus.PENDING.value,
+            )
+            .values(
+                status=status.value,
+                decided_by=decided_by,
+                decided_at=decided_at,
+                decision_reason=reason,
+            )
+        )
+        return result.rowcount == 1
+
+    def list(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        status: ApprovalStatus | None = None,
+        entity_type: EntityType | None = None,
+        tier: Tier | None = None,
+        lane: Lane | None = None,
+        entity_key: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Approval]:
+        """The inbox: newest first, served by the (tenant, status, requested_at) index."""
+        column = tables.approvals.c
+        filters = [column.tenant_id == tenant_id]
+        for value, col in (
+            (status, column.status),
+            (entity_type, column.entity_type),
+            (tier, column.tier),
+            (lane, column.lane),
+        ):
+            if value is not None:
+                filters.append(col == value.value)
+        if entity_key is not None:
+            filters.append(column.entity_key == entity_key)
+        query = (
+            select(tables.approvals)
+            .where(and_(*filters))
+            .order_by(column.requested_at.desc(), column.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_approval_from_row(row) for row in self._connection.execute(query)]
+
+
+class EntityRepository:
+    """The live catalog: one table per entity type, one row per (tenant, canonical key)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get(
+        self,
+        entity_type: EntityType,
+        tenant_id: uuid.UUID,
+        key: str,
+        *,
+        for_update: bool = False,
+    ) -> dict[str, Any] | None:
+        """The entity as a JSON-ready dict (state plus id, version, updated_at, updated_by)."""
+        table = tables.ENTITY_TABLES[entity_type]
+        query = select(table).where(table.c.tenant_id == tenant_id, table.c.canonical_key == key)
+        if for_update:
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
+        return _entity_json(table, row) if row else None
+
+    def list(
+        self,
+        entity_type: EntityType,
+        tenant_id: uuid.UUID,
+        *,
+        tier: Tier | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        table = tables.ENTITY_TABLES[entity_type]
+        query = select(table).where(table.c.tenant_id == tenant_id)
+        if tier is not None:
+            query = query.where(table.c.tier == tier.value)
+        if status is not None:
+            query = query.where(table.c.status == status)
+        query = query.order_by(table.c.canonical_key).limit(limit).offset(offset)
+        return [_entity_json(table, row) for row in self._connection.execute(query)]
+
+    def insert(
+        self,
+        entity_type: EntityType,
+        tenant_id: uuid.UUID,
+        entity_id: uuid.UUID,
+        state: dict[str, Any],
+        actor: str,
+        at: dt.datetime,
+    ) -> None:
+        table = tables.ENTITY_TABLES[entity_type]
+        self._connection.execute(
+            insert(table).values(
+                id=entity_id,
+                tenant_id=tenant_id,
+                version=1,
+                updated_at=at,
+                updated_by=actor,
+                **state,
+            )
+        )
+
+    def update(
+        self,
+        entity_type: EntityType,
+        tenant_id: uuid.UUID,
+        key: str,
+        expected_version: int,
+        state: dict[str, Any],
+        actor: str,
+        at: dt.datetime,
+    ) -> bool:
+        """Replace the state if the row is still at `expected_version` (optimistic check)."""
+        table = tables.ENTITY_TABLES[entity_type]
+        result = self._connection.execute(
+            update(table)
+            .where(
+                table.c.tenant_id == tenant_id,
+                table.c.canonical_key == key,
+                table.c.version == expected_version,
+            )
+            .values(version=expected_version + 1, updated_at=at, updated_by=actor, **state)
+        )
+        return result.rowcount == 1
+
+
+def _entity_json(table: Table, row: Row[Any]) -> dict[str, Any]:
+    mapping = row._mapping
+    entity = {column.name: mapping[column.name] for column in table.columns}
+    entity["id"] = str(entity["id"])
+    entity["tenant_id"] = str(entity["tenant_id"])
+    entity["updated_at"] = entity["updated_at"].isoformat()
+    return entity
+
+
+def entity_state(entity: dict[str, Any]) -> dict[str, Any]:
+    """The governed fields of an entity, without bookkeeping: what approvals compare."""
+    return {key: value for key, value in entity.items() if key not in _ENTITY_BOOKKEEPING}
+
+
+class EventOutbox:
+    """`mdm_event`, the transactional outbox the Dagster sensor and API consumers read."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def append(self, new_events: list[NewEvent]) -> None:
+        """Insert events in order.
+
+        Readers page by `id > cursor`, so ids must become visible in increasing order. A
+        sequence alone does not promise that on PostgreSQL (a transaction holding id 10 can
+        commit after one holding id 11, and a reader at 11 would skip 10 for ever). Writers
+        therefore take one transaction-scoped advisory lock before drawing ids: ids are drawn
+        in commit order. It is held only from here to commit, the last step of a decision.
+        SQLite serialises writers already.
+        """
+        if not new_events:
+            return
+        if self._connection.dialect.name == "postgresql":
+            self._connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK_KEY}
+            )
+        self._connection.execute(
+            insert(tables.events),
+            [
+                {
+                    "type": event.type,
+                    "tenant_id": event.tenant_id,
+                    "entity_type": event.entity_type.value,
+                    "entity_key": event.entity_key,
+                    "correlation_id": event.correlation_id,
+                    "actor": event.actor,
+                    "occurred_at": event.occurred_at,
+                    "payload": event.payload,
+                }
+                for event in new_events
+            ],
+        )
+
+    def list(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        tenant_id: uuid.UUID | None = None,
+        entity_key: str | None = None,
+        correlation_id: uuid.UUID | None = None,
+    ) -> list[Event]:
+        """Events with `id > after`, oldest first; across tenants when `tenant_id` is None
+        (the Dagster sensor), otherwise one tenant's."""
+        column = tables.events.c
+        query = select(tables.events).where(column.id > after)
+        if tenant_id is not None:
+            query = query.where(column.tenant_id == tenant_id)
+        if entity_key is not None:
+            query = query.where(column.entity_key == entity_key)
+        if correlation_id is not None:
+            query = query.where(column.correlation_id == correlation_id)
+        query = query.order_by(column.id).limit(limit)
+        return [
+            Event(
+                id=row.id,
+                type=row.type,
+                tenant_id=row.tenant_id,
+                entity_type=EntityType(row.entity_type),
+                entity_key=row.entity_key,
+                correlation_id=row.correlation_id,
+                actor=row.actor,
+                occurred_at=row.occurred_at,
+                payload=row.payload,
+            )
+            for row in self._connection.execute(query)
+        ]
+
+    def last_id(self) -> int:
+        return self._connection.execute(
+            select(func.coalesce(func.max(tables.events.c.id), 0))
+        ).scalar_one()
+
+
+class PolicyRepository:
+    """Per-tenant overrides of who approves which lane and tier."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def overrides(self, tenant_id: uuid.UUID) -> dict[tuple[str, str], str]:
+        """{(lane, tier or "*"): required_role} for the tenant."""
+        column = tables.approval_policies.c
+        rows = self._connection.execute(
+            select(column.lane, column.tier, column.required_role).where(
+                column.tenant_id == tenant_id
+            )
+        )
+        return {(row.lane, row.tier): row.required_role for row in rows}
+
+    def set(
+        self,
+        tenant_id: uuid.UUID,
+        lane: Lane,
+        tier: str,
+        required_role: str,
+        actor: str,
+        at: dt.datetime,
+    ) -> None:
+        column = tables.approval_policies.c
+        key = (column.tenant_id == tenant_id, column.lane == lane.value, column.tier == tier)
+        values = {"required_role": required_role, "updated_at": at, "updated_by": actor}
+        if not self._connection.execute(
+            update(tables.approval_policies).where(*key).values(values)
+        ).rowcount:
+            self._connection.execute(
+                insert(tables.approval_policies).values(
+                    tenant_id=tenant_id, lane=lane.value, tier=tier, **values
+                )
+            )

@@ -1,0 +1,196 @@
+"""The store's tables, in SQLAlchemy Core, portable across PostgreSQL and SQLite.
+
+The Alembic migrations create exactly these (a test compares them); this module is what the
+repositories query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from mdstudio_core.domain.model import EntityType
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite would hand back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# BIGINT identity on PostgreSQL; INTEGER PRIMARY KEY AUTOINCREMENT on SQLite (never reused).
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+
+def _entity_columns() -> list[Column[Any]]:
+    """Columns every catalog entity shares: identity, tenant, lifecycle and optimistic version."""
+    return [
+        Column("id", Uuid, primary_key=True),
+        Column("tenant_id", Uuid, nullable=False),
+        Column("canonical_key", String(200), nullable=False),
+        Column("tier", String(16), nullable=False),
+        Column("owner", String(200)),
+        Column("status", String(16), nullable=False, server_default="active"),
+        Column("version", Integer, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+        Column("updated_by", String(200), nullable=False),
+    ]
+
+
+approvals = Table(
+    "mdm_approval",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("entity_id", Uuid),
+    Column("entity_key", String(200)),
+    Column("tier", String(16), nullable=False),
+    Column("lane", String(16), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("current_state", Json),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("decision_reason", Text),
+    Column("requested_by", String(200), nullable=False),
+    Column("decided_by", String(200)),
+    Column("requested_at", UtcDateTime, server_default=text("CURRENT_TIMESTAMP")),
+    Column("decided_at", UtcDateTime),
+    Column("required_role", String(100), nullable=False),
+    Index("ix_mdm_approval_inbox", "tenant_id", "status", "requested_at"),
+    Index("ix_mdm_approval_entity", "tenant_id", "entity_type", "entity_key"),
+)
+
+global_metadata = Table(
+    "mdm_global_metadata",
+    metadata,
+    *_entity_columns(),
+    Column("label", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("domain", String(200), nullable=False),
+    Column("data_type", String(50), nullable=False),
+    Column("binding", Json),
+    UniqueConstraint("tenant_id", "canonical_key", name="uq_mdm_global_metadata_key"),
+)
+
+kpis = Table(
+    "mdm_kpi",
+    metadata,
+    *_entity_columns(),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("expression", Text, nullable=False),
+    Column("depends_on", Json, nullable=False),
+    UniqueConstraint("tenant_id", "canonical_key", name="uq_mdm_kpi_key"),
+)
+
+business_rules = Table(
+    "mdm_business_rule",
+    metadata,
+    *_entity_columns(),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("expression", Text, nullable=False),
+    Column("applies_to", Json, nullable=False),
+    Column("severity", String(16), nullable=False),
+    UniqueConstraint("tenant_id", "canonical_key", name="uq_mdm_business_rule_key"),
+)
+
+glossary = Table(
+    "mdm_glossary",
+    metadata,
+    *_entity_columns(),
+    Column("term", String(200), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("synonyms", Json, nullable=False),
+    Column("related_keys", Json, nullable=False),
+    UniqueConstraint("tenant_id", "canonical_key", name="uq_mdm_glossary_key"),
+)
+
+profiles = Table(
+    "mdm_profile",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("entity_urn", String(300), nullable=False),
+    Column("quality_score", Float),
+    Column("completeness", Float),
+    Column("uniqueness", Float),
+    Column("validity", Float),
+    Column("row_count", BigInteger),
+    Column("columns", Json),
+    Column("trigger", String(32)),
+    Column("approval_id", Uuid),
+    Column("sql", Text),
+    Column("sample", Json),
+    Column("duration_ms", Integer),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_mdm_profile_entity", "tenant_id", "entity_urn", "created_at"),
+)
+
+events = Table(
+    "mdm_event",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("entity_key", String(200), nullable=False),
+    Column("correlation_id", Uuid, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("payload", Json, nullable=False),
+    Index("ix_mdm_event_tenant", "tenant_id", "id"),
+    Index("ix_mdm_event_entity", "tenant_id", "entity_key", "id"),
+    sqlite_autoincrement=True,
+)
+
+approval_policies = Table(
+    "mdm_approval_policy",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("lane", String(16), primary_key=True),
+    Column("tier", String(16), primary_key=True),
+    Column("required_role", String(100), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)
+
+ENTITY_TABLES: dict[EntityType, Table] = {
+    EntityType.GLOBAL_METADATA: global_metadata,
+    EntityType.KPI: kpis,
+    EntityType.BUSINESS_RULE: business_rules,
+    EntityType.GLOSSARY: glossary,
+}

@@ -1,0 +1,29 @@
+"""The four ways a request can fail. Entry points map them to exit codes and HTTP statuses."""
+
+from __future__ import annotations
+
+
+class MdstudioError(Exception):
+    """Base of every error a caller is meant to see; the message names the reason."""
+
+
+class InvalidInput(MdstudioError):
+    """The request is malformed: the message names the offending field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.reason = message
+
+
+class Forbidden(MdstudioError):
+    """The caller is known but may not do this (role, four-eyes, requester-only)."""
+
+
+class NotFound(MdstudioError):
+    """No such object in the caller's tenant (another tenant's objects are reported the same way,
+    so their existence does not leak)."""
+
+
+class Conflict(MdstudioError):
+    """The request is valid but the state moved on: already decided, stale, or a lost race."""

@@ -1,0 +1,455 @@
+"""The `mdstudio` command line: a thin shell over the services.
+
+Exit codes: 0 ok, 1 environment or internal failure, 2 invalid input, 3 forbidden, 4 not found,
+5 conflict. Errors go to standard error and name the reason; `--json` output goes to standard out.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from mdstudio_core.adapters import migrations
+from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
+from mdstudio_core.domain.model import (
+    Approval,
+    ApprovalStatus,
+    EntityType,
+    Identity,
+    Lane,
+    Tier,
+)
+from mdstudio_core.service_layer import approvals, catalog
+
+EXIT_CODES: dict[type[MdstudioError], int] = {
+    InvalidInput: 2,
+    Forbidden: 3,
+    NotFound: 4,
+    Conflict: 5,
+}
+
+
+# -- shared options ------------------------------------------------------------------------
+# Identity and --json are accepted both before the command group and after the leaf command
+# (`mdstudio --tenant T approvals list` and `mdstudio approvals list --tenant T`).
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value not in (None, (), False):
+            ctx.find_root().meta[f"mdstudio.{name}"] = value
+
+    return store
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--tenant",
+            expose_value=False,
+            callback=_remember("tenant"),
+            help="Tenant UUID (or MDSTUDIO_TENANT).",
+        ),
+        click.option(
+            "--user",
+            expose_value=False,
+            callback=_remember("user"),
+            help="Acting user (or MDSTUDIO_USER).",
+        ),
+        click.option(
+            "--role",
+            "roles",
+            multiple=True,
+            expose_value=False,
+            callback=_remember("roles"),
+            help="Role held; repeat or comma-separate (or MDSTUDIO_ROLE).",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember("json"),
+            help="Print JSON.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _setting(name: str, env: str) -> Any:
+    return click.get_current_context().find_root().meta.get(f"mdstudio.{name}") or os.environ.get(
+        env
+    )
+
+
+def identity() -> Identity:
+    """The caller, from --tenant/--user/--role or MDSTUDIO_TENANT/_USER/_ROLE."""
+    tenant = _setting("tenant", "MDSTUDIO_TENANT")
+    if not tenant:
+        raise InvalidInput("required (--tenant or MDSTUDIO_TENANT)", field="tenant")
+    try:
+        tenant_id = uuid.UUID(str(tenant))
+    except ValueError as exc:
+        raise InvalidInput("must be a UUID", field="tenant") from exc
+    user = (_setting("user", "MDSTUDIO_USER") or "").strip()
+    if not user:
+        raise InvalidInput("required (--user or MDSTUDIO_USER)", field="user")
+    raw_roles = _setting("roles", "MDSTUDIO_ROLE") or ()
+    if isinstance(raw_roles, str):
+        raw_roles = (raw_roles,)
+    roles = frozenset(
+        role.strip() for value in raw_roles for role in value.split(",") if role.strip()
+    )
+    return Identity(tenant_id=tenant_id, user=user, roles=roles)
+
+
+def wants_json() -> bool:
+    return bool(_setting("json", "MDSTUDIO_JSON_OUTPUT"))
+
+
+@functools.cache
+def engine() -> Engine:
+    return create_store_engine()
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def emit(data: Any, human: Callable[[], None]) -> None:
+    if wants_json():
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        human()
+
+
+def print_record(record: dict[str, Any], fields: Iterable[str] | None = None) -> None:
+    keys = list(fields or record)
+    width = max(len(key) for key in keys) + 2
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, dict | list):
+            value = json.dumps(value, default=str)
+        click.echo(f"{key + ':':<{width}}{'' if value is None else value}".rstrip())
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [
+        max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)
+    ]
+    for line in [[column.upper() for column in columns], *cells]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+APPROVAL_SUMMARY = (
+    "id",
+    "status",
+    "entity_type",
+    "entity_key",
+    "tier",
+    "lane",
+    "required_role",
+    "requested_by",
+    "requested_at",
+    "decided_by",
+    "decided_at",
+    "decision_reason",
+)
+
+
+def emit_approval(approval: Approval) -> None:
+    record = approval.to_json()
+    emit(record, lambda: print_record(record, APPROVAL_SUMMARY))
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@common_options
+def cli() -> None:
+    """mdstudio: a governed metadata catalog with approvals and data-quality profiling."""
+
+
+@cli.group()
+def db() -> None:
+    """The metadata store's schema."""
+
+
+@db.command("upgrade")
+@common_options
+def db_upgrade() -> None:
+    """Create or migrate the schema (idempotent; SQLite or PostgreSQL)."""
+    migrations.upgrade(engine())
+    revision = migrations.current_revision(engine())
+    emit(
+        {"revision": revision, "url": engine().url.render_as_string(hide_password=True)},
+        lambda: click.echo(
+            f"schema at revision {revision} ({engine().url.render_as_string(hide_password=True)})"
+        ),
+    )
+
+
+@cli.group("approvals")
+def approvals_group() -> None:
+    """Propose, decide and inspect catalog changes."""
+
+
+@approvals_group.command("submit")
+@click.option("--file", "path", required=True, help="Request JSON file, or - for standard input.")
+@common_options
+def approvals_submit(path: str) -> None:
+    """Submit a change request (prints the stored request: id, status, required_role, ...)."""
+    text = sys.stdin.read() if path == "-" else _read_file(path)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}", field="file") from exc
+    emit_approval(approvals.submit(engine(), identity(), raw))
+
+
+@approvals_group.command("approve")
+@click.argument("approval_id")
+@click.option("--reason", help="Optional note recorded with the decision.")
+@common_options
+def approvals_approve(approval_id: str, reason: str | None) -> None:
+    """Approve and apply a pending request (requires its role; never your own request)."""
+    emit_approval(approvals.approve(engine(), identity(), approval_id, reason))
+
+
+@approvals_group.command("reject")
+@click.argument("approval_id")
+@click.option("--reason", required=True, help="Why the request is turned down.")
+@common_options
+def approvals_reject(approval_id: str, reason: str) -> None:
+    """Reject a pending request (requires its role; the reason is mandatory)."""
+    emit_approval(approvals.reject(engine(), identity(), approval_id, reason))
+
+
+@approvals_group.command("cancel")
+@click.argument("approval_id")
+@click.option("--reason", help="Optional note.")
+@common_options
+def approvals_cancel(approval_id: str, reason: str | None) -> None:
+    """Withdraw your own pending request."""
+    emit_approval(approvals.cancel(engine(), identity(), approval_id, reason))
+
+
+@approvals_group.command("show")
+@click.argument("approval_id")
+@common_options
+def approvals_show(approval_id: str) -> None:
+    """One request in full, with its payload and the state it was made against."""
+    approval = approvals.get_approval(engine(), identity(), approval_id)
+    record = approval.to_json()
+    emit(record, lambda: print_record(record))
+
+
+@approvals_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in ApprovalStatus]))
+@click.option("--entity-type", type=click.Choice([t.value for t in EntityType]))
+@click.option("--tier", type=click.Choice([t.value for t in Tier]))
+@click.option("--lane", type=click.Choice([lane.value for lane in Lane]))
+@click.option("--entity", "entity_key", help="Only requests for this entity key.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@common_options
+def approvals_list(
+    status: str | None,
+    entity_type: str | None,
+    tier: str | None,
+    lane: str | None,
+    entity_key: str | None,
+    limit: int,
+    offset: int,
+) -> None:
+    """The tenant's requests, newest first (`--status pending` is the approver's inbox)."""
+    found = approvals.list_approvals(
+        engine(),
+        identity(),
+        status=ApprovalStatus(status) if status else None,
+        entity_type=EntityType(entity_type) if entity_type else None,
+        tier=Tier(tier) if tier else None,
+        lane=Lane(lane) if lane else None,
+        entity_key=entity_key,
+        limit=limit,
+        offset=offset,
+    )
+    records = [approval.to_json() for approval in found]
+    emit(
+        records,
+        lambda: print_table(
+            records,
+            (
+                "id",
+                "status",
+                "entity_type",
+                "entity_key",
+                "tier",
+                "lane",
+                "required_role",
+                "requested_by",
+                "requested_at",
+            ),
+        ),
+    )
+
+
+@cli.group("metadata")
+def metadata_group() -> None:
+    """The live catalog."""
+
+
+ENTITY_TYPE_OPTION = click.option(
+    "--entity-type",
+    type=click.Choice([t.value for t in EntityType]),
+    default=EntityType.GLOBAL_METADATA.value,
+    show_default=True,
+)
+
+
+@metadata_group.command("list")
+@ENTITY_TYPE_OPTION
+@click.option("--tier", type=click.Choice([t.value for t in Tier]))
+@click.option("--status", help="active, draft or deprecated.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@common_options
+def metadata_list(
+    entity_type: str, tier: str | None, status: str | None, limit: int, offset: int
+) -> None:
+    """Live entities of the tenant, by canonical key."""
+    entities = catalog.list_entities(
+        engine(),
+        identity(),
+        EntityType(entity_type),
+        tier=Tier(tier) if tier else None,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+    columns = ("canonical_key", "tier", "status", "version", "owner", "updated_at", "updated_by")
+    emit(entities, lambda: print_table(entities, columns))
+
+
+@metadata_group.command("show")
+@click.argument("canonical_key")
+@ENTITY_TYPE_OPTION
+@common_options
+def metadata_show(canonical_key: str, entity_type: str) -> None:
+    """One live entity in full."""
+    entity = catalog.get_entity(engine(), identity(), canonical_key, EntityType(entity_type))
+    emit(entity, lambda: print_record(entity))
+
+
+@cli.group("events")
+def events_group() -> None:
+    """The event stream (transactional outbox)."""
+
+
+@events_group.command("list")
+@click.option("--after", type=int, default=0, show_default=True, help="Only events after this id.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--entity", "entity_key", help="Only events of this entity key.")
+@common_options
+def events_list(after: int, limit: int, entity_key: str | None) -> None:
+    """The tenant's events, oldest first; continue with --after LAST_ID."""
+    found = catalog.list_events(
+        engine(), identity(), after=after, limit=limit, entity_key=entity_key
+    )
+    records = [event.to_json() for event in found]
+    emit(
+        records,
+        lambda: print_table(
+            records,
+            ("id", "type", "entity_type", "entity_key", "actor", "occurred_at", "correlation_id"),
+        ),
+    )
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """Who approves which lane and tier, per tenant."""
+
+
+@policy_group.command("show")
+@common_options
+def policy_show() -> None:
+    """The effective required role for every lane and tier."""
+    effective = approvals.policy(engine(), identity())
+    rows = [{"lane": lane, **tiers} for lane, tiers in effective.items()]
+    emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
+
+
+@policy_group.command("set")
+@click.option("--lane", required=True, type=click.Choice([lane.value for lane in Lane]))
+@click.option(
+    "--tier",
+    type=click.Choice([t.value for t in Tier]),
+    help="Only this tier (default: every tier of the lane).",
+)
+@click.option("--required-role", required=True)
+@common_options
+def policy_set(lane: str, tier: str | None, required_role: str) -> None:
+    """Override the role required on a lane (needs the tenant_admin role)."""
+    effective = approvals.set_policy(
+        engine(), identity(), Lane(lane), Tier(tier) if tier else None, required_role
+    )
+    rows = [{"lane": name, **tiers} for name, tiers in effective.items()]
+    emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
+
+
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}", field="file") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI, turning domain errors into their exit codes."""
+    try:
+        cli.main(args=argv, prog_name="mdstudio", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MdstudioError as exc:
+        kind = type(exc).__name__
+        click.echo(f"error ({kind}): {exc}", err=True)
+        sys.exit(next(code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)))
+    except (OperationalError, ProgrammingError) as exc:
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            click.echo("error: the store has no schema yet: run `mdstudio db upgrade`", err=True)
+        else:
+            click.echo(f"error: database unavailable: {exc.orig}", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""A unit of work is one database transaction: everything done through it commits together or
+not at all. Services open one per command."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine
+
+from mdstudio_core.adapters.repositories import (
+    ApprovalRepository,
+    EntityRepository,
+    EventOutbox,
+    PolicyRepository,
+)
+
+
+class UnitOfWork:
+    """`with UnitOfWork(engine) as uow: ...; uow.commit()`. Leaving the block without `commit()`
+    (or by an exception) rolls everything back, so a failed step never leaves half a change."""
+
+    connection: Connection
+    approvals: ApprovalRepository
+    entities: EntityRepository
+    events: EventOutbox
+    policies: PolicyRepository
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> UnitOfWork:
+        self.connection = self._engine.connect()
+        self._transaction = self.connection.begin()
+        self.approvals = ApprovalRepository(self.connection)
+        self.entities = EntityRepository(self.connection)
+        self.events = EventOutbox(self.connection)
+        self.policies = PolicyRepository(self.connection)
+        return self
+
+    def commit(self) -> None:
+        self._transaction.commit()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            self.connection.close()

@@ -1,0 +1,127 @@
+"""Builders of valid requests and a way to prove that nothing in the store changed."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from mdstudio_core.adapters import tables
+from mdstudio_core.domain.model import Identity
+
+STEWARD = "metadata_steward"
+KERNEL_OWNER = "kernel_owner"
+
+
+def person(tenant: uuid.UUID, user: str, *roles: str) -> Identity:
+    return Identity(tenant_id=tenant, user=user, roles=frozenset(roles))
+
+
+def metadata_request(
+    key: str = "finance.revenue.gross_amount",
+    tier: str = "tier1",
+    lane: str | None = None,
+    binding: dict[str, Any] | bool | None = True,
+    **fields: Any,
+) -> dict[str, Any]:
+    if binding is True:
+        binding = {
+            "source": "warehouse",
+            "schema": "sales",
+            "table": "orders",
+            "columns": [{"name": "gross_amount", "nullable": False, "min": 0}],
+        }
+    payload = {
+        "canonical_key": key,
+        "label": "Gross amount",
+        "description": "Order revenue before discounts and tax",
+        "tier": tier,
+        "domain": "finance",
+        "owner": "finance-data",
+        "data_type": "decimal(18,2)",
+        **fields,
+    }
+    if binding:
+        payload["binding"] = binding
+    return {
+        "entity_type": "GLOBAL_METADATA",
+        "entity_key": key,
+        "tier": tier,
+        "lane": lane or ("kernel" if tier == "tier1" else "governed"),
+        "payload": payload,
+    }
+
+
+def kpi_request(key: str = "finance.kpi.gross_margin", tier: str = "tier2") -> dict[str, Any]:
+    return {
+        "entity_type": "KPI",
+        "entity_key": key,
+        "tier": tier,
+        "lane": "kernel" if tier == "tier1" else "governed",
+        "payload": {
+            "canonical_key": key,
+            "name": "Gross margin",
+            "expression": "(gross_amount - cost_amount) / gross_amount",
+            "depends_on": ["finance.revenue.gross_amount", "finance.cost.cost_amount"],
+            "tier": tier,
+            "owner": "finance-data",
+        },
+    }
+
+
+def business_rule_request(key: str = "finance.rule.no_negative_revenue") -> dict[str, Any]:
+    return {
+        "entity_type": "BUSINESS_RULE",
+        "entity_key": key,
+        "tier": "tier2",
+        "lane": "governed",
+        "payload": {
+            "canonical_key": key,
+            "name": "No negative revenue",
+            "expression": "gross_amount >= 0",
+            "applies_to": ["finance.revenue.gross_amount"],
+            "owner": "finance-data",
+        },
+    }
+
+
+def glossary_request(term: str = "Gross Revenue") -> dict[str, Any]:
+    return {
+        "entity_type": "GLOSSARY",
+        "tier": "tier3",
+        "lane": "governed",
+        "payload": {
+            "term": term,
+            "definition": "Revenue before discounts, returns and tax.",
+            "synonyms": ["Gross Sales"],
+            "related_keys": ["finance.revenue.gross_amount"],
+        },
+    }
+
+
+def changed(request: dict[str, Any], **payload_fields: Any) -> dict[str, Any]:
+    new = copy.deepcopy(request)
+    new["payload"].update(payload_fields)
+    return new
+
+
+def store_snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to compare before and after a refused request."""
+    with engine.connect() as connection:
+        return {
+            table.name: sorted(
+                (tuple(str(v) for v in row) for row in connection.execute(sa.select(table))),
+            )
+            for table in tables.metadata.sorted_tables
+        }
+
+
+def event_types(engine: Engine, correlation_id: uuid.UUID | None = None) -> list[str]:
+    query = sa.select(tables.events.c.type).order_by(tables.events.c.id)
+    if correlation_id is not None:
+        query = query.where(tables.events.c.correlation_id == correlation_id)
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())

@@ -1,0 +1,442 @@
+"""The approval workflow on both backends: every rule, the exact events, and refusals that write
+nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from mdstudio_core.adapters import tables
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
+from mdstudio_core.service_layer import approvals, catalog
+from tests.factories import (
+    KERNEL_OWNER,
+    STEWARD,
+    business_rule_request,
+    changed,
+    event_types,
+    glossary_request,
+    kpi_request,
+    metadata_request,
+    person,
+    store_snapshot,
+)
+
+
+def submit_and_approve(engine, tenant, request, approver_role=None):
+    requester = person(tenant, "alice", STEWARD)
+    approval = approvals.submit(engine, requester, request)
+    approver = person(tenant, "bob", approver_role or approval.required_role)
+    return approvals.approve(engine, approver, approval.id)
+
+
+# -- submit --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tier", "lane", "role"),
+    [
+        ("tier1", "kernel", KERNEL_OWNER),
+        ("tier1", "draft", STEWARD),
+        ("tier2", "governed", STEWARD),
+        ("tier3", "governed", STEWARD),
+        ("tier2", "kernel", KERNEL_OWNER),
+        ("tier3", "draft", STEWARD),
+    ],
+)
+def test_submit_derives_required_role_from_lane(engine, tenant, tier, lane, role):
+    approval = approvals.submit(
+        engine, person(tenant, "alice"), metadata_request(tier=tier, lane=lane)
+    )
+    assert approval.status is ApprovalStatus.PENDING
+    assert approval.required_role == role
+    assert approval.current_state is None
+    stored = approvals.get_approval(engine, person(tenant, "carol"), approval.id)
+    assert stored.required_role == role
+    assert stored.payload["binding"]["columns"][0] == {
+        "name": "gross_amount",
+        "nullable": False,
+        "unique": False,
+        "min": 0,
+    }
+    assert event_types(engine) == []  # submitting alone emits nothing
+
+
+def test_tenant_policy_overrides_default_role(engine, tenant):
+    admin = person(tenant, "root", "tenant_admin")
+    approvals.set_policy(engine, admin, Lane.GOVERNED, Tier.TIER2, "finance_steward")
+    tier2 = approvals.submit(engine, person(tenant, "alice"), metadata_request(tier="tier2"))
+    tier3 = approvals.submit(
+        engine, person(tenant, "alice"), metadata_request("finance.x.y", tier="tier3")
+    )
+    assert tier2.required_role == "finance_steward"
+    assert tier3.required_role == STEWARD
+    # Another tenant keeps the defaults.
+    other = approvals.submit(engine, person(uuid.uuid4(), "alice"), metadata_request(tier="tier2"))
+    assert other.required_role == STEWARD
+    with pytest.raises(Forbidden):
+        approvals.set_policy(engine, person(tenant, "alice", STEWARD), Lane.KERNEL, None, "x")
+
+
+def test_submit_snapshots_current_state(engine, tenant):
+    submit_and_approve(engine, tenant, metadata_request())
+    update = approvals.submit(
+        engine, person(tenant, "alice"), changed(metadata_request(), label="Gross revenue")
+    )
+    assert update.current_state["version"] == 1
+    assert update.current_state["label"] == "Gross amount"
+    assert str(update.entity_id) == update.current_state["id"]
+
+
+# -- the events of an approval, exactly ------------------------------------------------------
+
+
+def test_tier1_metadata_approval_writes_the_four_events_in_order(engine, tenant):
+    approval = submit_and_approve(engine, tenant, metadata_request(tier="tier1"))
+    assert approval.status is ApprovalStatus.APPROVED
+    assert approval.decided_by == "bob"
+    events = catalog.list_events(engine, person(tenant, "x"))
+    assert [e.type for e in events] == [
+        "metadata.approved",
+        "metadata.changed",
+        "metadata.profile.due",
+        "approval.approved",
+    ]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    for event in events:
+        assert event.correlation_id == approval.id
+        assert event.actor == "bob"
+        assert event.tenant_id == tenant
+        assert event.entity_key == "finance.revenue.gross_amount"
+        assert event.entity_type is EntityType.GLOBAL_METADATA
+    changed_event, due = events[1], events[2]
+    assert changed_event.payload["change_type"] == "APPROVAL"
+    assert "binding" in changed_event.payload["changed_fields"]
+    assert due.payload["reason"] == "STRUCTURAL"
+    assert due.payload["priority"] == "high"
+    assert due.payload["binding"]["table"] == "orders"
+    entity = catalog.get_entity(engine, person(tenant, "x"), "finance.revenue.gross_amount")
+    assert entity["version"] == 1
+    assert entity["updated_by"] == "bob"
+
+
+def test_tier2_profile_due_has_normal_priority(engine, tenant):
+    submit_and_approve(engine, tenant, metadata_request(tier="tier2"))
+    due = [
+        e
+        for e in catalog.list_events(engine, person(tenant, "x"))
+        if e.type == "metadata.profile.due"
+    ]
+    assert len(due) == 1
+    assert due[0].payload["priority"] == "normal"
+
+
+def test_tier3_approval_never_asks_for_a_profile(engine, tenant):
+    submit_and_approve(engine, tenant, metadata_request(tier="tier3"))
+    assert event_types(engine) == ["metadata.approved", "metadata.changed", "approval.approved"]
+
+
+def test_no_binding_no_profile_due(engine, tenant):
+    submit_and_approve(engine, tenant, metadata_request(binding=None))
+    assert "metadata.profile.due" not in event_types(engine)
+
+
+def test_description_change_is_not_structural(engine, tenant):
+    submit_and_approve(engine, tenant, metadata_request())
+    second = submit_and_approve(
+        engine, tenant, changed(metadata_request(), description="A clearer description")
+    )
+    assert event_types(engine, second.id) == [
+        "metadata.approved",
+        "metadata.changed",
+        "approval.approved",
+    ]
+    changed_event = catalog.list_events(engine, person(tenant, "x"))[-2]
+    assert changed_event.payload["changed_fields"] == ["description"]
+    assert changed_event.payload["structural"] is False
+    assert changed_event.payload["previous_version"] == 1
+    assert changed_event.payload["version"] == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data_type": "integer"},
+        {
+            "binding": {
+                "source": "warehouse",
+                "schema": "sales",
+                "table": "orders",
+                "columns": [{"name": "gross_amount", "nullable": True}],
+            }
+        },
+        {
+            "binding": {
+                "source": "warehouse",
+                "schema": "sales",
+                "table": "orders_v2",
+                "columns": [{"name": "gross_amount", "min": 0}],
+            }
+        },
+    ],
+    ids=["data_type", "column_rule", "table"],
+)
+def test_structural_changes_ask_for_a_profile(engine, tenant, change):
+    submit_and_approve(engine, tenant, metadata_request())
+    second = submit_and_approve(engine, tenant, changed(metadata_request(), **change))
+    assert event_types(engine, second.id) == [
+        "metadata.approved",
+        "metadata.changed",
+        "metadata.profile.due",
+        "approval.approved",
+    ]
+
+
+def test_kpi_events(engine, tenant):
+    approval = submit_and_approve(engine, tenant, kpi_request())
+    assert event_types(engine, approval.id) == ["kpi.approved", "kpi.changed", "approval.approved"]
+    kpis = catalog.list_entities(engine, person(tenant, "x"), EntityType.KPI)
+    assert kpis[0]["depends_on"] == ["finance.revenue.gross_amount", "finance.cost.cost_amount"]
+
+
+@pytest.mark.parametrize("request_builder", [business_rule_request, glossary_request])
+def test_rules_and_glossary_write_only_approval_approved(engine, tenant, request_builder):
+    approval = submit_and_approve(engine, tenant, request_builder())
+    assert event_types(engine, approval.id) == ["approval.approved"]
+    entity_type = approval.entity_type
+    assert catalog.get_entity(engine, person(tenant, "x"), approval.entity_key, entity_type)
+
+
+def test_glossary_is_keyed_by_term_unless_named(engine, tenant):
+    approval = submit_and_approve(engine, tenant, glossary_request("Gross Revenue"))
+    assert approval.entity_key == "Gross Revenue"
+    named = {**glossary_request("Net Revenue"), "entity_key": "glossary.net_revenue"}
+    assert submit_and_approve(engine, tenant, named).entity_key == "glossary.net_revenue"
+
+
+def test_reject_and_cancel_write_their_event(engine, tenant):
+    alice = person(tenant, "alice", STEWARD)
+    first = approvals.submit(engine, alice, metadata_request(tier="tier2"))
+    rejected = approvals.reject(engine, person(tenant, "bob", STEWARD), first.id, "wrong table")
+    assert rejected.status is ApprovalStatus.REJECTED
+    assert rejected.decision_reason == "wrong table"
+    second = approvals.submit(engine, alice, metadata_request(tier="tier2"))
+    cancelled = approvals.cancel(engine, alice, second.id)
+    assert cancelled.status is ApprovalStatus.CANCELLED
+    assert event_types(engine) == ["approval.rejected", "approval.cancelled"]
+    events = catalog.list_events(engine, person(tenant, "x"))
+    assert events[0].payload["reason"] == "wrong table"
+    assert events[1].actor == "alice"
+    # Neither touched the catalog.
+    assert catalog.list_entities(engine, person(tenant, "x")) == []
+
+
+# -- refusals: a clear error, and nothing written --------------------------------------------
+
+
+def _refused(engine, error, call, *, mentions):
+    before = store_snapshot(engine)
+    with pytest.raises(error) as excinfo:
+        call()
+    assert mentions in str(excinfo.value)
+    assert store_snapshot(engine) == before
+    return excinfo.value
+
+
+@pytest.mark.parametrize(
+    ("mutate", "mentions"),
+    [
+        (lambda r: r.update(entity_type="DATASET"), "entity_type"),
+        (lambda r: r.update(tier="tier9"), "tier"),
+        (lambda r: r.update(lane="express"), "lane"),
+        (lambda r: r.update(lane="governed"), "lane"),  # tier1 belongs to the kernel
+        (lambda r: r["payload"].pop("label"), "payload.label"),
+        (lambda r: r["payload"].pop("data_type"), "payload.data_type"),
+        (lambda r: r.update(entity_key="finance.other"), "entity_key"),
+        (lambda r: r["payload"].update(tier="tier2"), "payload.tier"),
+        (
+            lambda r: r["payload"].update(canonical_key="finance; DROP TABLE x"),
+            "payload.canonical_key",
+        ),
+        (lambda r: r["payload"].update(canonical_key="a b"), "payload.canonical_key"),
+        (lambda r: r["payload"]["binding"].update(table='orders"; drop'), "payload.binding.table"),
+        (lambda r: r["payload"]["binding"].update(schema="sales.x"), "payload.binding.schema"),
+        (
+            lambda r: r["payload"]["binding"]["columns"][0].update(name="a--b"),
+            "payload.binding.columns[0].name",
+        ),
+        (
+            lambda r: r["payload"]["binding"]["columns"][0].update(pattern="(unclosed"),
+            "payload.binding.columns[0].pattern",
+        ),
+        (
+            lambda r: r["payload"]["binding"]["columns"][0].update(nulable=True),
+            "payload.binding.columns[0].nulable",
+        ),
+        (
+            lambda r: r["payload"]["binding"]["columns"][0].update(min=10, max=1),
+            "payload.binding.columns[0]",
+        ),
+        (lambda r: r["payload"]["binding"].update(columns=[]), "payload.binding.columns"),
+        (lambda r: r.update(payload="not an object"), "payload"),
+    ],
+)
+def test_invalid_requests_name_the_field_and_write_nothing(engine, tenant, mutate, mentions):
+    request = metadata_request()
+    mutate(request)
+    error = _refused(
+        engine,
+        InvalidInput,
+        lambda: approvals.submit(engine, person(tenant, "alice"), request),
+        mentions=mentions,
+    )
+    assert error.field.startswith(mentions.split("[")[0])
+
+
+def test_self_approval_is_refused(engine, tenant):
+    alice = person(tenant, "alice", KERNEL_OWNER)
+    approval = approvals.submit(engine, alice, metadata_request())
+    _refused(
+        engine,
+        Forbidden,
+        lambda: approvals.approve(engine, alice, approval.id),
+        mentions="four-eyes",
+    )
+
+
+def test_role_that_may_not_approve_is_refused(engine, tenant):
+    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    _refused(
+        engine,
+        Forbidden,
+        lambda: approvals.approve(engine, person(tenant, "bob", STEWARD), approval.id),
+        mentions="kernel_owner",
+    )
+    _refused(
+        engine,
+        Forbidden,
+        lambda: approvals.reject(engine, person(tenant, "bob"), approval.id, "no"),
+        mentions="kernel_owner",
+    )
+
+
+def test_another_tenants_request_is_not_found(engine, tenant):
+    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    stranger = person(uuid.uuid4(), "mallory", KERNEL_OWNER, STEWARD)
+    for call in (
+        lambda: approvals.approve(engine, stranger, approval.id),
+        lambda: approvals.reject(engine, stranger, approval.id, "no"),
+        lambda: approvals.cancel(engine, person(stranger.tenant_id, "alice"), approval.id),
+        lambda: approvals.get_approval(engine, stranger, approval.id),
+    ):
+        _refused(engine, NotFound, call, mentions=str(approval.id))
+
+
+def test_approving_twice_is_a_conflict(engine, tenant):
+    approval = submit_and_approve(engine, tenant, metadata_request())
+    _refused(
+        engine,
+        Conflict,
+        lambda: approvals.approve(engine, person(tenant, "carol", KERNEL_OWNER), approval.id),
+        mentions="already approved",
+    )
+
+
+def test_stale_request_is_a_conflict(engine, tenant):
+    submit_and_approve(engine, tenant, metadata_request())
+    alice = person(tenant, "alice")
+    first = approvals.submit(engine, alice, changed(metadata_request(), label="First"))
+    second = approvals.submit(engine, alice, changed(metadata_request(), label="Second"))
+    approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), first.id)
+    _refused(
+        engine,
+        Conflict,
+        lambda: approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), second.id),
+        mentions="stale",
+    )
+    assert catalog.get_entity(engine, alice, "finance.revenue.gross_amount")["label"] == "First"
+
+
+def test_two_requests_creating_one_entity_the_second_is_stale(engine, tenant):
+    alice = person(tenant, "alice")
+    first = approvals.submit(engine, alice, metadata_request())
+    second = approvals.submit(engine, alice, changed(metadata_request(), label="Other"))
+    approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), first.id)
+    _refused(
+        engine,
+        Conflict,
+        lambda: approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), second.id),
+        mentions="stale",
+    )
+
+
+def test_reject_needs_a_reason_and_cancel_is_the_requesters(engine, tenant):
+    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    _refused(
+        engine,
+        InvalidInput,
+        lambda: approvals.reject(engine, person(tenant, "bob", KERNEL_OWNER), approval.id, "  "),
+        mentions="reason",
+    )
+    _refused(
+        engine,
+        Forbidden,
+        lambda: approvals.cancel(engine, person(tenant, "bob", KERNEL_OWNER), approval.id),
+        mentions="requester",
+    )
+
+
+def test_failure_while_writing_events_rolls_back_the_whole_approval(engine, tenant, monkeypatch):
+    """All or nothing: if appending the events fails, the entity and status stay untouched."""
+    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+
+    def broken_append(self, new_events):
+        raise RuntimeError("disk full")
+
+    from mdstudio_core.adapters.repositories import EventOutbox
+
+    monkeypatch.setattr(EventOutbox, "append", broken_append)
+    before = store_snapshot(engine)
+    with pytest.raises(RuntimeError):
+        approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), approval.id)
+    assert store_snapshot(engine) == before
+    monkeypatch.undo()
+    approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), approval.id)
+    assert len(event_types(engine)) == 4
+
+
+def test_inbox_filters_and_orders_newest_first(engine, tenant):
+    alice = person(tenant, "alice")
+    ids = [
+        approvals.submit(engine, alice, metadata_request(f"finance.k{i}", tier="tier2")).id
+        for i in range(3)
+    ]
+    approvals.submit(engine, alice, kpi_request())
+    inbox = approvals.list_approvals(
+        engine, alice, entity_type=EntityType.GLOBAL_METADATA, status=ApprovalStatus.PENDING
+    )
+    assert [a.id for a in inbox] == ids[::-1]
+    page = approvals.list_approvals(engine, alice, limit=2, offset=1)
+    assert len(page) == 2
+    assert approvals.list_approvals(engine, person(uuid.uuid4(), "x")) == []
+    with pytest.raises(InvalidInput, match="limit"):
+        approvals.list_approvals(engine, alice, limit=0)
+
+
+def test_events_page_by_cursor(engine, tenant):
+    for i in range(3):
+        submit_and_approve(engine, tenant, metadata_request(f"finance.k{i}", tier="tier3"))
+    reader = person(tenant, "x")
+    everything = catalog.list_events(engine, reader)
+    assert len(everything) == 9
+    first = catalog.list_events(engine, reader, limit=4)
+    rest = catalog.list_events(engine, reader, after=first[-1].id)
+    assert first + rest == everything
+    with engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(tables.events)).scalar_one()
+            == 9
+        )

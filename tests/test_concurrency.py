@@ -1,0 +1,103 @@
+"""Races: many approvers on one request, and readers tailing the outbox while writers commit."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from mdstudio_core.domain.errors import Conflict
+from mdstudio_core.service_layer import approvals, catalog
+from tests.factories import KERNEL_OWNER, STEWARD, event_types, metadata_request, person
+
+RACERS = 8
+
+
+def _race(engine, tenant, approval_id):
+    barrier = threading.Barrier(RACERS)
+
+    def attempt(i):
+        barrier.wait()
+        try:
+            approvals.approve(engine, person(tenant, f"approver{i}", KERNEL_OWNER), approval_id)
+            return "won"
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        return sorted(pool.map(attempt, range(RACERS)))
+
+
+def test_racing_approvers_one_winner_one_set_of_events(engine, tenant):
+    for round_ in range(3):
+        approval = approvals.submit(
+            engine, person(tenant, "alice"), metadata_request(f"finance.race.k{round_}")
+        )
+        outcomes = _race(engine, tenant, approval.id)
+        assert outcomes == ["conflict"] * (RACERS - 1) + ["won"]
+        assert event_types(engine, approval.id) == [
+            "metadata.approved",
+            "metadata.changed",
+            "metadata.profile.due",
+            "approval.approved",
+        ]
+
+
+def test_racing_approvals_of_two_requests_for_one_new_entity(engine, tenant):
+    """Both requests create the same key: one applies, the other is refused as stale."""
+    alice = person(tenant, "alice")
+    first = approvals.submit(engine, alice, metadata_request())
+    second = approvals.submit(engine, alice, metadata_request(label="Other"))
+    barrier = threading.Barrier(2)
+
+    def attempt(approval_id):
+        barrier.wait()
+        try:
+            approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), approval_id)
+            return "won"
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(attempt, [first.id, second.id])) == ["conflict", "won"]
+    assert len(event_types(engine)) == 4
+    assert catalog.get_entity(engine, alice, "finance.revenue.gross_amount")["version"] == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_outbox_readers_never_skip_an_event(engine, tenant):
+    """A reader paging by `id > cursor` while writers commit concurrently must see every event:
+    ids become visible in increasing order (see EventOutbox.append)."""
+    requests = [
+        approvals.submit(engine, person(tenant, "alice"), metadata_request(f"k.n{i}", tier="tier3"))
+        for i in range(60)
+    ]
+    done = threading.Event()
+    seen: list[int] = []
+
+    def tail():
+        cursor = 0
+        reader = person(tenant, "reader")
+        while True:
+            finished = done.is_set()
+            page = catalog.list_events(engine, reader, after=cursor, limit=1000)
+            seen.extend(event.id for event in page)
+            if page:
+                cursor = page[-1].id
+            elif finished:
+                return
+
+    def approve(approval):
+        approvals.approve(engine, person(tenant, "bob", STEWARD), approval.id)
+
+    reader_thread = threading.Thread(target=tail)
+    reader_thread.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(approve, requests))
+    done.set()
+    reader_thread.join()
+    every_id = [event.id for event in catalog.list_events(engine, person(tenant, "x"), limit=1000)]
+    assert len(every_id) == 3 * len(requests)
+    assert seen == every_id
