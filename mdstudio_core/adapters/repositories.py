@@ -237,20 +237,20 @@ class EventOutbox:
         self._connection = connection
 
     def append(self, new_events: list[NewEvent]) -> None:
-        """Insert events in order.
+        """Insert events in order, as the last step of the caller's transaction.
 
-        Readers page by `id > cursor`, so ids must become visible in increasing order. A
-        sequence alone does not promise that on PostgreSQL (a transaction holding id 10 can
-        commit after one holding id 11, and a reader at 11 would skip 10 for ever). Writers
-        therefore take one transaction-scoped advisory lock before drawing ids: ids are drawn
-        in commit order. It is held only from here to commit, the last step of a decision.
-        SQLite serialises writers already.
+        Readers page by `id > cursor`, so they must never see id 11 while id 10 can still
+        commit (on PostgreSQL a sequence does not promise commit order, and a reader past 11
+        would skip 10 for ever). Writers hold a shared advisory lock from drawing their ids to
+        commit; `list` briefly takes it exclusively, which waits out the writers in flight, and
+        reads no further than the largest id visible then. Writers never wait for each other,
+        so their commits still share fsyncs. SQLite serialises writers already.
         """
         if not new_events:
             return
         if self._connection.dialect.name == "postgresql":
             self._connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK_KEY}
+                text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _OUTBOX_LOCK_KEY}
             )
         self._connection.execute(
             insert(tables.events),
@@ -282,6 +282,12 @@ class EventOutbox:
         (the Dagster sensor), otherwise one tenant's."""
         column = tables.events.c
         query = select(tables.events).where(column.id > after)
+        if self._connection.dialect.name == "postgresql":
+            self._connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK_KEY}
+            )
+            horizon = self._connection.execute(select(func.max(column.id))).scalar_one()
+            query = query.where(column.id <= (horizon or 0))
         if tenant_id is not None:
             query = query.where(column.tenant_id == tenant_id)
         if entity_key is not None:
@@ -303,11 +309,6 @@ class EventOutbox:
             )
             for row in self._connection.execute(query)
         ]
-
-    def last_id(self) -> int:
-        return self._connection.execute(
-            select(func.coalesce(func.max(tables.events.c.id), 0))
-        ).scalar_one()
 
 
 class PolicyRepository:
