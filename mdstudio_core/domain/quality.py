@@ -194,7 +194,9 @@ def quality_score(
                     values["validity"] = Fraction(column.valid, nn)
                     denominators["validity"] = nn
             elif column.rules_not_applied:
-                notes.append("validity not scored: no value rule applies to this column")
+                notes.append(
+                    "validity not scored: a declared value rule cannot apply to this column"
+                )
 
         score: Fraction | None = None
         if values:
