@@ -511,74 +511,74 @@ def _rule_condition(
     return sa.and_(*conditions)
 
 
-def _branch(
-    spec: _Spec,
-    source_table: sa.FromClause,
-    specs: Sequence[_Spec],
+@dataclass(frozen=True)
+class ProfileStatements:
+    """The two statements that measure a table, run in one repeatable-read transaction.
+
+    row_pass: ONE aggregate over the table: row count, and per column spec the non-null count,
+        the valid count (every applicable value rule, evaluated once per row) and min/max.
+        Parallel-safe: PostgreSQL splits the scan and the regexes over its workers.
+    distinct_pass: the exact distinct count of every bound column, one UNION ALL branch per
+        column so PostgreSQL runs them side by side (Parallel Append); high-cardinality columns
+        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``.
+    """
+
+    row_pass: sa.Select[Any]
+    distinct_pass: sa.Select[Any] | sa.CompoundSelect
+    specs: list[_Spec]
+    distinct_columns: list[str]
+
+
+def _row_pass(
+    source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks
+) -> sa.Select[Any]:
+    one = sa.literal(1, sa.BigInteger())
+    items: list[ColumnElement[Any]] = [sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
+    for spec in specs:
+        col = source.c[spec.column.name]
+        i = spec.index
+        items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
+        condition = _rule_condition(spec, col, hooks)
+        if condition is not None:
+            items.append(
+                sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
+            )
+        if spec.kind in ORDERABLE:
+            ordered = hooks.text_order(col) if spec.kind == TEXT else col
+            items.append(sa.type_coerce(sa.func.min(ordered), col.type).label(f"min_{i}"))
+            items.append(sa.type_coerce(sa.func.max(ordered), col.type).label(f"max_{i}"))
+    return sa.select(*items).select_from(source)
+
+
+def _distinct_branch(
+    position: int,
+    column: sa.Column[Any],
+    kind: str,
+    source: sa.FromClause,
     hooks: DialectHooks,
     sorted_shape: bool,
 ) -> sa.Select[Any]:
-    """One UNION ALL branch measuring one column spec; min/max slots of other specs are typed
-    NULLs so that every branch has the same row type."""
-    col = source_table.c[spec.column.name]
-    order = (lambda c: hooks.text_order(c)) if spec.kind == TEXT else (lambda c: c)
-    one = sa.literal(1, sa.BigInteger())
+    col = source.c[column.name]
+    value = hooks.text_order(col) if kind == TEXT else col
     if sorted_shape:
-        condition = _rule_condition(spec, col, hooks)
-        n = sa.func.count()
-        nn = sa.func.count(col)
-        distinct = sa.func.count(sa.distinct(order(col)))
-        valid = (
-            sa.func.count(sa.case((condition, one))) if condition is not None else sa.null()
-        )
-        low, high = sa.func.min(order(col)), sa.func.max(order(col))
-        from_: sa.FromClause = source_table
+        distinct: ColumnElement[Any] = sa.func.count(sa.distinct(value))
+        from_: sa.FromClause = source
     else:
         grouped = (
-            sa.select(col.label("v"), sa.func.count().label("k"))
-            .select_from(source_table)
-            .group_by(col)
-            .subquery(f"g{spec.index}")
+            sa.select(value.label("v"))
+            .select_from(source)
+            .where(col.is_not(None))
+            .group_by(value)
+            .subquery(f"d{position}")
         )
-        value, k = grouped.c.v, grouped.c.k
-        condition = _rule_condition(spec, value, hooks)
-        n = sa.func.coalesce(sa.func.sum(k), 0)
-        nn = sa.func.coalesce(sa.func.sum(sa.case((value.is_not(None), k))), 0)
-        distinct = sa.func.count(value)
-        valid = (
-            sa.func.coalesce(sa.func.sum(sa.case((condition, k))), 0)
-            if condition is not None
-            else sa.null()
-        )
-        low, high = sa.func.min(order(value)), sa.func.max(order(value))
-        from_ = grouped
-    slots: list[ColumnElement[Any]] = []
-    for other in specs:
-        if other.index == spec.index and other.kind in ORDERABLE:
-            slots += [
-                sa.type_coerce(low, other.column.type).label(f"min_{other.index}"),
-                sa.type_coerce(high, other.column.type).label(f"max_{other.index}"),
-            ]
-        else:
-            slots += [
-                sa.cast(sa.null(), other.column.type).label(f"min_{other.index}")
-                if other.kind in ORDERABLE
-                else sa.null().label(f"min_{other.index}"),
-                sa.cast(sa.null(), other.column.type).label(f"max_{other.index}")
-                if other.kind in ORDERABLE
-                else sa.null().label(f"max_{other.index}"),
-            ]
+        distinct, from_ = sa.func.count(), grouped
     return sa.select(
-        sa.literal(spec.index, sa.Integer()).label("spec"),
-        sa.cast(n, sa.BigInteger()).label("n"),
-        sa.cast(nn, sa.BigInteger()).label("nn"),
+        sa.literal(position, sa.Integer()).label("col"),
         sa.cast(distinct, sa.BigInteger()).label("d"),
-        sa.cast(valid, sa.BigInteger()).label("v"),
-        *slots,
     ).select_from(from_)
 
 
-def build_profile_statement(
+def build_profile_statements(
     table: sa.Table,
     rules: Sequence[ColumnRule],
     dialect_name: str,
@@ -586,9 +586,9 @@ def build_profile_statement(
     sample_percent: float | None = None,
     sample_seed: int = 0,
     high_cardinality: set[str] | frozenset[str] = frozenset(),
-) -> tuple[sa.CompoundSelect | sa.Select[Any], list[_Spec]]:
-    """Build the single statement that measures ``rules`` on ``table`` (reflected). Exposed
-    for the benchmark and for tests that inspect the SQL."""
+) -> ProfileStatements:
+    """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
+    benchmark and for tests that inspect the SQL."""
     hooks = hooks_for(dialect_name)
     specs: list[_Spec] = []
     missing: list[str] = []
@@ -616,12 +616,25 @@ def build_profile_statement(
         if not 0 < sample_percent <= 100:
             raise ProfileError(f"sample percent must be in (0, 100], got {sample_percent}")
         source = hooks.sample(table, sample_percent, sample_seed)
-    branches = [
-        _branch(spec, source, specs, hooks, spec.column.name in high_cardinality)
-        for spec in specs
-    ]
-    statement = branches[0] if len(branches) == 1 else sa.union_all(*branches)
-    return statement, specs
+    distinct_columns: list[str] = []
+    branches = []
+    for spec in specs:
+        if spec.column.name in distinct_columns:
+            continue
+        distinct_columns.append(spec.column.name)
+        branches.append(
+            _distinct_branch(
+                len(distinct_columns) - 1,
+                spec.column,
+                spec.kind,
+                source,
+                hooks,
+                spec.column.name in high_cardinality,
+            )
+        )
+    distinct_pass = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    return ProfileStatements(_row_pass(source, specs, hooks), distinct_pass, specs,
+                             distinct_columns)
 
 
 def _type_name(type_: sa.types.TypeEngine[Any]) -> str:
@@ -666,6 +679,9 @@ def measure_table(
         raise SourceUnavailable(
             f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
         ) from exc
+    if engine.dialect.name == "postgresql":
+        # Both passes must see the same snapshot, or distinct could exceed non-null.
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
     with connection, connection.begin():
         reflected = _reflect(connection, schema, table, source)
         if hooks.check_pattern is not None:
@@ -677,7 +693,7 @@ def measure_table(
                         raise InvalidPattern(f"column {rule.name}: {exc}") from exc
         high = hooks.high_cardinality(connection, reflected)
         seed = random.randrange(1, 2**31 - 1)
-        statement, specs = build_profile_statement(
+        statements = build_profile_statements(
             reflected,
             rules,
             engine.dialect.name,
@@ -685,21 +701,25 @@ def measure_table(
             sample_seed=seed,
             high_cardinality=high,
         )
-        sql = render_sql(statement, engine)
+        sql = (
+            "-- row pass\n" + render_sql(statements.row_pass, engine) + ";\n"
+            "-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
+        )
         try:
             with hooks.limits(connection, timeout_s):
-                rows = connection.execute(statement).mappings().all()
+                totals = connection.execute(statements.row_pass).mappings().one()
+                distinct = {
+                    row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
+                }
         except sa.exc.DBAPIError as exc:
             raise ProfileError(
                 f"warehouse rejected the profile of {table}: "
                 f"{str(exc.orig).strip().splitlines()[0]}"
             ) from exc
-    by_spec = {row["spec"]: row for row in rows}
+    row_count = int(totals["n"])
     columns: list[ColumnMetrics] = []
-    row_count = 0
-    for spec in specs:
-        row = by_spec[spec.index]
-        row_count = int(row["n"])
+    for spec in statements.specs:
+        i = spec.index
         notes = [f"validity rule not applied: {p}" for p in spec.problems]
         if spec.kind not in ORDERABLE:
             notes.append(f"min/max not measured: {spec.type_name} has no order")
@@ -707,12 +727,12 @@ def measure_table(
             ColumnMetrics(
                 name=spec.rule.name,
                 data_type=spec.type_name,
-                n=int(row["n"]),
-                non_null=int(row["nn"]),
-                distinct=int(row["d"]),
-                valid=None if row["v"] is None else int(row["v"]),
-                min=row[f"min_{spec.index}"],
-                max=row[f"max_{spec.index}"],
+                n=row_count,
+                non_null=int(totals[f"nn_{i}"]),
+                distinct=distinct[statements.distinct_columns.index(spec.column.name)],
+                valid=int(totals[f"v_{i}"]) if f"v_{i}" in totals else None,
+                min=totals.get(f"min_{i}"),
+                max=totals.get(f"max_{i}"),
                 rules=spec.applied,
                 rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
                 notes=notes,
