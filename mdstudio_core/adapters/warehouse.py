@@ -1,0 +1,754 @@
+"""Warehouse access for profiling: sources from the environment, dialect hooks, and the SQL
+push-down that measures every bound column of a table inside the warehouse.
+
+Why it looks like this:
+
+* Credentials never live in the catalog. A binding names a ``source``; its SQLAlchemy URL comes
+  from ``MDSTUDIO_SOURCE_<NAME>_URL``.
+* Nothing user-supplied is concatenated into SQL. Tables and columns are reflected and must exist;
+  SQLAlchemy quotes the identifiers; patterns, allowed values and bounds travel as bound
+  parameters.
+* No row is pulled into Python. A table is measured by ONE statement that returns one row per
+  bound column, so client memory is flat whatever the table size.
+* The statement is a ``UNION ALL`` of one aggregate branch per column (PostgreSQL runs the
+  branches side by side under a Parallel Append). Each branch is one of two shapes, chosen by the
+  column's expected cardinality:
+
+  - *grouped* (low or unknown cardinality): ``GROUP BY column`` first (a hash aggregate), then the
+    counts, min/max and every value rule are computed over the groups, weighted by group size.
+    Rules, regexes above all, are evaluated once per distinct value instead of once per row,
+    which is where PostgreSQL spends its time.
+  - *sorted* (high cardinality, known from the planner's statistics): a single aggregate with
+    ``COUNT(DISTINCT column)``; a sort beats a hash table that spills when almost every value is
+    distinct, and deduplicating first would not save any regex evaluation anyway.
+
+  The benchmark (``bench/profile.py``) measures this shape against the alternatives.
+* Dialect differences are confined to a small hook table (`DialectHooks`): regex matching,
+  code-point text ordering, statement timeout, sampling, cardinality hints. PostgreSQL and SQLite
+  are built in; DuckDB, Snowflake, BigQuery or Trino only need an entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from mdstudio_core.domain.model import ColumnRule
+from mdstudio_core.domain.quality import Sample
+
+# --------------------------------------------------------------------------------------------
+# Errors: each says what to fix. A failed profile raises; nothing partial is returned.
+# --------------------------------------------------------------------------------------------
+
+
+class ProfileError(Exception):
+    """A profile could not be computed. Nothing was measured or saved."""
+
+
+class UnknownSource(ProfileError):
+    """The binding names a source whose URL is not configured."""
+
+
+class SourceUnavailable(ProfileError):
+    """The source is configured but cannot be connected to."""
+
+
+class TableNotFound(ProfileError):
+    """The bound table does not exist in the source."""
+
+
+class ColumnNotFound(ProfileError):
+    """A bound column does not exist in the table."""
+
+
+class InvalidPattern(ProfileError):
+    """A pattern is not a regular expression the warehouse accepts."""
+
+
+class ProfileTimeout(ProfileError):
+    """The profile ran longer than the tier's statement timeout; no partial result is kept."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------
+
+SOURCE_ENV_TEMPLATE = "MDSTUDIO_SOURCE_{name}_URL"
+
+
+def source_env_var(source: str) -> str:
+    """The environment variable holding the URL of ``source`` (upper-cased name)."""
+    return SOURCE_ENV_TEMPLATE.format(name=source.upper())
+
+
+def resolve_source_url(source: str, environ: Mapping[str, str] | None = None) -> str:
+    """The SQLAlchemy URL of a source, from the environment. Unknown source: an error that names
+    the variable to set, because that is the only fix."""
+    env = os.environ if environ is None else environ
+    variable = source_env_var(source)
+    url = env.get(variable, "").strip()
+    if not url:
+        raise UnknownSource(
+            f"unknown source {source!r}: set the environment variable {variable} to its "
+            "SQLAlchemy URL (for example postgresql+psycopg://user@host:5432/db)"
+        )
+    return url
+
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(source: str, environ: Mapping[str, str] | None = None) -> Engine:
+    """One engine (one pool) per source URL for the life of the process."""
+    url = resolve_source_url(source, environ)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = create_engine(url)
+            _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached pool (tests, and processes that fork)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def create_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
+    """An engine with the dialect's hooks installed (the SQLite ``REGEXP`` function, ...)."""
+    engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    hooks = hooks_for(engine.dialect.name)
+    if hooks.on_connect is not None:
+        event.listen(engine, "connect", hooks.on_connect)
+    return engine
+
+
+# --------------------------------------------------------------------------------------------
+# Dialect hooks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DialectHooks:
+    """What differs between warehouses. Add an entry to `DIALECT_HOOKS` for a new one.
+
+    regex: ``(column, pattern) -> boolean SQL``; true when the pattern matches somewhere in the
+        value (PostgreSQL ``~`` semantics).
+    text_order: wraps a text column so min/max/distinct use code-point order (``COLLATE "C"``
+        on PostgreSQL), which is also Python's order.
+    limits: a context manager applying the statement timeout (seconds) on a connection inside
+        its transaction; it must make an overrun raise `ProfileTimeout`.
+    sample: ``(table, percent, seed) -> FROM clause`` reading about ``percent`` % of the table,
+        the same rows every time it appears for one seed; None when the dialect cannot sample.
+    high_cardinality: names of columns the warehouse's statistics say are mostly distinct (they
+        get the sorted branch shape); empty when unknown.
+    check_pattern: raises `InvalidPattern` when the warehouse's regex engine rejects a pattern.
+    on_connect: DBAPI connect hook (SQLite registers ``REGEXP`` here).
+    """
+
+    regex: Callable[[ColumnElement[Any], str], ColumnElement[bool]]
+    text_order: Callable[[ColumnElement[Any]], ColumnElement[Any]] = lambda column: column
+    limits: Callable[[Connection, float | None], contextlib.AbstractContextManager[None]] = (
+        lambda connection, timeout_s: contextlib.nullcontext()
+    )
+    sample: Callable[[sa.Table, float, int], sa.FromClause] | None = None
+    high_cardinality: Callable[[Connection, sa.Table], set[str]] = (
+        lambda connection, table: set()
+    )
+    check_pattern: Callable[[Connection, str], None] | None = None
+    on_connect: Callable[[Any, Any], None] | None = None
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+# Per-statement settings for the profile transaction. work_mem bounds each hash/sort node
+# (backend memory stays flat and predictable); JIT compilation of a wide aggregate costs more
+# than it saves on a profile.
+POSTGRES_SETTINGS: dict[str, str] = {"work_mem": "32MB", "jit": "off"}
+
+
+def _pg_regex(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
+    return column.op("~", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.Text()))
+
+
+def _pg_text_order(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.collate(column, "C")
+
+
+@contextlib.contextmanager
+def _pg_limits(connection: Connection, timeout_s: float | None) -> Iterator[None]:
+    for name, value in POSTGRES_SETTINGS.items():
+        connection.execute(sa.select(sa.func.set_config(name, value, True)))
+    if timeout_s is not None:
+        millis = max(1, int(timeout_s * 1000))
+        connection.execute(sa.select(sa.func.set_config("statement_timeout", str(millis), True)))
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
+            raise ProfileTimeout(
+                f"profile exceeded the statement timeout of {timeout_s:g} s and was cancelled; "
+                "no partial profile was kept (raise the tier's timeout or enable sampling)"
+            ) from exc
+        raise
+
+
+def _pg_sample(table: sa.Table, percent: float, seed: int) -> sa.FromClause:
+    # REPEATABLE: every UNION ALL branch must read the same sampled blocks.
+    return sa.tablesample(table, sa.func.system(percent), seed=seed)
+
+
+def _pg_high_cardinality(connection: Connection, table: sa.Table) -> set[str]:
+    """Columns whose planner statistics say more than 10% of rows are distinct. Without
+    statistics (never analysed) nothing is flagged and every branch is grouped, which is always
+    correct, only slower on very high-cardinality columns."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT s.attname, s.n_distinct, c.reltuples"
+            " FROM pg_catalog.pg_stats s"
+            " JOIN pg_catalog.pg_namespace ns ON ns.nspname = s.schemaname"
+            " JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = s.tablename"
+            " WHERE s.schemaname = coalesce(:schema, current_schema()) AND s.tablename = :table"
+        ),
+        {"schema": table.schema, "table": table.name},
+    ).all()
+    out: set[str] = set()
+    for name, n_distinct, reltuples in rows:
+        if n_distinct is None or not reltuples or reltuples < 100_000:
+            continue
+        n_distinct = float(n_distinct)
+        fraction = -n_distinct if n_distinct < 0 else n_distinct / float(reltuples)
+        if fraction > 0.1:
+            out.add(name)
+    return out
+
+
+def _pg_check_pattern(connection: Connection, pattern: str) -> None:
+    with connection.begin_nested():
+        try:
+            connection.execute(sa.select(_pg_regex(sa.literal("", sa.Text()), pattern)))
+        except sa.exc.DBAPIError as exc:
+            raise InvalidPattern(
+                f"pattern {pattern!r} is not a regular expression PostgreSQL accepts: "
+                f"{str(exc.orig).splitlines()[0]}"
+            ) from exc
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _sqlite_regexp(pattern: str | None, value: Any) -> int | None:
+    """``value REGEXP pattern`` with ``re.search`` semantics (match anywhere), like ``~``."""
+    if pattern is None or value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    return 1 if _compiled(pattern).search(value) is not None else 0
+
+
+_PATTERN_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERN_CACHE.get(pattern)
+    if compiled is None:
+        compiled = re.compile(pattern)
+        if len(_PATTERN_CACHE) > 1000:
+            _PATTERN_CACHE.clear()
+        _PATTERN_CACHE[pattern] = compiled
+    return compiled
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+
+
+def _sqlite_regex(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
+    return column.op("REGEXP", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.Text()))
+
+
+@contextlib.contextmanager
+def _sqlite_limits(connection: Connection, timeout_s: float | None) -> Iterator[None]:
+    if timeout_s is None:
+        yield
+        return
+    raw = connection.connection.dbapi_connection
+    deadline = time.monotonic() + timeout_s
+    fired = {"yes": False}
+
+    def handler() -> int:
+        if time.monotonic() > deadline:
+            fired["yes"] = True
+            return 1
+        return 0
+
+    raw.set_progress_handler(handler, 10_000)
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        if fired["yes"] or (isinstance(exc.orig, sqlite3.OperationalError) and "interrupt" in str(
+            exc.orig
+        )):
+            raise ProfileTimeout(
+                f"profile exceeded the statement timeout of {timeout_s:g} s and was interrupted; "
+                "no partial profile was kept"
+            ) from exc
+        raise
+    finally:
+        raw.set_progress_handler(None, 0)
+
+
+def _generic_regex(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
+    return column.regexp_match(pattern)
+
+
+DIALECT_HOOKS: dict[str, DialectHooks] = {
+    "postgresql": DialectHooks(
+        regex=_pg_regex,
+        text_order=_pg_text_order,
+        limits=_pg_limits,
+        sample=_pg_sample,
+        high_cardinality=_pg_high_cardinality,
+        check_pattern=_pg_check_pattern,
+    ),
+    "sqlite": DialectHooks(
+        regex=_sqlite_regex, limits=_sqlite_limits, on_connect=_sqlite_on_connect
+    ),
+}
+
+
+def hooks_for(dialect_name: str) -> DialectHooks:
+    """The dialect's hooks; unknown dialects get SQLAlchemy's generic ``regexp_match``."""
+    return DIALECT_HOOKS.get(dialect_name, DialectHooks(regex=_generic_regex))
+
+
+# --------------------------------------------------------------------------------------------
+# Column kinds and rule applicability
+# --------------------------------------------------------------------------------------------
+
+TEXT, NUMBER, BOOLEAN, DATE, DATETIME, TIME, OTHER = (
+    "text", "number", "boolean", "date", "datetime", "time", "other"
+)
+
+
+def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
+    """Which family a reflected column type belongs to; decides which rules can apply."""
+    if isinstance(type_, sa.Boolean):
+        return BOOLEAN
+    if isinstance(type_, sa.String | sa.Enum):
+        return TEXT
+    if isinstance(type_, sa.Integer | sa.Numeric | sa.Float):
+        return NUMBER
+    if isinstance(type_, sa.DateTime):
+        return DATETIME
+    if isinstance(type_, sa.Date):
+        return DATE
+    if isinstance(type_, sa.Time):
+        return TIME
+    return OTHER
+
+
+ORDERABLE = {TEXT, NUMBER, DATE, DATETIME, TIME}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _bound_fits(kind: str, value: Any) -> bool:
+    if kind == NUMBER:
+        return _is_number(value)
+    if kind == DATE:
+        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    if kind == DATETIME:
+        return isinstance(value, dt.date)
+    return False
+
+
+def _allowed_fits(kind: str, values: Sequence[Any]) -> bool:
+    if kind == TEXT:
+        return all(isinstance(v, str) for v in values)
+    if kind == NUMBER:
+        return all(_is_number(v) for v in values)
+    if kind == BOOLEAN:
+        return all(isinstance(v, bool) for v in values)
+    return False
+
+
+def applicable_rules(rule: ColumnRule, kind: str, type_name: str) -> tuple[list[str], list[str]]:
+    """Split a column's declared value rules into those that apply to its type and notes on
+    those that do not.
+
+    A rule that cannot apply (``min`` on a text column, ``pattern`` on a number, text allowed
+    values on an integer column) does not fail the whole profile: the steward previewing a
+    binding wants to see the other columns' numbers too. The column's validity is then not
+    scored at all (scoring the remaining rules would overstate it) and the profile says why.
+    """
+    applied: list[str] = []
+    problems: list[str] = []
+    for name in rule.value_rules:
+        if name == "pattern":
+            ok = kind == TEXT
+            why = f"pattern needs a text column, {rule.name} is {type_name}"
+        elif name == "allowed_values":
+            ok = _allowed_fits(kind, rule.allowed_values or [])
+            why = (
+                f"allowed_values {rule.allowed_values!r} cannot be compared with "
+                f"{rule.name} ({type_name})"
+            )
+        else:
+            bound = getattr(rule, name)
+            ok = _bound_fits(kind, bound)
+            why = (
+                f"{name} {bound!r} needs a numeric or date column of the same kind, "
+                f"{rule.name} is {type_name}"
+            )
+        (applied if ok else problems).append(name if ok else f"{name}: {why}")
+    return applied, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring a table
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnMetrics:
+    """The raw counts of one (column, rule set) pair, as the warehouse computed them."""
+
+    name: str
+    data_type: str
+    n: int
+    non_null: int
+    distinct: int
+    valid: int | None
+    min: Any
+    max: Any
+    rules: list[str]
+    rules_not_applied: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TableMetrics:
+    """One measurement of one table: metrics per requested column rule, in request order."""
+
+    row_count: int
+    columns: list[ColumnMetrics]
+    sql: str
+    sample: Sample | None
+    duration_ms: int
+    profiled_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class _Spec:
+    index: int
+    rule: ColumnRule
+    column: sa.Column[Any]
+    kind: str
+    type_name: str
+    applied: list[str]
+    problems: list[str]
+
+
+def _reflect(connection: Connection, schema: str | None, table: str, source: str) -> sa.Table:
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(table, schema=schema):
+        where = f"{schema}.{table}" if schema else table
+        raise TableNotFound(f"table {where} not found in source {source!r}")
+    columns = inspector.get_columns(table, schema=schema)
+    return sa.Table(
+        table,
+        sa.MetaData(),
+        *[sa.Column(c["name"], c["type"]) for c in columns],
+        schema=schema,
+    )
+
+
+def _find_column(table: sa.Table, name: str) -> sa.Column[Any] | None:
+    if name in table.c:
+        return table.c[name]
+    matches = [c for c in table.c if c.name.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _rule_condition(
+    spec: _Spec, value: ColumnElement[Any], hooks: DialectHooks
+) -> ColumnElement[bool] | None:
+    rule, conditions = spec.rule, []
+    for name in spec.applied:
+        if name == "pattern":
+            assert rule.pattern is not None
+            conditions.append(hooks.regex(value, rule.pattern))
+        elif name == "allowed_values":
+            values = [sa.literal(v, spec.column.type) for v in rule.allowed_values or []]
+            conditions.append(value.in_(values))
+        elif name == "min":
+            conditions.append(value >= sa.literal(rule.min, spec.column.type))
+        elif name == "max":
+            conditions.append(value <= sa.literal(rule.max, spec.column.type))
+    if not conditions:
+        return None
+    return sa.and_(*conditions)
+
+
+@dataclass(frozen=True)
+class ProfileStatements:
+    """The two statements that measure a table, run in one repeatable-read transaction.
+
+    row_pass: ONE aggregate over the table: row count, and per column spec the non-null count,
+        the valid count (every applicable value rule, evaluated once per row) and min/max.
+        Parallel-safe: PostgreSQL splits the scan and the regexes over its workers.
+    distinct_pass: the exact distinct count of every bound column, one UNION ALL branch per
+        column so PostgreSQL runs them side by side (Parallel Append); high-cardinality columns
+        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``.
+    """
+
+    row_pass: sa.Select[Any]
+    distinct_pass: sa.Select[Any] | sa.CompoundSelect
+    specs: list[_Spec]
+    distinct_columns: list[str]
+
+
+def _row_pass(
+    source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks
+) -> sa.Select[Any]:
+    one = sa.literal(1, sa.BigInteger())
+    items: list[ColumnElement[Any]] = [sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
+    for spec in specs:
+        col = source.c[spec.column.name]
+        i = spec.index
+        items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
+        condition = _rule_condition(spec, col, hooks)
+        if condition is not None:
+            items.append(
+                sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
+            )
+        if spec.kind in ORDERABLE:
+            ordered = hooks.text_order(col) if spec.kind == TEXT else col
+            items.append(sa.type_coerce(sa.func.min(ordered), col.type).label(f"min_{i}"))
+            items.append(sa.type_coerce(sa.func.max(ordered), col.type).label(f"max_{i}"))
+    return sa.select(*items).select_from(source)
+
+
+def _distinct_branch(
+    position: int,
+    column: sa.Column[Any],
+    kind: str,
+    source: sa.FromClause,
+    hooks: DialectHooks,
+    sorted_shape: bool,
+) -> sa.Select[Any]:
+    col = source.c[column.name]
+    value = hooks.text_order(col) if kind == TEXT else col
+    if sorted_shape:
+        distinct: ColumnElement[Any] = sa.func.count(sa.distinct(value))
+        from_: sa.FromClause = source
+    else:
+        grouped = (
+            sa.select(value.label("v"))
+            .select_from(source)
+            .where(col.is_not(None))
+            .group_by(value)
+            .subquery(f"d{position}")
+        )
+        distinct, from_ = sa.func.count(), grouped
+    return sa.select(
+        sa.literal(position, sa.Integer()).label("col"),
+        sa.cast(distinct, sa.BigInteger()).label("d"),
+    ).select_from(from_)
+
+
+def build_profile_statements(
+    table: sa.Table,
+    rules: Sequence[ColumnRule],
+    dialect_name: str,
+    *,
+    sample_percent: float | None = None,
+    sample_seed: int = 0,
+    high_cardinality: set[str] | frozenset[str] = frozenset(),
+) -> ProfileStatements:
+    """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
+    benchmark and for tests that inspect the SQL."""
+    hooks = hooks_for(dialect_name)
+    specs: list[_Spec] = []
+    missing: list[str] = []
+    for index, rule in enumerate(rules):
+        column = _find_column(table, rule.name)
+        if column is None:
+            missing.append(rule.name)
+            continue
+        kind = column_kind(column.type)
+        type_name = _type_name(column.type)
+        applied, problems = applicable_rules(rule, kind, type_name)
+        if problems:  # validity is not scored at all; do not spend warehouse time on it
+            applied = []
+        specs.append(_Spec(index, rule, column, kind, type_name, applied, problems))
+    if missing:
+        where = f"{table.schema}.{table.name}" if table.schema else table.name
+        available = ", ".join(sorted(c.name for c in table.c))
+        raise ColumnNotFound(
+            f"column {', '.join(missing)} not found in table {where} (columns: {available})"
+        )
+    source: sa.FromClause = table
+    if sample_percent is not None:
+        if hooks.sample is None:
+            raise ProfileError(f"sampling is not supported on {dialect_name}; profile in full")
+        if not 0 < sample_percent <= 100:
+            raise ProfileError(f"sample percent must be in (0, 100], got {sample_percent}")
+        source = hooks.sample(table, sample_percent, sample_seed)
+    distinct_columns: list[str] = []
+    branches = []
+    for spec in specs:
+        if spec.column.name in distinct_columns:
+            continue
+        distinct_columns.append(spec.column.name)
+        branches.append(
+            _distinct_branch(
+                len(distinct_columns) - 1,
+                spec.column,
+                spec.kind,
+                source,
+                hooks,
+                spec.column.name in high_cardinality,
+            )
+        )
+    distinct_pass = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    return ProfileStatements(_row_pass(source, specs, hooks), distinct_pass, specs,
+                             distinct_columns)
+
+
+def _type_name(type_: sa.types.TypeEngine[Any]) -> str:
+    try:
+        return str(type_).lower()
+    except Exception:  # some reflected types cannot render without a dialect
+        return type(type_).__name__.lower()
+
+
+def render_sql(statement: sa.sql.ClauseElement, engine_or_dialect: Engine | Any) -> str:
+    """The SQL as the warehouse ran it, with parameters inlined where the dialect can render
+    them (recorded in the profile as evidence; never executed from this text)."""
+    dialect = getattr(engine_or_dialect, "dialect", engine_or_dialect)
+    try:
+        return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    except Exception:
+        compiled = statement.compile(dialect=dialect)
+        return f"{compiled}\n-- parameters: {compiled.params!r}"
+
+
+def measure_table(
+    engine: Engine,
+    table: str,
+    rules: Sequence[ColumnRule],
+    *,
+    schema: str | None = None,
+    source: str = "warehouse",
+    timeout_s: float | None = 600.0,
+    sample_percent: float | None = None,
+) -> TableMetrics:
+    """Measure ``rules`` (bound columns, possibly the same column twice with different rules)
+    on one table in one statement, inside one read-only transaction, under the timeout.
+
+    Raises a `ProfileError` subclass for anything that prevents a complete, correct measurement.
+    """
+    hooks = hooks_for(engine.dialect.name)
+    started = time.perf_counter()
+    profiled_at = dt.datetime.now(dt.UTC)
+    try:
+        connection = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise SourceUnavailable(
+            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from exc
+    if engine.dialect.name == "postgresql":
+        # Both passes must see the same snapshot, or distinct could exceed non-null.
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    with connection, connection.begin():
+        reflected = _reflect(connection, schema, table, source)
+        if hooks.check_pattern is not None:
+            for rule in rules:
+                if rule.pattern is not None:
+                    try:
+                        hooks.check_pattern(connection, rule.pattern)
+                    except InvalidPattern as exc:
+                        raise InvalidPattern(f"column {rule.name}: {exc}") from exc
+        high = hooks.high_cardinality(connection, reflected)
+        seed = random.randrange(1, 2**31 - 1)
+        statements = build_profile_statements(
+            reflected,
+            rules,
+            engine.dialect.name,
+            sample_percent=sample_percent,
+            sample_seed=seed,
+            high_cardinality=high,
+        )
+        sql = (
+            "-- row pass\n" + render_sql(statements.row_pass, engine) + ";\n"
+            "-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
+        )
+        try:
+            with hooks.limits(connection, timeout_s):
+                totals = connection.execute(statements.row_pass).mappings().one()
+                distinct = {
+                    row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
+                }
+        except sa.exc.DBAPIError as exc:
+            raise ProfileError(
+                f"warehouse rejected the profile of {table}: "
+                f"{str(exc.orig).strip().splitlines()[0]}"
+            ) from exc
+    row_count = int(totals["n"])
+    columns: list[ColumnMetrics] = []
+    for spec in statements.specs:
+        i = spec.index
+        notes = [f"validity rule not applied: {p}" for p in spec.problems]
+        if spec.kind not in ORDERABLE:
+            notes.append(f"min/max not measured: {spec.type_name} has no order")
+        columns.append(
+            ColumnMetrics(
+                name=spec.rule.name,
+                data_type=spec.type_name,
+                n=row_count,
+                non_null=int(totals[f"nn_{i}"]),
+                distinct=distinct[statements.distinct_columns.index(spec.column.name)],
+                valid=int(totals[f"v_{i}"]) if f"v_{i}" in totals else None,
+                min=totals.get(f"min_{i}"),
+                max=totals.get(f"max_{i}"),
+                rules=spec.applied,
+                rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
+                notes=notes,
+            )
+        )
+    sample = (
+        Sample(method=f"TABLESAMPLE SYSTEM REPEATABLE ({seed})", percent=sample_percent,
+               rows=row_count)
+        if sample_percent is not None
+        else None
+    )
+    return TableMetrics(
+        row_count=row_count,
+        columns=columns,
+        sql=sql,
+        sample=sample,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        profiled_at=profiled_at,
+    )
