@@ -62,8 +62,10 @@ BINDING = Binding.model_validate(
                 "min": "2020-01-01T00:00:00+00:00",
                 "max": "2030-01-01T00:00:00+00:00",
             },
-            {"name": "status", "allowed_values": ["new", "paid", "shipped", "cancelled",
-                                                  "refunded"]},
+            {
+                "name": "status",
+                "allowed_values": ["new", "paid", "shipped", "cancelled", "refunded"],
+            },
             {"name": "note", "nullable": True},
         ],
     }
@@ -208,8 +210,12 @@ def method_pandas(url: str) -> dict[str, Any]:
                 ok &= present <= _comparable(rule.max, present)
             valid = int(ok.sum())
         metrics[rule.name] = [
-            len(series), len(present), int(present.nunique()), valid,
-            _plain(present.min()), _plain(present.max()),
+            len(series),
+            len(present),
+            int(present.nunique()),
+            valid,
+            _plain(present.min()),
+            _plain(present.max()),
         ]
     return {"metrics": metrics}
 
@@ -298,9 +304,7 @@ class BackendMemory(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             processes = self._processes()
-            backends = {
-                pid for pid, cmd in processes if re.search(rf" {self.database} ", cmd)
-            }
+            backends = {pid for pid, cmd in processes if re.search(rf" {self.database} ", cmd)}
             workers = {
                 pid
                 for pid, cmd in processes
@@ -325,7 +329,7 @@ def run_method(method: str, url: str, database: str) -> dict[str, Any]:
     line = next((x for x in process.stdout.splitlines() if x.startswith("RESULT ")), None)
     if process.returncode != 0 or line is None:
         return {"error": (process.stderr or process.stdout).strip().splitlines()[-1:]}
-    payload = json.loads(line[len("RESULT "):])
+    payload = json.loads(line[len("RESULT ") :])
     payload["backend_peak_mb"] = monitor.peak_kb / 1024
     return payload
 
@@ -410,8 +414,9 @@ def main() -> None:
     print()
     print("backend MB: peak private memory (RssAnon) of the backend and its parallel workers;")
     print("shared buffers are not counted. client MB: peak RSS of the Python process.")
-    md, naive, pandas_ = (results.get(k, {}).get("metrics") for k in ("mdstudio", "naive",
-                                                                       "pandas"))
+    md, naive, pandas_ = (
+        results.get(k, {}).get("metrics") for k in ("mdstudio", "naive", "pandas")
+    )
     if md:
         for other_name, other in (("naive", naive), ("pandas", pandas_)):
             if other:
@@ -420,8 +425,10 @@ def main() -> None:
                 print(f"mdstudio vs {other_name}: metrics {verdict}")
         print(f"mdstudio quality_score: {results['mdstudio']['quality_score']}")
         for name, values in md.items():
-            print(f"  {name:<13} n={values[0]} non_null={values[1]} distinct={values[2]} "
-                  f"valid={values[3]} min={values[4]} max={values[5]}")
+            print(
+                f"  {name:<13} n={values[0]} non_null={values[1]} distinct={values[2]} "
+                f"valid={values[3]} min={values[4]} max={values[5]}"
+            )
     if "mdstudio" in results and "sql" in results["mdstudio"]:
         print()
         print("mdstudio SQL:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, func, insert, select, text, update
@@ -171,6 +172,43 @@ class EntityRepository:
         query = query.order_by(table.c.canonical_key).limit(limit).offset(offset)
         return [_entity_json(table, row) for row in self._connection.execute(query)]
 
+    def get_many(
+        self, entity_type: EntityType, entities: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
+        """Several entities at once, keyed by (tenant, canonical key); missing ones are absent."""
+        table = tables.ENTITY_TABLES[entity_type]
+        by_tenant: dict[uuid.UUID, list[str]] = {}
+        for tenant_id, key in entities:
+            by_tenant.setdefault(tenant_id, []).append(key)
+        found: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+        for tenant_id, keys in by_tenant.items():
+            for start in range(0, len(keys), 500):
+                rows = self._connection.execute(
+                    select(table).where(
+                        table.c.tenant_id == tenant_id,
+                        table.c.canonical_key.in_(keys[start : start + 500]),
+                    )
+                )
+                found.update(
+                    {(tenant_id, row.canonical_key): _entity_json(table, row) for row in rows}
+                )
+        return found
+
+    def bound(self, tier: Tier) -> list[dict[str, Any]]:
+        """Active metadata entities of a tier, in every tenant, that are bound to a table: what
+        a scheduled profiling pass covers."""
+        table = tables.global_metadata
+        query = (
+            select(table)
+            .where(
+                table.c.tier == tier.value,
+                table.c.status == "active",
+                table.c.binding.is_not(None),
+            )
+            .order_by(table.c.tenant_id, table.c.canonical_key)
+        )
+        return [_entity_json(table, row) for row in self._connection.execute(query)]
+
     def insert(
         self,
         entity_type: EntityType,
@@ -309,6 +347,65 @@ class EventOutbox:
             )
             for row in self._connection.execute(query)
         ]
+
+
+class ProfileRepository:
+    """`mdm_profile`: one row per profiled entity per run."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, row: dict[str, Any]) -> bool:
+        """Insert a profile row; False when this run already saved this entity (a retried run
+        must not count twice). The row's `id` is derived from (run, entity) by the caller."""
+        column = tables.profiles.c
+        if row.get("run_id") is not None:
+            exists = self._connection.execute(
+                select(column.id).where(
+                    column.run_id == row["run_id"], column.entity_urn == row["entity_urn"]
+                )
+            ).first()
+            if exists:
+                return False
+        self._connection.execute(insert(tables.profiles).values(row))
+        return True
+
+    def history(
+        self, tenant_id: uuid.UUID, canonical_key: str, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The entity's profiles, newest first."""
+        column = tables.profiles.c
+        query = (
+            select(tables.profiles)
+            .where(column.tenant_id == tenant_id, column.canonical_key == canonical_key)
+            .order_by(column.created_at.desc(), column.id)
+            .limit(limit)
+        )
+        return [dict(row._mapping) for row in self._connection.execute(query)]
+
+    def last_profiled_at(
+        self, entities: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], dt.datetime]:
+        """When each (tenant, canonical key) was last profiled; absent keys never were."""
+        if not entities:
+            return {}
+        column = tables.profiles.c
+        found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
+        by_tenant: dict[uuid.UUID, list[str]] = {}
+        for tenant_id, key in entities:
+            by_tenant.setdefault(tenant_id, []).append(key)
+        for tenant_id, keys in by_tenant.items():
+            for start in range(0, len(keys), 500):
+                rows = self._connection.execute(
+                    select(column.canonical_key, func.max(column.created_at))
+                    .where(
+                        column.tenant_id == tenant_id,
+                        column.canonical_key.in_(keys[start : start + 500]),
+                    )
+                    .group_by(column.canonical_key)
+                )
+                found.update({(tenant_id, key): at for key, at in rows})
+        return found
 
 
 class PolicyRepository:

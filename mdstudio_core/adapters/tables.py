@@ -48,7 +48,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # BIGINT identity on PostgreSQL; INTEGER PRIMARY KEY AUTOINCREMENT on SQLite (never reused).
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -145,19 +145,26 @@ profiles = Table(
     Column("id", Uuid, primary_key=True),
     Column("tenant_id", Uuid, nullable=False),
     Column("entity_urn", String(300), nullable=False),
+    Column("canonical_key", String(200), nullable=False),
     Column("quality_score", Float),
     Column("completeness", Float),
     Column("uniqueness", Float),
     Column("validity", Float),
     Column("row_count", BigInteger),
     Column("columns", Json),
+    Column("score_note", Text),
+    Column("details", Json),
     Column("trigger", String(32)),
     Column("approval_id", Uuid),
+    Column("run_id", String(64)),
     Column("sql", Text),
     Column("sample", Json),
     Column("duration_ms", Integer),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_mdm_profile_entity", "tenant_id", "entity_urn", "created_at"),
+    Index("ix_mdm_profile_key", "tenant_id", "canonical_key", "created_at"),
+    # Saving is idempotent per run: a retried run finds its profile already there.
+    Index("uq_mdm_profile_run", "run_id", "entity_urn", unique=True),
 )
 
 events = Table(

@@ -170,9 +170,7 @@ class DialectHooks:
         lambda connection, timeout_s: contextlib.nullcontext()
     )
     sample: Callable[[sa.Table, float, int], sa.FromClause] | None = None
-    high_cardinality: Callable[[Connection, sa.Table], set[str]] = (
-        lambda connection, table: set()
-    )
+    high_cardinality: Callable[[Connection, sa.Table], set[str]] = lambda connection, table: set()
     check_pattern: Callable[[Connection, str], None] | None = None
     on_connect: Callable[[Any, Any], None] | None = None
 
@@ -304,9 +302,9 @@ def _sqlite_limits(connection: Connection, timeout_s: float | None) -> Iterator[
     try:
         yield
     except sa.exc.OperationalError as exc:
-        if fired["yes"] or (isinstance(exc.orig, sqlite3.OperationalError) and "interrupt" in str(
-            exc.orig
-        )):
+        if fired["yes"] or (
+            isinstance(exc.orig, sqlite3.OperationalError) and "interrupt" in str(exc.orig)
+        ):
             raise ProfileTimeout(
                 f"profile exceeded the statement timeout of {timeout_s:g} s and was interrupted; "
                 "no partial profile was kept"
@@ -345,7 +343,13 @@ def hooks_for(dialect_name: str) -> DialectHooks:
 # --------------------------------------------------------------------------------------------
 
 TEXT, NUMBER, BOOLEAN, DATE, DATETIME, TIME, OTHER = (
-    "text", "number", "boolean", "date", "datetime", "time", "other"
+    "text",
+    "number",
+    "boolean",
+    "date",
+    "datetime",
+    "time",
+    "other",
 )
 
 
@@ -529,9 +533,7 @@ class ProfileStatements:
     distinct_columns: list[str]
 
 
-def _row_pass(
-    source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks
-) -> sa.Select[Any]:
+def _row_pass(source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks) -> sa.Select[Any]:
     one = sa.literal(1, sa.BigInteger())
     items: list[ColumnElement[Any]] = [sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
     for spec in specs:
@@ -633,8 +635,9 @@ def build_profile_statements(
             )
         )
     distinct_pass = branches[0] if len(branches) == 1 else sa.union_all(*branches)
-    return ProfileStatements(_row_pass(source, specs, hooks), distinct_pass, specs,
-                             distinct_columns)
+    return ProfileStatements(
+        _row_pass(source, specs, hooks), distinct_pass, specs, distinct_columns
+    )
 
 
 def _type_name(type_: sa.types.TypeEngine[Any]) -> str:
@@ -739,8 +742,9 @@ def measure_table(
             )
         )
     sample = (
-        Sample(method=f"TABLESAMPLE SYSTEM REPEATABLE ({seed})", percent=sample_percent,
-               rows=row_count)
+        Sample(
+            method=f"TABLESAMPLE SYSTEM REPEATABLE ({seed})", percent=sample_percent, rows=row_count
+        )
         if sample_percent is not None
         else None
     )

@@ -76,10 +76,20 @@ class ProfileDue(_EventPayload):
     binding: dict[str, Any]
 
 
+class ProfileRequested(_EventPayload):
+    """`metadata.profile.requested`: a person asked for a profile (`mdstudio profiles run`)."""
+
+    canonical_key: str
+    trigger: Literal["manual"]
+    force: bool
+    requested_by: str
+
+
 EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "metadata.approved": EntityApproved,
     "metadata.changed": EntityChanged,
     "metadata.profile.due": ProfileDue,
+    "metadata.profile.requested": ProfileRequested,
     "kpi.approved": EntityApproved,
     "kpi.changed": EntityChanged,
     "approval.approved": ApprovalApproved,

@@ -233,6 +233,11 @@ class ApprovalRequest(_Strict):
     payload: dict[str, Any]
 
 
+def entity_urn(tenant_id: uuid.UUID | str, canonical_key: str) -> str:
+    """The stable name of a governed field across systems (profiles, Dagster, lineage)."""
+    return f"urn:mdstudio:{tenant_id}:metadata:{canonical_key}"
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who is acting: a user of one tenant holding some roles. Fixed by the caller's credentials."""

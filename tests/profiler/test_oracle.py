@@ -93,9 +93,7 @@ def tables(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[ColumnRule]]:
 
 def _create(engine: Engine, rows: list[dict[str, Any]]) -> str:
     name = unique_table_name()
-    table = sa.Table(
-        name, sa.MetaData(), *[sa.Column(c, t) for c, (t, _, _) in COLUMNS.items()]
-    )
+    table = sa.Table(name, sa.MetaData(), *[sa.Column(c, t) for c, (t, _, _) in COLUMNS.items()])
     with engine.begin() as connection:
         table.create(connection)
         if rows:
@@ -166,8 +164,9 @@ FIXED_RULES = [
 
 
 @pytest.mark.parametrize("high_cardinality", [False, True])
-def test_both_distinct_shapes_agree_on_sqlite(sqlite_engine: Engine, high_cardinality: bool,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_distinct_shapes_agree_on_sqlite(
+    sqlite_engine: Engine, high_cardinality: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The sorted COUNT(DISTINCT) branch and the grouped branch count the same."""
     hooks = warehouse.DIALECT_HOOKS["sqlite"]
     if high_cardinality:
@@ -190,8 +189,12 @@ def test_fixed_table_on_postgres(pg_engine: Engine) -> None:
 def test_postgres_high_cardinality_shape_agrees(pg_engine: Engine) -> None:
     """With statistics saying every column is mostly distinct, the sorted shape is used."""
     rows = [
-        {"i": k % 150_000, "s": f"u{k % 120_000}@x.io" if k % 7 else None, "f": k / 4,
-         "d": dt.date(2000, 1, 1) + dt.timedelta(days=k % 9000)}
+        {
+            "i": k % 150_000,
+            "s": f"u{k % 120_000}@x.io" if k % 7 else None,
+            "f": k / 4,
+            "d": dt.date(2000, 1, 1) + dt.timedelta(days=k % 9000),
+        }
         for k in range(200_000)
     ]
     name = _create(pg_engine, rows)
@@ -208,6 +211,9 @@ def test_postgres_high_cardinality_shape_agrees(pg_engine: Engine) -> None:
     for rule, measured in zip(FIXED_RULES, metrics.columns, strict=True):
         expected = oracle([r[rule.name] for r in rows], rule, COLUMNS[rule.name][2])
         assert (measured.n, measured.non_null, measured.distinct, measured.valid) == (
-            expected.n, expected.non_null, expected.distinct, expected.valid
+            expected.n,
+            expected.non_null,
+            expected.distinct,
+            expected.valid,
         )
         assert (measured.min, measured.max) == (expected.min, expected.max)

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic configuration bound to `engine`; no alembic.ini needed in a deployment."""
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic configuration (bound to `engine` for running); no alembic.ini needed."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -24,8 +26,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+def head_revision() -> str | None:
+    """The newest revision this code knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
+
+def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,82 @@
+"""Assets: the governed entity (observed from the catalog's events) and its quality profile."""
+
+import dagster as dg
+
+from mdstudio_core.domain.errors import NotFound
+from mdstudio_pipelines.partitions import (
+    CATALOG_ENTITIES,
+    CATALOG_ENTITY,
+    ENTITY_PROFILE,
+    QUALITY_CHECK,
+    split_partition_key,
+)
+from mdstudio_pipelines.profiling import profile_batch
+from mdstudio_pipelines.resources import CatalogResource, QualityThresholds, WarehouseResource
+
+catalog_entity = dg.AssetSpec(
+    key=CATALOG_ENTITY,
+    partitions_def=CATALOG_ENTITIES,
+    group_name="mdstudio",
+    description=(
+        "A governed catalog entity. Its observations are the approval events of the "
+        "mdstudio outbox (submitted changes, approvals, rejections), recorded by approval_sensor."
+    ),
+    kinds={"mdstudio"},
+)
+
+
+@dg.asset(
+    key=ENTITY_PROFILE,
+    partitions_def=CATALOG_ENTITIES,
+    deps=[catalog_entity],
+    group_name="mdstudio",
+    kinds={"sql"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            QUALITY_CHECK,
+            asset=ENTITY_PROFILE,
+            partitions_def=CATALOG_ENTITIES,
+            description="tier1 below 80 fails (ERROR), tier2 below 70 warns, tier3 informs",
+        )
+    ],
+    description=(
+        "Data-quality profile of the warehouse columns an entity is bound to: completeness, "
+        "uniqueness and validity, weighted into a 0-100 quality score. Approval-driven and "
+        "scheduled profiles run as profile_table_job (one scan per table); materializing a "
+        "partition here profiles one entity on demand."
+    ),
+)
+def entity_profile(
+    context: dg.AssetExecutionContext,
+    catalog: CatalogResource,
+    warehouse: WarehouseResource,
+    thresholds: QualityThresholds,
+) -> dg.MaterializeResult:
+    tenant_id, key = split_partition_key(context.partition_key)
+    outcomes, unbound = profile_batch(
+        catalog,
+        warehouse,
+        thresholds,
+        tenant_id,
+        [key],
+        trigger=context.run.tags.get("mdstudio/trigger", "manual"),
+        approval_ids={},
+        run_id=context.run_id,
+    )
+    if unbound:
+        raise dg.Failure(
+            f"NO_BINDING: {key} is not bound to a warehouse table", allow_retries=False
+        ) from NotFound(key)
+    [outcome] = outcomes
+    return dg.MaterializeResult(
+        metadata=outcome.metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=QUALITY_CHECK,
+                passed=outcome.check.passed,
+                severity=outcome.check.severity,
+                description=outcome.check.description,
+                metadata=outcome.check.metadata,
+            )
+        ],
+    )

@@ -1,0 +1,22 @@
+"""Asset keys and the one partition per catalog entity (tenant + canonical key)."""
+
+import uuid
+
+import dagster as dg
+
+CATALOG_ENTITIES = dg.DynamicPartitionsDefinition(name="catalog_entities")
+CATALOG_ENTITY = dg.AssetKey("catalog_entity")
+ENTITY_PROFILE = dg.AssetKey("entity_profile")
+QUALITY_CHECK = "quality_score_threshold"
+JOB_NAME = "profile_table_job"
+
+
+def partition_key(tenant_id: uuid.UUID | str, canonical_key: str) -> str:
+    """`{tenant}:{canonical key}`. Dagster reserves `|` `,` `[` `]` and `...` in partition
+    keys; a UUID and a canonical key contain none of them."""
+    return f"{tenant_id}:{canonical_key}"
+
+
+def split_partition_key(key: str) -> tuple[uuid.UUID, str]:
+    tenant, _, canonical_key = key.partition(":")
+    return uuid.UUID(tenant), canonical_key

@@ -1,0 +1,70 @@
+"""Tier schedules: tier1 daily, tier2 weekly, each a pass over the tier's active bound entities
+under the same cost guards as approvals (one run per table; skips recorded)."""
+
+import datetime as dt
+
+import dagster as dg
+
+from mdstudio_core.domain.model import Tier
+from mdstudio_core.service_layer import profile_requests
+from mdstudio_pipelines.jobs import profile_table_job
+from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.sensors import recently_requested, run_request, skip_observation
+
+
+def scheduled_pass(
+    name: str, context: dg.ScheduleEvaluationContext, catalog: CatalogResource, tier: Tier
+) -> list[dg.RunRequest] | dg.SkipReason:
+    """Run requests for every due table of `tier`; run keys name the schedule slot, so a
+    re-evaluated tick never launches a table twice."""
+    now = dt.datetime.now(dt.UTC)
+    slot = (context.scheduled_execution_time or now).strftime("%Y-%m-%dT%H:%M")
+    candidates = profile_requests.scheduled_candidates(catalog.engine, tier)
+    profile_plan = profile_requests.plan(
+        catalog.engine,
+        candidates,
+        now=now,
+        min_rerun=profile_requests.min_rerun_interval(),
+        recently_requested=recently_requested(
+            context.instance, [c.entity for c in candidates], now
+        ),
+    )
+    for skip in profile_plan.skipped:
+        context.instance.report_runless_asset_event(skip_observation(skip))
+    if not profile_plan.batches:
+        return dg.SkipReason(
+            f"no {tier.value} entity due ({len(profile_plan.skipped)} within the rerun interval"
+            " or unbound)"
+        )
+    return [
+        run_request(
+            batch, "schedule", run_key=f"{name}:{slot}:{batch.tenant_id}:{batch.table_name}"
+        )
+        for batch in profile_plan.batches
+    ]
+
+
+@dg.schedule(
+    name="tier1_profiling_schedule",
+    cron_schedule="0 2 * * *",
+    job=profile_table_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily profile of every active bound tier1 entity (cost guards apply).",
+)
+def tier1_profiling_schedule(
+    context: dg.ScheduleEvaluationContext, catalog: CatalogResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    return scheduled_pass("tier1_profiling_schedule", context, catalog, Tier.TIER1)
+
+
+@dg.schedule(
+    name="tier2_profiling_schedule",
+    cron_schedule="0 3 * * 0",
+    job=profile_table_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Weekly profile of every active bound tier2 entity (cost guards apply).",
+)
+def tier2_profiling_schedule(
+    context: dg.ScheduleEvaluationContext, catalog: CatalogResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    return scheduled_pass("tier2_profiling_schedule", context, catalog, Tier.TIER2)

@@ -1,0 +1,241 @@
+"""`approval_sensor`: the catalog's outbox becomes Dagster's event stream and profiling runs.
+
+Each tick reads `mdm_event` after its cursor (the last event id) in bounded pages. Every event
+becomes an observation of its entity, so approvals and rejections sit in Dagster's event log;
+every due or requested profile passes the cost guards and becomes one run per table. The
+cursor, the observations and the run requests are committed by Dagster with the tick, and run
+keys are derived from event ids: a retried tick or a restarted daemon never launches the same
+profile twice, and a crash before the tick commits leaves the cursor where it was.
+"""
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Iterable
+
+import dagster as dg
+
+from mdstudio_core.domain.events import Event
+from mdstudio_core.service_layer import profile_requests
+from mdstudio_core.service_layer.profile_requests import ProfilePlan, Skip, TableBatch
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from mdstudio_pipelines.jobs import TableBatchConfig, profile_table_job
+from mdstudio_pipelines.partitions import (
+    CATALOG_ENTITIES,
+    CATALOG_ENTITY,
+    ENTITY_PROFILE,
+    partition_key,
+)
+from mdstudio_pipelines.resources import CatalogResource
+
+PAGE_SIZE = 500
+# A tick handles at most this many events; a backlog drains over several ticks, each well
+# inside Dagster's 60 s evaluation limit and with bounded memory.
+MAX_EVENTS_PER_TICK = int(os.environ.get("MDSTUDIO_SENSOR_MAX_EVENTS", "2000"))
+TICK_BUDGET_SECONDS = 20.0
+PRIORITY_TAG = {"high": "10", "normal": "0", "low": "-10"}
+RUN_REQUESTED = "metadata.profile.run_requested"
+SKIPPED = "metadata.profile.skipped"
+
+
+@dg.sensor(
+    name="approval_sensor",
+    job=profile_table_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=int(os.environ.get("MDSTUDIO_SENSOR_INTERVAL_SECONDS", "15")),
+    description="Reads the mdstudio outbox: records each event, requests due profiles.",
+)
+def approval_sensor(
+    context: dg.SensorEvaluationContext, catalog: CatalogResource
+) -> dg.SensorResult | dg.SkipReason:
+    events = read_events(catalog, int(context.cursor or 0))
+    if not events:
+        return dg.SkipReason("no new events in mdm_event")
+    now = dt.datetime.now(dt.UTC)
+    candidates = profile_requests.candidates_from_events(events)
+    profile_plan = profile_requests.plan(
+        catalog.engine,
+        candidates,
+        now=now,
+        min_rerun=profile_requests.min_rerun_interval(),
+        recently_requested=recently_requested(
+            context.instance, [c.entity for c in candidates if not c.force], now
+        ),
+    )
+    run_requests = [run_request(batch, "approval") for batch in profile_plan.batches]
+    return dg.SensorResult(
+        run_requests=run_requests,
+        asset_events=[
+            *(event_observation(event) for event in events),
+            *decision_observations(profile_plan, run_requests),
+        ],
+        dynamic_partitions_requests=new_partitions(
+            context.instance, (partition_key(e.tenant_id, e.entity_key) for e in events)
+        ),
+        cursor=str(events[-1].id),
+    )
+
+
+def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
+    """The events after `cursor`, page by page, up to this tick's bound."""
+    events: list[Event] = []
+    deadline = time.monotonic() + TICK_BUDGET_SECONDS
+    while len(events) < MAX_EVENTS_PER_TICK and time.monotonic() < deadline:
+        with UnitOfWork(catalog.engine) as uow:
+            page = uow.events.list(
+                after=cursor, limit=min(PAGE_SIZE, MAX_EVENTS_PER_TICK - len(events))
+            )
+        events.extend(page)
+        if len(page) < PAGE_SIZE:
+            break
+        cursor = page[-1].id
+    return events
+
+
+def run_request(batch: TableBatch, trigger: str, run_key: str | None = None) -> dg.RunRequest:
+    """One run per table. Its key names the outbox events (or the schedule slot) it serves,
+    so Dagster refuses to launch it twice."""
+    event_ids = [i for entity in batch.entities for i in entity.candidate.event_ids]
+    approval_ids = {
+        e.candidate.canonical_key: str(e.candidate.approval_id)
+        for e in batch.entities
+        if e.candidate.approval_id
+    }
+    reasons = sorted({e.candidate.reason for e in batch.entities})
+    key = run_key or (
+        f"events:{min(event_ids)}-{max(event_ids)}:{batch.tenant_id}:{batch.table_name}"
+    )
+    return dg.RunRequest(
+        run_key=key,
+        job_name=profile_table_job.name,
+        run_config=dg.RunConfig(
+            ops={
+                "profile_table": TableBatchConfig(
+                    tenant_id=str(batch.tenant_id),
+                    table=batch.table_name,
+                    canonical_keys=batch.keys,
+                    trigger=trigger,
+                    approval_ids=approval_ids,
+                )
+            }
+        ),
+        tags={
+            "mdstudio/tenant": str(batch.tenant_id),
+            "mdstudio/tier": batch.tier.value,
+            "mdstudio/source": batch.source,
+            "mdstudio/table": batch.table_name,
+            "mdstudio/trigger": trigger,
+            "mdstudio/reason": ",".join(reasons),
+            "mdstudio/priority": batch.priority,
+            "mdstudio/approval_id": ",".join(sorted(set(approval_ids.values()))),
+            "mdstudio/entities": str(len(batch.entities)),
+            "dagster/priority": PRIORITY_TAG[batch.priority],
+        },
+    )
+
+
+def event_observation(event: Event) -> dg.AssetObservation:
+    payload = event.payload
+    return dg.AssetObservation(
+        asset_key=CATALOG_ENTITY,
+        partition=partition_key(event.tenant_id, event.entity_key),
+        metadata={
+            "event_id": event.id,
+            "event_type": event.type,
+            "actor": event.actor,
+            "approval_id": str(payload.get("approval_id") or event.correlation_id),
+            "correlation_id": str(event.correlation_id),
+            "entity_type": event.entity_type.value,
+            "occurred_at": event.occurred_at.isoformat(),
+            **{
+                name: str(payload[name])
+                for name in ("tier", "reason", "priority")
+                if payload.get(name) is not None
+            },
+        },
+    )
+
+
+def decision_observations(
+    profile_plan: ProfilePlan, run_requests: Iterable[dg.RunRequest]
+) -> list[dg.AssetObservation]:
+    """What the guards decided, per entity, on the profile asset: a requested run or a skip
+    with its reason."""
+    observations = [skip_observation(skip) for skip in profile_plan.skipped]
+    for batch, request in zip(profile_plan.batches, run_requests, strict=True):
+        for entity in batch.entities:
+            observations.append(
+                dg.AssetObservation(
+                    asset_key=ENTITY_PROFILE,
+                    partition=partition_key(batch.tenant_id, entity.candidate.canonical_key),
+                    metadata={
+                        "event_type": RUN_REQUESTED,
+                        "run_key": request.run_key,
+                        "trigger": entity.candidate.trigger,
+                        "reason": entity.candidate.reason,
+                        "priority": entity.candidate.priority,
+                        "forced": entity.candidate.force,
+                        "table": batch.table_name,
+                    },
+                )
+            )
+    return observations
+
+
+def skip_observation(skip: Skip) -> dg.AssetObservation:
+    return dg.AssetObservation(
+        asset_key=ENTITY_PROFILE,
+        partition=partition_key(skip.candidate.tenant_id, skip.candidate.canonical_key),
+        metadata={
+            "event_type": SKIPPED,
+            "reason": skip.reason.value,
+            "detail": skip.detail,
+            "trigger": skip.candidate.trigger,
+        },
+    )
+
+
+def recently_requested(
+    instance: dg.DagsterInstance, entities: list[tuple[uuid.UUID, str]], now: dt.datetime
+) -> dict[tuple[uuid.UUID, str], dt.datetime]:
+    """When a run was last requested for each entity within the rerun interval: a profile
+    may still be running, so its result is not in `mdm_profile` yet."""
+    if not entities:
+        return {}
+    since = now - profile_requests.min_rerun_interval()
+    keys = {partition_key(*entity): entity for entity in entities}
+    found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(
+            asset_key=ENTITY_PROFILE,
+            asset_partitions=list(keys),
+            after_timestamp=since.timestamp(),
+        ),
+        limit=10_000,
+    ).records
+    for record in records:
+        observation = record.asset_observation
+        if observation is None or observation.partition not in keys:
+            continue
+        event_type = observation.metadata.get("event_type")
+        if getattr(event_type, "value", event_type) != RUN_REQUESTED:
+            continue
+        at = dt.datetime.fromtimestamp(record.timestamp, dt.UTC)
+        entity = keys[observation.partition]
+        found[entity] = max(at, found.get(entity, at))
+    return found
+
+
+def new_partitions(
+    instance: dg.DagsterInstance, keys: Iterable[str]
+) -> list[dg.AddDynamicPartitionsRequest]:
+    """Partitions for entities Dagster has not seen yet (added before any run needs them)."""
+    wanted = set(keys)
+    if len(wanted) > 50:  # one query for all known keys beats one query per key
+        missing = sorted(wanted - set(instance.get_dynamic_partitions(CATALOG_ENTITIES.name)))
+    else:
+        missing = sorted(
+            k for k in wanted if not instance.has_dynamic_partition(CATALOG_ENTITIES.name, k)
+        )
+    return [dg.AddDynamicPartitionsRequest(CATALOG_ENTITIES.name, missing)] if missing else []
