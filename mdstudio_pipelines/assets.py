@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from mdstudio_core.domain.errors import NotFound
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -66,7 +65,7 @@ def entity_profile(
     if unbound:
         raise dg.Failure(
             f"NO_BINDING: {key} is not bound to a warehouse table", allow_retries=False
-        ) from NotFound(key)
+        )
     [outcome] = outcomes
     return dg.MaterializeResult(
         metadata=outcome.metadata,

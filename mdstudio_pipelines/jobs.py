@@ -4,6 +4,8 @@ Dagster runs a partitioned asset for one partition or a contiguous range; the en
 a table are an arbitrary set, so the job reports a materialization and a check evaluation per
 entity partition of `entity_profile` itself."""
 
+import uuid
+
 import dagster as dg
 
 from mdstudio_core.service_layer import profile_requests
@@ -16,7 +18,7 @@ class TableBatchConfig(dg.Config):
     tenant_id: str
     table: str
     canonical_keys: list[str]
-    trigger: str = "approval"
+    triggers: dict[str, str] = {}
     approval_ids: dict[str, str] = {}
 
 
@@ -28,8 +30,6 @@ def profile_table(
     warehouse: WarehouseResource,
     thresholds: QualityThresholds,
 ) -> None:
-    import uuid
-
     tenant_id = uuid.UUID(config.tenant_id)
     context.log.info(f"profiling {len(config.canonical_keys)} entities on {config.table}")
     outcomes, unbound = profile_batch(
@@ -38,7 +38,7 @@ def profile_table(
         thresholds,
         tenant_id,
         config.canonical_keys,
-        trigger=config.trigger,
+        triggers=config.triggers,
         approval_ids=config.approval_ids,
         run_id=context.run_id,
     )

@@ -52,7 +52,7 @@ def profile_batch(
     tenant_id: uuid.UUID,
     canonical_keys: list[str],
     *,
-    trigger: str,
+    triggers: dict[str, str],
     approval_ids: dict[str, str],
     run_id: str,
 ) -> tuple[list[ProfileOutcome], list[str]]:
@@ -79,12 +79,14 @@ def profile_batch(
         )
     outcomes = []
     for group in profiling.group_by_table(entities).values():
-        results = profiling.profile_table(
-            group,
-            trigger=trigger,
-            limits=profiling.limits_for_tiers(tiers[e.canonical_key] for e in group),
-            engine_for=warehouse.engine_for,
-        )
+        results = [
+            result.model_copy(update={"trigger": triggers.get(result.canonical_key, "manual")})
+            for result in profiling.profile_table(
+                group,
+                limits=profiling.limits_for_tiers(tiers[e.canonical_key] for e in group),
+                engine_for=warehouse.engine_for,
+            )
+        ]
         ids = profile_requests.save_profiles(catalog.engine, tenant_id, results, run_id)
         for result, profile_id in zip(results, ids, strict=True):
             tier = tiers[result.canonical_key]
@@ -118,13 +120,7 @@ def _column_table(result: ProfileResult) -> dg.MetadataValue:
     types = {"name": "string", "n": "int", "non_null": "int", "distinct": "int", "valid": "int"}
     return dg.MetadataValue.table(
         records=[
-            dg.TableRecord(
-                {
-                    name: getattr(column, name)
-                    for name in fields
-                    if getattr(column, name) is not None
-                }
-            )
+            dg.TableRecord({name: getattr(column, name) for name in fields})
             for column in result.columns
         ],
         schema=dg.TableSchema(

@@ -37,9 +37,7 @@ def scheduled_pass(
             " or unbound)"
         )
     return [
-        run_request(
-            batch, "schedule", run_key=f"{name}:{slot}:{batch.tenant_id}:{batch.table_name}"
-        )
+        run_request(batch, run_key=f"{name}:{slot}:{batch.tenant_id}:{batch.table_name}")
         for batch in profile_plan.batches
     ]
 

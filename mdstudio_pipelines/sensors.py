@@ -63,7 +63,7 @@ def approval_sensor(
             context.instance, [c.entity for c in candidates if not c.force], now
         ),
     )
-    run_requests = [run_request(batch, "approval") for batch in profile_plan.batches]
+    run_requests = [run_request(batch) for batch in profile_plan.batches]
     return dg.SensorResult(
         run_requests=run_requests,
         asset_events=[
@@ -93,7 +93,7 @@ def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
     return events
 
 
-def run_request(batch: TableBatch, trigger: str, run_key: str | None = None) -> dg.RunRequest:
+def run_request(batch: TableBatch, run_key: str | None = None) -> dg.RunRequest:
     """One run per table. Its key names the outbox events (or the schedule slot) it serves,
     so Dagster refuses to launch it twice."""
     event_ids = [i for entity in batch.entities for i in entity.candidate.event_ids]
@@ -102,6 +102,7 @@ def run_request(batch: TableBatch, trigger: str, run_key: str | None = None) -> 
         for e in batch.entities
         if e.candidate.approval_id
     }
+    triggers = {e.candidate.canonical_key: e.candidate.trigger for e in batch.entities}
     reasons = sorted({e.candidate.reason for e in batch.entities})
     key = run_key or (
         f"events:{min(event_ids)}-{max(event_ids)}:{batch.tenant_id}:{batch.table_name}"
@@ -115,7 +116,7 @@ def run_request(batch: TableBatch, trigger: str, run_key: str | None = None) -> 
                     tenant_id=str(batch.tenant_id),
                     table=batch.table_name,
                     canonical_keys=batch.keys,
-                    trigger=trigger,
+                    triggers=triggers,
                     approval_ids=approval_ids,
                 )
             }
@@ -125,7 +126,7 @@ def run_request(batch: TableBatch, trigger: str, run_key: str | None = None) -> 
             "mdstudio/tier": batch.tier.value,
             "mdstudio/source": batch.source,
             "mdstudio/table": batch.table_name,
-            "mdstudio/trigger": trigger,
+            "mdstudio/trigger": ",".join(sorted(set(triggers.values()))),
             "mdstudio/reason": ",".join(reasons),
             "mdstudio/priority": batch.priority,
             "mdstudio/approval_id": ",".join(sorted(set(approval_ids.values()))),
@@ -199,31 +200,30 @@ def skip_observation(skip: Skip) -> dg.AssetObservation:
 def recently_requested(
     instance: dg.DagsterInstance, entities: list[tuple[uuid.UUID, str]], now: dt.datetime
 ) -> dict[tuple[uuid.UUID, str], dt.datetime]:
-    """When a run was last requested for each entity within the rerun interval: a profile
-    may still be running, so its result is not in `mdm_profile` yet."""
+    """When a profile run was last launched for each entity within the rerun interval: it may
+    still be running, so its result is not in `mdm_profile` yet. Read from Dagster's runs
+    (not from our own observations, which a crashed tick may have written without launching
+    anything); failed and cancelled runs do not count, so they can be retried."""
     if not entities:
         return {}
+    wanted = set(entities)
     since = now - profile_requests.min_rerun_interval()
-    keys = {partition_key(*entity): entity for entity in entities}
     found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
-    records = instance.fetch_observations(
-        dg.AssetRecordsFilter(
-            asset_key=ENTITY_PROFILE,
-            asset_partitions=list(keys),
-            after_timestamp=since.timestamp(),
-        ),
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=profile_table_job.name, created_after=since),
         limit=10_000,
-    ).records
+    )
     for record in records:
-        observation = record.asset_observation
-        if observation is None or observation.partition not in keys:
+        if record.dagster_run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
             continue
-        event_type = observation.metadata.get("event_type")
-        if getattr(event_type, "value", event_type) != RUN_REQUESTED:
-            continue
-        at = dt.datetime.fromtimestamp(record.timestamp, dt.UTC)
-        entity = keys[observation.partition]
-        found[entity] = max(at, found.get(entity, at))
+        config = record.dagster_run.run_config.get("ops", {}).get("profile_table", {})
+        config = config.get("config", {})
+        tenant_id = uuid.UUID(config["tenant_id"])
+        created = record.create_timestamp.astimezone(dt.UTC)
+        for key in config.get("canonical_keys", []):
+            entity = (tenant_id, key)
+            if entity in wanted:
+                found[entity] = max(created, found.get(entity, created))
     return found
 
 

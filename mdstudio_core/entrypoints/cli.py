@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.adapters.warehouse import ProfileError, ProfileTimeout, SourceUnavailable
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.model import (
     Approval,
@@ -30,7 +31,7 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
-from mdstudio_core.service_layer import approvals, catalog
+from mdstudio_core.service_layer import approvals, catalog, profile_requests, profiling
 
 EXIT_CODES: dict[type[MdstudioError], int] = {
     InvalidInput: 2,
@@ -390,6 +391,113 @@ def events_list(after: int, limit: int, entity_key: str | None) -> None:
     )
 
 
+@cli.group("profiles")
+def profiles_group() -> None:
+    """Data-quality profiles of bound entities."""
+
+
+PROFILE_COLUMNS = (
+    "name",
+    "n",
+    "non_null",
+    "distinct",
+    "valid",
+    "completeness",
+    "uniqueness",
+    "validity",
+    "score",
+    "notes",
+)
+
+
+def print_profile(result: dict[str, Any]) -> None:
+    print_record(
+        result,
+        (
+            "canonical_key",
+            "source",
+            "table",
+            "quality_score",
+            "completeness",
+            "uniqueness",
+            "validity",
+            "row_count",
+            "score_note",
+            "trigger",
+            "approval_id",
+            "sample",
+            "duration_ms",
+            "profiled_at",
+        ),
+    )
+    click.echo("")
+    print_table(result["columns"], PROFILE_COLUMNS)
+    for warning in result.get("warnings", []):
+        click.echo(f"warning: {warning}")
+
+
+@profiles_group.command("preview")
+@click.argument("canonical_key", required=False)
+@click.option("--approval", "approval_id", help="Profile the binding a pending request proposes.")
+@common_options
+def profiles_preview(canonical_key: str | None, approval_id: str | None) -> None:
+    """Profile a live entity (or a pending approval's binding) now; saves nothing."""
+    if bool(canonical_key) == bool(approval_id):
+        raise InvalidInput("give either an entity key or --approval ID", field="entity")
+    result = (
+        profiling.preview_approval(engine(), identity(), approval_id)
+        if approval_id
+        else profiling.preview_entity(engine(), identity(), canonical_key)  # type: ignore[arg-type]
+    ).to_json()
+    emit(result, lambda: print_profile(result))
+
+
+@profiles_group.command("history")
+@click.argument("canonical_key")
+@click.option("--limit", type=int, default=20, show_default=True)
+@common_options
+def profiles_history(canonical_key: str, limit: int) -> None:
+    """Saved profiles of an entity, newest first."""
+    rows = profiling.profile_history(engine(), identity(), canonical_key, limit)
+    emit(
+        rows,
+        lambda: print_table(
+            rows,
+            (
+                "created_at",
+                "quality_score",
+                "completeness",
+                "uniqueness",
+                "validity",
+                "row_count",
+                "trigger",
+                "approval_id",
+                "run_id",
+            ),
+        ),
+    )
+
+
+@profiles_group.command("run")
+@click.argument("canonical_key")
+@click.option("--force", is_flag=True, help="Profile even within the minimum rerun interval.")
+@common_options
+def profiles_run(canonical_key: str, force: bool) -> None:
+    """Ask Dagster for a profiling run of one entity (trigger `manual`).
+
+    The request is an outbox event: approval_sensor picks it up, applies the cost guards
+    (unless --force) and launches the run; follow it with `mdstudio audit KEY`."""
+    event = profile_requests.request_profile(engine(), identity(), canonical_key, force=force)
+    record = event.to_json()
+    emit(
+        record,
+        lambda: click.echo(
+            f"profile of {canonical_key} requested (event {event.id}"
+            f"{', forced' if force else ''}); approval_sensor launches it on its next tick"
+        ),
+    )
+
+
 @cli.group("policy")
 def policy_group() -> None:
     """Who approves which lane and tier, per tenant."""
@@ -442,6 +550,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         kind = type(exc).__name__
         click.echo(f"error ({kind}): {exc}", err=True)
         sys.exit(next(code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)))
+    except ProfileError as exc:
+        click.echo(f"error ({type(exc).__name__}): {exc}", err=True)
+        sys.exit(1 if isinstance(exc, SourceUnavailable | ProfileTimeout) else 2)
     except (OperationalError, ProgrammingError) as exc:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             click.echo("error: the store has no schema yet: run `mdstudio db upgrade`", err=True)

@@ -9,13 +9,15 @@ the CLI preview calls it with a single entity and saves nothing.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
 from mdstudio_core.adapters import warehouse
-from mdstudio_core.domain.model import Binding, ColumnRule, Tier
+from mdstudio_core.domain.errors import InvalidInput, NotFound
+from mdstudio_core.domain.model import Binding, ColumnRule, EntityType, Identity, Tier
 from mdstudio_core.domain.quality import (
     DEFAULT_WEIGHTS,
     ColumnProfile,
@@ -23,6 +25,7 @@ from mdstudio_core.domain.quality import (
     ScoreWeights,
     quality_score,
 )
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -204,3 +207,68 @@ def _jsonable(value: object) -> object:
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+def preview_entity(engine: Engine, identity: Identity, canonical_key: str) -> ProfileResult:
+    """Profile a live entity's binding now and save nothing: evidence for a steward."""
+    with UnitOfWork(engine) as uow:
+        entity = uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key)
+    if entity is None:
+        raise NotFound(f"GLOBAL_METADATA {canonical_key} not found")
+    return _preview(identity, canonical_key, entity.get("binding"), Tier(entity["tier"]), None)
+
+
+def preview_approval(engine: Engine, identity: Identity, approval_id: str) -> ProfileResult:
+    """Profile the binding a pending approval proposes, before anyone approves it."""
+    from mdstudio_core.service_layer.approvals import get_approval
+
+    approval = get_approval(engine, identity, approval_id)
+    if approval.entity_type is not EntityType.GLOBAL_METADATA:
+        raise InvalidInput("only GLOBAL_METADATA requests carry a binding", field="approval_id")
+    return _preview(
+        identity,
+        approval.entity_key,
+        approval.payload.get("binding"),
+        approval.tier,
+        str(approval.id),
+    )
+
+
+def profile_history(
+    engine: Engine, identity: Identity, canonical_key: str, limit: int = 20
+) -> list[dict[str, object]]:
+    """Saved profiles of an entity, newest first, JSON-ready."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("must be between 1 and 1000", field="limit")
+    with UnitOfWork(engine) as uow:
+        if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
+            raise NotFound(f"GLOBAL_METADATA {canonical_key} not found")
+        rows = uow.profiles.history(identity.tenant_id, canonical_key, limit)
+    return [
+        {
+            key: (
+                str(value)
+                if isinstance(value, uuid.UUID)
+                else value.isoformat()
+                if isinstance(value, dt.datetime)
+                else value
+            )
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
+def _preview(
+    identity: Identity, key: str, binding: dict | None, tier: Tier, approval_id: str | None
+) -> ProfileResult:
+    if not binding:
+        raise InvalidInput(f"{key} has no binding to profile", field="binding")
+    return profile_entity(
+        key,
+        Binding.model_validate(binding),
+        trigger="preview",
+        approval_id=approval_id,
+        tenant_id=str(identity.tenant_id),
+        limits=DEFAULT_TIER_LIMITS[tier],
+    )

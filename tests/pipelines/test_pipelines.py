@@ -1,0 +1,324 @@
+"""The Dagster adapter on a real (temporary) Dagster instance: the sensor's cursor, paging, run
+keys, observations, skips and partitions; the table job's materializations, checks and saved
+profiles; the tier schedules. The daemon end to end is in test_daemon.py."""
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from demo import warehouse as demo_warehouse
+from mdstudio_core.adapters import tables
+from mdstudio_core.service_layer import approvals, profile_requests
+from mdstudio_pipelines import sensors
+from mdstudio_pipelines.definitions import defs
+from mdstudio_pipelines.partitions import (
+    CATALOG_ENTITIES,
+    CATALOG_ENTITY,
+    ENTITY_PROFILE,
+    QUALITY_CHECK,
+    partition_key,
+)
+from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.schedules import tier1_profiling_schedule
+from tests.factories import metadata_request, person
+
+# The demo orders table, by hand (see demo/warehouse.py), for the binding below:
+#   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95
+#       column = (0.4*1 + 0.3*0.95) / 0.7 = 0.685/0.7
+#   gross_amount min 0: nn=17, valid=15 -> completeness 0.85, validity 15/17
+#       column = (0.4*0.85 + 0.3*15/17) / 0.7
+#   currency allowed EUR/USD/GBP: nn=20, valid=16 ("usd", "XXX", "eur" and "" fail)
+#       column = (0.4*1 + 0.3*16/20) / 0.7
+DEMO_BINDING = {
+    "source": "demo",
+    "table": "orders",
+    "columns": [
+        {"name": "order_id", "unique": True},
+        {"name": "gross_amount", "min": 0},
+        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
+    ],
+}
+
+
+def expected_demo_score() -> float:
+    order_id = (0.4 * 1 + 0.3 * 0.95) / 0.7
+    gross = (0.4 * 17 / 20 + 0.3 * 15 / 17) / 0.7
+    currency = (0.4 * 1 + 0.3 * 16 / 20) / 0.7
+    return round(100 * (order_id + gross + currency) / 3, 2)
+
+
+class Env:
+    def __init__(self, instance, engine, url, tenant):
+        self.instance, self.engine, self.url, self.tenant = instance, engine, url, tenant
+        self.cursor: str | None = None
+
+    def approve(
+        self, key="finance.revenue.gross_amount", tier="tier1", binding=DEMO_BINDING, **fields
+    ):
+        request = metadata_request(key=key, tier=tier, binding=binding, **fields)
+        approval = approvals.submit(self.engine, person(self.tenant, "alice"), request)
+        role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
+        return approvals.approve(self.engine, person(self.tenant, "bob", role), approval.id)
+
+    def tick(self):
+        """One sensor evaluation, with the side effects the daemon commits with the tick."""
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            definitions=defs,
+            resources={"catalog": CatalogResource(database_url=self.url)},
+        )
+        result = sensors.approval_sensor(context)
+        if isinstance(result, dg.SkipReason):
+            return result
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        for request in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        self.cursor = result.cursor
+        return result
+
+    def run(self, run_request):
+        job = defs.resolve_job_def("profile_table_job")
+        return job.execute_in_process(
+            run_config=run_request.run_config, instance=self.instance, tags=run_request.tags
+        )
+
+    def observations(self, asset_key, key="finance.revenue.gross_amount"):
+        records = self.instance.fetch_observations(
+            dg.AssetRecordsFilter(
+                asset_key=asset_key, asset_partitions=[partition_key(self.tenant, key)]
+            ),
+            limit=100,
+            ascending=True,
+        ).records
+        return [
+            {k: getattr(v, "value", v) for k, v in r.asset_observation.metadata.items()}
+            for r in records
+        ]
+
+
+@pytest.fixture
+def env(store_url, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_URL", demo_warehouse.build(tmp_path / "warehouse.db"))
+    monkeypatch.delenv("MDSTUDIO_MIN_RERUN_HOURS", raising=False)
+    engine = sa.create_engine(store_url)
+    with dg.instance_for_test() as instance:
+        yield Env(instance, engine, store_url, uuid.uuid4())
+    engine.dispose()
+
+
+def test_definitions_name_what_the_issue_names():
+    assert {s.name for s in defs.sensors} == {"approval_sensor"}
+    assert {s.name for s in defs.schedules} == {
+        "tier1_profiling_schedule",
+        "tier2_profiling_schedule",
+    }
+    assert defs.resolve_assets_def(ENTITY_PROFILE).check_keys == {
+        dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK)
+    }
+
+
+def test_tier1_approval_becomes_one_run_that_profiles_and_checks(env):
+    approval = env.approve()
+    result = env.tick()
+    [run_request] = result.run_requests
+    assert run_request.tags["mdstudio/tenant"] == str(env.tenant)
+    assert run_request.tags["mdstudio/tier"] == "tier1"
+    assert run_request.tags["mdstudio/approval_id"] == str(approval.id)
+    assert run_request.tags["mdstudio/reason"] == "STRUCTURAL"
+    assert run_request.tags["mdstudio/priority"] == "high"
+    assert run_request.tags["mdstudio/source"] == "demo"
+    pk = partition_key(env.tenant, "finance.revenue.gross_amount")
+    assert pk in env.instance.get_dynamic_partitions(CATALOG_ENTITIES.name)
+    observed = env.observations(CATALOG_ENTITY)
+    assert [o["event_type"] for o in observed] == [
+        "metadata.approved",
+        "metadata.changed",
+        "metadata.profile.due",
+        "approval.approved",
+    ]
+    assert all(o["approval_id"] == str(approval.id) for o in observed)
+    assert observed[0]["actor"] == "bob"
+
+    assert env.run(run_request).success
+    [materialization] = env.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ENTITY_PROFILE, asset_partitions=[pk]), limit=10
+    ).records
+    metadata = materialization.asset_materialization.metadata
+    assert metadata["quality_score"].value == expected_demo_score()
+    assert metadata["dagster/row_count"].value == 20
+    assert metadata["trigger"].value == "approval"
+    assert metadata["approval_id"].value == str(approval.id)
+    with env.engine.connect() as connection:
+        [row] = connection.execute(sa.select(tables.profiles)).all()
+    assert str(row.id) == metadata["profile_id"].value
+    assert row.quality_score == expected_demo_score()
+    assert row.approval_id == approval.id
+    [check] = env.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK), limit=10
+    )
+    evaluation = check.event.dagster_event.asset_check_evaluation_data
+    assert evaluation.partition == pk
+    assert evaluation.passed is (expected_demo_score() >= 80)
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_retried_run_saves_its_profile_once(env):
+    env.approve()
+    [run_request] = env.tick().run_requests
+    job = defs.resolve_job_def("profile_table_job")
+    first = job.execute_in_process(run_config=run_request.run_config, instance=env.instance)
+    # Same run id again (what a retried step does): the saved profile is not duplicated.
+    from mdstudio_core.domain.model import Binding
+    from mdstudio_core.service_layer.profile_requests import save_profiles
+    from mdstudio_core.service_layer.profiling import BoundEntity, profile_table
+
+    result = profile_table(
+        [BoundEntity("finance.revenue.gross_amount", Binding.model_validate(DEMO_BINDING))]
+    )
+    save_profiles(env.engine, env.tenant, result, first.run_id)
+    with env.engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar_one()
+            == 1
+        )
+
+
+def test_tier3_approval_observed_but_never_profiled(env):
+    env.approve(key="sales.misc.note", tier="tier3")
+    result = env.tick()
+    assert result.run_requests == []
+    assert [o["event_type"] for o in env.observations(CATALOG_ENTITY, "sales.misc.note")] == [
+        "metadata.approved",
+        "metadata.changed",
+        "approval.approved",
+    ]
+
+
+def test_second_change_within_interval_is_a_cost_guard_skip(env):
+    env.approve()
+    [run_request] = env.tick().run_requests
+    env.run(run_request)
+    changed = {**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:2]}
+    env.approve(binding=changed, label="Gross amount (v2)")
+    result = env.tick()
+    assert result.run_requests == []
+    skips = [
+        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
+    ]
+    assert [s["reason"] for s in skips] == ["COST_GUARD"]
+
+
+def test_run_still_going_counts_for_the_cost_guard(env):
+    env.approve()
+    [request] = env.tick().run_requests
+    # The daemon has launched the run, which has not saved a profile yet.
+    job = defs.resolve_job_def("profile_table_job")
+    env.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
+    env.approve(binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]})
+    assert env.tick().run_requests == []
+
+
+def test_interval_zero_profiles_again(env, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_MIN_RERUN_HOURS", "0")
+    env.approve()
+    env.run(env.tick().run_requests[0])
+    env.approve(binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]})
+    assert len(env.tick().run_requests) == 1
+
+
+def test_manual_request_on_unbound_entity_is_no_binding(env):
+    env.approve(binding=None)
+    env.tick()
+    profile_requests.request_profile(
+        env.engine, person(env.tenant, "carol"), "finance.revenue.gross_amount"
+    )
+    result = env.tick()
+    assert result.run_requests == []
+    skips = [
+        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
+    ]
+    assert [s["reason"] for s in skips] == ["NO_BINDING"]
+
+
+def test_manual_force_passes_the_interval(env):
+    env.approve()
+    env.run(env.tick().run_requests[0])
+    carol = person(env.tenant, "carol")
+    profile_requests.request_profile(env.engine, carol, "finance.revenue.gross_amount")
+    assert env.tick().run_requests == []
+    profile_requests.request_profile(env.engine, carol, "finance.revenue.gross_amount", force=True)
+    [run_request] = env.tick().run_requests
+    assert run_request.tags["mdstudio/trigger"] == "manual"
+    assert env.run(run_request).success
+    with env.engine.connect() as connection:
+        triggers = connection.execute(sa.select(tables.profiles.c.trigger)).scalars().all()
+    assert sorted(triggers) == ["approval", "manual"]
+
+
+def test_entities_on_one_table_share_one_run(env):
+    env.approve(key="finance.revenue.gross_amount")
+    env.approve(
+        key="finance.revenue.currency",
+        binding={**DEMO_BINDING, "columns": [DEMO_BINDING["columns"][2]]},
+    )
+    env.approve(key="finance.revenue.tier2", tier="tier2")
+    [run_request] = env.tick().run_requests
+    assert run_request.tags["mdstudio/entities"] == "3"
+    assert run_request.tags["mdstudio/tier"] == "tier1"
+    assert env.run(run_request).success
+    with env.engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar_one()
+            == 3
+        )
+
+
+def test_cursor_paging_and_stable_run_keys(env, monkeypatch):
+    monkeypatch.setattr(sensors, "MAX_EVENTS_PER_TICK", 6)
+    monkeypatch.setattr(sensors, "PAGE_SIZE", 4)
+    for i in range(3):
+        env.approve(key=f"finance.k{i}", tier="tier3")  # 3 events each
+    first = env.tick()
+    assert first.cursor == "6"
+    second = env.tick()
+    assert second.cursor == "9"
+    assert isinstance(env.tick(), dg.SkipReason)
+    # Re-evaluating from an old cursor (a retried tick) gives the same run keys.
+    env.approve()
+    env.cursor = "9"
+    keys_a = [r.run_key for r in env.tick().run_requests]
+    env.cursor = "9"
+    keys_b = [r.run_key for r in env.tick().run_requests]
+    assert keys_a == keys_b and len(keys_a) == 1
+
+
+def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
+    env.approve()
+    env.approve(key="finance.revenue.unbound", binding=None)
+    env.approve(key="finance.revenue.tier2", tier="tier2")
+    resources = {"catalog": CatalogResource(database_url=env.url)}
+    when = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
+    context = dg.build_schedule_context(
+        instance=env.instance, scheduled_execution_time=when, resources=resources
+    )
+    [request] = tier1_profiling_schedule(context)
+    assert request.run_key.startswith("tier1_profiling_schedule:2026-11-26T02:00:")
+    assert request.tags["mdstudio/trigger"] == "schedule"
+    assert env.run(request).success
+    context = dg.build_schedule_context(
+        instance=env.instance, scheduled_execution_time=when, resources=resources
+    )
+    assert isinstance(tier1_profiling_schedule(context), dg.SkipReason)
+    skips = [
+        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
+    ]
+    assert [s["reason"] for s in skips] == ["COST_GUARD"]
