@@ -96,15 +96,20 @@ def _setting(name: str, env: str) -> Any:
     )
 
 
-def identity() -> Identity:
-    """The caller, from --tenant/--user/--role or MDSTUDIO_TENANT/_USER/_ROLE."""
+def tenant_id() -> uuid.UUID:
+    """The tenant, from --tenant or MDSTUDIO_TENANT."""
     tenant = _setting("tenant", "MDSTUDIO_TENANT")
     if not tenant:
         raise InvalidInput("required (--tenant or MDSTUDIO_TENANT)", field="tenant")
     try:
-        tenant_id = uuid.UUID(str(tenant))
+        return uuid.UUID(str(tenant))
     except ValueError as exc:
         raise InvalidInput("must be a UUID", field="tenant") from exc
+
+
+def identity() -> Identity:
+    """The caller, from --tenant/--user/--role or MDSTUDIO_TENANT/_USER/_ROLE."""
+    tenant = tenant_id()
     user = (_setting("user", "MDSTUDIO_USER") or "").strip()
     if not user:
         raise InvalidInput("required (--user or MDSTUDIO_USER)", field="user")
@@ -114,7 +119,7 @@ def identity() -> Identity:
     roles = frozenset(
         role.strip() for value in raw_roles for role in value.split(",") if role.strip()
     )
-    return Identity(tenant_id=tenant_id, user=user, roles=roles)
+    return Identity(tenant_id=tenant, user=user, roles=roles)
 
 
 def wants_json() -> bool:

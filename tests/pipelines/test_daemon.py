@@ -1,0 +1,255 @@
+"""End to end, as deployed: a real `dagster-daemon` subprocess on PostgreSQL storage, the
+mdstudio store on PostgreSQL, the demo warehouse. Approvals go in through the service; runs,
+profiles, materializations, checks and skips come out through Dagster alone."""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from demo import warehouse as demo_warehouse
+from mdstudio_core.adapters import migrations, tables
+from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.service_layer import approvals, profile_requests
+from mdstudio_pipelines import instance as dagster_instance
+from mdstudio_pipelines.audit import timeline
+from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
+from tests.factories import metadata_request, person
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TABLES = ("orders", "orders_a", "orders_b", "orders_c")
+
+
+COLUMNS = [
+    {"name": "order_id", "unique": True},
+    {"name": "gross_amount", "min": 0},
+    {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
+]
+
+
+def binding(table: str = "orders", columns: list[dict] = COLUMNS) -> dict:
+    return {"source": "demo", "table": table, "columns": columns}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Deployment:
+    """The daemon, its instance, and the mdstudio store it reads."""
+
+    def __init__(self, tmp: Path, store_url: str, storage_url: str, warehouse_url: str):
+        self.home = tmp / "dagster_home"
+        self.logs = tmp / "logs"
+        self.logs.mkdir()
+        self.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "MDSTUDIO_DAGSTER_STORAGE_URL": storage_url,
+            "MDSTUDIO_DATABASE_URL": store_url,
+            "MDSTUDIO_SOURCE_DEMO_URL": warehouse_url,
+            "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "2",
+        }
+        os.environ["MDSTUDIO_DAGSTER_STORAGE_URL"] = storage_url
+        dagster_instance.prepare(ROOT / "dagster.yaml", self.home)
+        self.instance = dg.DagsterInstance.from_config(str(self.home))
+        self.store = create_store_engine(store_url)
+        self.tenant = uuid.uuid4()
+        self.daemon: subprocess.Popen | None = None
+        self.groups: list[int] = []
+        self.starts = 0
+
+    def start_daemon(self) -> None:
+        self.starts += 1
+        log = open(self.logs / f"daemon{self.starts}.log", "wb")  # noqa: SIM115
+        self.daemon = subprocess.Popen(
+            [BIN / "dagster-daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.groups.append(self.daemon.pid)
+        started = time.time()
+
+        def heartbeats():
+            assert self.daemon.poll() is None, self.log_tail()
+            beats = self.instance.get_daemon_heartbeats()
+            required = set(self.instance.get_required_daemon_types())
+            return required <= set(beats) and all(beats[d].timestamp > started for d in required)
+
+        wait_for(heartbeats, 120, "daemon heartbeats")
+
+    def crash_daemon(self) -> None:
+        """SIGKILL the daemon process alone, as a crash would: no clean shutdown, no chance to
+        finish its tick; the runs it already launched go on in their own processes."""
+        self.daemon.kill()
+        self.daemon.wait(30)
+
+    def stop(self) -> None:
+        for group in self.groups:  # the daemon, its code servers and run workers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
+
+    def log_tail(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.logs.iterdir())
+
+    def approve(
+        self,
+        key: str,
+        tier: str = "tier1",
+        table: str | None = "orders",
+        columns: list[dict] = COLUMNS,
+        **fields,
+    ):
+        request = metadata_request(
+            key=key, tier=tier, binding=binding(table, columns) if table else None, **fields
+        )
+        approval = approvals.submit(self.store, person(self.tenant, "alice"), request)
+        role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
+        return approvals.approve(self.store, person(self.tenant, "bob", role), approval.id)
+
+    def runs(self):
+        return self.instance.get_runs(dg.RunsFilter(job_name="profile_table_job"))
+
+    def wait_runs_done(self, count: int, timeout: float = 240):
+        def done():
+            runs = self.runs()
+            finished = [r for r in runs if r.is_finished]
+            return runs if len(runs) >= count and len(finished) == len(runs) else None
+
+        runs = wait_for(done, timeout, f"{count} profiling runs")
+        failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+        assert not failed, self.log_tail()
+        return runs
+
+    def profiles(self, key: str):
+        with self.store.connect() as connection:
+            return connection.execute(
+                sa.select(tables.profiles).where(tables.profiles.c.canonical_key == key)
+            ).all()
+
+    def decisions(self, key: str):
+        return [
+            entry["details"]
+            for entry in timeline(self.instance, self.tenant, key)
+            if entry["kind"] == "skip"
+        ]
+
+
+@pytest.fixture(scope="module")
+def deployment(postgres_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    store_url = postgres_server.create_database("mdstudio_e2e_store")
+    storage_url = (
+        sa.make_url(postgres_server.create_database("mdstudio_e2e_dagster"))
+        .set(drivername="postgresql+psycopg2")
+        .render_as_string(hide_password=False)
+    )
+    warehouse_url = demo_warehouse.build(tmp / "warehouse.db")
+    warehouse = sa.create_engine(warehouse_url)
+    with warehouse.begin() as connection:
+        for name in TABLES[1:]:
+            connection.exec_driver_sql(f"CREATE TABLE {name} AS SELECT * FROM orders")
+    warehouse.dispose()
+    engine = create_store_engine(store_url)
+    migrations.upgrade(engine)
+    engine.dispose()
+    deployment = Deployment(tmp, store_url, storage_url, warehouse_url)
+    deployment.start_daemon()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+        deployment.instance.dispose()
+        deployment.store.dispose()
+        shutil.rmtree(deployment.home, ignore_errors=True)
+
+
+def test_tier1_approval_is_profiled_by_the_daemon_and_tier3_is_not(deployment):
+    approval = deployment.approve("finance.revenue.gross_amount")
+    deployment.approve("finance.misc.note", tier="tier3")
+    [run] = deployment.wait_runs_done(1)
+    assert run.tags["mdstudio/approval_id"] == str(approval.id)
+    assert run.tags["mdstudio/tier"] == "tier1"
+    [profile] = deployment.profiles("finance.revenue.gross_amount")
+    assert profile.approval_id == approval.id
+    assert profile.trigger == "approval"
+    pk = partition_key(deployment.tenant, "finance.revenue.gross_amount")
+    [materialization] = deployment.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ENTITY_PROFILE, asset_partitions=[pk]), limit=5
+    ).records
+    score = materialization.asset_materialization.metadata["quality_score"].value
+    assert score == profile.quality_score == 91.89  # see tests/pipelines/test_pipelines.py
+    kinds = [
+        e["kind"]
+        for e in timeline(deployment.instance, deployment.tenant, "finance.revenue.gross_amount")
+    ]
+    assert kinds[:4] == ["observation"] * 4
+    assert {"materialization", "check"} <= set(kinds)
+    # tier3: observed, never profiled.
+    assert deployment.profiles("finance.misc.note") == []
+    assert len(deployment.runs()) == 1
+    observed = timeline(deployment.instance, deployment.tenant, "finance.misc.note")
+    assert [e["details"]["event_type"] for e in observed] == [
+        "metadata.approved",
+        "metadata.changed",
+        "approval.approved",
+    ]
+
+
+def test_second_change_within_interval_is_skipped_by_the_cost_guard(deployment):
+    deployment.approve(
+        "finance.revenue.gross_amount", label="Gross amount, renamed", columns=COLUMNS[:2]
+    )
+    wait_for(lambda: deployment.decisions("finance.revenue.gross_amount"), 60, "a skip")
+    [skip] = deployment.decisions("finance.revenue.gross_amount")
+    assert skip["reason"] == "COST_GUARD"
+    assert len(deployment.runs()) == 1
+
+
+def test_profile_request_without_binding_is_skipped(deployment):
+    deployment.approve("finance.revenue.unbound", table=None)
+    profile_requests.request_profile(
+        deployment.store, person(deployment.tenant, "carol"), "finance.revenue.unbound"
+    )
+    wait_for(lambda: deployment.decisions("finance.revenue.unbound"), 60, "a skip")
+    [skip] = deployment.decisions("finance.revenue.unbound")
+    assert skip["reason"] == "NO_BINDING"
+
+
+def test_killed_daemon_restarted_profiles_every_due_entity_exactly_once(deployment):
+    before = len(deployment.runs())
+    keys = [f"finance.killed.{table}" for table in TABLES[1:]]
+    for key, table in zip(keys, TABLES[1:], strict=True):
+        deployment.approve(key, table=table)
+    # Kill the daemon as soon as the first of the new runs exists, mid-way through the work.
+    wait_for(lambda: len(deployment.runs()) > before, 120, "the first new run")
+    deployment.crash_daemon()
+    deployment.start_daemon()
+    runs = deployment.wait_runs_done(before + len(keys), timeout=300)
+    time.sleep(6)  # a few more sensor ticks: nothing else may be launched
+    assert len(deployment.runs()) == before + len(keys), deployment.log_tail()
+    run_keys = [r.tags["dagster/run_key"] for r in runs]
+    assert len(run_keys) == len(set(run_keys))
+    for key in keys:
+        assert len(deployment.profiles(key)) == 1, key
