@@ -4,7 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+MDSTUDIO_HOME ?= $(CURDIR)/.mdstudio
+DEV_ENV := MDSTUDIO_HOME=$(MDSTUDIO_HOME) \
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(MDSTUDIO_HOME)/dagster} \
+	MDSTUDIO_DATABASE_URL=$${MDSTUDIO_DATABASE_URL:-sqlite:///$(MDSTUDIO_HOME)/mdstudio.db}
+
+.PHONY: install demo dev test lint bench clean
 
 install: $(INSTALLED)
 
@@ -16,6 +21,11 @@ $(INSTALLED): pyproject.toml
 demo: install  ## the story end to end on the embedded SQLite default (no service needed)
 	$(BIN)/python demo/story.py
 
+dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when MDSTUDIO_DAGSTER_STORAGE_URL is set
+	$(DEV_ENV) $(BIN)/python -m mdstudio_pipelines.instance dagster.yaml
+	$(DEV_ENV) $(BIN)/mdstudio db upgrade
+	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
 test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers
 	$(BIN)/pytest
 
@@ -24,6 +34,8 @@ lint: install
 
 bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL (default: local)
 	$(BIN)/python bench/approvals.py
+	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .mdstudio .pytest_cache .ruff_cache .hypothesis

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -18,8 +19,11 @@ def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
     "database is locked" when their read turns into a write.
     """
     url = url or config.database_url()
-    if make_url(url).get_backend_name() != "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
         return create_engine(url, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
     engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
