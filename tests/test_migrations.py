@@ -43,7 +43,7 @@ def test_upgrade_from_empty_twice_via_cli(empty_url, monkeypatch):
     for _ in range(2):
         result = run_cli(["db", "upgrade", "--json"])
         assert result.exit_code == 0, result.stderr
-        assert result.json["revision"] == "0001"
+        assert result.json["revision"] == "0002"
     engine = create_store_engine(empty_url)
     inspector = sa.inspect(engine)
     assert {c["name"] for c in inspector.get_columns("mdm_approval")} == APPROVAL_COLUMNS

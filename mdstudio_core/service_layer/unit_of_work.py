@@ -12,6 +12,7 @@ from mdstudio_core.adapters.repositories import (
     EntityRepository,
     EventOutbox,
     PolicyRepository,
+    TokenRepository,
 )
 
 
@@ -24,6 +25,7 @@ class UnitOfWork:
     entities: EntityRepository
     events: EventOutbox
     policies: PolicyRepository
+    tokens: TokenRepository
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -35,6 +37,7 @@ class UnitOfWork:
         self.entities = EntityRepository(self.connection)
         self.events = EventOutbox(self.connection)
         self.policies = PolicyRepository(self.connection)
+        self.tokens = TokenRepository(self.connection)
         return self
 
     def commit(self) -> None:
