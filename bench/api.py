@@ -6,7 +6,7 @@ submit-then-approve pairs (each client a requester token and an approver token),
 reads (`GET /approvals?status=pending`). Prints requests per second and p50/p99 latency per route,
 then checks that every approval was applied exactly once (one entity version, four events each).
 
-    python bench/api.py [--pairs 2000] [--reads 5000] [--clients 16] [--workers 2]
+    python bench/api.py [--pairs 2000] [--reads 5000] [--clients 4] [--workers 2]
     MDSTUDIO_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
@@ -165,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2000, help="submit+approve pairs")
     parser.add_argument("--reads", type=int, default=5000, help="inbox reads")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     args = parser.parse_args()
 
