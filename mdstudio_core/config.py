@@ -25,3 +25,16 @@ def database_url() -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+def trusted_header_auth() -> bool:
+    """`MDSTUDIO_TRUSTED_HEADER_AUTH=1`: the HTTP API takes identity from `x-tenant-id`,
+    `x-user-id` and `x-role`. Only safe behind a proxy that authenticates callers and sets (and
+    strips) those headers itself; anyone could send them otherwise. Off by default."""
+    return os.environ.get("MDSTUDIO_TRUSTED_HEADER_AUTH", "").strip() == "1"
+
+
+def max_body_bytes() -> int:
+    """The largest request body the HTTP API reads: `MDSTUDIO_MAX_BODY_BYTES`, default 1 MiB."""
+    value = os.environ.get("MDSTUDIO_MAX_BODY_BYTES", "").strip()
+    return int(value) if value.isdigit() else 1024 * 1024

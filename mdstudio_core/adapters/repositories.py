@@ -16,6 +16,7 @@ from mdstudio_core.domain.model import (
     Approval,
     ApprovalStatus,
     EntityType,
+    Identity,
     Lane,
     Tier,
 )
@@ -444,3 +445,72 @@ class PolicyRepository:
                     tenant_id=tenant_id, lane=lane.value, tier=tier, **values
                 )
             )
+
+
+class TokenRepository:
+    """API tokens, by the SHA-256 of their secret (the secret itself is never stored)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(
+        self,
+        token_id: uuid.UUID,
+        token_hash: str,
+        identity: Identity,
+        created_at: dt.datetime,
+        expires_at: dt.datetime | None,
+    ) -> None:
+        self._connection.execute(
+            insert(tables.api_tokens).values(
+                id=token_id,
+                token_hash=token_hash,
+                tenant_id=identity.tenant_id,
+                user_name=identity.user,
+                roles=sorted(identity.roles),
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+        )
+
+    def by_hash(self, token_hash: str) -> dict[str, Any] | None:
+        """The token with this hash; a unique index makes this one probe."""
+        row = self._connection.execute(
+            select(tables.api_tokens).where(tables.api_tokens.c.token_hash == token_hash)
+        ).first()
+        return _token_record(row) if row else None
+
+    def get(self, token_id: uuid.UUID) -> dict[str, Any] | None:
+        row = self._connection.execute(
+            select(tables.api_tokens).where(tables.api_tokens.c.id == token_id)
+        ).first()
+        return _token_record(row) if row else None
+
+    def list(self, tenant_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+        """Tokens, oldest first; every tenant's when `tenant_id` is None (administration)."""
+        query = select(tables.api_tokens)
+        if tenant_id is not None:
+            query = query.where(tables.api_tokens.c.tenant_id == tenant_id)
+        query = query.order_by(tables.api_tokens.c.created_at, tables.api_tokens.c.id)
+        return [_token_record(row) for row in self._connection.execute(query)]
+
+    def revoke(self, token_id: uuid.UUID, at: dt.datetime) -> None:
+        """Mark the token revoked; a token revoked before keeps its first revocation time."""
+        self._connection.execute(
+            update(tables.api_tokens)
+            .where(tables.api_tokens.c.id == token_id, tables.api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+
+def _token_record(row: Row[Any]) -> dict[str, Any]:
+    """A token without its hash: what administration shows and authentication checks."""
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "user": row.user_name,
+        "roles": list(row.roles),
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "revoked_at": row.revoked_at,
+    }

@@ -195,6 +195,23 @@ approval_policies = Table(
     Column("updated_by", String(200), nullable=False),
 )
 
+# API bearer tokens. Only the SHA-256 of a token is stored: a leaked table grants nothing. The
+# token fixes tenant, user and roles; `revoked_at` and `expires_at` end it.
+api_tokens = Table(
+    "mdm_api_token",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("user_name", String(200), nullable=False),
+    Column("roles", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    UniqueConstraint("token_hash", name="uq_mdm_api_token_hash"),
+    Index("ix_mdm_api_token_tenant", "tenant_id", "created_at"),
+)
+
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,
     EntityType.KPI: kpis,

@@ -31,7 +31,7 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
-from mdstudio_core.service_layer import approvals, catalog, profile_requests, profiling
+from mdstudio_core.service_layer import approvals, catalog, profile_requests, profiling, tokens
 
 EXIT_CODES: dict[type[MdstudioError], int] = {
     InvalidInput: 2,
@@ -463,7 +463,7 @@ def profiles_preview(canonical_key: str | None, approval_id: str | None) -> None
 @common_options
 def profiles_history(canonical_key: str, limit: int) -> None:
     """Saved profiles of an entity, newest first."""
-    rows = profiling.profile_history(engine(), identity(), canonical_key, limit)
+    rows = catalog.profile_history(engine(), identity(), canonical_key, limit)
     emit(
         rows,
         lambda: print_table(
@@ -533,6 +533,79 @@ def policy_set(lane: str, tier: str | None, required_role: str) -> None:
     )
     rows = [{"lane": name, **tiers} for name, tiers in effective.items()]
     emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
+
+
+@cli.group("tokens")
+def tokens_group() -> None:
+    """API bearer tokens (administration: whoever reaches the store's database)."""
+
+
+@tokens_group.command("create")
+@click.option("--expires-in", help="Lifetime such as 90m, 12h, 30d or 2w (default: no expiry).")
+@common_options
+def tokens_create(expires_in: str | None) -> None:
+    """Issue a token for --tenant, --user and --role; the token is printed once, only its hash
+    is stored."""
+    lifetime = tokens.parse_duration(expires_in) if expires_in is not None else None
+    secret, record = tokens.create_token(engine(), identity(), lifetime)
+    emit(
+        {"token": secret, **record},
+        lambda: (
+            click.echo(secret),
+            click.echo(
+                f"token {record['id']} for {record['user']} (tenant {record['tenant']}, roles "
+                f"{', '.join(record['roles']) or 'none'}, expires {record['expires'] or 'never'})"
+                "; it is shown only this once",
+                err=True,
+            ),
+        ),
+    )
+
+
+@tokens_group.command("list")
+@common_options
+def tokens_list() -> None:
+    """Tokens (never their secrets), oldest first; --tenant T shows one tenant's."""
+    tenant = click.get_current_context().find_root().meta.get("mdstudio.tenant")
+    try:
+        tenant_id = uuid.UUID(tenant) if tenant else None
+    except ValueError as exc:
+        raise InvalidInput("must be a UUID", field="tenant") from exc
+    records = tokens.list_tokens(engine(), tenant_id)
+    emit(
+        records,
+        lambda: print_table(
+            records, ("id", "tenant", "user", "roles", "created", "expires", "revoked")
+        ),
+    )
+
+
+@tokens_group.command("revoke")
+@click.argument("token_id")
+@common_options
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token now; requests carrying it get 401 from then on."""
+    record = tokens.revoke_token(engine(), token_id)
+    emit(record, lambda: print_record(record))
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+def serve(host: str, port: int, workers: int, access_log: bool) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs)."""
+    import uvicorn
+
+    uvicorn.run(
+        "mdstudio_core.entrypoints.http:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+    )
 
 
 def _read_file(path: str) -> str:

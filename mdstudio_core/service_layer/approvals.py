@@ -79,6 +79,7 @@ def validate_request(raw: Mapping[str, Any]) -> tuple[ApprovalRequest, dict[str,
     """
     if not isinstance(raw, Mapping):
         raise InvalidInput("the request must be a JSON object", field="request")
+    _check_no_nul(raw, "")
     try:
         request = ApprovalRequest.model_validate(raw)
     except ValidationError as exc:
@@ -160,6 +161,7 @@ def approve(
     The request row is locked first, so of two racing approvers one waits and then finds the
     request decided (a conflict); exactly one set of events is written.
     """
+    reason = _check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with UnitOfWork(engine) as uow:
         approval = _load_pending(uow, identity, approval_id)
@@ -206,7 +208,7 @@ def reject(
     engine: Engine, identity: Identity, approval_id: uuid.UUID | str, reason: str
 ) -> Approval:
     """Turn the request down; the reason is mandatory so the requester learns why."""
-    reason = (reason or "").strip()
+    reason = _check_reason(reason)
     if not reason:
         raise InvalidInput("a reason is required to reject a request", field="reason")
     approval_id = parse_approval_id(approval_id)
@@ -224,6 +226,7 @@ def cancel(
     engine: Engine, identity: Identity, approval_id: uuid.UUID | str, reason: str | None = None
 ) -> Approval:
     """Withdraw one's own pending request."""
+    reason = _check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with UnitOfWork(engine) as uow:
         approval = _load_pending(uow, identity, approval_id)
@@ -475,6 +478,31 @@ def _event(
         occurred_at=now,
         payload=validate_event(event_type, payload),
     )
+
+
+def _check_reason(reason: str | None) -> str | None:
+    """A decision note, stripped; bounded and free of NUL (PostgreSQL text cannot hold it)."""
+    reason = (reason or "").strip() or None
+    if reason is not None:
+        if len(reason) > 10_000:
+            raise InvalidInput("must be at most 10000 characters", field="reason")
+        _check_no_nul(reason, "reason")
+    return reason
+
+
+def _check_no_nul(value: Any, path: str) -> None:
+    """Refuse NUL characters anywhere in a request: PostgreSQL can store them neither in text
+    nor in JSONB, so they would fail late, as a database error, instead of as invalid input."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput("must not contain NUL characters", field=path or "request")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_no_nul(key, path or "request")
+            _check_no_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_no_nul(item, f"{path}[{index}]")
 
 
 def _check_glossary_key(key: str) -> None:

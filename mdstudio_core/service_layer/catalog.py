@@ -1,7 +1,9 @@
-"""Read side of the catalog: live entities and the event stream of a tenant."""
+"""Read side of the catalog: live entities, their profiles and the event stream of a tenant."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
 from sqlalchemy import Engine
@@ -10,6 +12,11 @@ from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.model import EntityType, Identity, Tier
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+
+# A page holds 1 to MAX_PAGE_SIZE rows; positions (offsets, event ids) fit a signed 64-bit
+# integer, the widest both backends store, so a huge number is invalid input, not a crash.
+MAX_PAGE_SIZE = 1000
+MAX_POSITION = 2**63 - 1
 
 
 def list_entities(
@@ -59,9 +66,36 @@ def list_events(
         )
 
 
+def profile_history(
+    engine: Engine, identity: Identity, canonical_key: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The profiles of one metadata field of the tenant, newest first, JSON-ready.
+
+    A field the tenant does not have is "not found" (also when another tenant has it); a field
+    never profiled has an empty history.
+    """
+    check_page(limit, 0, "offset")
+    with UnitOfWork(engine) as uow:
+        if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
+            raise NotFound(f"{EntityType.GLOBAL_METADATA.value} {canonical_key} not found")
+        rows = uow.profiles.history(identity.tenant_id, canonical_key, limit)
+    return [{name: _json_value(value) for name, value in row.items()} for row in rows]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
 def check_page(limit: int, start: int, start_field: str) -> None:
-    """Bound every listing: a page holds 1 to 1000 rows and starts at a non-negative place."""
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("must be between 1 and 1000", field="limit")
+    """Bound every listing: a page holds 1 to 1000 rows and starts at a non-negative place
+    that the store can represent."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"must be between 1 and {MAX_PAGE_SIZE}", field="limit")
     if start < 0:
         raise InvalidInput("must not be negative", field=start_field)
+    if start > MAX_POSITION:
+        raise InvalidInput("is too large", field=start_field)

@@ -9,7 +9,6 @@ the CLI preview calls it with a single entity and saves nothing.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -232,31 +231,6 @@ def preview_approval(engine: Engine, identity: Identity, approval_id: str) -> Pr
         approval.tier,
         str(approval.id),
     )
-
-
-def profile_history(
-    engine: Engine, identity: Identity, canonical_key: str, limit: int = 20
-) -> list[dict[str, object]]:
-    """Saved profiles of an entity, newest first, JSON-ready."""
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("must be between 1 and 1000", field="limit")
-    with UnitOfWork(engine) as uow:
-        if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
-            raise NotFound(f"GLOBAL_METADATA {canonical_key} not found")
-        rows = uow.profiles.history(identity.tenant_id, canonical_key, limit)
-    return [
-        {
-            key: (
-                str(value)
-                if isinstance(value, uuid.UUID)
-                else value.isoformat()
-                if isinstance(value, dt.datetime)
-                else value
-            )
-            for key, value in row.items()
-        }
-        for row in rows
-    ]
 
 
 def _preview(

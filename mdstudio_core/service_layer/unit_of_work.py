@@ -13,6 +13,7 @@ from mdstudio_core.adapters.repositories import (
     EventOutbox,
     PolicyRepository,
     ProfileRepository,
+    TokenRepository,
 )
 
 
@@ -26,6 +27,7 @@ class UnitOfWork:
     events: EventOutbox
     policies: PolicyRepository
     profiles: ProfileRepository
+    tokens: TokenRepository
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -38,6 +40,7 @@ class UnitOfWork:
         self.events = EventOutbox(self.connection)
         self.policies = PolicyRepository(self.connection)
         self.profiles = ProfileRepository(self.connection)
+        self.tokens = TokenRepository(self.connection)
         return self
 
     def commit(self) -> None:

@@ -1,0 +1,135 @@
+"""API bearer tokens: who a request comes from, fixed by an administrator, never by the request.
+
+A token is `mds_` plus 32 random bytes (URL-safe base64), printed once when created. Only its
+SHA-256 is stored, so a copy of the store grants nothing, and looking a token up by its hash
+through a unique index is the whole check: there is no secret comparison whose timing could leak.
+The token fixes tenant, user and roles; expiry and revocation end it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+
+from mdstudio_core.domain.errors import InvalidInput, NotFound
+from mdstudio_core.domain.model import Identity
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+
+TOKEN_PREFIX = "mds_"
+# token_urlsafe(32) gives 43 characters; anything much longer is not one of ours.
+_MAX_TOKEN_LENGTH = 100
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_ROLE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+class Unauthenticated(Exception):
+    """No usable credentials: unknown, malformed, expired or revoked token. Deliberately not an
+    `MdstudioError`: only the HTTP layer authenticates, and it answers 401."""
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`90m`, `12h`, `30d`, `2w` (or seconds: `45s`) as a positive duration."""
+    match = _DURATION.match(text or "")
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(
+            "must be a positive number followed by s, m, h, d or w (e.g. 30d)", field="expires_in"
+        )
+    return dt.timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def check_identity(identity: Identity) -> Identity:
+    """The limits every identity must respect before it is stored or trusted: a user name the
+    store can hold and role names of plain characters (they are compared, never parsed)."""
+    if not identity.user or len(identity.user) > 200 or identity.user != identity.user.strip():
+        raise InvalidInput("must be 1 to 200 characters, without surrounding spaces", field="user")
+    if any(ch in identity.user for ch in "\x00\r\n"):
+        raise InvalidInput("must not contain control characters", field="user")
+    for role in identity.roles:
+        if not _ROLE.match(role):
+            raise InvalidInput("must be a role name (letters, digits, _ or -)", field="role")
+    return identity
+
+
+def create_token(
+    engine: Engine, identity: Identity, expires_in: dt.timedelta | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Issue a token for `identity`; return the secret (shown once, never stored) and its record."""
+    check_identity(identity)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = uuid.uuid4()
+    now = _now()
+    with UnitOfWork(engine) as uow:
+        uow.tokens.add(
+            token_id, _hash(secret), identity, now, now + expires_in if expires_in else None
+        )
+        uow.commit()
+        record = uow.tokens.get(token_id)
+    assert record is not None
+    return secret, token_json(record)
+
+
+def list_tokens(engine: Engine, tenant_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+    """Every token (or one tenant's), oldest first, without secrets or hashes."""
+    with UnitOfWork(engine) as uow:
+        return [token_json(record) for record in uow.tokens.list(tenant_id)]
+
+
+def revoke_token(engine: Engine, token_id: uuid.UUID | str) -> dict[str, Any]:
+    """End a token now. Revoking it again changes nothing (it stays revoked since the first)."""
+    try:
+        token_uuid = uuid.UUID(str(token_id))
+    except ValueError as exc:
+        raise InvalidInput("not a valid token id (a UUID)", field="token_id") from exc
+    with UnitOfWork(engine) as uow:
+        if uow.tokens.get(token_uuid) is None:
+            raise NotFound(f"token {token_uuid} not found")
+        uow.tokens.revoke(token_uuid, _now())
+        uow.commit()
+        record = uow.tokens.get(token_uuid)
+    assert record is not None
+    return token_json(record)
+
+
+def authenticate(engine: Engine, secret: str) -> Identity:
+    """The identity a token fixes. Raises `Unauthenticated` for anything but a live token."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > _MAX_TOKEN_LENGTH:
+        raise Unauthenticated("not an mdstudio token")
+    with UnitOfWork(engine) as uow:
+        record = uow.tokens.by_hash(_hash(secret))
+    if record is None:
+        raise Unauthenticated("unknown token")
+    if record["revoked_at"] is not None:
+        raise Unauthenticated("token revoked")
+    if record["expires_at"] is not None and record["expires_at"] <= _now():
+        raise Unauthenticated("token expired")
+    return Identity(
+        tenant_id=record["tenant_id"], user=record["user"], roles=frozenset(record["roles"])
+    )
+
+
+def token_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A token record in its JSON form (what `mdstudio tokens list --json` prints)."""
+    return {
+        "id": str(record["id"]),
+        "tenant": str(record["tenant_id"]),
+        "user": record["user"],
+        "roles": record["roles"],
+        "created": record["created_at"].isoformat(),
+        "expires": record["expires_at"].isoformat() if record["expires_at"] else None,
+        "revoked": record["revoked_at"].isoformat() if record["revoked_at"] else None,
+    }
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
