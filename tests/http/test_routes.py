@@ -7,7 +7,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from mdstudio_core.adapters import tables
+from mdstudio_core.adapters import migrations, tables
 from tests.factories import (
     KERNEL_OWNER,
     STEWARD,
@@ -293,7 +293,7 @@ def test_healthz_needs_no_token_and_reports_a_missing_schema(client, tmp_path):
     from mdstudio_core.adapters.database import create_store_engine
     from mdstudio_core.entrypoints.http import create_app
 
-    assert client.get("/healthz").json() == {"status": "ok", "revision": "0002"}
+    assert client.get("/healthz").json() == {"status": "ok", "revision": migrations.head_revision()}
     bare = create_store_engine(f"sqlite:///{tmp_path / 'bare.db'}")
     with TestClient(create_app(bare)) as unmigrated:
         assert is_problem(unmigrated.get("/healthz"), 503)

@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 
+from mdstudio_core.adapters import migrations
 from mdstudio_core.service_layer import tokens
 from tests.factories import metadata_request, person
 
@@ -40,7 +41,7 @@ def test_serve_answers_healthz_and_an_authorised_route(store_url, engine):
                 assert server.poll() is None, server.stdout.read().decode()
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
-        assert health.json() == {"status": "ok", "revision": "0002"}
+        assert health.json() == {"status": "ok", "revision": migrations.head_revision()}
         secret, _ = tokens.create_token(engine, person(uuid.uuid4(), "alice"))
         headers = {"Authorization": f"Bearer {secret}"}
         submitted = httpx.post(f"{base}/approvals", json=metadata_request(), headers=headers)

@@ -1,0 +1,125 @@
+"""`mdstudio profiles preview|history|run` on both store backends, with the demo warehouse."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from demo import warehouse as demo_warehouse
+from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.domain.model import Binding
+from mdstudio_core.service_layer import profile_requests
+from mdstudio_core.service_layer.profiling import BoundEntity, profile_table
+from tests.cli_helpers import run_cli
+from tests.factories import metadata_request, store_snapshot
+
+KEY = "finance.revenue.gross_amount"
+BINDING = {
+    "source": "demo",
+    "table": "orders",
+    "columns": [
+        {"name": "order_id", "unique": True},
+        {"name": "gross_amount", "min": 0},
+        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
+    ],
+}
+
+
+@pytest.fixture
+def cli_env(store_url, monkeypatch, tenant, tmp_path):
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
+    monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_URL", demo_warehouse.build(tmp_path / "wh.db"))
+    return store_url
+
+
+def submit(binding=BINDING):
+    import json
+
+    result = run_cli(
+        ["approvals", "submit", "--file", "-", "--user", "alice", "--json"],
+        stdin=json.dumps(metadata_request(binding=binding)),
+    )
+    assert result.exit_code == 0, result.stderr
+    return result.json["id"]
+
+
+def test_preview_of_a_pending_approval_saves_nothing(cli_env):
+    approval_id = submit()
+    engine = create_store_engine(cli_env)
+    before = store_snapshot(engine)
+    result = run_cli(
+        ["profiles", "preview", "--approval", approval_id, "--user", "carol", "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    profile = result.json
+    assert profile["quality_score"] == 91.89  # hand-computed in tests/pipelines
+    assert profile["row_count"] == 20
+    assert profile["approval_id"] == approval_id
+    assert [c["name"] for c in profile["columns"]] == ["order_id", "gross_amount", "currency"]
+    assert store_snapshot(engine) == before
+    human = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "carol"])
+    assert "91.89" in human.stdout and "gross_amount" in human.stdout
+    engine.dispose()
+
+
+def test_preview_of_live_entity_and_its_errors(cli_env):
+    approval_id = submit()
+    assert (
+        run_cli(
+            ["approvals", "approve", approval_id, "--user", "bob", "--role", "kernel_owner"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        run_cli(["profiles", "preview", KEY, "--user", "c", "--json"]).json["quality_score"]
+        == 91.89
+    )
+    assert run_cli(["profiles", "preview", "no.such.key", "--user", "c"]).exit_code == 4
+    assert run_cli(["profiles", "preview", "--user", "c"]).exit_code == 2
+    missing_table = submit({**BINDING, "table": "no_such_table"})
+    result = run_cli(["profiles", "preview", "--approval", missing_table, "--user", "c"])
+    assert result.exit_code == 2 and "no_such_table" in result.stderr
+    unknown_source = submit({**BINDING, "source": "elsewhere"})
+    result = run_cli(["profiles", "preview", "--approval", unknown_source, "--user", "c"])
+    assert result.exit_code == 2 and "MDSTUDIO_SOURCE_ELSEWHERE_URL" in result.stderr
+
+
+def test_history_newest_first_and_run_request(cli_env, tenant):
+    approval_id = submit()
+    run_cli(["approvals", "approve", approval_id, "--user", "bob", "--role", "kernel_owner"])
+    engine = create_store_engine(cli_env)
+    results = profile_table([BoundEntity(KEY, Binding.model_validate(BINDING))])
+    for run_id in ("run-1", "run-2", "run-2"):  # the second save of run-2 is a retry
+        profile_requests.save_profiles(engine, tenant, results, run_id)
+    history = run_cli(["profiles", "history", KEY, "--user", "c", "--json"]).json
+    assert [h["run_id"] for h in history] == ["run-2", "run-1"]
+    assert history[0]["entity_urn"] == f"urn:mdstudio:{tenant}:metadata:{KEY}"
+    assert (
+        run_cli(["profiles", "history", KEY, "--limit", "1", "--user", "c", "--json"]).json[0][
+            "run_id"
+        ]
+        == "run-2"
+    )
+    other = run_cli(["profiles", "history", KEY, "--user", "c", "--tenant", str(uuid.uuid4())])
+    assert other.exit_code == 4
+
+    requested = run_cli(["profiles", "run", KEY, "--force", "--user", "dave", "--json"])
+    assert requested.exit_code == 0, requested.stderr
+    assert requested.json["type"] == "metadata.profile.requested"
+    assert requested.json["payload"] == {
+        "canonical_key": KEY,
+        "trigger": "manual",
+        "force": True,
+        "requested_by": "dave",
+    }
+    assert run_cli(["profiles", "run", "no.such.key", "--user", "dave"]).exit_code == 4
+    with engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar_one()
+            == 2
+        )
+    engine.dispose()
