@@ -211,7 +211,7 @@ def _pg_limits(connection: Connection, timeout_s: float | None) -> Iterator[None
 
 def _pg_sample(table: sa.Table, percent: float, seed: int) -> sa.FromClause:
     # REPEATABLE: every UNION ALL branch must read the same sampled blocks.
-    return sa.tablesample(table, sa.func.system(percent), seed=seed)
+    return sa.tablesample(table, sa.func.system(percent), seed=sa.literal(seed, sa.Integer()))
 
 
 def _pg_high_cardinality(connection: Connection, table: sa.Table) -> set[str]:
