@@ -112,7 +112,7 @@ def test_invalid_regular_expression_is_rejected_by_the_binding() -> None:
 def test_pattern_postgres_rejects_names_the_column(pg_engine: Engine) -> None:
     name = _table(pg_engine)
     binding = _binding(name, {"name": "id"}, {"name": "email", "pattern": "(?P<user>[a-z]+)@"})
-    with pytest.raises(warehouse.InvalidPattern, match="column email: .*not a regular expr"):
+    with pytest.raises(warehouse.InvalidPattern, match=r"column email: .*not a regular expr"):
         _run(pg_engine, binding)
 
 
