@@ -27,18 +27,28 @@ from .conftest import unique_table_name
 def _table(engine: Engine, rows: int = 3) -> str:
     name = unique_table_name()
     table = sa.Table(
-        name, sa.MetaData(),
-        sa.Column("id", sa.Integer), sa.Column("email", sa.Text), sa.Column("amount", sa.Float),
+        name,
+        sa.MetaData(),
+        sa.Column("id", sa.Integer),
+        sa.Column("email", sa.Text),
+        sa.Column("amount", sa.Float),
         sa.Column("day", sa.Date),
     )
     with engine.begin() as connection:
         table.create(connection)
         if rows:
-            connection.execute(table.insert(), [
-                {"id": k, "email": f"u{k}@x.io" if k % 3 else "bad", "amount": k * 1.5,
-                 "day": dt.date(2024, 1, 1 + k % 28)}
-                for k in range(rows)
-            ])
+            connection.execute(
+                table.insert(),
+                [
+                    {
+                        "id": k,
+                        "email": f"u{k}@x.io" if k % 3 else "bad",
+                        "amount": k * 1.5,
+                        "day": dt.date(2024, 1, 1 + k % 28),
+                    }
+                    for k in range(rows)
+                ],
+            )
     return name
 
 
@@ -156,18 +166,23 @@ def test_empty_table(sqlite_engine: Engine) -> None:
 def test_sqlite_timeout_is_a_clear_failure(sqlite_engine: Engine) -> None:
     name = _table(sqlite_engine, rows=20_000)
     with pytest.raises(warehouse.ProfileTimeout, match="statement timeout"):
-        _run(sqlite_engine, _binding(name, {"name": "email", "pattern": "@"}),
-             limits=ProfileLimits(timeout_s=0))
+        _run(
+            sqlite_engine,
+            _binding(name, {"name": "email", "pattern": "@"}),
+            limits=ProfileLimits(timeout_s=0),
+        )
 
 
 @pytest.mark.postgres
 def test_postgres_timeout_is_a_clear_failure(pg_engine: Engine) -> None:
     name = unique_table_name()
     with pg_engine.begin() as connection:
-        connection.execute(sa.text(
-            f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
-            "FROM generate_series(1, 300000) g"
-        ))
+        connection.execute(
+            sa.text(
+                f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
+                "FROM generate_series(1, 300000) g"
+            )
+        )
     binding = _binding(name, {"name": "id"}, {"name": "email", "pattern": "^[0-9a-f]{32}$"})
     with pytest.raises(warehouse.ProfileTimeout, match="no partial profile"):
         _run(pg_engine, binding, limits=ProfileLimits(timeout_s=0.001))
@@ -176,18 +191,19 @@ def test_postgres_timeout_is_a_clear_failure(pg_engine: Engine) -> None:
 def test_sampling_is_refused_where_unsupported(sqlite_engine: Engine) -> None:
     name = _table(sqlite_engine)
     with pytest.raises(warehouse.ProfileError, match="sampling is not supported on sqlite"):
-        _run(sqlite_engine, _binding(name, {"name": "id"}),
-             limits=ProfileLimits(sample_percent=10))
+        _run(sqlite_engine, _binding(name, {"name": "id"}), limits=ProfileLimits(sample_percent=10))
 
 
 @pytest.mark.postgres
 def test_postgres_sampling_is_recorded(pg_engine: Engine) -> None:
     name = unique_table_name()
     with pg_engine.begin() as connection:
-        connection.execute(sa.text(
-            f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
-            "FROM generate_series(1, 100000) g"
-        ))
+        connection.execute(
+            sa.text(
+                f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
+                "FROM generate_series(1, 100000) g"
+            )
+        )
     binding = _binding(name, {"name": "id", "unique": True}, {"name": "email", "pattern": "a"})
     full = _run(pg_engine, binding)
     assert full.sample is None and full.row_count == 100_000

@@ -8,12 +8,28 @@ from pydantic import ValidationError
 from mdstudio_core.domain.quality import ColumnProfile, ScoreWeights, quality_score
 
 
-def col(name: str = "c", *, n: int, nn: int, d: int = 0, v: int | None = None,
-        nullable: bool = False, unique: bool = False, rules: list[str] | None = None,
-        not_applied: list[str] | None = None) -> ColumnProfile:
+def col(
+    name: str = "c",
+    *,
+    n: int,
+    nn: int,
+    d: int = 0,
+    v: int | None = None,
+    nullable: bool = False,
+    unique: bool = False,
+    rules: list[str] | None = None,
+    not_applied: list[str] | None = None,
+) -> ColumnProfile:
     return ColumnProfile(
-        name=name, n=n, non_null=nn, distinct=d, valid=v, nullable=nullable, unique=unique,
-        rules=rules or [], rules_not_applied=not_applied or [],
+        name=name,
+        n=n,
+        non_null=nn,
+        distinct=d,
+        valid=v,
+        nullable=nullable,
+        unique=unique,
+        rules=rules or [],
+        rules_not_applied=not_applied or [],
     )
 
 
@@ -94,11 +110,13 @@ def test_empty_table_scores_nothing() -> None:
 def test_entity_score_is_mean_of_scored_columns_only() -> None:
     # a: 0.8 (completeness); b: validity 1/4 with nullable -> 0.25; c: nothing scored
     # mean(0.8, 0.25) = 0.525 -> 52.50; dimension means: completeness 0.8, validity 0.25
-    s = quality_score([
-        col("a", n=10, nn=8),
-        col("b", n=10, nn=4, v=1, nullable=True, rules=["allowed_values"]),
-        col("c", n=10, nn=3, nullable=True),
-    ])
+    s = quality_score(
+        [
+            col("a", n=10, nn=8),
+            col("b", n=10, nn=4, v=1, nullable=True, rules=["allowed_values"]),
+            col("c", n=10, nn=3, nullable=True),
+        ]
+    )
     assert [c.score for c in s.columns] == [0.8, 0.25, None]
     assert s.quality_score == 52.5
     assert (s.completeness, s.uniqueness, s.validity) == (0.8, None, 0.25)
