@@ -203,8 +203,7 @@ def _pg_limits(connection: Connection, timeout_s: float | None) -> Iterator[None
     except sa.exc.OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
             raise ProfileTimeout(
-                f"profile exceeded the statement timeout of {timeout_s:g} s and was cancelled; "
-                "no partial profile was kept (raise the tier's timeout or enable sampling)"
+                "profile cancelled by the statement timeout; no partial profile was kept"
             ) from exc
         raise
 
@@ -306,8 +305,7 @@ def _sqlite_limits(connection: Connection, timeout_s: float | None) -> Iterator[
             isinstance(exc.orig, sqlite3.OperationalError) and "interrupt" in str(exc.orig)
         ):
             raise ProfileTimeout(
-                f"profile exceeded the statement timeout of {timeout_s:g} s and was interrupted; "
-                "no partial profile was kept"
+                "profile interrupted by the statement timeout; no partial profile was kept"
             ) from exc
         raise
     finally:
@@ -684,7 +682,10 @@ def measure_table(
         ) from exc
     if engine.dialect.name == "postgresql":
         # Both passes must see the same snapshot, or distinct could exceed non-null.
-        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        # Read only: a profile never writes, whatever SQL it is given.
+        connection = connection.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
     with connection, connection.begin():
         reflected = _reflect(connection, schema, table, source)
         if hooks.check_pattern is not None:
@@ -708,12 +709,30 @@ def measure_table(
             "-- row pass\n" + render_sql(statements.row_pass, engine) + ";\n"
             "-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
         )
+        # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+        def budget() -> float | None:
+            if deadline is None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProfileTimeout("no time left for the next statement")
+            return remaining
+
         try:
-            with hooks.limits(connection, timeout_s):
+            with hooks.limits(connection, budget()):
                 totals = connection.execute(statements.row_pass).mappings().one()
+            with hooks.limits(connection, budget()):
                 distinct = {
                     row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
                 }
+        except ProfileTimeout as exc:
+            raise ProfileTimeout(
+                f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
+                "cancelled; no partial profile was kept (raise the tier's timeout or enable "
+                "sampling)"
+            ) from exc
         except sa.exc.DBAPIError as exc:
             raise ProfileError(
                 f"warehouse rejected the profile of {table}: "

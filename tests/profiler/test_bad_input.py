@@ -173,6 +173,18 @@ def test_sqlite_timeout_is_a_clear_failure(sqlite_engine: Engine) -> None:
         )
 
 
+def test_sqlite_progress_handler_interrupts_a_running_statement(sqlite_engine: Engine) -> None:
+    name = _table(sqlite_engine, rows=20_000)
+    hooks = warehouse.hooks_for("sqlite")
+    with sqlite_engine.connect() as connection:
+        with pytest.raises(warehouse.ProfileTimeout), hooks.limits(connection, 1e-6):
+            connection.execute(
+                sa.text(f'SELECT count(*) FROM "{name}" a, "{name}" b WHERE a.email REGEXP \'@\'')
+            ).all()
+        # the handler is removed afterwards: the connection works without a limit
+        assert connection.execute(sa.text("SELECT 1")).scalar() == 1
+
+
 @pytest.mark.postgres
 def test_postgres_timeout_is_a_clear_failure(pg_engine: Engine) -> None:
     name = unique_table_name()
@@ -184,8 +196,19 @@ def test_postgres_timeout_is_a_clear_failure(pg_engine: Engine) -> None:
             )
         )
     binding = _binding(name, {"name": "id"}, {"name": "email", "pattern": "^[0-9a-f]{32}$"})
-    with pytest.raises(warehouse.ProfileTimeout, match="no partial profile"):
+    with pytest.raises(warehouse.ProfileTimeout, match=r"timeout of 0\.001 s.*no partial profile"):
         _run(pg_engine, binding, limits=ProfileLimits(timeout_s=0.001))
+    # the database cancelled the statement itself (not only the budget check)
+    hooks = warehouse.hooks_for("postgresql")
+    with (
+        pg_engine.connect() as connection,
+        connection.begin(),
+        pytest.raises(warehouse.ProfileTimeout),
+        hooks.limits(connection, 0.001),
+    ):
+        connection.execute(
+            sa.text(f"SELECT count(*) FROM \"{name}\" WHERE email ~ '^[0-9a-f]{{32}}$'")
+        ).all()
 
 
 def test_sampling_is_refused_where_unsupported(sqlite_engine: Engine) -> None:
