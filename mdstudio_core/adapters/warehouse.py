@@ -486,6 +486,25 @@ def _reflect(connection: Connection, schema: str | None, table: str, source: str
     )
 
 
+def _unique_by_constraint(connection: Connection, table: sa.Table) -> set[str]:
+    """Columns that alone form the primary key or a unique constraint. The warehouse enforces
+    that their non-null values are distinct, so their distinct count is their non-null count and
+    costs nothing. Unique indexes are ignored (they can be partial or on expressions)."""
+    inspector = sa.inspect(connection)
+    out: set[str] = set()
+    try:
+        primary = inspector.get_pk_constraint(table.name, schema=table.schema)
+        uniques = inspector.get_unique_constraints(table.name, schema=table.schema)
+    except NotImplementedError:
+        return out
+    for columns in [primary.get("constrained_columns") or []] + [
+        u.get("column_names") or [] for u in uniques
+    ]:
+        if len(columns) == 1:
+            out.add(columns[0])
+    return out
+
+
 def _find_column(table: sa.Table, name: str) -> sa.Column[Any] | None:
     if name in table.c:
         return table.c[name]
@@ -522,13 +541,17 @@ class ProfileStatements:
         Parallel-safe: PostgreSQL splits the scan and the regexes over its workers.
     distinct_pass: the exact distinct count of every bound column, one UNION ALL branch per
         column so PostgreSQL runs them side by side (Parallel Append); high-cardinality columns
-        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``.
+        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``. None when every
+        column is unique by constraint.
+    unique_by_constraint: bound columns whose distinct count is their non-null count because a
+        single-column primary key or unique constraint guarantees it.
     """
 
     row_pass: sa.Select[Any]
-    distinct_pass: sa.Select[Any] | sa.CompoundSelect
+    distinct_pass: sa.Select[Any] | sa.CompoundSelect | None
     specs: list[_Spec]
     distinct_columns: list[str]
+    unique_by_constraint: list[str] = field(default_factory=list)
 
 
 def _row_pass(source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks) -> sa.Select[Any]:
@@ -586,9 +609,11 @@ def build_profile_statements(
     sample_percent: float | None = None,
     sample_seed: int = 0,
     high_cardinality: set[str] | frozenset[str] = frozenset(),
+    unique_by_constraint: set[str] | frozenset[str] = frozenset(),
 ) -> ProfileStatements:
     """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
-    benchmark and for tests that inspect the SQL."""
+    benchmark and for tests that inspect the SQL. Columns in ``unique_by_constraint`` get no
+    distinct branch (their distinct count is their non-null count)."""
     hooks = hooks_for(dialect_name)
     specs: list[_Spec] = []
     missing: list[str] = []
@@ -619,7 +644,7 @@ def build_profile_statements(
     distinct_columns: list[str] = []
     branches = []
     for spec in specs:
-        if spec.column.name in distinct_columns:
+        if spec.column.name in distinct_columns or spec.column.name in unique_by_constraint:
             continue
         distinct_columns.append(spec.column.name)
         branches.append(
@@ -632,9 +657,15 @@ def build_profile_statements(
                 spec.column.name in high_cardinality,
             )
         )
-    distinct_pass = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    distinct_pass: sa.Select[Any] | sa.CompoundSelect | None = (
+        None if not branches else branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    )
     return ProfileStatements(
-        _row_pass(source, specs, hooks), distinct_pass, specs, distinct_columns
+        _row_pass(source, specs, hooks),
+        distinct_pass,
+        specs,
+        distinct_columns,
+        sorted({s.column.name for s in specs} & set(unique_by_constraint)),
     )
 
 
@@ -696,6 +727,7 @@ def measure_table(
                     except InvalidPattern as exc:
                         raise InvalidPattern(f"column {rule.name}: {exc}") from exc
         high = hooks.high_cardinality(connection, reflected)
+        unique = _unique_by_constraint(connection, reflected)
         seed = random.randrange(1, 2**31 - 1)
         statements = build_profile_statements(
             reflected,
@@ -704,11 +736,16 @@ def measure_table(
             sample_percent=sample_percent,
             sample_seed=seed,
             high_cardinality=high,
+            unique_by_constraint=unique,
         )
-        sql = (
-            "-- row pass\n" + render_sql(statements.row_pass, engine) + ";\n"
-            "-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
-        )
+        sql = "-- row pass\n" + render_sql(statements.row_pass, engine) + ";"
+        if statements.distinct_pass is not None:
+            sql += "\n-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
+        if statements.unique_by_constraint:
+            sql += (
+                "\n-- distinct = non-null (single-column primary key or unique constraint): "
+                + ", ".join(statements.unique_by_constraint)
+            )
         # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
@@ -723,10 +760,12 @@ def measure_table(
         try:
             with hooks.limits(connection, budget()):
                 totals = connection.execute(statements.row_pass).mappings().one()
-            with hooks.limits(connection, budget()):
-                distinct = {
-                    row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
-                }
+            distinct: dict[int, int] = {}
+            if statements.distinct_pass is not None:
+                with hooks.limits(connection, budget()):
+                    distinct = {
+                        row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
+                    }
         except ProfileTimeout as exc:
             raise ProfileTimeout(
                 f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
@@ -751,7 +790,11 @@ def measure_table(
                 data_type=spec.type_name,
                 n=row_count,
                 non_null=int(totals[f"nn_{i}"]),
-                distinct=distinct[statements.distinct_columns.index(spec.column.name)],
+                distinct=(
+                    int(totals[f"nn_{i}"])
+                    if spec.column.name in statements.unique_by_constraint
+                    else distinct[statements.distinct_columns.index(spec.column.name)]
+                ),
                 valid=int(totals[f"v_{i}"]) if f"v_{i}" in totals else None,
                 min=totals.get(f"min_{i}"),
                 max=totals.get(f"max_{i}"),
