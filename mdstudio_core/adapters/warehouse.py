@@ -340,8 +340,9 @@ def hooks_for(dialect_name: str) -> DialectHooks:
 # Column kinds and rule applicability
 # --------------------------------------------------------------------------------------------
 
-TEXT, NUMBER, BOOLEAN, DATE, DATETIME, TIME, OTHER = (
+TEXT, ENUM, NUMBER, BOOLEAN, DATE, DATETIME, TIME, OTHER = (
     "text",
+    "enum",
     "number",
     "boolean",
     "date",
@@ -355,7 +356,9 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
     """Which family a reflected column type belongs to; decides which rules can apply."""
     if isinstance(type_, sa.Boolean):
         return BOOLEAN
-    if isinstance(type_, sa.String | sa.Enum):
+    if isinstance(type_, sa.Enum):  # before String: an Enum is a String with fixed labels
+        return ENUM
+    if isinstance(type_, sa.String):
         return TEXT
     if isinstance(type_, sa.Integer | sa.Numeric | sa.Float):
         return NUMBER
@@ -368,7 +371,7 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
     return OTHER
 
 
-ORDERABLE = {TEXT, NUMBER, DATE, DATETIME, TIME}
+ORDERABLE = {TEXT, ENUM, NUMBER, DATE, DATETIME, TIME}
 
 
 def _is_number(value: Any) -> bool:
@@ -386,7 +389,7 @@ def _bound_fits(kind: str, value: Any) -> bool:
 
 
 def _allowed_fits(kind: str, values: Sequence[Any]) -> bool:
-    if kind == TEXT:
+    if kind in (TEXT, ENUM):
         return all(isinstance(v, str) for v in values)
     if kind == NUMBER:
         return all(_is_number(v) for v in values)
@@ -521,8 +524,17 @@ def _rule_condition(
             assert rule.pattern is not None
             conditions.append(hooks.regex(value, rule.pattern))
         elif name == "allowed_values":
-            values = [sa.literal(v, spec.column.type) for v in rule.allowed_values or []]
-            conditions.append(value.in_(values))
+            allowed = list(rule.allowed_values or [])
+            if spec.kind == ENUM:
+                # A value outside the enum's labels can match nothing (and PostgreSQL would
+                # reject it as enum input), so it is dropped here.
+                labels = set(getattr(spec.column.type, "enums", None) or allowed)
+                allowed = [v for v in allowed if v in labels]
+            if allowed:
+                values = [sa.literal(v, spec.column.type) for v in allowed]
+                conditions.append(value.in_(values))
+            else:
+                conditions.append(sa.false())
         elif name == "min":
             conditions.append(value >= sa.literal(rule.min, spec.column.type))
         elif name == "max":

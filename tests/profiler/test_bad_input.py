@@ -281,3 +281,28 @@ def test_entities_on_different_tables_are_refused(sqlite_engine: Engine) -> None
     b = BoundEntity("b", _binding("t2", {"name": "id"}))
     with pytest.raises(ValueError, match="one table"):
         profile_table([a, b], engine_for=lambda _s: sqlite_engine)
+
+
+@pytest.mark.postgres
+def test_postgres_enum_column(pg_engine: Engine) -> None:
+    """An enum is ordered by its labels, takes allowed_values (unknown labels match nothing),
+    and a pattern does not apply to it."""
+    name = unique_table_name()
+    kind = f"{name}_status"
+    with pg_engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TYPE \"{kind}\" AS ENUM ('new', 'paid', 'void')"))
+        connection.execute(sa.text(f'CREATE TABLE "{name}" (status "{kind}")'))
+        connection.execute(
+            sa.text(f"INSERT INTO \"{name}\" VALUES ('paid'), ('new'), ('void'), (NULL), ('paid')")
+        )
+    binding = _binding(
+        name, {"name": "status", "allowed_values": ["new", "paid", "refunded"], "unique": True}
+    )
+    result = _run(pg_engine, binding)
+    status = result.columns[0]
+    assert (status.n, status.non_null, status.distinct, status.valid) == (5, 4, 3, 3)
+    assert (status.min, status.max) == ("new", "void")
+    only_unknown = _run(pg_engine, _binding(name, {"name": "status", "allowed_values": ["x"]}))
+    assert only_unknown.columns[0].valid == 0
+    pattern = _run(pg_engine, _binding(name, {"name": "status", "pattern": "^p"}))
+    assert pattern.columns[0].rules_not_applied == ["pattern"]
