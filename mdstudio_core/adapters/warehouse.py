@@ -203,15 +203,14 @@ def _pg_limits(connection: Connection, timeout_s: float | None) -> Iterator[None
     except sa.exc.OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
             raise ProfileTimeout(
-                f"profile exceeded the statement timeout of {timeout_s:g} s and was cancelled; "
-                "no partial profile was kept (raise the tier's timeout or enable sampling)"
+                "profile cancelled by the statement timeout; no partial profile was kept"
             ) from exc
         raise
 
 
 def _pg_sample(table: sa.Table, percent: float, seed: int) -> sa.FromClause:
     # REPEATABLE: every UNION ALL branch must read the same sampled blocks.
-    return sa.tablesample(table, sa.func.system(percent), seed=seed)
+    return sa.tablesample(table, sa.func.system(percent), seed=sa.literal(seed, sa.Integer()))
 
 
 def _pg_high_cardinality(connection: Connection, table: sa.Table) -> set[str]:
@@ -306,8 +305,7 @@ def _sqlite_limits(connection: Connection, timeout_s: float | None) -> Iterator[
             isinstance(exc.orig, sqlite3.OperationalError) and "interrupt" in str(exc.orig)
         ):
             raise ProfileTimeout(
-                f"profile exceeded the statement timeout of {timeout_s:g} s and was interrupted; "
-                "no partial profile was kept"
+                "profile interrupted by the statement timeout; no partial profile was kept"
             ) from exc
         raise
     finally:
@@ -342,8 +340,9 @@ def hooks_for(dialect_name: str) -> DialectHooks:
 # Column kinds and rule applicability
 # --------------------------------------------------------------------------------------------
 
-TEXT, NUMBER, BOOLEAN, DATE, DATETIME, TIME, OTHER = (
+TEXT, ENUM, NUMBER, BOOLEAN, DATE, DATETIME, TIME, OTHER = (
     "text",
+    "enum",
     "number",
     "boolean",
     "date",
@@ -357,7 +356,9 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
     """Which family a reflected column type belongs to; decides which rules can apply."""
     if isinstance(type_, sa.Boolean):
         return BOOLEAN
-    if isinstance(type_, sa.String | sa.Enum):
+    if isinstance(type_, sa.Enum):  # before String: an Enum is a String with fixed labels
+        return ENUM
+    if isinstance(type_, sa.String):
         return TEXT
     if isinstance(type_, sa.Integer | sa.Numeric | sa.Float):
         return NUMBER
@@ -370,7 +371,7 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
     return OTHER
 
 
-ORDERABLE = {TEXT, NUMBER, DATE, DATETIME, TIME}
+ORDERABLE = {TEXT, ENUM, NUMBER, DATE, DATETIME, TIME}
 
 
 def _is_number(value: Any) -> bool:
@@ -388,7 +389,7 @@ def _bound_fits(kind: str, value: Any) -> bool:
 
 
 def _allowed_fits(kind: str, values: Sequence[Any]) -> bool:
-    if kind == TEXT:
+    if kind in (TEXT, ENUM):
         return all(isinstance(v, str) for v in values)
     if kind == NUMBER:
         return all(_is_number(v) for v in values)
@@ -488,6 +489,25 @@ def _reflect(connection: Connection, schema: str | None, table: str, source: str
     )
 
 
+def _unique_by_constraint(connection: Connection, table: sa.Table) -> set[str]:
+    """Columns that alone form the primary key or a unique constraint. The warehouse enforces
+    that their non-null values are distinct, so their distinct count is their non-null count and
+    costs nothing. Unique indexes are ignored (they can be partial or on expressions)."""
+    inspector = sa.inspect(connection)
+    out: set[str] = set()
+    try:
+        primary = inspector.get_pk_constraint(table.name, schema=table.schema)
+        uniques = inspector.get_unique_constraints(table.name, schema=table.schema)
+    except NotImplementedError:
+        return out
+    for columns in [primary.get("constrained_columns") or []] + [
+        u.get("column_names") or [] for u in uniques
+    ]:
+        if len(columns) == 1:
+            out.add(columns[0])
+    return out
+
+
 def _find_column(table: sa.Table, name: str) -> sa.Column[Any] | None:
     if name in table.c:
         return table.c[name]
@@ -504,8 +524,17 @@ def _rule_condition(
             assert rule.pattern is not None
             conditions.append(hooks.regex(value, rule.pattern))
         elif name == "allowed_values":
-            values = [sa.literal(v, spec.column.type) for v in rule.allowed_values or []]
-            conditions.append(value.in_(values))
+            allowed = list(rule.allowed_values or [])
+            if spec.kind == ENUM:
+                # A value outside the enum's labels can match nothing (and PostgreSQL would
+                # reject it as enum input), so it is dropped here.
+                labels = set(getattr(spec.column.type, "enums", None) or allowed)
+                allowed = [v for v in allowed if v in labels]
+            if allowed:
+                values = [sa.literal(v, spec.column.type) for v in allowed]
+                conditions.append(value.in_(values))
+            else:
+                conditions.append(sa.false())
         elif name == "min":
             conditions.append(value >= sa.literal(rule.min, spec.column.type))
         elif name == "max":
@@ -524,13 +553,17 @@ class ProfileStatements:
         Parallel-safe: PostgreSQL splits the scan and the regexes over its workers.
     distinct_pass: the exact distinct count of every bound column, one UNION ALL branch per
         column so PostgreSQL runs them side by side (Parallel Append); high-cardinality columns
-        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``.
+        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``. None when every
+        column is unique by constraint.
+    unique_by_constraint: bound columns whose distinct count is their non-null count because a
+        single-column primary key or unique constraint guarantees it.
     """
 
     row_pass: sa.Select[Any]
-    distinct_pass: sa.Select[Any] | sa.CompoundSelect
+    distinct_pass: sa.Select[Any] | sa.CompoundSelect | None
     specs: list[_Spec]
     distinct_columns: list[str]
+    unique_by_constraint: list[str] = field(default_factory=list)
 
 
 def _row_pass(source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks) -> sa.Select[Any]:
@@ -588,9 +621,11 @@ def build_profile_statements(
     sample_percent: float | None = None,
     sample_seed: int = 0,
     high_cardinality: set[str] | frozenset[str] = frozenset(),
+    unique_by_constraint: set[str] | frozenset[str] = frozenset(),
 ) -> ProfileStatements:
     """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
-    benchmark and for tests that inspect the SQL."""
+    benchmark and for tests that inspect the SQL. Columns in ``unique_by_constraint`` get no
+    distinct branch (their distinct count is their non-null count)."""
     hooks = hooks_for(dialect_name)
     specs: list[_Spec] = []
     missing: list[str] = []
@@ -621,7 +656,7 @@ def build_profile_statements(
     distinct_columns: list[str] = []
     branches = []
     for spec in specs:
-        if spec.column.name in distinct_columns:
+        if spec.column.name in distinct_columns or spec.column.name in unique_by_constraint:
             continue
         distinct_columns.append(spec.column.name)
         branches.append(
@@ -634,9 +669,15 @@ def build_profile_statements(
                 spec.column.name in high_cardinality,
             )
         )
-    distinct_pass = branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    distinct_pass: sa.Select[Any] | sa.CompoundSelect | None = (
+        None if not branches else branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    )
     return ProfileStatements(
-        _row_pass(source, specs, hooks), distinct_pass, specs, distinct_columns
+        _row_pass(source, specs, hooks),
+        distinct_pass,
+        specs,
+        distinct_columns,
+        sorted({s.column.name for s in specs} & set(unique_by_constraint)),
     )
 
 
@@ -684,7 +725,10 @@ def measure_table(
         ) from exc
     if engine.dialect.name == "postgresql":
         # Both passes must see the same snapshot, or distinct could exceed non-null.
-        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        # Read only: a profile never writes, whatever SQL it is given.
+        connection = connection.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
     with connection, connection.begin():
         reflected = _reflect(connection, schema, table, source)
         if hooks.check_pattern is not None:
@@ -695,6 +739,7 @@ def measure_table(
                     except InvalidPattern as exc:
                         raise InvalidPattern(f"column {rule.name}: {exc}") from exc
         high = hooks.high_cardinality(connection, reflected)
+        unique = _unique_by_constraint(connection, reflected)
         seed = random.randrange(1, 2**31 - 1)
         statements = build_profile_statements(
             reflected,
@@ -703,17 +748,42 @@ def measure_table(
             sample_percent=sample_percent,
             sample_seed=seed,
             high_cardinality=high,
+            unique_by_constraint=unique,
         )
-        sql = (
-            "-- row pass\n" + render_sql(statements.row_pass, engine) + ";\n"
-            "-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
-        )
+        sql = "-- row pass\n" + render_sql(statements.row_pass, engine) + ";"
+        if statements.distinct_pass is not None:
+            sql += "\n-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
+        if statements.unique_by_constraint:
+            sql += (
+                "\n-- distinct = non-null (single-column primary key or unique constraint): "
+                + ", ".join(statements.unique_by_constraint)
+            )
+        # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+        def budget() -> float | None:
+            if deadline is None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProfileTimeout("no time left for the next statement")
+            return remaining
+
         try:
-            with hooks.limits(connection, timeout_s):
+            with hooks.limits(connection, budget()):
                 totals = connection.execute(statements.row_pass).mappings().one()
-                distinct = {
-                    row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
-                }
+            distinct: dict[int, int] = {}
+            if statements.distinct_pass is not None:
+                with hooks.limits(connection, budget()):
+                    distinct = {
+                        row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
+                    }
+        except ProfileTimeout as exc:
+            raise ProfileTimeout(
+                f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
+                "cancelled; no partial profile was kept (raise the tier's timeout or enable "
+                "sampling)"
+            ) from exc
         except sa.exc.DBAPIError as exc:
             raise ProfileError(
                 f"warehouse rejected the profile of {table}: "
@@ -732,7 +802,11 @@ def measure_table(
                 data_type=spec.type_name,
                 n=row_count,
                 non_null=int(totals[f"nn_{i}"]),
-                distinct=distinct[statements.distinct_columns.index(spec.column.name)],
+                distinct=(
+                    int(totals[f"nn_{i}"])
+                    if spec.column.name in statements.unique_by_constraint
+                    else distinct[statements.distinct_columns.index(spec.column.name)]
+                ),
                 valid=int(totals[f"v_{i}"]) if f"v_{i}" in totals else None,
                 min=totals.get(f"min_{i}"),
                 max=totals.get(f"max_{i}"),

@@ -217,3 +217,51 @@ def test_postgres_high_cardinality_shape_agrees(pg_engine: Engine) -> None:
             expected.valid,
         )
         assert (measured.min, measured.max) == (expected.min, expected.max)
+
+
+def _check_constrained(engine: Engine) -> None:
+    """Columns unique by constraint take distinct = non-null without a distinct query, and
+    still agree with pandas; a composite unique constraint proves nothing per column."""
+    name = unique_table_name()
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("i", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("s", sa.Text, unique=True),
+        sa.Column("f", sa.Float),
+        sa.Column("d", sa.Date),
+        sa.UniqueConstraint("f", "d"),
+    )
+    rows = [
+        {"i": k, "s": None if k % 4 == 0 else f"user{k}@x.io", "f": float(k % 3), "d": None}
+        for k in range(1, 40)
+    ]
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(table.insert(), rows)
+    try:
+        metrics = warehouse.measure_table(engine, name, FIXED_RULES, timeout_s=60)
+        only_unique = warehouse.measure_table(engine, name, FIXED_RULES[:2], timeout_s=60)
+    finally:
+        _drop(engine, name)
+    assert "primary key or unique constraint): i, s" in metrics.sql
+    assert "-- distinct pass" in metrics.sql
+    assert "-- distinct pass" not in only_unique.sql
+    for rule, measured in zip(FIXED_RULES, metrics.columns, strict=True):
+        expected = oracle([r[rule.name] for r in rows], rule, COLUMNS[rule.name][2])
+        assert (measured.n, measured.non_null, measured.distinct, measured.valid) == (
+            expected.n,
+            expected.non_null,
+            expected.distinct,
+            expected.valid,
+        )
+    assert [c.distinct for c in only_unique.columns] == [39, 30]  # 9 of 39 emails are null
+
+
+def test_unique_by_constraint_on_sqlite(sqlite_engine: Engine) -> None:
+    _check_constrained(sqlite_engine)
+
+
+@pytest.mark.postgres
+def test_unique_by_constraint_on_postgres(pg_engine: Engine) -> None:
+    _check_constrained(pg_engine)
