@@ -60,8 +60,8 @@ def build_warehouse(url: str, count: int, rows: int = 2000) -> None:
     with engine.begin() as connection:
         for i in range(count):
             connection.exec_driver_sql(
-                f"CREATE TABLE t{i} AS SELECT g AS id, (g % 500) - 5 AS amount, "
-                f"(ARRAY['open','paid','void','lost'])[1 + g % 4] AS status "
+                f"CREATE TABLE t{i} AS SELECT g AS id, (g %% 500) - 5 AS amount, "
+                f"(ARRAY['open','paid','void','lost'])[1 + g %% 4] AS status "
                 f"FROM generate_series(1, {rows}) g"
             )
     engine.dispose()
@@ -291,6 +291,8 @@ def main() -> None:
             uow.commit()
         warehouse = sa.create_engine(urls["wh"], isolation_level="AUTOCOMMIT")
         with warehouse.connect() as connection:
+            connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+            time.sleep(1)
             connection.exec_driver_sql("SELECT pg_stat_reset()")
         planned = time.perf_counter()
         context = dg.build_schedule_context(

@@ -58,7 +58,7 @@ def entity_profile(
         thresholds,
         tenant_id,
         [key],
-        trigger=context.run.tags.get("mdstudio/trigger", "manual"),
+        triggers={key: context.run.tags.get("mdstudio/trigger", "manual")},
         approval_ids={},
         run_id=context.run_id,
     )

@@ -322,3 +322,66 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
         o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
     ]
     assert [s["reason"] for s in skips] == ["COST_GUARD"]
+
+
+def test_materializing_one_partition_from_the_ui_profiles_that_entity(env):
+    approval = env.approve()
+    pk = partition_key(env.tenant, "finance.revenue.gross_amount")
+    env.instance.add_dynamic_partitions(CATALOG_ENTITIES.name, [pk])
+    from mdstudio_pipelines.assets import entity_profile
+    from mdstudio_pipelines.resources import QualityThresholds, WarehouseResource
+
+    resources = {
+        "catalog": CatalogResource(database_url=env.url),
+        "warehouse": WarehouseResource(),
+        "thresholds": QualityThresholds(tier1_min_score=95),
+    }
+    result = dg.materialize(
+        [entity_profile], partition_key=pk, instance=env.instance, resources=resources
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("entity_profile")
+    assert materialization.metadata["quality_score"].value == expected_demo_score()
+    assert materialization.metadata["trigger"].value == "manual"
+    [evaluation] = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert evaluation.passed is False  # 91.89 is below the configured 95
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.partition == pk
+    assert approval.id  # the approval's profile comes from the job; this one is manual
+
+    env.approve(key="finance.revenue.unbound", binding=None)
+    unbound = partition_key(env.tenant, "finance.revenue.unbound")
+    env.instance.add_dynamic_partitions(CATALOG_ENTITIES.name, [unbound])
+    failed = dg.materialize(
+        [entity_profile],
+        partition_key=unbound,
+        instance=env.instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not failed.success
+
+
+@pytest.mark.parametrize(
+    ("tier", "score", "passed", "severity"),
+    [
+        ("tier1", 79.99, False, dg.AssetCheckSeverity.ERROR),
+        ("tier1", 80.0, True, dg.AssetCheckSeverity.ERROR),
+        ("tier2", 69.5, False, dg.AssetCheckSeverity.WARN),
+        ("tier2", 70.0, True, dg.AssetCheckSeverity.WARN),
+        ("tier3", 10.0, True, dg.AssetCheckSeverity.WARN),
+        ("tier1", None, False, dg.AssetCheckSeverity.ERROR),
+    ],
+)
+def test_quality_threshold_per_tier(tier, score, passed, severity):
+    from mdstudio_core.domain.model import Tier
+    from mdstudio_pipelines.checks import evaluate_threshold
+    from mdstudio_pipelines.resources import QualityThresholds
+
+    thresholds = QualityThresholds()
+    outcome = evaluate_threshold(Tier(tier), score, thresholds.minimum(Tier(tier)), "empty")
+    assert (outcome.passed, outcome.severity) == (passed, severity)
