@@ -3,6 +3,7 @@ observed, the profiling decisions (runs requested, skips with their reason), mat
 with their scores, and quality-check results, oldest first."""
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -25,9 +26,16 @@ def timeline(
     """Every recorded step of one entity, oldest first, as JSON-ready dicts."""
     key = partition_key(tenant_id, canonical_key)
     entries: list[tuple[float, int, dict[str, Any]]] = []
+    seen: set[str] = set()
     for asset_key in (CATALOG_ENTITY, ENTITY_PROFILE):
         for record in _all(instance.fetch_observations, asset_key, key):
             metadata = _plain(record.asset_observation.metadata)
+            fingerprint = json.dumps(
+                [asset_key.to_user_string(), metadata], sort_keys=True, default=str
+            )
+            if fingerprint in seen:  # written again by a retried sensor tick
+                continue
+            seen.add(fingerprint)
             kind = (
                 "skip"
                 if metadata.get("event_type") == "metadata.profile.skipped"

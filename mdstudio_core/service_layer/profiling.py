@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 
@@ -24,6 +25,7 @@ from mdstudio_core.domain.quality import (
     ScoreWeights,
     quality_score,
 )
+from mdstudio_core.service_layer.approvals import get_approval
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 
@@ -197,8 +199,6 @@ def profile_entity(
 def _jsonable(value: object) -> object:
     """Min/max as JSON-friendly values: numbers stay numbers (Decimal becomes int or float),
     dates and times become ISO strings, so the profile stores and prints the same everywhere."""
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -219,8 +219,6 @@ def preview_entity(engine: Engine, identity: Identity, canonical_key: str) -> Pr
 
 def preview_approval(engine: Engine, identity: Identity, approval_id: str) -> ProfileResult:
     """Profile the binding a pending approval proposes, before anyone approves it."""
-    from mdstudio_core.service_layer.approvals import get_approval
-
     approval = get_approval(engine, identity, approval_id)
     if approval.entity_type is not EntityType.GLOBAL_METADATA:
         raise InvalidInput("only GLOBAL_METADATA requests carry a binding", field="approval_id")

@@ -65,7 +65,8 @@ class Env:
         return approvals.approve(self.engine, person(self.tenant, "bob", role), approval.id)
 
     def tick(self):
-        """One sensor evaluation, with the side effects the daemon commits with the tick."""
+        """One sensor evaluation (it records its observations itself), with the side effects
+        the daemon commits with the tick."""
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
@@ -75,8 +76,7 @@ class Env:
         result = sensors.approval_sensor(context)
         if isinstance(result, dg.SkipReason):
             return result
-        for event in result.asset_events:
-            self.instance.report_runless_asset_event(event)
+        assert not result.asset_events
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
@@ -385,3 +385,29 @@ def test_quality_threshold_per_tier(tier, score, passed, severity):
     thresholds = QualityThresholds()
     outcome = evaluate_threshold(Tier(tier), score, thresholds.minimum(Tier(tier)), "empty")
     assert (outcome.passed, outcome.severity) == (passed, severity)
+
+
+def test_audit_trail_oldest_first_and_repeats_read_once(env):
+    env.approve()
+    result = env.tick()
+    env.run(result.run_requests[0])
+    from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+    from mdstudio_pipelines.audit import timeline
+
+    with UnitOfWork(env.engine) as uow:
+        outbox = uow.events.list(tenant_id=env.tenant)
+    # A retried tick writes its observations again: the trail shows each step once.
+    sensors.record_observations(env.instance, [sensors.event_observation(e) for e in outbox])
+    trail = timeline(env.instance, env.tenant, "finance.revenue.gross_amount")
+    assert [(t["kind"], t["details"]["event_type"]) for t in trail] == [
+        ("observation", "metadata.approved"),
+        ("observation", "metadata.changed"),
+        ("observation", "metadata.profile.due"),
+        ("observation", "approval.approved"),
+        ("observation", "metadata.profile.run_requested"),
+        ("materialization", "metadata.profile.completed"),
+        ("check", "quality.check"),
+    ]
+    assert trail[5]["details"]["quality_score"] == expected_demo_score()
+    stamps = [t["at"] for t in trail]
+    assert stamps == sorted(stamps)
