@@ -8,21 +8,25 @@ Why it looks like this:
 * Nothing user-supplied is concatenated into SQL. Tables and columns are reflected and must exist;
   SQLAlchemy quotes the identifiers; patterns, allowed values and bounds travel as bound
   parameters.
-* No row is pulled into Python. A table is measured by ONE statement that returns one row per
-  bound column, so client memory is flat whatever the table size.
-* The statement is a ``UNION ALL`` of one aggregate branch per column (PostgreSQL runs the
-  branches side by side under a Parallel Append). Each branch is one of two shapes, chosen by the
-  column's expected cardinality:
+* No row is pulled into Python. A table is measured by two statements, whatever the number of
+  columns or of entities bound to it, in one read-only repeatable-read transaction; each returns
+  at most one row per column, so client memory is flat whatever the table size.
+* The shape follows where PostgreSQL spends its time (measured by ``bench/profile.py``): CPU in
+  expressions (regexes above all) and in exact distinct counts, not in the scan.
 
-  - *grouped* (low or unknown cardinality): ``GROUP BY column`` first (a hash aggregate), then the
-    counts, min/max and every value rule are computed over the groups, weighted by group size.
-    Rules, regexes above all, are evaluated once per distinct value instead of once per row,
-    which is where PostgreSQL spends its time.
-  - *sorted* (high cardinality, known from the planner's statistics): a single aggregate with
-    ``COUNT(DISTINCT column)``; a sort beats a hash table that spills when almost every value is
-    distinct, and deduplicating first would not save any regex evaluation anyway.
+  1. *Row pass*: one parallel aggregate with the row count and, for the high-cardinality
+     columns, non-null, valid (all value rules, once per row) and min/max.
+  2. *Distinct pass*: a ``UNION ALL`` with one branch per column, which PostgreSQL runs side by
+     side under a Parallel Append:
 
-  The benchmark (``bench/profile.py``) measures this shape against the alternatives.
+     - *sorted* (high cardinality, known from the planner's statistics): ``COUNT(DISTINCT)``,
+       one sort; a hash table would spill when nearly every value is distinct, and grouping
+       first would save no regex evaluation.
+     - *grouped* (everything else): ``GROUP BY column`` (a hash aggregate), then distinct,
+       non-null, valid and min/max over the groups, weighted by group size: the rules run once
+       per distinct value, and the row pass never touches the column.
+
+  A column that alone is a primary key or unique constraint needs no distinct count at all.
 * Dialect differences are confined to a small hook table (`DialectHooks`): regex matching,
   code-point text ordering, statement timeout, sampling, cardinality hints. PostgreSQL and SQLite
   are built in; DuckDB, Snowflake, BigQuery or Trino only need an entry.
