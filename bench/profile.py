@@ -136,7 +136,13 @@ def _pass(url: str, with_distinct: bool) -> dict[str, Any]:
     with engine.begin() as connection:
         _settings(connection)
         table = _reflected(connection)
-        statements = warehouse.build_profile_statements(table, BINDING.columns, "postgresql")
+        # Every column in one aggregate: counts, all value rules (once per row) and min/max.
+        statements = warehouse.build_profile_statements(
+            table,
+            BINDING.columns,
+            "postgresql",
+            high_cardinality={column.name for column in BINDING.columns},
+        )
         statement = statements.row_pass
         if with_distinct:
             extra = []

@@ -8,21 +8,25 @@ Why it looks like this:
 * Nothing user-supplied is concatenated into SQL. Tables and columns are reflected and must exist;
   SQLAlchemy quotes the identifiers; patterns, allowed values and bounds travel as bound
   parameters.
-* No row is pulled into Python. A table is measured by ONE statement that returns one row per
-  bound column, so client memory is flat whatever the table size.
-* The statement is a ``UNION ALL`` of one aggregate branch per column (PostgreSQL runs the
-  branches side by side under a Parallel Append). Each branch is one of two shapes, chosen by the
-  column's expected cardinality:
+* No row is pulled into Python. A table is measured by two statements, whatever the number of
+  columns or of entities bound to it, in one read-only repeatable-read transaction; each returns
+  at most one row per column, so client memory is flat whatever the table size.
+* The shape follows where PostgreSQL spends its time (measured by ``bench/profile.py``): CPU in
+  expressions (regexes above all) and in exact distinct counts, not in the scan.
 
-  - *grouped* (low or unknown cardinality): ``GROUP BY column`` first (a hash aggregate), then the
-    counts, min/max and every value rule are computed over the groups, weighted by group size.
-    Rules, regexes above all, are evaluated once per distinct value instead of once per row,
-    which is where PostgreSQL spends its time.
-  - *sorted* (high cardinality, known from the planner's statistics): a single aggregate with
-    ``COUNT(DISTINCT column)``; a sort beats a hash table that spills when almost every value is
-    distinct, and deduplicating first would not save any regex evaluation anyway.
+  1. *Row pass*: one parallel aggregate with the row count and, for the high-cardinality
+     columns, non-null, valid (all value rules, once per row) and min/max.
+  2. *Distinct pass*: a ``UNION ALL`` with one branch per column, which PostgreSQL runs side by
+     side under a Parallel Append:
 
-  The benchmark (``bench/profile.py``) measures this shape against the alternatives.
+     - *sorted* (high cardinality, known from the planner's statistics): ``COUNT(DISTINCT)``,
+       one sort; a hash table would spill when nearly every value is distinct, and grouping
+       first would save no regex evaluation.
+     - *grouped* (everything else): ``GROUP BY column`` (a hash aggregate), then distinct,
+       non-null, valid and min/max over the groups, weighted by group size: the rules run once
+       per distinct value, and the row pass never touches the column.
+
+  A column that alone is a primary key or unique constraint needs no distinct count at all.
 * Dialect differences are confined to a small hook table (`DialectHooks`): regex matching,
   code-point text ordering, statement timeout, sampling, cardinality hints. PostgreSQL and SQLite
   are built in; DuckDB, Snowflake, BigQuery or Trino only need an entry.
@@ -546,15 +550,25 @@ def _rule_condition(
 
 @dataclass(frozen=True)
 class ProfileStatements:
-    """The two statements that measure a table, run in one repeatable-read transaction.
+    """The two statements that measure a table, run in one repeatable-read, read-only
+    transaction (so both see the same rows).
 
-    row_pass: ONE aggregate over the table: row count, and per column spec the non-null count,
-        the valid count (every applicable value rule, evaluated once per row) and min/max.
-        Parallel-safe: PostgreSQL splits the scan and the regexes over its workers.
-    distinct_pass: the exact distinct count of every bound column, one UNION ALL branch per
-        column so PostgreSQL runs them side by side (Parallel Append); high-cardinality columns
-        use ``COUNT(DISTINCT)`` (one sort), the others a hash ``GROUP BY``. None when every
-        column is unique by constraint.
+    row_pass: ONE aggregate over the table: the row count and, for each column spec not
+        measured by a grouped branch, the non-null count, the valid count (every applicable
+        value rule, evaluated once per row) and min/max. Parallel-safe: PostgreSQL spreads the
+        scan and the regexes over its workers.
+    distinct_pass: one ``UNION ALL`` branch per column, run side by side under a Parallel
+        Append on PostgreSQL:
+        - *sorted* branch (high-cardinality columns, from planner statistics):
+          ``COUNT(DISTINCT column)``, one sort; deduplicating first would save nothing.
+        - *grouped* branch (all other columns): ``GROUP BY column`` (hash aggregate), then
+          distinct, non-null, valid and min/max over the groups, weighted by group size, so
+          the value rules (regexes above all) run once per distinct value instead of once
+          per row, and the row pass does not touch the column at all.
+        None when nothing needs it (every column unique by constraint).
+    grouped: indexes of the specs measured entirely by the distinct pass.
+    sorted_columns: columns with a ``COUNT(DISTINCT)`` branch, keyed by the index of the first
+        spec on that column.
     unique_by_constraint: bound columns whose distinct count is their non-null count because a
         single-column primary key or unique constraint guarantees it.
     """
@@ -562,14 +576,23 @@ class ProfileStatements:
     row_pass: sa.Select[Any]
     distinct_pass: sa.Select[Any] | sa.CompoundSelect | None
     specs: list[_Spec]
-    distinct_columns: list[str]
+    grouped: set[int] = field(default_factory=set)
+    sorted_columns: dict[str, int] = field(default_factory=dict)
     unique_by_constraint: list[str] = field(default_factory=list)
 
 
-def _row_pass(source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks) -> sa.Select[Any]:
+def _ordered(spec: _Spec, value: ColumnElement[Any], hooks: DialectHooks) -> ColumnElement[Any]:
+    return hooks.text_order(value) if spec.kind == TEXT else value
+
+
+def _row_pass(
+    source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks, grouped: set[int]
+) -> sa.Select[Any]:
     one = sa.literal(1, sa.BigInteger())
     items: list[ColumnElement[Any]] = [sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
     for spec in specs:
+        if spec.index in grouped:
+            continue
         col = source.c[spec.column.name]
         i = spec.index
         items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
@@ -579,38 +602,84 @@ def _row_pass(source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks
                 sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
             )
         if spec.kind in ORDERABLE:
-            ordered = hooks.text_order(col) if spec.kind == TEXT else col
+            ordered = _ordered(spec, col, hooks)
             items.append(sa.type_coerce(sa.func.min(ordered), col.type).label(f"min_{i}"))
             items.append(sa.type_coerce(sa.func.max(ordered), col.type).label(f"max_{i}"))
     return sa.select(*items).select_from(source)
 
 
-def _distinct_branch(
-    position: int,
-    column: sa.Column[Any],
-    kind: str,
+def _slots(
+    specs: Sequence[_Spec], grouped: set[int], own: int | None, low: Any = None, high: Any = None
+) -> list[ColumnElement[Any]]:
+    """min/max columns of every grouped orderable spec: the branch's own values, typed NULLs
+    elsewhere, so that every UNION ALL branch has the same row type."""
+    slots: list[ColumnElement[Any]] = []
+    for other in specs:
+        if other.index not in grouped or other.kind not in ORDERABLE:
+            continue
+        j, type_ = other.index, other.column.type
+        if other.index == own:
+            slots += [
+                sa.type_coerce(low, type_).label(f"min_{j}"),
+                sa.type_coerce(high, type_).label(f"max_{j}"),
+            ]
+        else:
+            slots += [
+                sa.cast(sa.null(), type_).label(f"min_{j}"),
+                sa.cast(sa.null(), type_).label(f"max_{j}"),
+            ]
+    return slots
+
+
+def _grouped_branch(
+    spec: _Spec,
     source: sa.FromClause,
+    specs: Sequence[_Spec],
+    grouped: set[int],
     hooks: DialectHooks,
-    sorted_shape: bool,
 ) -> sa.Select[Any]:
-    col = source.c[column.name]
-    value = hooks.text_order(col) if kind == TEXT else col
-    if sorted_shape:
-        distinct: ColumnElement[Any] = sa.func.count(sa.distinct(value))
-        from_: sa.FromClause = source
-    else:
-        grouped = (
-            sa.select(value.label("v"))
-            .select_from(source)
-            .where(col.is_not(None))
-            .group_by(value)
-            .subquery(f"d{position}")
-        )
-        distinct, from_ = sa.func.count(), grouped
+    col = source.c[spec.column.name]
+    value = _ordered(spec, col, hooks)
+    groups = (
+        sa.select(value.label("v"), sa.func.count().label("k"))
+        .select_from(source)
+        .where(col.is_not(None))
+        .group_by(value)
+        .subquery(f"g{spec.index}")
+    )
+    condition = _rule_condition(spec, groups.c.v, hooks)
+    valid: ColumnElement[Any] = (
+        sa.func.coalesce(sa.func.sum(sa.case((condition, groups.c.k))), 0)
+        if condition is not None
+        else sa.null()
+    )
+    low = high = None
+    if spec.kind in ORDERABLE:
+        low, high = sa.func.min(groups.c.v), sa.func.max(groups.c.v)
     return sa.select(
-        sa.literal(position, sa.Integer()).label("col"),
-        sa.cast(distinct, sa.BigInteger()).label("d"),
-    ).select_from(from_)
+        sa.literal(spec.index, sa.Integer()).label("key"),
+        sa.cast(sa.func.count(), sa.BigInteger()).label("d"),
+        sa.cast(sa.func.coalesce(sa.func.sum(groups.c.k), 0), sa.BigInteger()).label("nn"),
+        sa.cast(valid, sa.BigInteger()).label("v"),
+        *_slots(specs, grouped, spec.index, low, high),
+    ).select_from(groups)
+
+
+def _sorted_branch(
+    spec: _Spec,
+    source: sa.FromClause,
+    specs: Sequence[_Spec],
+    grouped: set[int],
+    hooks: DialectHooks,
+) -> sa.Select[Any]:
+    value = _ordered(spec, source.c[spec.column.name], hooks)
+    return sa.select(
+        sa.literal(spec.index, sa.Integer()).label("key"),
+        sa.cast(sa.func.count(sa.distinct(value)), sa.BigInteger()).label("d"),
+        sa.cast(sa.null(), sa.BigInteger()).label("nn"),
+        sa.cast(sa.null(), sa.BigInteger()).label("v"),
+        *_slots(specs, grouped, None),
+    ).select_from(source)
 
 
 def build_profile_statements(
@@ -624,8 +693,8 @@ def build_profile_statements(
     unique_by_constraint: set[str] | frozenset[str] = frozenset(),
 ) -> ProfileStatements:
     """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
-    benchmark and for tests that inspect the SQL. Columns in ``unique_by_constraint`` get no
-    distinct branch (their distinct count is their non-null count)."""
+    benchmark and for tests that inspect the SQL. Columns in ``high_cardinality`` get the sorted
+    shape; columns in ``unique_by_constraint`` get no distinct branch at all."""
     hooks = hooks_for(dialect_name)
     specs: list[_Spec] = []
     missing: list[str] = []
@@ -653,31 +722,33 @@ def build_profile_statements(
         if not 0 < sample_percent <= 100:
             raise ProfileError(f"sample percent must be in (0, 100], got {sample_percent}")
         source = hooks.sample(table, sample_percent, sample_seed)
-    distinct_columns: list[str] = []
-    branches = []
+    unique = {s.column.name for s in specs} & set(unique_by_constraint)
+    grouped = {
+        s.index
+        for s in specs
+        if s.column.name not in high_cardinality and s.column.name not in unique
+    }
+    sorted_columns: dict[str, int] = {}
     for spec in specs:
-        if spec.column.name in distinct_columns or spec.column.name in unique_by_constraint:
-            continue
-        distinct_columns.append(spec.column.name)
-        branches.append(
-            _distinct_branch(
-                len(distinct_columns) - 1,
-                spec.column,
-                spec.kind,
-                source,
-                hooks,
-                spec.column.name in high_cardinality,
-            )
-        )
+        if spec.index not in grouped and spec.column.name not in unique:
+            sorted_columns.setdefault(spec.column.name, spec.index)
+    branches = [
+        _grouped_branch(spec, source, specs, grouped, hooks)
+        if spec.index in grouped
+        else _sorted_branch(spec, source, specs, grouped, hooks)
+        for spec in specs
+        if spec.index in grouped or sorted_columns.get(spec.column.name) == spec.index
+    ]
     distinct_pass: sa.Select[Any] | sa.CompoundSelect | None = (
         None if not branches else branches[0] if len(branches) == 1 else sa.union_all(*branches)
     )
     return ProfileStatements(
-        _row_pass(source, specs, hooks),
-        distinct_pass,
-        specs,
-        distinct_columns,
-        sorted({s.column.name for s in specs} & set(unique_by_constraint)),
+        row_pass=_row_pass(source, specs, hooks, grouped),
+        distinct_pass=distinct_pass,
+        specs=specs,
+        grouped=grouped,
+        sorted_columns=sorted_columns,
+        unique_by_constraint=sorted(unique),
     )
 
 
@@ -772,11 +843,12 @@ def measure_table(
         try:
             with hooks.limits(connection, budget()):
                 totals = connection.execute(statements.row_pass).mappings().one()
-            distinct: dict[int, int] = {}
+            branches: dict[int, Any] = {}
             if statements.distinct_pass is not None:
                 with hooks.limits(connection, budget()):
-                    distinct = {
-                        row.col: int(row.d) for row in connection.execute(statements.distinct_pass)
+                    branches = {
+                        row["key"]: row
+                        for row in connection.execute(statements.distinct_pass).mappings()
                     }
         except ProfileTimeout as exc:
             raise ProfileTimeout(
@@ -796,20 +868,30 @@ def measure_table(
         notes = [f"validity rule not applied: {p}" for p in spec.problems]
         if spec.kind not in ORDERABLE:
             notes.append(f"min/max not measured: {spec.type_name} has no order")
+        if i in statements.grouped:
+            row = branches[i]
+            non_null, distinct = int(row["nn"]), int(row["d"])
+            valid = None if row["v"] is None else int(row["v"])
+            low, high = row.get(f"min_{i}"), row.get(f"max_{i}")
+        else:
+            non_null = int(totals[f"nn_{i}"])
+            distinct = (
+                non_null
+                if spec.column.name in statements.unique_by_constraint
+                else int(branches[statements.sorted_columns[spec.column.name]]["d"])
+            )
+            valid = int(totals[f"v_{i}"]) if f"v_{i}" in totals else None
+            low, high = totals.get(f"min_{i}"), totals.get(f"max_{i}")
         columns.append(
             ColumnMetrics(
                 name=spec.rule.name,
                 data_type=spec.type_name,
                 n=row_count,
-                non_null=int(totals[f"nn_{i}"]),
-                distinct=(
-                    int(totals[f"nn_{i}"])
-                    if spec.column.name in statements.unique_by_constraint
-                    else distinct[statements.distinct_columns.index(spec.column.name)]
-                ),
-                valid=int(totals[f"v_{i}"]) if f"v_{i}" in totals else None,
-                min=totals.get(f"min_{i}"),
-                max=totals.get(f"max_{i}"),
+                non_null=non_null,
+                distinct=distinct,
+                valid=valid,
+                min=low,
+                max=high,
                 rules=spec.applied,
                 rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
                 notes=notes,
