@@ -92,9 +92,10 @@ def test_history_newest_first_and_run_request(cli_env, tenant):
     approval_id = submit()
     run_cli(["approvals", "approve", approval_id, "--user", "bob", "--role", "kernel_owner"])
     engine = create_store_engine(cli_env)
-    results = profile_table([BoundEntity(KEY, Binding.model_validate(BINDING))])
-    for run_id in ("run-1", "run-2", "run-2"):  # the second save of run-2 is a retry
+    for run_id in ("run-1", "run-2"):
+        results = profile_table([BoundEntity(KEY, Binding.model_validate(BINDING))])
         profile_requests.save_profiles(engine, tenant, results, run_id)
+    profile_requests.save_profiles(engine, tenant, results, "run-2")  # a retried step
     history = run_cli(["profiles", "history", KEY, "--user", "c", "--json"]).json
     assert [h["run_id"] for h in history] == ["run-2", "run-1"]
     assert history[0]["entity_urn"] == f"urn:mdstudio:{tenant}:metadata:{KEY}"
