@@ -159,47 +159,43 @@ def approve(
     """Apply the request, mark it approved and append its events, all in one transaction.
 
     The request row is locked first, so of two racing approvers one waits and then finds the
-    request decided (a conflict); exactly one set of events is written.
+    request decided (a conflict); exactly one set of events is written. The entity is written
+    only if it is still in the state the request was made against (optimistic check).
     """
     reason = _check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with UnitOfWork(engine) as uow:
         approval = _load_pending(uow, identity, approval_id)
         _check_may_decide(approval, identity)
-        live = uow.entities.get(
-            approval.entity_type, identity.tenant_id, approval.entity_key, for_update=True
-        )
-        _check_not_stale(approval, live)
+        # The request was made against `current_state`; the write succeeds only if the live
+        # entity is still exactly that (same version, or still absent), else it is stale.
+        previous = approval.current_state
         now = _now()
-        new_state = approval.payload
         try:
-            if live is None:
+            if previous is None:
                 uow.entities.insert(
                     approval.entity_type,
                     identity.tenant_id,
                     approval.entity_id or uuid.uuid4(),
-                    new_state,
+                    approval.payload,
                     identity.user,
                     now,
                 )
-                applied = True
-            else:
-                applied = uow.entities.update(
-                    approval.entity_type,
-                    identity.tenant_id,
-                    approval.entity_key,
-                    live["version"],
-                    new_state,
-                    identity.user,
-                    now,
-                )
-        except IntegrityError as exc:  # a concurrent approval created the same entity
+            elif not uow.entities.update(
+                approval.entity_type,
+                identity.tenant_id,
+                approval.entity_key,
+                previous["version"],
+                approval.payload,
+                identity.user,
+                now,
+            ):
+                raise Conflict(_stale_message(approval))
+        except IntegrityError as exc:  # the entity was created after the request was made
             raise Conflict(_stale_message(approval)) from exc
-        if not applied:
-            raise Conflict(_stale_message(approval))
         decided = _decide(uow, approval, ApprovalStatus.APPROVED, identity.user, now, reason)
-        version = live["version"] + 1 if live else 1
-        uow.events.append(_approval_events(decided, live, version, now))
+        version = previous["version"] + 1 if previous else 1
+        uow.events.append(_approval_events(decided, previous, version, now))
         uow.commit()
     return decided
 
@@ -341,14 +337,6 @@ def _check_may_decide(approval: Approval, identity: Identity) -> None:
             f"role {approval.required_role} is required to decide this request "
             f"(you have: {', '.join(sorted(identity.roles)) or 'none'})"
         )
-
-
-def _check_not_stale(approval: Approval, live: dict[str, Any] | None) -> None:
-    """Refuse to overwrite an entity that changed after the request was made."""
-    expected = approval.current_state["version"] if approval.current_state else None
-    actual = live["version"] if live else None
-    if expected != actual:
-        raise Conflict(_stale_message(approval))
 
 
 def _stale_message(approval: Approval) -> str:
