@@ -9,6 +9,7 @@ the CLI preview calls it with a single entity and saves nothing.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -48,7 +49,33 @@ class ProfileLimits:
     sample_percent: float | None = None
 
 
-DEFAULT_TIER_LIMITS: dict[Tier, ProfileLimits] = {tier: ProfileLimits() for tier in Tier}
+def tier_limits(environ: Mapping[str, str] | None = None) -> dict[Tier, ProfileLimits]:
+    """Limits per tier from the environment: `MDSTUDIO_<TIER>_TIMEOUT_SECONDS` (default 600)
+    and `MDSTUDIO_<TIER>_SAMPLE_PERCENT` (default: no sampling), e.g.
+    `MDSTUDIO_TIER3_SAMPLE_PERCENT=5`."""
+    env = os.environ if environ is None else environ
+    limits = {}
+    for tier in Tier:
+        prefix = f"MDSTUDIO_{tier.value.upper()}_"
+        timeout = _positive(env, prefix + "TIMEOUT_SECONDS") or ProfileLimits.timeout_s
+        sample = _positive(env, prefix + "SAMPLE_PERCENT")
+        if sample is not None and sample > 100:
+            raise InvalidInput("must be at most 100", field=prefix + "SAMPLE_PERCENT")
+        limits[tier] = ProfileLimits(timeout_s=timeout, sample_percent=sample)
+    return limits
+
+
+def _positive(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidInput("must be a number", field=name) from exc
+    if value <= 0:
+        raise InvalidInput("must be positive", field=name)
+    return value
 
 
 def limits_for_tiers(
@@ -56,7 +83,7 @@ def limits_for_tiers(
 ) -> ProfileLimits:
     """The limits for a table shared by entities of several tiers: the shortest timeout, and
     sampling only when every tier samples (the smallest sample)."""
-    table = DEFAULT_TIER_LIMITS if table is None else table
+    table = tier_limits() if table is None else table
     chosen = [table.get(tier, ProfileLimits()) for tier in tiers] or [ProfileLimits()]
     timeouts = [c.timeout_s for c in chosen if c.timeout_s is not None]
     samples = [c.sample_percent for c in chosen]
@@ -242,5 +269,5 @@ def _preview(
         trigger="preview",
         approval_id=approval_id,
         tenant_id=str(identity.tenant_id),
-        limits=DEFAULT_TIER_LIMITS[tier],
+        limits=tier_limits()[tier],
     )
