@@ -35,6 +35,7 @@ from mdstudio_core.domain.model import (
     Tier,
     entity_urn,
 )
+from mdstudio_core.domain.quality import ProfileResult
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_MIN_RERUN_HOURS = 12.0  # the original design's 0.5 days
@@ -279,7 +280,7 @@ def request_profile(
 
 
 def save_profiles(
-    engine: Engine, tenant_id: uuid.UUID, results: Sequence[Any], run_id: str | None
+    engine: Engine, tenant_id: uuid.UUID, results: Sequence[ProfileResult], run_id: str | None
 ) -> list[uuid.UUID]:
     """Save the profiles of one run in one transaction (never half-written). Saving again for
     the same run changes nothing, so a retried step cannot double-count."""
@@ -297,7 +298,7 @@ def save_profiles(
 
 
 def _profile_row(
-    profile_id: uuid.UUID, tenant_id: uuid.UUID, urn: str, result: Any, run_id: str | None
+    profile_id: uuid.UUID, tenant_id: uuid.UUID, urn: str, result: ProfileResult, run_id: str | None
 ) -> dict[str, Any]:
     data = result.to_json()
     return {
