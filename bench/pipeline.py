@@ -302,7 +302,7 @@ def main() -> None:
         )
         requests = tier1_profiling_schedule(context)
         planning_s = time.perf_counter() - planned
-        job = defs.resolve_job_def("profile_table_job")
+        job = defs.resolve_job_def("profile_tables_job")
         ran = time.perf_counter()
         for request in requests:
             assert job.execute_in_process(

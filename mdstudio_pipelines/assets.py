@@ -41,7 +41,7 @@ catalog_entity = dg.AssetSpec(
     description=(
         "Data-quality profile of the warehouse columns an entity is bound to: completeness, "
         "uniqueness and validity, weighted into a 0-100 quality score. Approval-driven and "
-        "scheduled profiles run as profile_table_job (one scan per table); materializing a "
+        "scheduled profiles run as profile_tables_job (one scan per table); materializing a "
         "partition here profiles one entity on demand."
     ),
 )

@@ -1,80 +1,112 @@
-"""`profile_table_job`: one run scans one table once and profiles every entity bound to it.
+"""`profile_tables_job`: one run profiles a few tables of one source, each scanned once for
+every entity bound to it.
 
 Dagster runs a partitioned asset for one partition or a contiguous range; the entities due on
 a table are an arbitrary set, so the job reports a materialization and a check evaluation per
-entity partition of `entity_profile` itself."""
+entity partition of `entity_profile` itself. Each run is a new process (seconds of start-up),
+so a run carries up to `MDSTUDIO_TABLES_PER_RUN` tables of one source, one after the other:
+the same load on the warehouse as one run per table, a fraction of the runs."""
 
 import uuid
 
 import dagster as dg
 
+from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, QUALITY_CHECK, partition_key
 from mdstudio_pipelines.profiling import profile_batch
 from mdstudio_pipelines.resources import CatalogResource, QualityThresholds, WarehouseResource
 
 
-class TableBatchConfig(dg.Config):
-    tenant_id: str
+class TableConfig(dg.Config):
     table: str
     canonical_keys: list[str]
     triggers: dict[str, str] = {}
     approval_ids: dict[str, str] = {}
 
 
-@dg.op(description="Scan one table once and profile, save and check each entity bound to it.")
-def profile_table(
+class ProfileRunConfig(dg.Config):
+    tenant_id: str
+    tables: list[TableConfig]
+
+
+@dg.op(description="Profile each table once, then save and check every entity bound to it.")
+def profile_tables(
     context: dg.OpExecutionContext,
-    config: TableBatchConfig,
+    config: ProfileRunConfig,
     catalog: CatalogResource,
     warehouse: WarehouseResource,
     thresholds: QualityThresholds,
 ) -> None:
     tenant_id = uuid.UUID(config.tenant_id)
-    context.log.info(f"profiling {len(config.canonical_keys)} entities on {config.table}")
-    outcomes, unbound = profile_batch(
-        catalog,
-        warehouse,
-        thresholds,
-        tenant_id,
-        config.canonical_keys,
-        triggers=config.triggers,
-        approval_ids=config.approval_ids,
-        run_id=context.run_id,
+    failed = []
+    for table in config.tables:
+        context.log.info(f"profiling {len(table.canonical_keys)} entities on {table.table}")
+        try:
+            outcomes, unbound = profile_batch(
+                catalog,
+                warehouse,
+                thresholds,
+                tenant_id,
+                table.canonical_keys,
+                triggers=table.triggers,
+                approval_ids=table.approval_ids,
+                run_id=context.run_id,
+            )
+        except ProfileError as exc:  # one broken table must not cost the others their profile
+            failed.append(f"{table.table}: {exc}")
+            for key in table.canonical_keys:
+                context.log_event(
+                    _profile_observation(tenant_id, key, "metadata.profile.failed", error=str(exc))
+                )
+            continue
+        for key in unbound:
+            context.log_event(
+                _profile_observation(
+                    tenant_id,
+                    key,
+                    "metadata.profile.skipped",
+                    reason=profile_requests.SkipReason.NO_BINDING.value,
+                    detail="unbound when the run started",
+                )
+            )
+        for outcome in outcomes:
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=ENTITY_PROFILE,
+                    partition=outcome.partition_key,
+                    metadata=outcome.metadata,
+                )
+            )
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=ENTITY_PROFILE,
+                    check_name=QUALITY_CHECK,
+                    passed=outcome.check.passed,
+                    partition=outcome.partition_key,
+                    severity=outcome.check.severity,
+                    description=outcome.check.description,
+                    metadata=outcome.check.metadata,
+                )
+            )
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(config.tables)} tables failed: "
+            + "; ".join(failed),
+            allow_retries=False,
+        )
+
+
+def _profile_observation(
+    tenant_id: uuid.UUID, key: str, event_type: str, **details: str
+) -> dg.AssetObservation:
+    return dg.AssetObservation(
+        asset_key=ENTITY_PROFILE,
+        partition=partition_key(tenant_id, key),
+        metadata={"event_type": event_type, **details},
     )
-    for key in unbound:
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=ENTITY_PROFILE,
-                partition=partition_key(tenant_id, key),
-                metadata={
-                    "event_type": "metadata.profile.skipped",
-                    "reason": profile_requests.SkipReason.NO_BINDING.value,
-                    "detail": "unbound when the run started",
-                },
-            )
-        )
-    for outcome in outcomes:
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=ENTITY_PROFILE,
-                partition=outcome.partition_key,
-                metadata=outcome.metadata,
-            )
-        )
-        context.log_event(
-            dg.AssetCheckEvaluation(
-                asset_key=ENTITY_PROFILE,
-                check_name=QUALITY_CHECK,
-                passed=outcome.check.passed,
-                partition=outcome.partition_key,
-                severity=outcome.check.severity,
-                description=outcome.check.description,
-                metadata=outcome.check.metadata,
-            )
-        )
 
 
-@dg.job(name="profile_table_job", tags={"mdstudio/kind": "profile"})
-def profile_table_job() -> None:
-    profile_table()
+@dg.job(name="profile_tables_job", tags={"mdstudio/kind": "profile"})
+def profile_tables_job() -> None:
+    profile_tables()

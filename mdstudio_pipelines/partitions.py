@@ -8,7 +8,6 @@ CATALOG_ENTITIES = dg.DynamicPartitionsDefinition(name="catalog_entities")
 CATALOG_ENTITY = dg.AssetKey("catalog_entity")
 ENTITY_PROFILE = dg.AssetKey("entity_profile")
 QUALITY_CHECK = "quality_score_threshold"
-JOB_NAME = "profile_table_job"
 
 
 def partition_key(tenant_id: uuid.UUID | str, canonical_key: str) -> str:

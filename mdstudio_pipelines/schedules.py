@@ -1,15 +1,16 @@
 """Tier schedules: tier1 daily, tier2 weekly, each a pass over the tier's active bound entities
-under the same cost guards as approvals (one run per table; skips recorded)."""
+under the same cost guards as approvals (each table scanned once; skips recorded)."""
 
 import datetime as dt
+import os
 
 import dagster as dg
 
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.service_layer import profile_requests
-from mdstudio_pipelines.jobs import profile_table_job
+from mdstudio_pipelines.jobs import profile_tables_job
 from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.sensors import recently_requested, run_request, skip_observation
+from mdstudio_pipelines.sensors import pack_runs, recently_requested, skip_observation
 
 
 def scheduled_pass(
@@ -36,18 +37,16 @@ def scheduled_pass(
             f"no {tier.value} entity due ({len(profile_plan.skipped)} within the rerun interval"
             " or unbound)"
         )
-    return [
-        run_request(batch, run_key=f"{name}:{slot}:{batch.tenant_id}:{batch.table_name}")
-        for batch in profile_plan.batches
-    ]
+    return [run.request for run in pack_runs(profile_plan.batches, slot=f"{name}:{slot}")]
 
 
 @dg.schedule(
     name="tier1_profiling_schedule",
-    cron_schedule="0 2 * * *",
-    job=profile_table_job,
+    cron_schedule=os.environ.get("MDSTUDIO_TIER1_PROFILING_CRON", "0 2 * * *"),
+    job=profile_tables_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily profile of every active bound tier1 entity (cost guards apply).",
+    description="Daily profile of every active bound tier1 entity (cost guards apply); "
+    "MDSTUDIO_TIER1_PROFILING_CRON moves it.",
 )
 def tier1_profiling_schedule(
     context: dg.ScheduleEvaluationContext, catalog: CatalogResource
@@ -57,10 +56,11 @@ def tier1_profiling_schedule(
 
 @dg.schedule(
     name="tier2_profiling_schedule",
-    cron_schedule="0 3 * * 0",
-    job=profile_table_job,
+    cron_schedule=os.environ.get("MDSTUDIO_TIER2_PROFILING_CRON", "0 3 * * 0"),
+    job=profile_tables_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Weekly profile of every active bound tier2 entity (cost guards apply).",
+    description="Weekly profile of every active bound tier2 entity (cost guards apply); "
+    "MDSTUDIO_TIER2_PROFILING_CRON moves it.",
 )
 def tier2_profiling_schedule(
     context: dg.ScheduleEvaluationContext, catalog: CatalogResource

@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.events import AssetObservationData, DagsterEvent, DagsterEventType
@@ -22,9 +23,9 @@ from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
 from mdstudio_core.domain.events import Event
 from mdstudio_core.service_layer import profile_requests
-from mdstudio_core.service_layer.profile_requests import ProfilePlan, Skip, TableBatch
+from mdstudio_core.service_layer.profile_requests import Skip, TableBatch
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.jobs import TableBatchConfig, profile_table_job
+from mdstudio_pipelines.jobs import ProfileRunConfig, TableConfig, profile_tables_job
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -38,6 +39,7 @@ PAGE_SIZE = 500
 # inside Dagster's 60 s evaluation limit and with bounded memory.
 MAX_EVENTS_PER_TICK = int(os.environ.get("MDSTUDIO_SENSOR_MAX_EVENTS", "2000"))
 TICK_BUDGET_SECONDS = 20.0
+TABLES_PER_RUN = int(os.environ.get("MDSTUDIO_TABLES_PER_RUN", "10"))
 OBSERVATION_BATCH = 500
 PRIORITY_TAG = {"high": "10", "normal": "0", "low": "-10"}
 RUN_REQUESTED = "metadata.profile.run_requested"
@@ -46,7 +48,7 @@ SKIPPED = "metadata.profile.skipped"
 
 @dg.sensor(
     name="approval_sensor",
-    job=profile_table_job,
+    job=profile_tables_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=int(os.environ.get("MDSTUDIO_SENSOR_INTERVAL_SECONDS", "15")),
     description="Reads the mdstudio outbox: records each event, requests due profiles.",
@@ -68,16 +70,16 @@ def approval_sensor(
             context.instance, [c.entity for c in candidates if not c.force], now
         ),
     )
-    run_requests = [run_request(batch) for batch in profile_plan.batches]
+    runs = pack_runs(profile_plan.batches)
     record_observations(
         context.instance,
         [
             *(event_observation(event) for event in events),
-            *decision_observations(profile_plan, run_requests),
+            *decision_observations(profile_plan.skipped, runs),
         ],
     )
     return dg.SensorResult(
-        run_requests=run_requests,
+        run_requests=[run.request for run in runs],
         dynamic_partitions_requests=new_partitions(
             context.instance, (partition_key(e.tenant_id, e.entity_key) for e in events)
         ),
@@ -134,45 +136,74 @@ def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
     return events
 
 
-def run_request(batch: TableBatch, run_key: str | None = None) -> dg.RunRequest:
-    """One run per table. Its key names the outbox events (or the schedule slot) it serves,
-    so Dagster refuses to launch it twice."""
-    event_ids = [i for entity in batch.entities for i in entity.candidate.event_ids]
-    approval_ids = {
-        e.candidate.canonical_key: str(e.candidate.approval_id)
-        for e in batch.entities
-        if e.candidate.approval_id
-    }
-    triggers = {e.candidate.canonical_key: e.candidate.trigger for e in batch.entities}
-    reasons = sorted({e.candidate.reason for e in batch.entities})
-    key = run_key or (
-        f"events:{min(event_ids)}-{max(event_ids)}:{batch.tenant_id}:{batch.table_name}"
+@dataclass(frozen=True)
+class PlannedRun:
+    request: dg.RunRequest
+    batches: list[TableBatch]
+
+
+def pack_runs(batches: list[TableBatch], slot: str | None = None) -> list[PlannedRun]:
+    """Runs for the table batches: one tenant and one source per run, at most
+    `TABLES_PER_RUN` tables each. A run's key names the outbox events it serves (or, for a
+    schedule, its slot) and its first table, so Dagster refuses to launch it twice."""
+    by_source: dict[tuple[uuid.UUID, str], list[TableBatch]] = {}
+    for batch in batches:
+        by_source.setdefault((batch.tenant_id, batch.source), []).append(batch)
+    runs = []
+    for (tenant_id, source), group in by_source.items():
+        for start in range(0, len(group), TABLES_PER_RUN):
+            chunk = group[start : start + TABLES_PER_RUN]
+            runs.append(PlannedRun(_run_request(tenant_id, source, chunk, slot), chunk))
+    return runs
+
+
+def _run_request(
+    tenant_id: uuid.UUID, source: str, chunk: list[TableBatch], slot: str | None
+) -> dg.RunRequest:
+    entities = [entity for batch in chunk for entity in batch.entities]
+    event_ids = [i for entity in entities for i in entity.candidate.event_ids]
+    approval_ids = sorted(
+        {str(e.candidate.approval_id) for e in entities if e.candidate.approval_id}
     )
+    priority = min((b.priority for b in chunk), key=profile_requests.PRIORITY_RANK.__getitem__)
+    where = f"{tenant_id}:{source}:{chunk[0].table_name}"
     return dg.RunRequest(
-        run_key=key,
-        job_name=profile_table_job.name,
+        run_key=f"{slot}:{where}" if slot else f"events:{min(event_ids)}-{max(event_ids)}:{where}",
+        job_name=profile_tables_job.name,
         run_config=dg.RunConfig(
             ops={
-                "profile_table": TableBatchConfig(
-                    tenant_id=str(batch.tenant_id),
-                    table=batch.table_name,
-                    canonical_keys=batch.keys,
-                    triggers=triggers,
-                    approval_ids=approval_ids,
+                "profile_tables": ProfileRunConfig(
+                    tenant_id=str(tenant_id),
+                    tables=[
+                        TableConfig(
+                            table=batch.table_name,
+                            canonical_keys=batch.keys,
+                            triggers={
+                                e.candidate.canonical_key: e.candidate.trigger
+                                for e in batch.entities
+                            },
+                            approval_ids={
+                                e.candidate.canonical_key: str(e.candidate.approval_id)
+                                for e in batch.entities
+                                if e.candidate.approval_id
+                            },
+                        )
+                        for batch in chunk
+                    ],
                 )
             }
         ),
         tags={
-            "mdstudio/tenant": str(batch.tenant_id),
-            "mdstudio/tier": batch.tier.value,
-            "mdstudio/source": batch.source,
-            "mdstudio/table": batch.table_name,
-            "mdstudio/trigger": ",".join(sorted(set(triggers.values()))),
-            "mdstudio/reason": ",".join(reasons),
-            "mdstudio/priority": batch.priority,
-            "mdstudio/approval_id": ",".join(sorted(set(approval_ids.values()))),
-            "mdstudio/entities": str(len(batch.entities)),
-            "dagster/priority": PRIORITY_TAG[batch.priority],
+            "mdstudio/tenant": str(tenant_id),
+            "mdstudio/tier": min(b.tier for b in chunk).value,
+            "mdstudio/source": source,
+            "mdstudio/tables": str(len(chunk)),
+            "mdstudio/entities": str(len(entities)),
+            "mdstudio/trigger": ",".join(sorted({e.candidate.trigger for e in entities})),
+            "mdstudio/reason": ",".join(sorted({e.candidate.reason for e in entities})),
+            "mdstudio/priority": priority,
+            "mdstudio/approval_id": ",".join(approval_ids),
+            "dagster/priority": PRIORITY_TAG[priority],
         },
     )
 
@@ -199,29 +230,28 @@ def event_observation(event: Event) -> dg.AssetObservation:
     )
 
 
-def decision_observations(
-    profile_plan: ProfilePlan, run_requests: Iterable[dg.RunRequest]
-) -> list[dg.AssetObservation]:
+def decision_observations(skipped: list[Skip], runs: list[PlannedRun]) -> list[dg.AssetObservation]:
     """What the guards decided, per entity, on the profile asset: a requested run or a skip
     with its reason."""
-    observations = [skip_observation(skip) for skip in profile_plan.skipped]
-    for batch, request in zip(profile_plan.batches, run_requests, strict=True):
-        for entity in batch.entities:
-            observations.append(
-                dg.AssetObservation(
-                    asset_key=ENTITY_PROFILE,
-                    partition=partition_key(batch.tenant_id, entity.candidate.canonical_key),
-                    metadata={
-                        "event_type": RUN_REQUESTED,
-                        "run_key": request.run_key,
-                        "trigger": entity.candidate.trigger,
-                        "reason": entity.candidate.reason,
-                        "priority": entity.candidate.priority,
-                        "forced": entity.candidate.force,
-                        "table": batch.table_name,
-                    },
+    observations = [skip_observation(skip) for skip in skipped]
+    for run in runs:
+        for batch in run.batches:
+            for entity in batch.entities:
+                observations.append(
+                    dg.AssetObservation(
+                        asset_key=ENTITY_PROFILE,
+                        partition=partition_key(batch.tenant_id, entity.candidate.canonical_key),
+                        metadata={
+                            "event_type": RUN_REQUESTED,
+                            "run_key": run.request.run_key,
+                            "trigger": entity.candidate.trigger,
+                            "reason": entity.candidate.reason,
+                            "priority": entity.candidate.priority,
+                            "forced": entity.candidate.force,
+                            "table": batch.table_name,
+                        },
+                    )
                 )
-            )
     return observations
 
 
@@ -251,20 +281,21 @@ def recently_requested(
     since = now - profile_requests.min_rerun_interval()
     found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
     records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=profile_table_job.name, created_after=since),
+        filters=dg.RunsFilter(job_name=profile_tables_job.name, created_after=since),
         limit=10_000,
     )
     for record in records:
         if record.dagster_run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
             continue
-        config = record.dagster_run.run_config.get("ops", {}).get("profile_table", {})
+        config = record.dagster_run.run_config.get("ops", {}).get("profile_tables", {})
         config = config.get("config", {})
         tenant_id = uuid.UUID(config["tenant_id"])
         created = record.create_timestamp.astimezone(dt.UTC)
-        for key in config.get("canonical_keys", []):
-            entity = (tenant_id, key)
-            if entity in wanted:
-                found[entity] = max(created, found.get(entity, created))
+        for table in config.get("tables", []):
+            for key in table["canonical_keys"]:
+                entity = (tenant_id, key)
+                if entity in wanted:
+                    found[entity] = max(created, found.get(entity, created))
     return found
 
 

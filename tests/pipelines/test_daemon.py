@@ -129,7 +129,7 @@ class Deployment:
         return approvals.approve(self.store, person(self.tenant, "bob", role), approval.id)
 
     def runs(self):
-        return self.instance.get_runs(dg.RunsFilter(job_name="profile_table_job"))
+        return self.instance.get_runs(dg.RunsFilter(job_name="profile_tables_job"))
 
     def wait_runs_done(self, count: int, timeout: float = 240):
         def done():
@@ -242,13 +242,21 @@ def test_killed_daemon_restarted_profiles_every_due_entity_exactly_once(deployme
     keys = [f"finance.killed.{table}" for table in TABLES[1:]]
     for key, table in zip(keys, TABLES[1:], strict=True):
         deployment.approve(key, table=table)
-    # Kill the daemon as soon as the first of the new runs exists, mid-way through the work.
+    # Kill the daemon as soon as the first new run exists, mid-way through the work.
     wait_for(lambda: len(deployment.runs()) > before, 120, "the first new run")
     deployment.crash_daemon()
     deployment.start_daemon()
-    runs = deployment.wait_runs_done(before + len(keys), timeout=300)
+
+    def all_profiled():
+        runs = deployment.runs()
+        return all(r.is_finished for r in runs) and all(deployment.profiles(k) for k in keys)
+
+    wait_for(all_profiled, 300, "every due entity to be profiled")
+    launched = len(deployment.runs())
     time.sleep(6)  # a few more sensor ticks: nothing else may be launched
-    assert len(deployment.runs()) == before + len(keys), deployment.log_tail()
+    runs = deployment.runs()
+    assert len(runs) == launched, deployment.log_tail()
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), deployment.log_tail()
     run_keys = [r.tags["dagster/run_key"] for r in runs]
     assert len(run_keys) == len(set(run_keys))
     for key in keys:

@@ -85,7 +85,7 @@ class Env:
         return result
 
     def run(self, run_request):
-        job = defs.resolve_job_def("profile_table_job")
+        job = defs.resolve_job_def("profile_tables_job")
         return job.execute_in_process(
             run_config=run_request.run_config, instance=self.instance, tags=run_request.tags
         )
@@ -174,7 +174,7 @@ def test_tier1_approval_becomes_one_run_that_profiles_and_checks(env):
 def test_retried_run_saves_its_profile_once(env):
     env.approve()
     [run_request] = env.tick().run_requests
-    job = defs.resolve_job_def("profile_table_job")
+    job = defs.resolve_job_def("profile_tables_job")
     first = job.execute_in_process(run_config=run_request.run_config, instance=env.instance)
     # Same run id again (what a retried step does): the saved profile is not duplicated.
     from mdstudio_core.domain.model import Binding
@@ -221,7 +221,7 @@ def test_run_still_going_counts_for_the_cost_guard(env):
     env.approve()
     [request] = env.tick().run_requests
     # The daemon has launched the run, which has not saved a profile yet.
-    job = defs.resolve_job_def("profile_table_job")
+    job = defs.resolve_job_def("profile_tables_job")
     env.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
     env.approve(binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]})
     assert env.tick().run_requests == []
@@ -280,6 +280,45 @@ def test_entities_on_one_table_share_one_run(env):
             connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar_one()
             == 3
         )
+
+
+def test_tables_of_one_source_share_runs_and_a_broken_table_spares_the_others(
+    env, tmp_path, monkeypatch
+):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "warehouse.db") as connection:
+        for name in ("orders_a", "orders_b", "orders_c"):
+            connection.execute(f"CREATE TABLE {name} AS SELECT * FROM orders")
+    monkeypatch.setattr(sensors, "TABLES_PER_RUN", 2)
+    for name in ("orders_a", "orders_b", "orders_c", "orders_gone"):
+        env.approve(key=f"finance.revenue.{name}", binding={**DEMO_BINDING, "table": name})
+    requests = env.tick().run_requests
+    run_tables = [
+        [t["table"] for t in r.run_config["ops"]["profile_tables"]["config"]["tables"]]
+        for r in requests
+    ]
+    assert run_tables == [["demo.orders_a", "demo.orders_b"], ["demo.orders_c", "demo.orders_gone"]]
+    assert [r.tags["mdstudio/tables"] for r in requests] == ["2", "2"]
+    assert len({r.run_key for r in requests}) == 2
+    assert env.run(requests[0]).success
+    failed = defs.resolve_job_def("profile_tables_job").execute_in_process(
+        run_config=requests[1].run_config, instance=env.instance, raise_on_error=False
+    )
+    assert not failed.success
+    with env.engine.connect() as connection:
+        keys = connection.execute(sa.select(tables.profiles.c.canonical_key)).scalars()
+        assert sorted(keys) == [
+            "finance.revenue.orders_a",
+            "finance.revenue.orders_b",
+            "finance.revenue.orders_c",
+        ]
+    failures = [
+        o
+        for o in env.observations(ENTITY_PROFILE, "finance.revenue.orders_gone")
+        if o["event_type"] == "metadata.profile.failed"
+    ]
+    assert "orders_gone" in failures[0]["error"]
 
 
 def test_cursor_paging_and_stable_run_keys(env, monkeypatch):
