@@ -2,10 +2,11 @@
 
 Each tick reads `mdm_event` after its cursor (the last event id) in bounded pages. Every event
 becomes an observation of its entity, so approvals and rejections sit in Dagster's event log;
-every due or requested profile passes the cost guards and becomes one run per table. The
-cursor, the observations and the run requests are committed by Dagster with the tick, and run
-keys are derived from event ids: a retried tick or a restarted daemon never launches the same
-profile twice, and a crash before the tick commits leaves the cursor where it was.
+every due or requested profile passes the cost guards, and the due tables (each scanned once)
+are packed into runs per tenant and source. The cursor and the run requests are committed by
+Dagster with the tick, and run keys are derived from event ids: a retried tick or a restarted
+daemon never launches the same profile twice, and a crash before the tick commits leaves the
+cursor where it was (the tick is evaluated again; its observations are written at least once).
 """
 
 import datetime as dt
