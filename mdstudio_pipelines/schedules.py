@@ -10,7 +10,12 @@ from mdstudio_core.domain.model import Tier
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_pipelines.jobs import profile_tables_job
 from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.sensors import pack_runs, recently_requested, skip_observation
+from mdstudio_pipelines.sensors import (
+    pack_runs,
+    recently_requested,
+    record_observations,
+    skip_observation,
+)
 
 
 def scheduled_pass(
@@ -30,8 +35,7 @@ def scheduled_pass(
             context.instance, [c.entity for c in candidates], now
         ),
     )
-    for skip in profile_plan.skipped:
-        context.instance.report_runless_asset_event(skip_observation(skip))
+    record_observations(context.instance, [skip_observation(skip) for skip in profile_plan.skipped])
     if not profile_plan.batches:
         return dg.SkipReason(
             f"no {tier.value} entity due ({len(profile_plan.skipped)} within the rerun interval"
