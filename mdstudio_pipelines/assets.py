@@ -35,7 +35,9 @@ catalog_entity = dg.AssetSpec(
             QUALITY_CHECK,
             asset=ENTITY_PROFILE,
             partitions_def=CATALOG_ENTITIES,
-            description="tier1 below 80 fails (ERROR), tier2 below 70 warns, tier3 informs",
+            description="tier1 below its minimum fails with ERROR severity, tier2 below its "
+            "minimum with WARN, tier3 informs (MDSTUDIO_TIER1_MIN_SCORE=80, "
+            "MDSTUDIO_TIER2_MIN_SCORE=70 by default)",
         )
     ],
     description=(
@@ -52,7 +54,7 @@ def entity_profile(
     thresholds: QualityThresholds,
 ) -> dg.MaterializeResult:
     tenant_id, key = split_partition_key(context.partition_key)
-    outcomes, unbound = profile_batch(
+    outcome = profile_batch(
         catalog,
         warehouse,
         thresholds,
@@ -62,20 +64,22 @@ def entity_profile(
         approval_ids={},
         run_id=context.run_id,
     )
-    if unbound:
+    if outcome.unbound:
         raise dg.Failure(
             f"NO_BINDING: {key} is not bound to a warehouse table", allow_retries=False
         )
-    [outcome] = outcomes
+    if outcome.failed:
+        raise dg.Failure(f"{key} could not be profiled: {outcome.failed[key]}", allow_retries=False)
+    [profile] = outcome.profiles
     return dg.MaterializeResult(
-        metadata=outcome.metadata,
+        metadata=profile.metadata,
         check_results=[
             dg.AssetCheckResult(
                 check_name=QUALITY_CHECK,
-                passed=outcome.check.passed,
-                severity=outcome.check.severity,
-                description=outcome.check.description,
-                metadata=outcome.check.metadata,
+                passed=profile.check.passed,
+                severity=profile.check.severity,
+                description=profile.check.description,
+                metadata=profile.check.metadata,
             )
         ],
     )

@@ -13,11 +13,14 @@ from dagster._core.event_api import PartitionKeyFilter
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITY,
     ENTITY_PROFILE,
+    PROFILE_FAILED,
+    PROFILE_SKIPPED,
     QUALITY_CHECK,
     partition_key,
 )
 
 PAGE = 1000
+KINDS = {PROFILE_SKIPPED: "skip", PROFILE_FAILED: "failure"}
 
 
 def timeline(
@@ -31,16 +34,12 @@ def timeline(
         for record in _all(instance.fetch_observations, asset_key, key):
             metadata = _plain(record.asset_observation.metadata)
             fingerprint = json.dumps(
-                [asset_key.to_user_string(), metadata], sort_keys=True, default=str
+                [asset_key.to_user_string(), record.run_id, metadata], sort_keys=True, default=str
             )
             if fingerprint in seen:  # written again by a retried sensor tick
                 continue
             seen.add(fingerprint)
-            kind = (
-                "skip"
-                if metadata.get("event_type") == "metadata.profile.skipped"
-                else ("observation")
-            )
+            kind = KINDS.get(metadata.get("event_type"), "observation")
             entries.append(
                 (
                     record.timestamp,
@@ -97,6 +96,7 @@ def describe(entry: dict[str, Any]) -> str:
         "approval_id",
         "reason",
         "detail",
+        "error",
         "quality_score",
         "trigger",
         "run_key",

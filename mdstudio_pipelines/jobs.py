@@ -11,9 +11,14 @@ import uuid
 
 import dagster as dg
 
-from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.service_layer import profile_requests
-from mdstudio_pipelines.partitions import ENTITY_PROFILE, QUALITY_CHECK, partition_key
+from mdstudio_pipelines.partitions import (
+    ENTITY_PROFILE,
+    PROFILE_FAILED,
+    PROFILE_SKIPPED,
+    QUALITY_CHECK,
+    partition_key,
+)
 from mdstudio_pipelines.profiling import profile_batch
 from mdstudio_pipelines.resources import CatalogResource, QualityThresholds, WarehouseResource
 
@@ -39,67 +44,63 @@ def profile_tables(
     thresholds: QualityThresholds,
 ) -> None:
     tenant_id = uuid.UUID(config.tenant_id)
-    failed = []
+    failed: dict[str, str] = {}
     for table in config.tables:
         context.log.info(f"profiling {len(table.canonical_keys)} entities on {table.table}")
-        try:
-            outcomes, unbound = profile_batch(
-                catalog,
-                warehouse,
-                thresholds,
-                tenant_id,
-                table.canonical_keys,
-                triggers=table.triggers,
-                approval_ids=table.approval_ids,
-                run_id=context.run_id,
-            )
-        except ProfileError as exc:  # one broken table must not cost the others their profile
-            failed.append(f"{table.table}: {exc}")
-            for key in table.canonical_keys:
-                context.log_event(
-                    _profile_observation(tenant_id, key, "metadata.profile.failed", error=str(exc))
-                )
-            continue
-        for key in unbound:
+        outcome = profile_batch(
+            catalog,
+            warehouse,
+            thresholds,
+            tenant_id,
+            table.canonical_keys,
+            triggers=table.triggers,
+            approval_ids=table.approval_ids,
+            run_id=context.run_id,
+        )
+        for key, error in outcome.failed.items():
+            context.log_event(profile_observation(tenant_id, key, PROFILE_FAILED, error=error))
+        failed.update(outcome.failed)
+        for key in outcome.unbound:
             context.log_event(
-                _profile_observation(
+                profile_observation(
                     tenant_id,
                     key,
-                    "metadata.profile.skipped",
+                    PROFILE_SKIPPED,
                     reason=profile_requests.SkipReason.NO_BINDING.value,
                     detail="unbound when the run started",
                 )
             )
-        for outcome in outcomes:
+        for profile in outcome.profiles:
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=ENTITY_PROFILE,
-                    partition=outcome.partition_key,
-                    metadata=outcome.metadata,
+                    partition=profile.partition_key,
+                    metadata=profile.metadata,
                 )
             )
             context.log_event(
                 dg.AssetCheckEvaluation(
                     asset_key=ENTITY_PROFILE,
                     check_name=QUALITY_CHECK,
-                    passed=outcome.check.passed,
-                    partition=outcome.partition_key,
-                    severity=outcome.check.severity,
-                    description=outcome.check.description,
-                    metadata=outcome.check.metadata,
+                    passed=profile.check.passed,
+                    partition=profile.partition_key,
+                    severity=profile.check.severity,
+                    description=profile.check.description,
+                    metadata=profile.check.metadata,
                 )
             )
     if failed:
         raise dg.Failure(
-            description=f"{len(failed)} of {len(config.tables)} tables failed: "
-            + "; ".join(failed),
+            description=f"{len(failed)} entities could not be profiled: "
+            + "; ".join(sorted(set(failed.values()))),
             allow_retries=False,
         )
 
 
-def _profile_observation(
+def profile_observation(
     tenant_id: uuid.UUID, key: str, event_type: str, **details: str
 ) -> dg.AssetObservation:
+    """A profiling decision or failure, on the entity's partition of `entity_profile`."""
     return dg.AssetObservation(
         asset_key=ENTITY_PROFILE,
         partition=partition_key(tenant_id, key),

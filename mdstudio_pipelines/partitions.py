@@ -8,6 +8,10 @@ CATALOG_ENTITIES = dg.DynamicPartitionsDefinition(name="catalog_entities")
 CATALOG_ENTITY = dg.AssetKey("catalog_entity")
 ENTITY_PROFILE = dg.AssetKey("entity_profile")
 QUALITY_CHECK = "quality_score_threshold"
+# Observations of `entity_profile` (besides the outbox's own event types on `catalog_entity`).
+RUN_REQUESTED = "metadata.profile.run_requested"
+PROFILE_SKIPPED = "metadata.profile.skipped"
+PROFILE_FAILED = "metadata.profile.failed"
 
 
 def partition_key(tenant_id: uuid.UUID | str, canonical_key: str) -> str:

@@ -3,10 +3,11 @@ the per-entity asset. Everything it decides is in mdstudio_core; this turns resu
 Dagster metadata and check evaluations."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
+from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.domain.model import Binding, EntityType, Tier
 from mdstudio_core.domain.quality import ProfileResult
 from mdstudio_core.service_layer import profile_requests, profiling
@@ -14,6 +15,16 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.checks import CheckOutcome, evaluate_threshold
 from mdstudio_pipelines.partitions import partition_key
 from mdstudio_pipelines.resources import CatalogResource, QualityThresholds, WarehouseResource
+
+
+@dataclass
+class BatchOutcome:
+    """What profiling a batch gave: scored profiles, keys no longer bound, and keys whose table
+    could not be profiled (with the error)."""
+
+    profiles: list["ProfileOutcome"] = field(default_factory=list)
+    unbound: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,18 +66,19 @@ def profile_batch(
     triggers: dict[str, str],
     approval_ids: dict[str, str],
     run_id: str,
-) -> tuple[list[ProfileOutcome], list[str]]:
+) -> BatchOutcome:
     """Profile the live bindings of `canonical_keys` (one scan per table), save the profiles,
-    and return them with their check outcome, plus the keys that are no longer bound."""
+    and return them with their check outcome. A table that cannot be profiled costs only its
+    own entities their profile (listed in `failed`); the others are saved and reported."""
     with UnitOfWork(catalog.engine) as uow:
         live = uow.entities.get_many(
             EntityType.GLOBAL_METADATA, [(tenant_id, key) for key in canonical_keys]
         )
-    entities, tiers, unbound = [], {}, []
+    entities, tiers, outcome = [], {}, BatchOutcome()
     for key in canonical_keys:
         entity = live.get((tenant_id, key))
         if entity is None or not entity.get("binding"):
-            unbound.append(key)
+            outcome.unbound.append(key)
             continue
         tiers[key] = Tier(entity["tier"])
         entities.append(
@@ -77,15 +89,19 @@ def profile_batch(
                 approval_id=approval_ids.get(key),
             )
         )
-    outcomes = []
     for group in profiling.group_by_table(entities).values():
-        results = [
-            result.model_copy(update={"trigger": triggers.get(result.canonical_key, "manual")})
-            for result in profiling.profile_table(
+        try:
+            measured = profiling.profile_table(
                 group,
                 limits=profiling.limits_for_tiers(tiers[e.canonical_key] for e in group),
                 engine_for=warehouse.engine_for,
             )
+        except ProfileError as exc:
+            outcome.failed.update({entity.canonical_key: str(exc) for entity in group})
+            continue
+        results = [
+            result.model_copy(update={"trigger": triggers.get(result.canonical_key, "manual")})
+            for result in measured
         ]
         ids = profile_requests.save_profiles(catalog.engine, tenant_id, results, run_id)
         for result, profile_id in zip(results, ids, strict=True):
@@ -93,12 +109,12 @@ def profile_batch(
             check = evaluate_threshold(
                 tier, result.quality_score, thresholds.minimum(tier), result.score_note
             )
-            outcomes.append(
+            outcome.profiles.append(
                 ProfileOutcome(
                     partition_key(tenant_id, result.canonical_key), tier, result, profile_id, check
                 )
             )
-    return outcomes, unbound
+    return outcome
 
 
 def _float(value: float | None) -> dg.MetadataValue:

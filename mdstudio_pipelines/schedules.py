@@ -35,7 +35,10 @@ def scheduled_pass(
             context.instance, [c.entity for c in candidates], now
         ),
     )
-    record_observations(context.instance, [skip_observation(skip) for skip in profile_plan.skipped])
+    record_observations(
+        context.instance,
+        [skip_observation(skip, slot=f"{name}:{slot}") for skip in profile_plan.skipped],
+    )
     if not profile_plan.batches:
         return dg.SkipReason(
             f"no {tier.value} entity due ({len(profile_plan.skipped)} within the rerun interval"

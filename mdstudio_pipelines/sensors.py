@@ -31,6 +31,8 @@ from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
     ENTITY_PROFILE,
+    PROFILE_SKIPPED,
+    RUN_REQUESTED,
     partition_key,
 )
 from mdstudio_pipelines.resources import CatalogResource
@@ -43,8 +45,6 @@ TICK_BUDGET_SECONDS = 20.0
 TABLES_PER_RUN = int(os.environ.get("MDSTUDIO_TABLES_PER_RUN", "10"))
 OBSERVATION_BATCH = 500
 PRIORITY_TAG = {"high": "10", "normal": "0", "low": "-10"}
-RUN_REQUESTED = "metadata.profile.run_requested"
-SKIPPED = "metadata.profile.skipped"
 
 
 @dg.sensor(
@@ -167,7 +167,7 @@ def _run_request(
         {str(e.candidate.approval_id) for e in entities if e.candidate.approval_id}
     )
     priority = min((b.priority for b in chunk), key=profile_requests.PRIORITY_RANK.__getitem__)
-    where = f"{tenant_id}:{source}:{chunk[0].table_name}"
+    where = f"{tenant_id}:{chunk[0].table_name}"  # the table name starts with its source
     return dg.RunRequest(
         run_key=f"{slot}:{where}" if slot else f"events:{min(event_ids)}-{max(event_ids)}:{where}",
         job_name=profile_tables_job.name,
@@ -218,7 +218,10 @@ def event_observation(event: Event) -> dg.AssetObservation:
             "event_id": event.id,
             "event_type": event.type,
             "actor": event.actor,
-            "approval_id": str(payload.get("approval_id") or event.correlation_id),
+            # Approval events are correlated by their approval; a manual profile request is not.
+            "approval_id": str(payload.get("approval_id") or event.correlation_id)
+            if event.type != "metadata.profile.requested"
+            else "",
             "correlation_id": str(event.correlation_id),
             "entity_type": event.entity_type.value,
             "occurred_at": event.occurred_at.isoformat(),
@@ -256,15 +259,18 @@ def decision_observations(skipped: list[Skip], runs: list[PlannedRun]) -> list[d
     return observations
 
 
-def skip_observation(skip: Skip) -> dg.AssetObservation:
+def skip_observation(skip: Skip, slot: str = "") -> dg.AssetObservation:
+    """A guard's decision not to profile, with what it answered (events or schedule slot)."""
     return dg.AssetObservation(
         asset_key=ENTITY_PROFILE,
         partition=partition_key(skip.candidate.tenant_id, skip.candidate.canonical_key),
         metadata={
-            "event_type": SKIPPED,
+            "event_type": PROFILE_SKIPPED,
             "reason": skip.reason.value,
             "detail": skip.detail,
             "trigger": skip.candidate.trigger,
+            "event_ids": ",".join(map(str, skip.candidate.event_ids)),
+            "slot": slot,
         },
     )
 

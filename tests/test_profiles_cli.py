@@ -85,7 +85,7 @@ def test_preview_of_live_entity_and_its_errors(cli_env):
     assert result.exit_code == 2 and "no_such_table" in result.stderr
     unknown_source = submit({**BINDING, "source": "elsewhere"})
     result = run_cli(["profiles", "preview", "--approval", unknown_source, "--user", "c"])
-    assert result.exit_code == 2 and "MDSTUDIO_SOURCE_ELSEWHERE_URL" in result.stderr
+    assert result.exit_code == 1 and "MDSTUDIO_SOURCE_ELSEWHERE_URL" in result.stderr
 
 
 def test_history_newest_first_and_run_request(cli_env, tenant):

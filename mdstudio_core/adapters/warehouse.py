@@ -123,7 +123,13 @@ def get_engine(source: str, environ: Mapping[str, str] | None = None) -> Engine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url)
         if engine is None:
-            engine = create_engine(url)
+            try:
+                engine = create_engine(url)
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+                raise SourceUnavailable(
+                    f"source {source!r}: {source_env_var(source)} is not a usable SQLAlchemy "
+                    f"URL ({exc})"
+                ) from exc
             _ENGINES[url] = engine
         return engine
 
@@ -800,67 +806,73 @@ def measure_table(
         connection = connection.execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True
         )
-    with connection, connection.begin():
-        reflected = _reflect(connection, schema, table, source)
-        if hooks.check_pattern is not None:
-            for rule in rules:
-                if rule.pattern is not None:
-                    try:
-                        hooks.check_pattern(connection, rule.pattern)
-                    except InvalidPattern as exc:
-                        raise InvalidPattern(f"column {rule.name}: {exc}") from exc
-        high = hooks.high_cardinality(connection, reflected)
-        unique = _unique_by_constraint(connection, reflected)
-        seed = random.randrange(1, 2**31 - 1)
-        statements = build_profile_statements(
-            reflected,
-            rules,
-            engine.dialect.name,
-            sample_percent=sample_percent,
-            sample_seed=seed,
-            high_cardinality=high,
-            unique_by_constraint=unique,
-        )
-        sql = "-- row pass\n" + render_sql(statements.row_pass, engine) + ";"
-        if statements.distinct_pass is not None:
-            sql += "\n-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
-        if statements.unique_by_constraint:
-            sql += (
-                "\n-- distinct = non-null (single-column primary key or unique constraint): "
-                + ", ".join(statements.unique_by_constraint)
+    try:
+        with connection, connection.begin():
+            reflected = _reflect(connection, schema, table, source)
+            if hooks.check_pattern is not None:
+                for rule in rules:
+                    if rule.pattern is not None:
+                        try:
+                            hooks.check_pattern(connection, rule.pattern)
+                        except InvalidPattern as exc:
+                            raise InvalidPattern(f"column {rule.name}: {exc}") from exc
+            high = hooks.high_cardinality(connection, reflected)
+            unique = _unique_by_constraint(connection, reflected)
+            seed = random.randrange(1, 2**31 - 1)
+            statements = build_profile_statements(
+                reflected,
+                rules,
+                engine.dialect.name,
+                sample_percent=sample_percent,
+                sample_seed=seed,
+                high_cardinality=high,
+                unique_by_constraint=unique,
             )
-        # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-        def budget() -> float | None:
-            if deadline is None:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ProfileTimeout("no time left for the next statement")
-            return remaining
-
-        try:
-            with hooks.limits(connection, budget()):
-                totals = connection.execute(statements.row_pass).mappings().one()
-            branches: dict[int, Any] = {}
+            sql = "-- row pass\n" + render_sql(statements.row_pass, engine) + ";"
             if statements.distinct_pass is not None:
+                sql += "\n-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
+            if statements.unique_by_constraint:
+                sql += (
+                    "\n-- distinct = non-null (single-column primary key or unique constraint): "
+                    + ", ".join(statements.unique_by_constraint)
+                )
+            # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+            def budget() -> float | None:
+                if deadline is None:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProfileTimeout("no time left for the next statement")
+                return remaining
+
+            try:
                 with hooks.limits(connection, budget()):
-                    branches = {
-                        row["key"]: row
-                        for row in connection.execute(statements.distinct_pass).mappings()
-                    }
-        except ProfileTimeout as exc:
-            raise ProfileTimeout(
-                f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
-                "cancelled; no partial profile was kept (raise the tier's timeout or enable "
-                "sampling)"
-            ) from exc
-        except sa.exc.DBAPIError as exc:
-            raise ProfileError(
-                f"warehouse rejected the profile of {table}: "
-                f"{str(exc.orig).strip().splitlines()[0]}"
-            ) from exc
+                    totals = connection.execute(statements.row_pass).mappings().one()
+                branches: dict[int, Any] = {}
+                if statements.distinct_pass is not None:
+                    with hooks.limits(connection, budget()):
+                        branches = {
+                            row["key"]: row
+                            for row in connection.execute(statements.distinct_pass).mappings()
+                        }
+            except ProfileTimeout as exc:
+                raise ProfileTimeout(
+                    f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
+                    "cancelled; no partial profile was kept (raise the tier's timeout or enable "
+                    "sampling)"
+                ) from exc
+            except sa.exc.DBAPIError as exc:
+                raise ProfileError(
+                    f"warehouse rejected the profile of {table}: "
+                    f"{str(exc.orig).strip().splitlines()[0]}"
+                ) from exc
+    except sa.exc.DBAPIError as exc:  # reflection and statistics, outside the two passes
+        raise ProfileError(
+            f"warehouse error while preparing the profile of {table}: "
+            f"{str(exc.orig).strip().splitlines()[0]}"
+        ) from exc
     row_count = int(totals["n"])
     columns: list[ColumnMetrics] = []
     for spec in statements.specs:

@@ -33,8 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Dimension = Literal["completeness", "uniqueness", "validity"]
 DIMENSIONS: tuple[Dimension, ...] = ("completeness", "uniqueness", "validity")
 
-Trigger = Literal["preview", "approval", "schedule", "manual", "sensor"]
-
 
 class ScoreWeights(BaseModel):
     """Relative weight of each dimension in a column score. Only ratios matter: the weights are

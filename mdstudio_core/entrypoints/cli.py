@@ -1,7 +1,9 @@
 """The `mdstudio` command line: a thin shell over the services.
 
-Exit codes: 0 ok, 1 environment or internal failure, 2 invalid input, 3 forbidden, 4 not found,
-5 conflict. Errors go to standard error and name the reason; `--json` output goes to standard out.
+Exit codes: 0 ok, 1 environment or internal failure (database or warehouse unreachable, a source
+not configured, a profile timeout), 2 invalid input (including a binding naming a missing table or
+column), 3 forbidden, 4 not found, 5 conflict. Errors go to standard error and name the reason;
+`--json` output goes to standard out.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
-from mdstudio_core.adapters.warehouse import ProfileError, ProfileTimeout, SourceUnavailable
+from mdstudio_core.adapters.warehouse import (
+    ProfileError,
+    ProfileTimeout,
+    SourceUnavailable,
+    UnknownSource,
+)
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.model import (
     Approval,
@@ -123,7 +130,7 @@ def identity() -> Identity:
 
 
 def wants_json() -> bool:
-    return bool(_setting("json", "MDSTUDIO_JSON_OUTPUT"))
+    return bool(click.get_current_context().find_root().meta.get("mdstudio.json"))
 
 
 @functools.cache
@@ -627,10 +634,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except MdstudioError as exc:
         kind = type(exc).__name__
         click.echo(f"error ({kind}): {exc}", err=True)
-        sys.exit(next(code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)))
+        sys.exit(next((code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)), 1))
     except ProfileError as exc:
         click.echo(f"error ({type(exc).__name__}): {exc}", err=True)
-        sys.exit(1 if isinstance(exc, SourceUnavailable | ProfileTimeout) else 2)
+        # The warehouse or its configuration failed (1); the binding names what is not
+        # there or cannot be matched (2).
+        sys.exit(1 if isinstance(exc, UnknownSource | SourceUnavailable | ProfileTimeout) else 2)
     except (OperationalError, ProgrammingError) as exc:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             click.echo("error: the store has no schema yet: run `mdstudio db upgrade`", err=True)

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -422,7 +422,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def database_down(request: Request, exc: OperationalError) -> Response:
+    @app.exception_handler(ProgrammingError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        """Unreachable, or reachable without its schema (`mdstudio db upgrade` not run)."""
         return problem(503, "unavailable", "the metadata store is unavailable", request.url.path)
 
 

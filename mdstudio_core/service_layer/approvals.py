@@ -494,9 +494,11 @@ def _check_no_nul(value: Any, path: str) -> None:
 
 
 def _check_glossary_key(key: str) -> None:
-    if not re.fullmatch(TERM_PATTERN, key) or len(key) > 200:
+    """A glossary key names the entry everywhere (Dagster partitions too, where `..` would
+    read as a range)."""
+    if not re.fullmatch(TERM_PATTERN, key) or len(key) > 200 or ".." in key:
         raise InvalidInput(
-            "a glossary key is a term: letters, digits, spaces and . _ ' & / ( ) + -",
+            "a glossary key is a term: letters, digits, spaces and . _ ' & / ( ) + - (no '..')",
             field="entity_key",
         )
 

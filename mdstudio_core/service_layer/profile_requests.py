@@ -66,7 +66,7 @@ class ProfileCandidate:
 
     tenant_id: uuid.UUID
     canonical_key: str
-    trigger: str  # approval | schedule | manual
+    trigger: str  # approval | schedule | manual (as recorded on the profile)
     reason: str  # STRUCTURAL | SCHEDULED | MANUAL
     priority: str = "normal"
     approval_id: uuid.UUID | None = None
@@ -89,7 +89,6 @@ class Skip:
 class PlannedEntity:
     candidate: ProfileCandidate
     tier: Tier
-    binding: Binding
 
 
 @dataclass(frozen=True)
@@ -215,7 +214,7 @@ def plan(
             )
             continue
         binding = Binding.model_validate(entity["binding"])
-        planned = PlannedEntity(candidate, Tier(entity["tier"]), binding)
+        planned = PlannedEntity(candidate, Tier(entity["tier"]))
         key = (candidate.tenant_id, binding.source, binding.schema_, binding.table)
         groups.setdefault(key, []).append(planned)
     result.batches = [
