@@ -87,11 +87,12 @@ def profile_batch(
                 binding=Binding.model_validate(entity["binding"]),
                 tenant_id=str(tenant_id),
                 approval_id=approval_ids.get(key),
+                trigger=triggers.get(key, "manual"),
             )
         )
     for group in profiling.group_by_table(entities).values():
         try:
-            measured = profiling.profile_table(
+            results = profiling.profile_table(
                 group,
                 limits=profiling.limits_for_tiers(tiers[e.canonical_key] for e in group),
                 engine_for=warehouse.engine_for,
@@ -99,10 +100,6 @@ def profile_batch(
         except ProfileError as exc:
             outcome.failed.update({entity.canonical_key: str(exc) for entity in group})
             continue
-        results = [
-            result.model_copy(update={"trigger": triggers.get(result.canonical_key, "manual")})
-            for result in measured
-        ]
         ids = profile_requests.save_profiles(catalog.engine, tenant_id, results, run_id)
         for result, profile_id in zip(results, ids, strict=True):
             tier = tiers[result.canonical_key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, func, insert, select, text, update
@@ -178,21 +178,12 @@ class EntityRepository:
     ) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
         """Several entities at once, keyed by (tenant, canonical key); missing ones are absent."""
         table = tables.ENTITY_TABLES[entity_type]
-        by_tenant: dict[uuid.UUID, list[str]] = {}
-        for tenant_id, key in entities:
-            by_tenant.setdefault(tenant_id, []).append(key)
         found: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-        for tenant_id, keys in by_tenant.items():
-            for start in range(0, len(keys), 500):
-                rows = self._connection.execute(
-                    select(table).where(
-                        table.c.tenant_id == tenant_id,
-                        table.c.canonical_key.in_(keys[start : start + 500]),
-                    )
-                )
-                found.update(
-                    {(tenant_id, row.canonical_key): _entity_json(table, row) for row in rows}
-                )
+        for tenant_id, keys in _keys_by_tenant(entities):
+            rows = self._connection.execute(
+                select(table).where(table.c.tenant_id == tenant_id, table.c.canonical_key.in_(keys))
+            )
+            found.update({(tenant_id, row.canonical_key): _entity_json(table, row) for row in rows})
         return found
 
     def bound(self, tier: Tier) -> list[dict[str, Any]]:
@@ -253,6 +244,18 @@ class EntityRepository:
             .values(version=expected_version + 1, updated_at=at, updated_by=actor, **state)
         )
         return result.rowcount == 1
+
+
+def _keys_by_tenant(
+    entities: Sequence[tuple[uuid.UUID, str]], chunk: int = 500
+) -> Iterator[tuple[uuid.UUID, list[str]]]:
+    """(tenant, up to `chunk` keys) groups: one bounded `IN` query each for a batch lookup."""
+    by_tenant: dict[uuid.UUID, list[str]] = {}
+    for tenant_id, key in entities:
+        by_tenant.setdefault(tenant_id, []).append(key)
+    for tenant_id, keys in by_tenant.items():
+        for start in range(0, len(keys), chunk):
+            yield tenant_id, keys[start : start + chunk]
 
 
 def _entity_json(table: Table, row: Row[Any]) -> dict[str, Any]:
@@ -388,24 +391,15 @@ class ProfileRepository:
         self, entities: Sequence[tuple[uuid.UUID, str]]
     ) -> dict[tuple[uuid.UUID, str], dt.datetime]:
         """When each (tenant, canonical key) was last profiled; absent keys never were."""
-        if not entities:
-            return {}
         column = tables.profiles.c
         found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
-        by_tenant: dict[uuid.UUID, list[str]] = {}
-        for tenant_id, key in entities:
-            by_tenant.setdefault(tenant_id, []).append(key)
-        for tenant_id, keys in by_tenant.items():
-            for start in range(0, len(keys), 500):
-                rows = self._connection.execute(
-                    select(column.canonical_key, func.max(column.created_at))
-                    .where(
-                        column.tenant_id == tenant_id,
-                        column.canonical_key.in_(keys[start : start + 500]),
-                    )
-                    .group_by(column.canonical_key)
-                )
-                found.update({(tenant_id, key): at for key, at in rows})
+        for tenant_id, keys in _keys_by_tenant(entities):
+            rows = self._connection.execute(
+                select(column.canonical_key, func.max(column.created_at))
+                .where(column.tenant_id == tenant_id, column.canonical_key.in_(keys))
+                .group_by(column.canonical_key)
+            )
+            found.update({(tenant_id, key): at for key, at in rows})
         return found
 
 

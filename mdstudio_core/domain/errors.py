@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class MdstudioError(Exception):
     """Base of every error a caller is meant to see; the message names the reason."""
@@ -27,3 +29,12 @@ class NotFound(MdstudioError):
 
 class Conflict(MdstudioError):
     """The request is valid but the state moved on: already decided, stale, or a lost race."""
+
+
+def field_path(location: Iterable[str | int], prefix: str = "") -> str:
+    """A validation error's location as users write it: `("payload", "columns", 0, "name")`
+    -> `payload.columns[0].name`. The CLI and the HTTP API name fields the same way."""
+    path = prefix
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path

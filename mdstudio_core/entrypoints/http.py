@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mdstudio_core import config
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, field_path
 from mdstudio_core.domain.model import (
     CANONICAL_KEY_PATTERN,
     TERM_PATTERN,
@@ -364,10 +364,8 @@ _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
 def _field_path(loc: tuple[Any, ...]) -> str:
     """`("body", "payload", "binding", "columns", 0)` -> `payload.binding.columns[0]`, the same
     spelling the services use."""
-    path = ""
-    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return field_path(parts) or "body"
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.adapters.repositories import entity_state
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, field_path
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.model import (
     KEY_FIELD,
@@ -508,10 +508,7 @@ def _invalid(exc: ValidationError, prefix: str | None = None) -> InvalidInput:
     `payload.binding.columns[0].name: String should match pattern ...`."""
     messages = []
     for error in exc.errors():
-        path = prefix or ""
-        for part in error["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        messages.append((path or "request", error["msg"]))
+        messages.append((field_path(error["loc"], prefix or "") or "request", error["msg"]))
     first_field = messages[0][0]
     detail = "; ".join(f"{field}: {message}" for field, message in messages[:5])
     return InvalidInput(detail.removeprefix(f"{first_field}: "), field=first_field)

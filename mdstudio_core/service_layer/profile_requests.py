@@ -36,6 +36,7 @@ from mdstudio_core.domain.model import (
     entity_urn,
 )
 from mdstudio_core.domain.quality import ProfileResult
+from mdstudio_core.service_layer.profiling import table_key
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_MIN_RERUN_HOURS = 12.0  # the original design's 0.5 days
@@ -213,10 +214,8 @@ def plan(
                 )
             )
             continue
-        binding = Binding.model_validate(entity["binding"])
-        planned = PlannedEntity(candidate, Tier(entity["tier"]))
-        key = (candidate.tenant_id, binding.source, binding.schema_, binding.table)
-        groups.setdefault(key, []).append(planned)
+        key = (candidate.tenant_id, *table_key(Binding.model_validate(entity["binding"])))
+        groups.setdefault(key, []).append(PlannedEntity(candidate, Tier(entity["tier"])))
     result.batches = [
         TableBatch(tenant_id, source, schema, table, tuple(planned))
         for (tenant_id, source, schema, table), planned in sorted(

@@ -38,6 +38,7 @@ class BoundEntity:
     binding: Binding
     tenant_id: str | None = None
     approval_id: str | None = None
+    trigger: str = "manual"  # approval | schedule | manual | preview, recorded on the profile
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,6 @@ def group_by_table(entities: Iterable[BoundEntity]) -> dict[TableKey, list[Bound
 def profile_table(
     entities: Sequence[BoundEntity],
     *,
-    trigger: str = "manual",
     limits: ProfileLimits | None = None,
     weights: ScoreWeights = DEFAULT_WEIGHTS,
     engine_for: Callable[[str], Engine] = warehouse.get_engine,
@@ -190,7 +190,7 @@ def profile_table(
                 columns=summary.columns,
                 score_note=summary.score_note,
                 warnings=warnings,
-                trigger=trigger,
+                trigger=entity.trigger,
                 approval_id=entity.approval_id,
                 sql=metrics.sql,
                 sample=metrics.sample,
@@ -214,8 +214,15 @@ def profile_entity(
 ) -> ProfileResult:
     """Profile one entity (the CLI preview of a live entity or of a pending approval)."""
     [result] = profile_table(
-        [BoundEntity(canonical_key, binding, tenant_id=tenant_id, approval_id=approval_id)],
-        trigger=trigger,
+        [
+            BoundEntity(
+                canonical_key,
+                binding,
+                tenant_id=tenant_id,
+                approval_id=approval_id,
+                trigger=trigger,
+            )
+        ],
         limits=limits,
         weights=weights,
         engine_for=engine_for,

@@ -257,14 +257,17 @@ def test_limits_for_shared_table() -> None:
 
 def test_one_table_profiled_once_for_several_entities(sqlite_engine: Engine) -> None:
     name = _table(sqlite_engine, rows=9)
-    a = BoundEntity("crm.customer_id", _binding(name, {"name": "id", "unique": True}))
+    a = BoundEntity(
+        "crm.customer_id", _binding(name, {"name": "id", "unique": True}), trigger="approval"
+    )
     b = BoundEntity(
         "crm.email",
         _binding(name, {"name": "email", "pattern": "@"}, {"name": "id", "min": 5}),
         approval_id="appr-1",
+        trigger="approval",
     )
     assert list(group_by_table([a, b])) == [("wh", None, name)]
-    first, second = profile_table([a, b], trigger="approval", engine_for=lambda _s: sqlite_engine)
+    first, second = profile_table([a, b], engine_for=lambda _s: sqlite_engine)
     assert [c.name for c in first.columns] == ["id"]
     assert [c.name for c in second.columns] == ["email", "id"]
     assert first.sql == second.sql and first.profiled_at == second.profiled_at
