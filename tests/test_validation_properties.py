@@ -21,7 +21,12 @@ column_rules = st.fixed_dictionaries(
         "nullable": st.booleans(),
         "unique": st.booleans(),
         "pattern": st.sampled_from([r"^[A-Z]{2}$", r"@", r"^\d+$"]),
-        "allowed_values": st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4),
+        # NUL is refused (PostgreSQL cannot store it); every other character is a valid value.
+        "allowed_values": st.lists(
+            st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=5),
+            min_size=1,
+            max_size=4,
+        ),
         "min": st.integers(-100, 0),
         "max": st.integers(1, 100),
     },
