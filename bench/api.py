@@ -30,6 +30,7 @@ from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import tokens
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 ADMIN_URL = os.environ.get(
     "MDSTUDIO_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -181,7 +182,9 @@ def main() -> None:
         tenant = uuid.uuid4()
 
         def bearer(user: str, *roles: str) -> dict:
-            secret, _ = tokens.create_token(engine, Identity(tenant, user, frozenset(roles)))
+            secret, _ = tokens.create_token(
+                UnitOfWork(engine), Identity(tenant, user, frozenset(roles))
+            )
             return {"Authorization": f"Bearer {secret}"}
 
         pairs = [

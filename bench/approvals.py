@@ -22,6 +22,7 @@ from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import approvals
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 ADMIN_URL = os.environ.get(
     "MDSTUDIO_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -62,9 +63,11 @@ def worker(
     submit_ms, approve_ms = [], []
     for i in range(count):
         t0 = time.perf_counter()
-        approval = approvals.submit(engine, requester, request(f"bench.w{worker_id}.k{i}"))
+        approval = approvals.submit(
+            UnitOfWork(engine), requester, request(f"bench.w{worker_id}.k{i}")
+        )
         t1 = time.perf_counter()
-        approvals.approve(engine, approver, approval.id)
+        approvals.approve(UnitOfWork(engine), approver, approval.id)
         t2 = time.perf_counter()
         submit_ms.append((t1 - t0) * 1000)
         approve_ms.append((t2 - t1) * 1000)

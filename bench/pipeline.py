@@ -87,9 +87,9 @@ def metadata_request(key: str, table: str, tier: str = "tier1") -> dict:
 
 
 def approve(store: sa.Engine, tenant: uuid.UUID, request: dict):
-    approval = approvals.submit(store, Identity(tenant, "alice", frozenset()), request)
+    approval = approvals.submit(UnitOfWork(store), Identity(tenant, "alice", frozenset()), request)
     return approvals.approve(
-        store, Identity(tenant, "bob", frozenset({"kernel_owner"})), approval.id
+        UnitOfWork(store), Identity(tenant, "bob", frozenset({"kernel_owner"})), approval.id
     )
 
 
@@ -189,13 +189,13 @@ def main() -> None:
         "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "1",
     }
     os.environ.update(env)
-    from mdstudio_pipelines import instance as dagster_instance  # after the environment
-    from mdstudio_pipelines import sensors
+    from mdstudio_core.config import Settings  # after the environment
+    from mdstudio_pipelines import instance as dagster_instance
     from mdstudio_pipelines.definitions import defs
     from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
     from mdstudio_pipelines.resources import CatalogResource
 
-    dagster_instance.prepare(ROOT / "dagster.yaml", home)
+    dagster_instance.prepare(ROOT / "dagster.yaml", Settings.from_env(), home)
     store = create_store_engine(urls["store"])
     migrations.upgrade(store)
     tenant = uuid.uuid4()
@@ -209,9 +209,9 @@ def main() -> None:
         context = dg.build_sensor_context(
             instance=instance,
             definitions=defs,
-            resources={"catalog": CatalogResource(database_url=urls["store"])},
+            resources={"catalog": CatalogResource()},
         )
-        result = sensors.approval_sensor(context)
+        result = defs.resolve_sensor_def("approval_sensor")(context)
         in_process_s = time.perf_counter() - started
         peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()

@@ -1,40 +1,164 @@
-"""Settings read from the environment, so deployments configure mdstudio without code edits."""
+"""Every `MDSTUDIO_*` setting, read from the environment in one place and validated once.
+
+The entry points (the CLI, `mdstudio serve`, the Dagster code location) call
+`Settings.from_env()` when they start and pass the result down; nothing else reads the
+environment. A malformed value fails there with a `ConfigurationError` naming the variable and
+never echoing the value (a URL may hold a password).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from mdstudio_core.domain.errors import ConfigurationError
+from mdstudio_core.domain.model import ProfileLimits, Tier
+from mdstudio_core.domain.quality import QualityThresholds
+
+PREFIX = "MDSTUDIO_"
+SOURCE_URL_VARIABLE = re.compile(r"^MDSTUDIO_SOURCE_(?P<name>[A-Za-z_][A-Za-z0-9_]*)_URL$")
+
+Positive = Annotated[float, Field(gt=0)]
+Percent = Annotated[float, Field(gt=0, le=100)]
+Score = Annotated[float, Field(ge=0, le=100)]
+Count = Annotated[int, Field(ge=1)]
 
 
-def mdstudio_home() -> Path:
-    """Where the embedded defaults live (SQLite store, Dagster instance): `MDSTUDIO_HOME`."""
-    return Path(os.environ.get("MDSTUDIO_HOME", ".mdstudio")).resolve()
+def source_variable(source: str) -> str:
+    """The variable holding the URL of warehouse source `source` (its name upper-cased)."""
+    return f"{PREFIX}SOURCE_{source.upper()}_URL"
 
 
-def database_url() -> str:
-    """The metadata store: `MDSTUDIO_DATABASE_URL`, else a SQLite file under `MDSTUDIO_HOME`.
-
-    A plain `postgres://` or `postgresql://` URL is pinned to psycopg 3, the driver we ship.
-    """
-    url = os.environ.get("MDSTUDIO_DATABASE_URL", "").strip()
-    if not url:
-        home = mdstudio_home()
-        home.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{home / 'mdstudio.db'}"
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
+def _parseable(url: str) -> str:
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError("is not a valid SQLAlchemy URL") from None
     return url
 
 
-def trusted_header_auth() -> bool:
-    """`MDSTUDIO_TRUSTED_HEADER_AUTH=1`: the HTTP API takes identity from `x-tenant-id`,
-    `x-user-id` and `x-role`. Only safe behind a proxy that authenticates callers and sets (and
-    strips) those headers itself; anyone could send them otherwise. Off by default."""
-    return os.environ.get("MDSTUDIO_TRUSTED_HEADER_AUTH", "").strip() == "1"
+class Settings(BaseModel):
+    """mdstudio's configuration. Each field `name` is the variable `MDSTUDIO_<NAME>`;
+    `sources` are the `MDSTUDIO_SOURCE_<NAME>_URL` variables, keyed by upper-cased name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    home: Path = Path(".mdstudio")
+    database_url: str | None = None
+    tenant: str | None = None
+    user: str | None = None
+    role: str | None = None
+    trusted_header_auth: bool = False
+    max_body_bytes: Count = 1024 * 1024
+    min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
+    tier1_timeout_seconds: Positive = 600.0
+    tier2_timeout_seconds: Positive = 600.0
+    tier3_timeout_seconds: Positive = 600.0
+    tier1_sample_percent: Percent | None = None
+    tier2_sample_percent: Percent | None = None
+    tier3_sample_percent: Percent | None = None
+    tier1_min_score: Score = 80.0
+    tier2_min_score: Score = 70.0
+    tables_per_run: Count = 10
+    sensor_interval_seconds: Count = 15
+    sensor_max_events: Count = 2000
+    tier1_profiling_cron: str = "0 2 * * *"
+    tier2_profiling_cron: str = "0 3 * * 0"
+    dagster_storage_url: str | None = None
+    sources: dict[str, Annotated[str, AfterValidator(_parseable)]] = Field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of this process (`environ` defaults to `os.environ`); blank values
+        count as unset."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(PREFIX + name.upper(), "").strip()
+            if raw and name != "sources":
+                values[name] = raw
+        values["sources"] = {
+            match["name"].upper(): value.strip()
+            for variable, value in env.items()
+            if (match := SOURCE_URL_VARIABLE.match(variable)) and value.strip()
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            variable = _variable(error["loc"])
+            # `from None`: the validation error's own text repeats the value.
+            raise ConfigurationError(f"{variable}: {error['msg']}", variable) from None
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _store_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):  # plain PostgreSQL URLs run on psycopg 3, our driver
+                url = "postgresql+psycopg://" + url.removeprefix(prefix)
+        return _parseable(url)
+
+    @field_validator("dagster_storage_url")
+    @classmethod
+    def _psycopg2(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith("postgresql+psycopg2://"):
+            raise ValueError(
+                "must use the postgresql+psycopg2:// scheme (dagster-postgres needs psycopg2)"
+            )
+        return _parseable(url) if url else None
+
+    @field_validator("tier1_profiling_cron", "tier2_profiling_cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        if len(cron.split()) != 5:
+            raise ValueError("must be a cron expression of five fields, e.g. '0 2 * * *'")
+        return cron
+
+    @property
+    def store_url(self) -> str:
+        """The metadata store: `MDSTUDIO_DATABASE_URL`, else a SQLite file under the home."""
+        return self.database_url or f"sqlite:///{self.home / 'mdstudio.db'}"
+
+    @property
+    def min_rerun(self) -> dt.timedelta:
+        """How soon an entity may be profiled again (`MDSTUDIO_MIN_RERUN_HOURS`)."""
+        return dt.timedelta(hours=self.min_rerun_hours)
+
+    @property
+    def quality_thresholds(self) -> QualityThresholds:
+        return QualityThresholds(self.tier1_min_score, self.tier2_min_score)
+
+    @property
+    def profile_limits(self) -> dict[Tier, ProfileLimits]:
+        """`MDSTUDIO_<TIER>_TIMEOUT_SECONDS` and `MDSTUDIO_<TIER>_SAMPLE_PERCENT` per tier."""
+        return {
+            tier: ProfileLimits(
+                timeout_s=getattr(self, f"{tier.value}_timeout_seconds"),
+                sample_percent=getattr(self, f"{tier.value}_sample_percent"),
+            )
+            for tier in Tier
+        }
+
+    def source_url(self, source: str) -> str | None:
+        return self.sources.get(source.upper())
 
 
-def max_body_bytes() -> int:
-    """The largest request body the HTTP API reads: `MDSTUDIO_MAX_BODY_BYTES`, default 1 MiB."""
-    value = os.environ.get("MDSTUDIO_MAX_BODY_BYTES", "").strip()
-    return int(value) if value.isdigit() else 1024 * 1024
+def _variable(location: tuple[Any, ...]) -> str:
+    if location and location[0] == "sources":
+        return source_variable(str(location[1])) if len(location) > 1 else "MDSTUDIO_SOURCE_*"
+    return PREFIX + str(location[0]).upper() if location else PREFIX + "*"

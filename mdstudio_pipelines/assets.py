@@ -2,6 +2,9 @@
 
 import dagster as dg
 
+from mdstudio_core.domain.model import Trigger
+from mdstudio_core.service_layer.profiling import ProfileTarget, run_profiles
+from mdstudio_pipelines.checks import check_result
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -9,8 +12,8 @@ from mdstudio_pipelines.partitions import (
     QUALITY_CHECK,
     split_partition_key,
 )
-from mdstudio_pipelines.profiling import profile_batch
-from mdstudio_pipelines.resources import CatalogResource, QualityThresholds, WarehouseResource
+from mdstudio_pipelines.profiling import profile_metadata
+from mdstudio_pipelines.resources import CatalogResource
 
 catalog_entity = dg.AssetSpec(
     key=CATALOG_ENTITY,
@@ -48,38 +51,22 @@ catalog_entity = dg.AssetSpec(
     ),
 )
 def entity_profile(
-    context: dg.AssetExecutionContext,
-    catalog: CatalogResource,
-    warehouse: WarehouseResource,
-    thresholds: QualityThresholds,
+    context: dg.AssetExecutionContext, catalog: CatalogResource
 ) -> dg.MaterializeResult:
     tenant_id, key = split_partition_key(context.partition_key)
-    outcome = profile_batch(
-        catalog,
-        warehouse,
-        thresholds,
+    outcome = run_profiles(
+        catalog.uow(),
+        catalog.settings,
         tenant_id,
-        [key],
-        triggers={key: context.run.tags.get("mdstudio/trigger", "manual")},
-        approval_ids={},
-        run_id=context.run_id,
+        [ProfileTarget(key, Trigger.MANUAL)],  # a person asked, from the UI
+        run_id=context.run.run_id,
     )
-    if outcome.unbound:
-        raise dg.Failure(
-            f"NO_BINDING: {key} is not bound to a warehouse table", allow_retries=False
-        )
-    if outcome.failed:
+    if key in outcome.unbound:
+        raise dg.Failure(f"NO_BINDING: {key}: {outcome.unbound[key]}", allow_retries=False)
+    if key in outcome.failed:
         raise dg.Failure(f"{key} could not be profiled: {outcome.failed[key]}", allow_retries=False)
     [profile] = outcome.profiles
     return dg.MaterializeResult(
-        metadata=profile.metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=QUALITY_CHECK,
-                passed=profile.check.passed,
-                severity=profile.check.severity,
-                description=profile.check.description,
-                metadata=profile.check.metadata,
-            )
-        ],
+        metadata=profile_metadata(profile),
+        check_results=[check_result(QUALITY_CHECK, profile.verdict)],
     )

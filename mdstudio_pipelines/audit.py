@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
 
+from mdstudio_pipelines.dagster_internals import check_evaluations
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITY,
     ENTITY_PROFILE,
@@ -59,11 +59,7 @@ def timeline(
                 _entry(record.timestamp, "materialization", record.run_id, metadata),
             )
         )
-    checks = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK),
-        limit=PAGE,
-        partition_filter=PartitionKeyFilter(key=key),
-    )
+    checks = check_evaluations(instance, dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK), key, PAGE)
     for check in checks:
         if check.event is None or check.event.dagster_event is None:
             continue  # planned, not evaluated

@@ -1,46 +1,42 @@
-"""The `quality_score_threshold` check: what a score means for each tier."""
-
-from dataclasses import dataclass
+"""The `quality_score_threshold` check: the domain's quality gate as a Dagster check result.
+What a score means per tier is decided in `mdstudio_core.domain.quality.quality_gate`."""
 
 import dagster as dg
 
-from mdstudio_core.domain.model import Tier
+from mdstudio_core.domain.quality import CheckVerdict, Severity
 
-SEVERITY = {
-    Tier.TIER1: dg.AssetCheckSeverity.ERROR,
-    Tier.TIER2: dg.AssetCheckSeverity.WARN,
-    Tier.TIER3: dg.AssetCheckSeverity.WARN,
-}
+SEVERITY = {Severity.ERROR: dg.AssetCheckSeverity.ERROR, Severity.WARN: dg.AssetCheckSeverity.WARN}
 
 
-@dataclass(frozen=True)
-class CheckOutcome:
-    passed: bool
-    severity: dg.AssetCheckSeverity
-    description: str
-    metadata: dict
+def check_metadata(verdict: CheckVerdict) -> dict:
+    return {
+        "tier": verdict.tier.value,
+        "quality_score": verdict.quality_score,
+        "threshold": verdict.threshold,
+    }
 
 
-def evaluate_threshold(
-    tier: Tier, score: float | None, minimum: float | None, score_note: str | None
-) -> CheckOutcome:
-    """tier1 below its minimum fails with ERROR, tier2 with WARN; tier3 is informational and
-    always passes. A profile that could not be scored fails a tier1/tier2 check: an unscored
-    governed field is not a healthy one."""
-    metadata = {"tier": tier.value, "quality_score": score, "threshold": minimum}
-    if minimum is None:
-        return CheckOutcome(
-            True, SEVERITY[tier], f"{tier.value}: informational, score {score}", metadata
-        )
-    if score is None:
-        return CheckOutcome(
-            False, SEVERITY[tier], f"not scored ({score_note or 'no scored column'})", metadata
-        )
-    passed = score >= minimum
-    verb = "meets" if passed else "is below"
-    return CheckOutcome(
-        passed,
-        SEVERITY[tier],
-        f"score {score:g} {verb} the {tier.value} minimum {minimum:g}",
-        metadata,
+def check_result(check_name: str, verdict: CheckVerdict) -> dg.AssetCheckResult:
+    """The verdict of the asset being materialized."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=verdict.passed,
+        severity=SEVERITY[verdict.severity],
+        description=verdict.description,
+        metadata=check_metadata(verdict),
+    )
+
+
+def check_evaluation(
+    asset_key: dg.AssetKey, check_name: str, partition: str, verdict: CheckVerdict
+) -> dg.AssetCheckEvaluation:
+    """The verdict of one partition, reported from a job."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=verdict.passed,
+        partition=partition,
+        severity=SEVERITY[verdict.severity],
+        description=verdict.description,
+        metadata=check_metadata(verdict),
     )

@@ -5,7 +5,7 @@ and import dagster only when they run."""
 
 import click
 
-from mdstudio_core.entrypoints.cli import cli, common_options, emit, main, tenant_id
+from mdstudio_core.entrypoints.cli import cli, common_options, emit, main, runtime, tenant_id
 
 __all__ = ["main"]
 
@@ -21,7 +21,7 @@ def audit(canonical_key: str) -> None:
     from mdstudio_pipelines.audit import describe, timeline
     from mdstudio_pipelines.instance import dagster_home
 
-    home = dagster_home()
+    home = dagster_home(runtime().settings)
     if not (home / "dagster.yaml").exists():
         raise click.ClickException(
             f"no Dagster instance at {home}: set DAGSTER_HOME (make dev prepares one)"

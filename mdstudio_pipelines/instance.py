@@ -11,31 +11,25 @@ from pathlib import Path
 
 import yaml
 
-from mdstudio_core import config
-
-STORAGE_URL_VARIABLE = "MDSTUDIO_DAGSTER_STORAGE_URL"
+from mdstudio_core.config import Settings
 
 
-def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or config.mdstudio_home() / "dagster").resolve()
+def dagster_home(settings: Settings) -> Path:
+    """`DAGSTER_HOME` (Dagster's own variable), else `$MDSTUDIO_HOME/dagster`."""
+    return Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster").resolve()
 
 
-def prepare(template: Path, home: Path | None = None) -> Path:
+def prepare(template: Path, settings: Settings, home: Path | None = None) -> Path:
     """Write `home/dagster.yaml` from `template`; returns the home."""
-    home = home or dagster_home()
-    settings = yaml.safe_load(template.read_text())
-    storage_url = os.environ.get(STORAGE_URL_VARIABLE, "").strip()
-    if not storage_url:
-        settings.pop("storage", None)
-    elif not storage_url.startswith("postgresql+psycopg2://"):
-        raise SystemExit(
-            f"{STORAGE_URL_VARIABLE} must use the postgresql+psycopg2:// scheme "
-            "(dagster-postgres needs psycopg2)"
-        )
+    home = home or dagster_home(settings)
+    instance = yaml.safe_load(template.read_text())
+    if not settings.dagster_storage_url:
+        instance.pop("storage", None)
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance, sort_keys=False))
     return home
 
 
 if __name__ == "__main__":  # python -m mdstudio_pipelines.instance dagster.yaml
-    print(prepare(Path(sys.argv[1] if len(sys.argv) > 1 else "dagster.yaml")))
+    template = Path(sys.argv[1] if len(sys.argv) > 1 else "dagster.yaml")
+    print(prepare(template, Settings.from_env()))

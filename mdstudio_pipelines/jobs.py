@@ -11,7 +11,9 @@ import uuid
 
 import dagster as dg
 
-from mdstudio_core.service_layer import profile_requests
+from mdstudio_core.domain.model import SkipReason, Trigger
+from mdstudio_core.service_layer.profiling import ProfileTarget, run_profiles
+from mdstudio_pipelines.checks import check_evaluation
 from mdstudio_pipelines.partitions import (
     ENTITY_PROFILE,
     PROFILE_FAILED,
@@ -19,8 +21,8 @@ from mdstudio_pipelines.partitions import (
     QUALITY_CHECK,
     partition_key,
 )
-from mdstudio_pipelines.profiling import profile_batch
-from mdstudio_pipelines.resources import CatalogResource, QualityThresholds, WarehouseResource
+from mdstudio_pipelines.profiling import profile_metadata
+from mdstudio_pipelines.resources import CatalogResource
 
 
 class TableConfig(dg.Config):
@@ -28,6 +30,16 @@ class TableConfig(dg.Config):
     canonical_keys: list[str]
     triggers: dict[str, str] = {}
     approval_ids: dict[str, str] = {}
+
+    def targets(self) -> list[ProfileTarget]:
+        return [
+            ProfileTarget(
+                key,
+                Trigger(self.triggers.get(key, Trigger.MANUAL)),
+                uuid.UUID(self.approval_ids[key]) if key in self.approval_ids else None,
+            )
+            for key in self.canonical_keys
+        ]
 
 
 class ProfileRunConfig(dg.Config):
@@ -37,57 +49,39 @@ class ProfileRunConfig(dg.Config):
 
 @dg.op(description="Profile each table once, then save and check every entity bound to it.")
 def profile_tables(
-    context: dg.OpExecutionContext,
-    config: ProfileRunConfig,
-    catalog: CatalogResource,
-    warehouse: WarehouseResource,
-    thresholds: QualityThresholds,
+    context: dg.OpExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
 ) -> None:
     tenant_id = uuid.UUID(config.tenant_id)
     failed: dict[str, str] = {}
     for table in config.tables:
         context.log.info(f"profiling {len(table.canonical_keys)} entities on {table.table}")
-        outcome = profile_batch(
-            catalog,
-            warehouse,
-            thresholds,
-            tenant_id,
-            table.canonical_keys,
-            triggers=table.triggers,
-            approval_ids=table.approval_ids,
-            run_id=context.run_id,
+        outcome = run_profiles(
+            catalog.uow(), catalog.settings, tenant_id, table.targets(), run_id=context.run_id
         )
         for key, error in outcome.failed.items():
             context.log_event(profile_observation(tenant_id, key, PROFILE_FAILED, error=error))
         failed.update(outcome.failed)
-        for key in outcome.unbound:
+        for key, detail in outcome.unbound.items():
             context.log_event(
                 profile_observation(
                     tenant_id,
                     key,
                     PROFILE_SKIPPED,
-                    reason=profile_requests.SkipReason.NO_BINDING.value,
-                    detail="unbound when the run started",
+                    reason=SkipReason.NO_BINDING.value,
+                    detail=f"when the run started: {detail}",
                 )
             )
         for profile in outcome.profiles:
+            partition = partition_key(tenant_id, profile.result.canonical_key)
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=ENTITY_PROFILE,
-                    partition=profile.partition_key,
-                    metadata=profile.metadata,
+                    partition=partition,
+                    metadata=profile_metadata(profile),
                 )
             )
             context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=ENTITY_PROFILE,
-                    check_name=QUALITY_CHECK,
-                    passed=profile.check.passed,
-                    partition=profile.partition_key,
-                    severity=profile.check.severity,
-                    description=profile.check.description,
-                    metadata=profile.check.metadata,
-                )
+                check_evaluation(ENTITY_PROFILE, QUALITY_CHECK, partition, profile.verdict)
             )
     if failed:
         raise dg.Failure(

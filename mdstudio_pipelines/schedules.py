@@ -2,20 +2,16 @@
 under the same cost guards as approvals (each table scanned once; skips recorded)."""
 
 import datetime as dt
-import os
 
 import dagster as dg
 
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.service_layer import profile_requests
+from mdstudio_pipelines.dagster_internals import store_observations
 from mdstudio_pipelines.jobs import profile_tables_job
 from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.sensors import (
-    pack_runs,
-    recently_requested,
-    record_observations,
-    skip_observation,
-)
+from mdstudio_pipelines.sensors import pack_runs, recently_requested, skip_observation
 
 
 def scheduled_pass(
@@ -23,53 +19,58 @@ def scheduled_pass(
 ) -> list[dg.RunRequest] | dg.SkipReason:
     """Run requests for every due table of `tier`; run keys name the schedule slot, so a
     re-evaluated tick never launches a table twice."""
+    settings = catalog.settings
     now = dt.datetime.now(dt.UTC)
-    slot = (context.scheduled_execution_time or now).strftime("%Y-%m-%dT%H:%M")
-    candidates = profile_requests.scheduled_candidates(catalog.engine, tier)
+    slot = f"{name}:{(context.scheduled_execution_time or now).strftime('%Y-%m-%dT%H:%M')}"
+    candidates = profile_requests.scheduled_candidates(catalog.uow(), tier)
     profile_plan = profile_requests.plan(
-        catalog.engine,
+        catalog.uow(),
         candidates,
         now=now,
-        min_rerun=profile_requests.min_rerun_interval(),
+        min_rerun=settings.min_rerun,
         recently_requested=recently_requested(
-            context.instance, [c.entity for c in candidates], now
+            context.instance, [c.entity for c in candidates], now, settings
         ),
     )
-    record_observations(
-        context.instance,
-        [skip_observation(skip, slot=f"{name}:{slot}") for skip in profile_plan.skipped],
+    store_observations(
+        context.instance, [skip_observation(skip, slot=slot) for skip in profile_plan.skipped]
     )
     if not profile_plan.batches:
         return dg.SkipReason(
             f"no {tier.value} entity due ({len(profile_plan.skipped)} within the rerun interval"
             " or unbound)"
         )
-    return [run.request for run in pack_runs(profile_plan.batches, slot=f"{name}:{slot}")]
+    return [run.request for run in pack_runs(profile_plan.batches, settings.tables_per_run, slot)]
 
 
-@dg.schedule(
-    name="tier1_profiling_schedule",
-    cron_schedule=os.environ.get("MDSTUDIO_TIER1_PROFILING_CRON", "0 2 * * *"),
-    job=profile_tables_job,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily profile of every active bound tier1 entity (cost guards apply); "
-    "MDSTUDIO_TIER1_PROFILING_CRON moves it.",
-)
-def tier1_profiling_schedule(
-    context: dg.ScheduleEvaluationContext, catalog: CatalogResource
-) -> list[dg.RunRequest] | dg.SkipReason:
-    return scheduled_pass("tier1_profiling_schedule", context, catalog, Tier.TIER1)
+def build_profiling_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    """`tier1_profiling_schedule` (daily, `MDSTUDIO_TIER1_PROFILING_CRON`) and
+    `tier2_profiling_schedule` (weekly, `MDSTUDIO_TIER2_PROFILING_CRON`)."""
 
+    @dg.schedule(
+        name="tier1_profiling_schedule",
+        cron_schedule=settings.tier1_profiling_cron,
+        job=profile_tables_job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily profile of every active bound tier1 entity (cost guards apply); "
+        "MDSTUDIO_TIER1_PROFILING_CRON moves it.",
+    )
+    def tier1_profiling_schedule(
+        context: dg.ScheduleEvaluationContext, catalog: CatalogResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        return scheduled_pass("tier1_profiling_schedule", context, catalog, Tier.TIER1)
 
-@dg.schedule(
-    name="tier2_profiling_schedule",
-    cron_schedule=os.environ.get("MDSTUDIO_TIER2_PROFILING_CRON", "0 3 * * 0"),
-    job=profile_tables_job,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Weekly profile of every active bound tier2 entity (cost guards apply); "
-    "MDSTUDIO_TIER2_PROFILING_CRON moves it.",
-)
-def tier2_profiling_schedule(
-    context: dg.ScheduleEvaluationContext, catalog: CatalogResource
-) -> list[dg.RunRequest] | dg.SkipReason:
-    return scheduled_pass("tier2_profiling_schedule", context, catalog, Tier.TIER2)
+    @dg.schedule(
+        name="tier2_profiling_schedule",
+        cron_schedule=settings.tier2_profiling_cron,
+        job=profile_tables_job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Weekly profile of every active bound tier2 entity (cost guards apply); "
+        "MDSTUDIO_TIER2_PROFILING_CRON moves it.",
+    )
+    def tier2_profiling_schedule(
+        context: dg.ScheduleEvaluationContext, catalog: CatalogResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        return scheduled_pass("tier2_profiling_schedule", context, catalog, Tier.TIER2)
+
+    return [tier1_profiling_schedule, tier2_profiling_schedule]

@@ -10,22 +10,19 @@ cursor where it was (the tick is evaluated again; its observations are written a
 """
 
 import datetime as dt
-import logging
-import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.events import AssetObservationData, DagsterEvent, DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.model import Priority
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.profile_requests import Skip, TableBatch
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from mdstudio_pipelines.dagster_internals import store_observations
 from mdstudio_pipelines.jobs import ProfileRunConfig, TableConfig, profile_tables_job
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
@@ -38,41 +35,51 @@ from mdstudio_pipelines.partitions import (
 from mdstudio_pipelines.resources import CatalogResource
 
 PAGE_SIZE = 500
-# A tick handles at most this many events; a backlog drains over several ticks, each well
-# inside Dagster's 60 s evaluation limit and with bounded memory.
-MAX_EVENTS_PER_TICK = int(os.environ.get("MDSTUDIO_SENSOR_MAX_EVENTS", "2000"))
+# A tick reads at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and stops paging after this long; a
+# backlog drains over several ticks, each well inside Dagster's 60 s evaluation limit.
 TICK_BUDGET_SECONDS = 20.0
-TABLES_PER_RUN = int(os.environ.get("MDSTUDIO_TABLES_PER_RUN", "10"))
-OBSERVATION_BATCH = 500
-PRIORITY_TAG = {"high": "10", "normal": "0", "low": "-10"}
+PRIORITY_TAG = {Priority.HIGH: "10", Priority.NORMAL: "0", Priority.LOW: "-10"}
 
 
-@dg.sensor(
-    name="approval_sensor",
-    job=profile_tables_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=int(os.environ.get("MDSTUDIO_SENSOR_INTERVAL_SECONDS", "15")),
-    description="Reads the mdstudio outbox: records each event, requests due profiles.",
-)
-def approval_sensor(
+def build_approval_sensor(settings: Settings) -> dg.SensorDefinition:
+    """`approval_sensor`, ticking every `MDSTUDIO_SENSOR_INTERVAL_SECONDS`."""
+
+    @dg.sensor(
+        name="approval_sensor",
+        job=profile_tables_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        description="Reads the mdstudio outbox: records each event, requests due profiles.",
+    )
+    def approval_sensor(
+        context: dg.SensorEvaluationContext, catalog: CatalogResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return evaluate_approval_sensor(context, catalog)
+
+    return approval_sensor
+
+
+def evaluate_approval_sensor(
     context: dg.SensorEvaluationContext, catalog: CatalogResource
 ) -> dg.SensorResult | dg.SkipReason:
+    """One tick: the events after the cursor become observations and run requests."""
+    settings = catalog.settings
     events = read_events(catalog, int(context.cursor or 0))
     if not events:
         return dg.SkipReason("no new events in mdm_event")
     now = dt.datetime.now(dt.UTC)
     candidates = profile_requests.candidates_from_events(events)
     profile_plan = profile_requests.plan(
-        catalog.engine,
+        catalog.uow(),
         candidates,
         now=now,
-        min_rerun=profile_requests.min_rerun_interval(),
+        min_rerun=settings.min_rerun,
         recently_requested=recently_requested(
-            context.instance, [c.entity for c in candidates if not c.force], now
+            context.instance, [c.entity for c in candidates if not c.force], now, settings
         ),
     )
-    runs = pack_runs(profile_plan.batches)
-    record_observations(
+    runs = pack_runs(profile_plan.batches, settings.tables_per_run)
+    store_observations(
         context.instance,
         [
             *(event_observation(event) for event in events),
@@ -88,48 +95,14 @@ def approval_sensor(
     )
 
 
-def record_observations(
-    instance: dg.DagsterInstance, observations: list[dg.AssetObservation]
-) -> None:
-    """Write a tick's observations in one batch.
-
-    Returned in `SensorResult.asset_events`, the daemon writes them one at a time, opening two
-    PostgreSQL connections each (about 45 ms here: 10,000 events would take minutes and break
-    Dagster's tick limit). Like the daemon's own writes, these happen before the cursor is
-    committed, so a tick that fails after this point records them again when it is retried
-    (at least once); each carries its `event_id` and the audit reads it once.
-    """
-    if not observations:
-        return
-    now = time.time()
-    entries = [
-        EventLogEntry(
-            error_info=None,
-            level=logging.INFO,
-            user_message="",
-            run_id=RUNLESS_RUN_ID,
-            timestamp=now,
-            dagster_event=DagsterEvent(
-                event_type_value=DagsterEventType.ASSET_OBSERVATION.value,
-                event_specific_data=AssetObservationData(observation),
-                job_name=RUNLESS_JOB_NAME,
-            ),
-        )
-        for observation in observations
-    ]
-    for start in range(0, len(entries), OBSERVATION_BATCH):
-        instance.event_log_storage.store_event_batch(entries[start : start + OBSERVATION_BATCH])
-
-
 def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
     """The events after `cursor`, page by page, up to this tick's bound."""
     events: list[Event] = []
+    most = catalog.settings.sensor_max_events
     deadline = time.monotonic() + TICK_BUDGET_SECONDS
-    while len(events) < MAX_EVENTS_PER_TICK and time.monotonic() < deadline:
-        with UnitOfWork(catalog.engine) as uow:
-            page = uow.events.list(
-                after=cursor, limit=min(PAGE_SIZE, MAX_EVENTS_PER_TICK - len(events))
-            )
+    while len(events) < most and time.monotonic() < deadline:
+        with catalog.uow() as uow:
+            page = uow.events.list(after=cursor, limit=min(PAGE_SIZE, most - len(events)))
         events.extend(page)
         if len(page) < PAGE_SIZE:
             break
@@ -143,17 +116,19 @@ class PlannedRun:
     batches: list[TableBatch]
 
 
-def pack_runs(batches: list[TableBatch], slot: str | None = None) -> list[PlannedRun]:
+def pack_runs(
+    batches: list[TableBatch], tables_per_run: int, slot: str | None = None
+) -> list[PlannedRun]:
     """Runs for the table batches: one tenant and one source per run, at most
-    `TABLES_PER_RUN` tables each. A run's key names the outbox events it serves (or, for a
+    `tables_per_run` tables each. A run's key names the outbox events it serves (or, for a
     schedule, its slot) and its first table, so Dagster refuses to launch it twice."""
     by_source: dict[tuple[uuid.UUID, str], list[TableBatch]] = {}
     for batch in batches:
         by_source.setdefault((batch.tenant_id, batch.source), []).append(batch)
     runs = []
     for (tenant_id, source), group in by_source.items():
-        for start in range(0, len(group), TABLES_PER_RUN):
-            chunk = group[start : start + TABLES_PER_RUN]
+        for start in range(0, len(group), tables_per_run):
+            chunk = group[start : start + tables_per_run]
             runs.append(PlannedRun(_run_request(tenant_id, source, chunk, slot), chunk))
     return runs
 
@@ -166,7 +141,7 @@ def _run_request(
     approval_ids = sorted(
         {str(e.candidate.approval_id) for e in entities if e.candidate.approval_id}
     )
-    priority = min((b.priority for b in chunk), key=profile_requests.PRIORITY_RANK.__getitem__)
+    priority = Priority.highest(batch.priority for batch in chunk)
     where = f"{tenant_id}:{chunk[0].table_name}"  # the table name starts with its source
     return dg.RunRequest(
         run_key=f"{slot}:{where}" if slot else f"events:{min(event_ids)}-{max(event_ids)}:{where}",
@@ -180,7 +155,7 @@ def _run_request(
                             table=batch.table_name,
                             canonical_keys=batch.keys,
                             triggers={
-                                e.candidate.canonical_key: e.candidate.trigger
+                                e.candidate.canonical_key: e.candidate.trigger.value
                                 for e in batch.entities
                             },
                             approval_ids={
@@ -200,9 +175,9 @@ def _run_request(
             "mdstudio/source": source,
             "mdstudio/tables": str(len(chunk)),
             "mdstudio/entities": str(len(entities)),
-            "mdstudio/trigger": ",".join(sorted({e.candidate.trigger for e in entities})),
-            "mdstudio/reason": ",".join(sorted({e.candidate.reason for e in entities})),
-            "mdstudio/priority": priority,
+            "mdstudio/trigger": ",".join(sorted({e.candidate.trigger.value for e in entities})),
+            "mdstudio/reason": ",".join(sorted({e.candidate.reason.value for e in entities})),
+            "mdstudio/priority": priority.value,
             "mdstudio/approval_id": ",".join(approval_ids),
             "dagster/priority": PRIORITY_TAG[priority],
         },
@@ -248,9 +223,9 @@ def decision_observations(skipped: list[Skip], runs: list[PlannedRun]) -> list[d
                         metadata={
                             "event_type": RUN_REQUESTED,
                             "run_key": run.request.run_key,
-                            "trigger": entity.candidate.trigger,
-                            "reason": entity.candidate.reason,
-                            "priority": entity.candidate.priority,
+                            "trigger": entity.candidate.trigger.value,
+                            "reason": entity.candidate.reason.value,
+                            "priority": entity.candidate.priority.value,
                             "forced": entity.candidate.force,
                             "table": batch.table_name,
                         },
@@ -268,7 +243,7 @@ def skip_observation(skip: Skip, slot: str = "") -> dg.AssetObservation:
             "event_type": PROFILE_SKIPPED,
             "reason": skip.reason.value,
             "detail": skip.detail,
-            "trigger": skip.candidate.trigger,
+            "trigger": skip.candidate.trigger.value,
             "event_ids": ",".join(map(str, skip.candidate.event_ids)),
             "slot": slot,
         },
@@ -276,7 +251,10 @@ def skip_observation(skip: Skip, slot: str = "") -> dg.AssetObservation:
 
 
 def recently_requested(
-    instance: dg.DagsterInstance, entities: list[tuple[uuid.UUID, str]], now: dt.datetime
+    instance: dg.DagsterInstance,
+    entities: list[tuple[uuid.UUID, str]],
+    now: dt.datetime,
+    settings: Settings,
 ) -> dict[tuple[uuid.UUID, str], dt.datetime]:
     """When a profile run was last launched for each entity within the rerun interval: it may
     still be running, so its result is not in `mdm_profile` yet. Read from Dagster's runs
@@ -285,7 +263,7 @@ def recently_requested(
     if not entities:
         return {}
     wanted = set(entities)
-    since = now - profile_requests.min_rerun_interval()
+    since = now - settings.min_rerun
     found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
     records = instance.get_run_records(
         filters=dg.RunsFilter(job_name=profile_tables_job.name, created_after=since),

@@ -23,8 +23,8 @@ class CliResult:
 
 
 def run_cli(args: list[str], stdin: str = "") -> CliResult:
-    """Calls `mdstudio.main` as the console script does, with its exit code."""
-    cli.engine.cache_clear()  # the store URL comes from the (monkeypatched) environment
+    """Calls `mdstudio.main` as the console script does, with its exit code; it reads the
+    (monkeypatched) environment's settings at each call, as a new process would."""
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdin, sys.stdout, sys.stderr
     sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
@@ -35,7 +35,4 @@ def run_cli(args: list[str], stdin: str = "") -> CliResult:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
-        if cli.engine.cache_info().currsize:
-            cli.engine().dispose()
-        cli.engine.cache_clear()
     return CliResult(code, out.getvalue(), err.getvalue())

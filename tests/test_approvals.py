@@ -12,6 +12,7 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
 from mdstudio_core.service_layer import approvals, catalog
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     KERNEL_OWNER,
     STEWARD,
@@ -28,9 +29,9 @@ from tests.factories import (
 
 def submit_and_approve(engine, tenant, request, approver_role=None):
     requester = person(tenant, "alice", STEWARD)
-    approval = approvals.submit(engine, requester, request)
+    approval = approvals.submit(UnitOfWork(engine), requester, request)
     approver = person(tenant, "bob", approver_role or approval.required_role)
-    return approvals.approve(engine, approver, approval.id)
+    return approvals.approve(UnitOfWork(engine), approver, approval.id)
 
 
 # -- submit --------------------------------------------------------------------------------
@@ -49,12 +50,12 @@ def submit_and_approve(engine, tenant, request, approver_role=None):
 )
 def test_submit_derives_required_role_from_lane(engine, tenant, tier, lane, role):
     approval = approvals.submit(
-        engine, person(tenant, "alice"), metadata_request(tier=tier, lane=lane)
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier=tier, lane=lane)
     )
     assert approval.status is ApprovalStatus.PENDING
     assert approval.required_role == role
     assert approval.current_state is None
-    stored = approvals.get_approval(engine, person(tenant, "carol"), approval.id)
+    stored = approvals.get_approval(UnitOfWork(engine), person(tenant, "carol"), approval.id)
     assert stored.required_role == role
     assert stored.payload["binding"]["columns"][0] == {
         "name": "gross_amount",
@@ -67,24 +68,32 @@ def test_submit_derives_required_role_from_lane(engine, tenant, tier, lane, role
 
 def test_tenant_policy_overrides_default_role(engine, tenant):
     admin = person(tenant, "root", "tenant_admin")
-    approvals.set_policy(engine, admin, Lane.GOVERNED, Tier.TIER2, "finance_steward")
-    tier2 = approvals.submit(engine, person(tenant, "alice"), metadata_request(tier="tier2"))
+    approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER2, "finance_steward")
+    tier2 = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier="tier2")
+    )
     tier3 = approvals.submit(
-        engine, person(tenant, "alice"), metadata_request("finance.x.y", tier="tier3")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("finance.x.y", tier="tier3")
     )
     assert tier2.required_role == "finance_steward"
     assert tier3.required_role == STEWARD
     # Another tenant keeps the defaults.
-    other = approvals.submit(engine, person(uuid.uuid4(), "alice"), metadata_request(tier="tier2"))
+    other = approvals.submit(
+        UnitOfWork(engine), person(uuid.uuid4(), "alice"), metadata_request(tier="tier2")
+    )
     assert other.required_role == STEWARD
     with pytest.raises(Forbidden):
-        approvals.set_policy(engine, person(tenant, "alice", STEWARD), Lane.KERNEL, None, "x")
+        approvals.set_policy(
+            UnitOfWork(engine), person(tenant, "alice", STEWARD), Lane.KERNEL, None, "x"
+        )
 
 
 def test_submit_snapshots_current_state(engine, tenant):
     submit_and_approve(engine, tenant, metadata_request())
     update = approvals.submit(
-        engine, person(tenant, "alice"), changed(metadata_request(), label="Gross revenue")
+        UnitOfWork(engine),
+        person(tenant, "alice"),
+        changed(metadata_request(), label="Gross revenue"),
     )
     assert update.current_state["version"] == 1
     assert update.current_state["label"] == "Gross amount"
@@ -98,7 +107,7 @@ def test_tier1_metadata_approval_writes_the_four_events_in_order(engine, tenant)
     approval = submit_and_approve(engine, tenant, metadata_request(tier="tier1"))
     assert approval.status is ApprovalStatus.APPROVED
     assert approval.decided_by == "bob"
-    events = catalog.list_events(engine, person(tenant, "x"))
+    events = catalog.list_events(UnitOfWork(engine), person(tenant, "x"))
     assert [e.type for e in events] == [
         "metadata.approved",
         "metadata.changed",
@@ -118,16 +127,18 @@ def test_tier1_metadata_approval_writes_the_four_events_in_order(engine, tenant)
     assert due.payload["reason"] == "STRUCTURAL"
     assert due.payload["priority"] == "high"
     assert due.payload["binding"]["table"] == "orders"
-    entity = catalog.get_entity(engine, person(tenant, "x"), "finance.revenue.gross_amount")
-    assert entity["version"] == 1
-    assert entity["updated_by"] == "bob"
+    entity = catalog.get_entity(
+        UnitOfWork(engine), person(tenant, "x"), "finance.revenue.gross_amount"
+    )
+    assert entity.version == 1
+    assert entity.updated_by == "bob"
 
 
 def test_tier2_profile_due_has_normal_priority(engine, tenant):
     submit_and_approve(engine, tenant, metadata_request(tier="tier2"))
     due = [
         e
-        for e in catalog.list_events(engine, person(tenant, "x"))
+        for e in catalog.list_events(UnitOfWork(engine), person(tenant, "x"))
         if e.type == "metadata.profile.due"
     ]
     assert len(due) == 1
@@ -154,7 +165,7 @@ def test_description_change_is_not_structural(engine, tenant):
         "metadata.changed",
         "approval.approved",
     ]
-    changed_event = catalog.list_events(engine, person(tenant, "x"))[-2]
+    changed_event = catalog.list_events(UnitOfWork(engine), person(tenant, "x"))[-2]
     assert changed_event.payload["changed_fields"] == ["description"]
     assert changed_event.payload["structural"] is False
     assert changed_event.payload["previous_version"] == 1
@@ -198,8 +209,8 @@ def test_structural_changes_ask_for_a_profile(engine, tenant, change):
 def test_kpi_events(engine, tenant):
     approval = submit_and_approve(engine, tenant, kpi_request())
     assert event_types(engine, approval.id) == ["kpi.approved", "kpi.changed", "approval.approved"]
-    kpis = catalog.list_entities(engine, person(tenant, "x"), EntityType.KPI)
-    assert kpis[0]["depends_on"] == ["finance.revenue.gross_amount", "finance.cost.cost_amount"]
+    kpis = catalog.list_entities(UnitOfWork(engine), person(tenant, "x"), EntityType.KPI)
+    assert kpis[0].depends_on == ("finance.revenue.gross_amount", "finance.cost.cost_amount")
 
 
 @pytest.mark.parametrize("request_builder", [business_rule_request, glossary_request])
@@ -207,7 +218,9 @@ def test_rules_and_glossary_write_only_approval_approved(engine, tenant, request
     approval = submit_and_approve(engine, tenant, request_builder())
     assert event_types(engine, approval.id) == ["approval.approved"]
     entity_type = approval.entity_type
-    assert catalog.get_entity(engine, person(tenant, "x"), approval.entity_key, entity_type)
+    assert catalog.get_entity(
+        UnitOfWork(engine), person(tenant, "x"), approval.entity_key, entity_type
+    )
 
 
 def test_glossary_is_keyed_by_term_unless_named(engine, tenant):
@@ -219,19 +232,21 @@ def test_glossary_is_keyed_by_term_unless_named(engine, tenant):
 
 def test_reject_and_cancel_write_their_event(engine, tenant):
     alice = person(tenant, "alice", STEWARD)
-    first = approvals.submit(engine, alice, metadata_request(tier="tier2"))
-    rejected = approvals.reject(engine, person(tenant, "bob", STEWARD), first.id, "wrong table")
+    first = approvals.submit(UnitOfWork(engine), alice, metadata_request(tier="tier2"))
+    rejected = approvals.reject(
+        UnitOfWork(engine), person(tenant, "bob", STEWARD), first.id, "wrong table"
+    )
     assert rejected.status is ApprovalStatus.REJECTED
     assert rejected.decision_reason == "wrong table"
-    second = approvals.submit(engine, alice, metadata_request(tier="tier2"))
-    cancelled = approvals.cancel(engine, alice, second.id)
+    second = approvals.submit(UnitOfWork(engine), alice, metadata_request(tier="tier2"))
+    cancelled = approvals.cancel(UnitOfWork(engine), alice, second.id)
     assert cancelled.status is ApprovalStatus.CANCELLED
     assert event_types(engine) == ["approval.rejected", "approval.cancelled"]
-    events = catalog.list_events(engine, person(tenant, "x"))
+    events = catalog.list_events(UnitOfWork(engine), person(tenant, "x"))
     assert events[0].payload["reason"] == "wrong table"
     assert events[1].actor == "alice"
     # Neither touched the catalog.
-    assert catalog.list_entities(engine, person(tenant, "x")) == []
+    assert catalog.list_entities(UnitOfWork(engine), person(tenant, "x")) == []
 
 
 # -- refusals: a clear error, and nothing written --------------------------------------------
@@ -290,7 +305,7 @@ def test_invalid_requests_name_the_field_and_write_nothing(engine, tenant, mutat
     error = _refused(
         engine,
         InvalidInput,
-        lambda: approvals.submit(engine, person(tenant, "alice"), request),
+        lambda: approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request),
         mentions=mentions,
     )
     assert error.field.startswith(mentions.split("[")[0])
@@ -298,39 +313,41 @@ def test_invalid_requests_name_the_field_and_write_nothing(engine, tenant, mutat
 
 def test_self_approval_is_refused(engine, tenant):
     alice = person(tenant, "alice", KERNEL_OWNER)
-    approval = approvals.submit(engine, alice, metadata_request())
+    approval = approvals.submit(UnitOfWork(engine), alice, metadata_request())
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.approve(engine, alice, approval.id),
+        lambda: approvals.approve(UnitOfWork(engine), alice, approval.id),
         mentions="four-eyes",
     )
 
 
 def test_role_that_may_not_approve_is_refused(engine, tenant):
-    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.approve(engine, person(tenant, "bob", STEWARD), approval.id),
+        lambda: approvals.approve(UnitOfWork(engine), person(tenant, "bob", STEWARD), approval.id),
         mentions="kernel_owner",
     )
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.reject(engine, person(tenant, "bob"), approval.id, "no"),
+        lambda: approvals.reject(UnitOfWork(engine), person(tenant, "bob"), approval.id, "no"),
         mentions="kernel_owner",
     )
 
 
 def test_another_tenants_request_is_not_found(engine, tenant):
-    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
     stranger = person(uuid.uuid4(), "mallory", KERNEL_OWNER, STEWARD)
     for call in (
-        lambda: approvals.approve(engine, stranger, approval.id),
-        lambda: approvals.reject(engine, stranger, approval.id, "no"),
-        lambda: approvals.cancel(engine, person(stranger.tenant_id, "alice"), approval.id),
-        lambda: approvals.get_approval(engine, stranger, approval.id),
+        lambda: approvals.approve(UnitOfWork(engine), stranger, approval.id),
+        lambda: approvals.reject(UnitOfWork(engine), stranger, approval.id, "no"),
+        lambda: approvals.cancel(
+            UnitOfWork(engine), person(stranger.tenant_id, "alice"), approval.id
+        ),
+        lambda: approvals.get_approval(UnitOfWork(engine), stranger, approval.id),
     ):
         _refused(engine, NotFound, call, mentions=str(approval.id))
 
@@ -340,7 +357,9 @@ def test_approving_twice_is_a_conflict(engine, tenant):
     _refused(
         engine,
         Conflict,
-        lambda: approvals.approve(engine, person(tenant, "carol", KERNEL_OWNER), approval.id),
+        lambda: approvals.approve(
+            UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), approval.id
+        ),
         mentions="already approved",
     )
 
@@ -348,50 +367,63 @@ def test_approving_twice_is_a_conflict(engine, tenant):
 def test_stale_request_is_a_conflict(engine, tenant):
     submit_and_approve(engine, tenant, metadata_request())
     alice = person(tenant, "alice")
-    first = approvals.submit(engine, alice, changed(metadata_request(), label="First"))
-    second = approvals.submit(engine, alice, changed(metadata_request(), label="Second"))
-    approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), first.id)
+    first = approvals.submit(UnitOfWork(engine), alice, changed(metadata_request(), label="First"))
+    second = approvals.submit(
+        UnitOfWork(engine), alice, changed(metadata_request(), label="Second")
+    )
+    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), first.id)
     _refused(
         engine,
         Conflict,
-        lambda: approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), second.id),
+        lambda: approvals.approve(
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), second.id
+        ),
         mentions="stale",
     )
-    assert catalog.get_entity(engine, alice, "finance.revenue.gross_amount")["label"] == "First"
+    assert (
+        catalog.get_entity(UnitOfWork(engine), alice, "finance.revenue.gross_amount").state["label"]
+        == "First"
+    )
 
 
 def test_two_requests_creating_one_entity_the_second_is_stale(engine, tenant):
     alice = person(tenant, "alice")
-    first = approvals.submit(engine, alice, metadata_request())
-    second = approvals.submit(engine, alice, changed(metadata_request(), label="Other"))
-    approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), first.id)
+    first = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    second = approvals.submit(UnitOfWork(engine), alice, changed(metadata_request(), label="Other"))
+    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), first.id)
     _refused(
         engine,
         Conflict,
-        lambda: approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), second.id),
+        lambda: approvals.approve(
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), second.id
+        ),
         mentions="stale",
     )
 
 
 def test_reject_needs_a_reason_and_cancel_is_the_requesters(engine, tenant):
-    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
     _refused(
         engine,
         InvalidInput,
-        lambda: approvals.reject(engine, person(tenant, "bob", KERNEL_OWNER), approval.id, "  "),
+        lambda: approvals.reject(
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id, "  "
+        ),
         mentions="reason",
     )
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.cancel(engine, person(tenant, "bob", KERNEL_OWNER), approval.id),
+        lambda: approvals.cancel(
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id
+        ),
         mentions="requester",
     )
 
 
 def test_failure_while_writing_events_rolls_back_the_whole_approval(engine, tenant, monkeypatch):
     """All or nothing: if appending the events fails, the entity and status stay untouched."""
-    approval = approvals.submit(engine, person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
 
     def broken_append(self, new_events):
         raise RuntimeError("disk full")
@@ -401,39 +433,44 @@ def test_failure_while_writing_events_rolls_back_the_whole_approval(engine, tena
     monkeypatch.setattr(EventOutbox, "append", broken_append)
     before = store_snapshot(engine)
     with pytest.raises(RuntimeError):
-        approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), approval.id)
+        approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id)
     assert store_snapshot(engine) == before
     monkeypatch.undo()
-    approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), approval.id)
+    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id)
     assert len(event_types(engine)) == 4
 
 
 def test_inbox_filters_and_orders_newest_first(engine, tenant):
     alice = person(tenant, "alice")
     ids = [
-        approvals.submit(engine, alice, metadata_request(f"finance.k{i}", tier="tier2")).id
+        approvals.submit(
+            UnitOfWork(engine), alice, metadata_request(f"finance.k{i}", tier="tier2")
+        ).id
         for i in range(3)
     ]
-    approvals.submit(engine, alice, kpi_request())
+    approvals.submit(UnitOfWork(engine), alice, kpi_request())
     inbox = approvals.list_approvals(
-        engine, alice, entity_type=EntityType.GLOBAL_METADATA, status=ApprovalStatus.PENDING
+        UnitOfWork(engine),
+        alice,
+        entity_type=EntityType.GLOBAL_METADATA,
+        status=ApprovalStatus.PENDING,
     )
     assert [a.id for a in inbox] == ids[::-1]
-    page = approvals.list_approvals(engine, alice, limit=2, offset=1)
+    page = approvals.list_approvals(UnitOfWork(engine), alice, limit=2, offset=1)
     assert len(page) == 2
-    assert approvals.list_approvals(engine, person(uuid.uuid4(), "x")) == []
+    assert approvals.list_approvals(UnitOfWork(engine), person(uuid.uuid4(), "x")) == []
     with pytest.raises(InvalidInput, match="limit"):
-        approvals.list_approvals(engine, alice, limit=0)
+        approvals.list_approvals(UnitOfWork(engine), alice, limit=0)
 
 
 def test_events_page_by_cursor(engine, tenant):
     for i in range(3):
         submit_and_approve(engine, tenant, metadata_request(f"finance.k{i}", tier="tier3"))
     reader = person(tenant, "x")
-    everything = catalog.list_events(engine, reader)
+    everything = catalog.list_events(UnitOfWork(engine), reader)
     assert len(everything) == 9
-    first = catalog.list_events(engine, reader, limit=4)
-    rest = catalog.list_events(engine, reader, after=first[-1].id)
+    first = catalog.list_events(UnitOfWork(engine), reader, limit=4)
+    rest = catalog.list_events(UnitOfWork(engine), reader, after=first[-1].id)
     assert first + rest == everything
     with engine.connect() as connection:
         assert (

@@ -9,6 +9,7 @@ import pytest
 
 from mdstudio_core.domain.errors import Conflict
 from mdstudio_core.service_layer import approvals, catalog
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import KERNEL_OWNER, STEWARD, event_types, metadata_request, person
 
 RACERS = 8
@@ -20,7 +21,9 @@ def _race(engine, tenant, approval_id):
     def attempt(i):
         barrier.wait()
         try:
-            approvals.approve(engine, person(tenant, f"approver{i}", KERNEL_OWNER), approval_id)
+            approvals.approve(
+                UnitOfWork(engine), person(tenant, f"approver{i}", KERNEL_OWNER), approval_id
+            )
             return "won"
         except Conflict:
             return "conflict"
@@ -32,7 +35,7 @@ def _race(engine, tenant, approval_id):
 def test_racing_approvers_one_winner_one_set_of_events(engine, tenant):
     for round_ in range(3):
         approval = approvals.submit(
-            engine, person(tenant, "alice"), metadata_request(f"finance.race.k{round_}")
+            UnitOfWork(engine), person(tenant, "alice"), metadata_request(f"finance.race.k{round_}")
         )
         outcomes = _race(engine, tenant, approval.id)
         assert outcomes == ["conflict"] * (RACERS - 1) + ["won"]
@@ -47,14 +50,14 @@ def test_racing_approvers_one_winner_one_set_of_events(engine, tenant):
 def test_racing_approvals_of_two_requests_for_one_new_entity(engine, tenant):
     """Both requests create the same key: one applies, the other is refused as stale."""
     alice = person(tenant, "alice")
-    first = approvals.submit(engine, alice, metadata_request())
-    second = approvals.submit(engine, alice, metadata_request(label="Other"))
+    first = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    second = approvals.submit(UnitOfWork(engine), alice, metadata_request(label="Other"))
     barrier = threading.Barrier(2)
 
     def attempt(approval_id):
         barrier.wait()
         try:
-            approvals.approve(engine, person(tenant, "bob", KERNEL_OWNER), approval_id)
+            approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval_id)
             return "won"
         except Conflict:
             return "conflict"
@@ -62,7 +65,9 @@ def test_racing_approvals_of_two_requests_for_one_new_entity(engine, tenant):
     with ThreadPoolExecutor(2) as pool:
         assert sorted(pool.map(attempt, [first.id, second.id])) == ["conflict", "won"]
     assert len(event_types(engine)) == 4
-    assert catalog.get_entity(engine, alice, "finance.revenue.gross_amount")["version"] == 1
+    assert (
+        catalog.get_entity(UnitOfWork(engine), alice, "finance.revenue.gross_amount").version == 1
+    )
 
 
 @pytest.mark.postgres
@@ -71,7 +76,9 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
     """A reader paging by `id > cursor` while writers commit concurrently must see every event:
     ids become visible in increasing order (see EventOutbox.append)."""
     requests = [
-        approvals.submit(engine, person(tenant, "alice"), metadata_request(f"k.n{i}", tier="tier3"))
+        approvals.submit(
+            UnitOfWork(engine), person(tenant, "alice"), metadata_request(f"k.n{i}", tier="tier3")
+        )
         for i in range(60)
     ]
     done = threading.Event()
@@ -82,7 +89,7 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
         reader = person(tenant, "reader")
         while True:
             finished = done.is_set()
-            page = catalog.list_events(engine, reader, after=cursor, limit=1000)
+            page = catalog.list_events(UnitOfWork(engine), reader, after=cursor, limit=1000)
             seen.extend(event.id for event in page)
             if page:
                 cursor = page[-1].id
@@ -90,7 +97,7 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
                 return
 
     def approve(approval):
-        approvals.approve(engine, person(tenant, "bob", STEWARD), approval.id)
+        approvals.approve(UnitOfWork(engine), person(tenant, "bob", STEWARD), approval.id)
 
     reader_thread = threading.Thread(target=tail)
     reader_thread.start()
@@ -98,6 +105,9 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
         list(pool.map(approve, requests))
     done.set()
     reader_thread.join()
-    every_id = [event.id for event in catalog.list_events(engine, person(tenant, "x"), limit=1000)]
+    every_id = [
+        event.id
+        for event in catalog.list_events(UnitOfWork(engine), person(tenant, "x"), limit=1000)
+    ]
     assert len(every_id) == 3 * len(requests)
     assert seen == every_id

@@ -10,9 +10,15 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Binding
-from mdstudio_core.service_layer import profile_requests
-from mdstudio_core.service_layer.profiling import BoundEntity, profile_table
+from mdstudio_core.service_layer.profiling import (
+    BoundEntity,
+    profile_table,
+    save_profiles,
+    source_engines,
+)
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
 from tests.factories import metadata_request, store_snapshot
 
@@ -61,9 +67,29 @@ def test_preview_of_a_pending_approval_saves_nothing(cli_env):
     assert profile["approval_id"] == approval_id
     assert [c["name"] for c in profile["columns"]] == ["order_id", "gross_amount", "currency"]
     assert store_snapshot(engine) == before
+    assert profile["check"] == {
+        "passed": True,
+        "severity": "ERROR",
+        "tier": "tier1",
+        "quality_score": 91.89,
+        "threshold": 80.0,
+        "description": "score 91.89 meets the tier1 minimum 80",
+    }
     human = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "carol"])
     assert "91.89" in human.stdout and "gross_amount" in human.stdout
+    assert "check: passed (score 91.89 meets the tier1 minimum 80)" in human.stdout
     engine.dispose()
+
+
+def test_preview_gives_the_verdict_of_the_tiers_check(cli_env, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_TIER1_MIN_SCORE", "95")
+    approval_id = submit()
+    human = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "carol"])
+    assert human.exit_code == 0, human.stderr
+    assert "check: failed (score 91.89 is below the tier1 minimum 95)" in human.stdout
+    result = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "c", "--json"])
+    assert result.json["check"]["passed"] is False
+    assert result.json["check"]["threshold"] == 95
 
 
 def test_preview_of_live_entity_and_its_errors(cli_env):
@@ -93,9 +119,12 @@ def test_history_newest_first_and_run_request(cli_env, tenant):
     run_cli(["approvals", "approve", approval_id, "--user", "bob", "--role", "kernel_owner"])
     engine = create_store_engine(cli_env)
     for run_id in ("run-1", "run-2"):
-        results = profile_table([BoundEntity(KEY, Binding.model_validate(BINDING))])
-        profile_requests.save_profiles(engine, tenant, results, run_id)
-    profile_requests.save_profiles(engine, tenant, results, "run-2")  # a retried step
+        results = profile_table(
+            [BoundEntity(KEY, Binding.model_validate(BINDING))],
+            engine_for=source_engines(Settings.from_env()),
+        )
+        save_profiles(UnitOfWork(engine), tenant, results, run_id)
+    save_profiles(UnitOfWork(engine), tenant, results, "run-2")  # a retried step
     history = run_cli(["profiles", "history", KEY, "--user", "c", "--json"]).json
     assert [h["run_id"] for h in history] == ["run-2", "run-1"]
     assert history[0]["entity_urn"] == f"urn:mdstudio:{tenant}:metadata:{KEY}"

@@ -8,17 +8,14 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from mdstudio_core import config
 
-
-def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine for the metadata store (`MDSTUDIO_DATABASE_URL` by default).
+def create_store_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for the metadata store at `url` (`Settings.store_url`).
 
     SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE`: a write transaction takes the write
     lock when it starts, so two approvers racing serialise instead of failing half-way with
     "database is locked" when their read turns into a write.
     """
-    url = url or config.database_url()
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, **kwargs)

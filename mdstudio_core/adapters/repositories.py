@@ -3,48 +3,45 @@ one unit of work, so whatever they do commits or rolls back together."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, select, text, update
+from sqlalchemy import Connection, Row, and_, func, insert, select, text, update
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.events import Event, NewEvent
 from mdstudio_core.domain.model import (
-    Approval,
+    BOOKKEEPING_FIELDS,
+    ApiToken,
     ApprovalStatus,
+    Binding,
+    EntityStatus,
     EntityType,
     Identity,
     Lane,
+    LiveEntity,
     Tier,
 )
+from mdstudio_core.domain.quality import StoredProfile
 
 # Any constant shared by every writer of the outbox; see `EventOutbox.append`.
 _OUTBOX_LOCK_KEY = 0x6D647374  # "mdst"
-# Columns that are bookkeeping rather than the entity's governed state.
-_ENTITY_BOOKKEEPING = ("id", "tenant_id", "version", "updated_at", "updated_by")
 
 
 def _approval_from_row(row: Row[Any]) -> Approval:
+    values = row._asdict()
     return Approval(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        entity_type=EntityType(row.entity_type),
-        entity_id=row.entity_id,
-        entity_key=row.entity_key,
-        tier=Tier(row.tier),
-        lane=Lane(row.lane),
-        payload=row.payload,
-        current_state=row.current_state,
-        status=ApprovalStatus(row.status),
-        decision_reason=row.decision_reason,
-        requested_by=row.requested_by,
-        decided_by=row.decided_by,
-        requested_at=row.requested_at,
-        decided_at=row.decided_at,
-        required_role=row.required_role,
+        **values
+        | {
+            "entity_type": EntityType(row.entity_type),
+            "tier": Tier(row.tier),
+            "lane": Lane(row.lane),
+            "status": ApprovalStatus(row.status),
+        }
     )
 
 
@@ -54,8 +51,7 @@ class ApprovalRepository:
 
     def add(self, approval: Approval) -> None:
         values = {
-            column: getattr(approval, column)
-            for column in tables.approvals.c.keys()  # noqa: SIM118 - Core column collection
+            field.name: getattr(approval, field.name) for field in dataclasses.fields(approval)
         }
         self._connection.execute(insert(tables.approvals).values(values))
 
@@ -72,27 +68,20 @@ class ApprovalRepository:
         row = self._connection.execute(query).first()
         return _approval_from_row(row) if row else None
 
-    def decide(
-        self,
-        approval_id: uuid.UUID,
-        status: ApprovalStatus,
-        decided_by: str,
-        decided_at: dt.datetime,
-        reason: str | None,
-    ) -> bool:
-        """Move a pending request to its final status; False when it was no longer pending
-        (the compare-and-set that makes a second decision impossible on every backend)."""
+    def record_decision(self, decided: Approval) -> bool:
+        """Store a decided request if it is still pending; False when it was not (the
+        compare-and-set that makes a second decision impossible on every backend)."""
         result = self._connection.execute(
             update(tables.approvals)
             .where(
-                tables.approvals.c.id == approval_id,
+                tables.approvals.c.id == decided.id,
                 tables.approvals.c.status == ApprovalStatus.PENDING.value,
             )
             .values(
-                status=status.value,
-                decided_by=decided_by,
-                decided_at=decided_at,
-                decision_reason=reason,
+                status=decided.status.value,
+                decided_by=decided.decided_by,
+                decided_at=decided.decided_at,
+                decision_reason=decided.decision_reason,
             )
         )
         return result.rowcount == 1
@@ -138,21 +127,11 @@ class EntityRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def get(
-        self,
-        entity_type: EntityType,
-        tenant_id: uuid.UUID,
-        key: str,
-        *,
-        for_update: bool = False,
-    ) -> dict[str, Any] | None:
-        """The entity as a JSON-ready dict (state plus id, version, updated_at, updated_by)."""
+    def get(self, entity_type: EntityType, tenant_id: uuid.UUID, key: str) -> LiveEntity | None:
         table = tables.ENTITY_TABLES[entity_type]
         query = select(table).where(table.c.tenant_id == tenant_id, table.c.canonical_key == key)
-        if for_update:
-            query = query.with_for_update()
         row = self._connection.execute(query).first()
-        return _entity_json(table, row) if row else None
+        return _live_entity(entity_type, row) if row else None
 
     def list(
         self,
@@ -160,33 +139,35 @@ class EntityRepository:
         tenant_id: uuid.UUID,
         *,
         tier: Tier | None = None,
-        status: str | None = None,
+        status: EntityStatus | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[LiveEntity]:
         table = tables.ENTITY_TABLES[entity_type]
         query = select(table).where(table.c.tenant_id == tenant_id)
         if tier is not None:
             query = query.where(table.c.tier == tier.value)
         if status is not None:
-            query = query.where(table.c.status == status)
+            query = query.where(table.c.status == status.value)
         query = query.order_by(table.c.canonical_key).limit(limit).offset(offset)
-        return [_entity_json(table, row) for row in self._connection.execute(query)]
+        return [_live_entity(entity_type, row) for row in self._connection.execute(query)]
 
     def get_many(
         self, entity_type: EntityType, entities: Sequence[tuple[uuid.UUID, str]]
-    ) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
+    ) -> dict[tuple[uuid.UUID, str], LiveEntity]:
         """Several entities at once, keyed by (tenant, canonical key); missing ones are absent."""
         table = tables.ENTITY_TABLES[entity_type]
-        found: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+        found: dict[tuple[uuid.UUID, str], LiveEntity] = {}
         for tenant_id, keys in _keys_by_tenant(entities):
             rows = self._connection.execute(
                 select(table).where(table.c.tenant_id == tenant_id, table.c.canonical_key.in_(keys))
             )
-            found.update({(tenant_id, row.canonical_key): _entity_json(table, row) for row in rows})
+            found.update(
+                {(tenant_id, row.canonical_key): _live_entity(entity_type, row) for row in rows}
+            )
         return found
 
-    def bound(self, tier: Tier) -> list[dict[str, Any]]:
+    def bound(self, tier: Tier) -> list[LiveEntity]:
         """Active metadata entities of a tier, in every tenant, that are bound to a table: what
         a scheduled profiling pass covers."""
         table = tables.global_metadata
@@ -194,12 +175,14 @@ class EntityRepository:
             select(table)
             .where(
                 table.c.tier == tier.value,
-                table.c.status == "active",
+                table.c.status == EntityStatus.ACTIVE.value,
                 table.c.binding.is_not(None),
             )
             .order_by(table.c.tenant_id, table.c.canonical_key)
         )
-        return [_entity_json(table, row) for row in self._connection.execute(query)]
+        return [
+            _live_entity(EntityType.GLOBAL_METADATA, row) for row in self._connection.execute(query)
+        ]
 
     def insert(
         self,
@@ -232,7 +215,7 @@ class EntityRepository:
         actor: str,
         at: dt.datetime,
     ) -> bool:
-        """Replace the state if the row is still at `expected_version` (optimistic check)."""
+        """Replace the state if the row is still at `expected_version` (compare-and-set)."""
         table = tables.ENTITY_TABLES[entity_type]
         result = self._connection.execute(
             update(table)
@@ -244,6 +227,25 @@ class EntityRepository:
             .values(version=expected_version + 1, updated_at=at, updated_by=actor, **state)
         )
         return result.rowcount == 1
+
+
+def _live_entity(entity_type: EntityType, row: Row[Any]) -> LiveEntity:
+    values = row._asdict()
+    state = {name: value for name, value in values.items() if name not in BOOKKEEPING_FIELDS}
+    binding = values.get("binding")
+    return LiveEntity(
+        entity_type=entity_type,
+        id=row.id,
+        tenant_id=row.tenant_id,
+        canonical_key=row.canonical_key,
+        tier=Tier(row.tier),
+        status=EntityStatus(row.status),
+        version=row.version,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+        state=state,
+        binding=Binding.model_validate(binding) if binding else None,
+    )
 
 
 def _keys_by_tenant(
@@ -258,27 +260,13 @@ def _keys_by_tenant(
             yield tenant_id, keys[start : start + chunk]
 
 
-def _entity_json(table: Table, row: Row[Any]) -> dict[str, Any]:
-    mapping = row._mapping
-    entity = {column.name: mapping[column.name] for column in table.columns}
-    entity["id"] = str(entity["id"])
-    entity["tenant_id"] = str(entity["tenant_id"])
-    entity["updated_at"] = entity["updated_at"].isoformat()
-    return entity
-
-
-def entity_state(entity: dict[str, Any]) -> dict[str, Any]:
-    """The governed fields of an entity, without bookkeeping: what approvals compare."""
-    return {key: value for key, value in entity.items() if key not in _ENTITY_BOOKKEEPING}
-
-
 class EventOutbox:
     """`mdm_event`, the transactional outbox the Dagster sensor and API consumers read."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def append(self, new_events: list[NewEvent]) -> None:
+    def append(self, new_events: Sequence[NewEvent]) -> list[Event]:
         """Insert events in order, as the last step of the caller's transaction.
 
         Readers page by `id > cursor`, so they must never see id 11 while id 10 can still
@@ -289,13 +277,13 @@ class EventOutbox:
         so their commits still share fsyncs. SQLite serialises writers already.
         """
         if not new_events:
-            return
+            return []
         if self._connection.dialect.name == "postgresql":
             self._connection.execute(
                 text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _OUTBOX_LOCK_KEY}
             )
-        self._connection.execute(
-            insert(tables.events),
+        ids = self._connection.execute(
+            insert(tables.events).returning(tables.events.c.id, sort_by_parameter_order=True),
             [
                 {
                     "type": event.type,
@@ -309,7 +297,11 @@ class EventOutbox:
                 }
                 for event in new_events
             ],
-        )
+        ).scalars()
+        return [
+            Event(**dataclasses.asdict(event), id=event_id)
+            for event, event_id in zip(new_events, ids, strict=True)
+        ]
 
     def list(
         self,
@@ -318,7 +310,6 @@ class EventOutbox:
         limit: int = 100,
         tenant_id: uuid.UUID | None = None,
         entity_key: str | None = None,
-        correlation_id: uuid.UUID | None = None,
     ) -> list[Event]:
         """Events with `id > after`, oldest first; across tenants when `tenant_id` is None
         (the Dagster sensor), otherwise one tenant's."""
@@ -334,8 +325,6 @@ class EventOutbox:
             query = query.where(column.tenant_id == tenant_id)
         if entity_key is not None:
             query = query.where(column.entity_key == entity_key)
-        if correlation_id is not None:
-            query = query.where(column.correlation_id == correlation_id)
         query = query.order_by(column.id).limit(limit)
         return [
             Event(
@@ -359,24 +348,24 @@ class ProfileRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def add(self, row: dict[str, Any]) -> bool:
-        """Insert a profile row; False when this run already saved this entity (a retried run
-        must not count twice). The row's `id` is derived from (run, entity) by the caller."""
+    def add(self, profile: StoredProfile) -> bool:
+        """Insert a profile; False when this run already saved this entity (a retried run must
+        not count twice). The profile's `id` is derived from (run, entity) by the caller."""
         column = tables.profiles.c
-        if row.get("run_id") is not None:
+        if profile.run_id is not None:
             exists = self._connection.execute(
                 select(column.id).where(
-                    column.run_id == row["run_id"], column.entity_urn == row["entity_urn"]
+                    column.run_id == profile.run_id, column.entity_urn == profile.entity_urn
                 )
             ).first()
             if exists:
                 return False
-        self._connection.execute(insert(tables.profiles).values(row))
+        self._connection.execute(insert(tables.profiles).values(dataclasses.asdict(profile)))
         return True
 
     def history(
         self, tenant_id: uuid.UUID, canonical_key: str, limit: int = 20
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredProfile]:
         """The entity's profiles, newest first."""
         column = tables.profiles.c
         query = (
@@ -385,7 +374,7 @@ class ProfileRepository:
             .order_by(column.created_at.desc(), column.id)
             .limit(limit)
         )
-        return [dict(row._mapping) for row in self._connection.execute(query)]
+        return [StoredProfile(**row._asdict()) for row in self._connection.execute(query)]
 
     def last_profiled_at(
         self, entities: Sequence[tuple[uuid.UUID, str]]
@@ -454,39 +443,49 @@ class TokenRepository:
         identity: Identity,
         created_at: dt.datetime,
         expires_at: dt.datetime | None,
-    ) -> None:
+    ) -> ApiToken:
+        token = ApiToken(
+            id=token_id,
+            tenant_id=identity.tenant_id,
+            user=identity.user,
+            roles=tuple(sorted(identity.roles)),
+            created_at=created_at,
+            expires_at=expires_at,
+            revoked_at=None,
+        )
         self._connection.execute(
             insert(tables.api_tokens).values(
-                id=token_id,
+                id=token.id,
                 token_hash=token_hash,
-                tenant_id=identity.tenant_id,
-                user_name=identity.user,
-                roles=sorted(identity.roles),
-                created_at=created_at,
-                expires_at=expires_at,
+                tenant_id=token.tenant_id,
+                user_name=token.user,
+                roles=list(token.roles),
+                created_at=token.created_at,
+                expires_at=token.expires_at,
             )
         )
+        return token
 
-    def by_hash(self, token_hash: str) -> dict[str, Any] | None:
+    def by_hash(self, token_hash: str) -> ApiToken | None:
         """The token with this hash; a unique index makes this one probe."""
         row = self._connection.execute(
             select(tables.api_tokens).where(tables.api_tokens.c.token_hash == token_hash)
         ).first()
-        return _token_record(row) if row else None
+        return _token(row) if row else None
 
-    def get(self, token_id: uuid.UUID) -> dict[str, Any] | None:
+    def get(self, token_id: uuid.UUID) -> ApiToken | None:
         row = self._connection.execute(
             select(tables.api_tokens).where(tables.api_tokens.c.id == token_id)
         ).first()
-        return _token_record(row) if row else None
+        return _token(row) if row else None
 
-    def list(self, tenant_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+    def list(self, tenant_id: uuid.UUID | None = None) -> list[ApiToken]:
         """Tokens, oldest first; every tenant's when `tenant_id` is None (administration)."""
         query = select(tables.api_tokens)
         if tenant_id is not None:
             query = query.where(tables.api_tokens.c.tenant_id == tenant_id)
         query = query.order_by(tables.api_tokens.c.created_at, tables.api_tokens.c.id)
-        return [_token_record(row) for row in self._connection.execute(query)]
+        return [_token(row) for row in self._connection.execute(query)]
 
     def revoke(self, token_id: uuid.UUID, at: dt.datetime) -> None:
         """Mark the token revoked; a token revoked before keeps its first revocation time."""
@@ -497,14 +496,14 @@ class TokenRepository:
         )
 
 
-def _token_record(row: Row[Any]) -> dict[str, Any]:
+def _token(row: Row[Any]) -> ApiToken:
     """A token without its hash: what administration shows and authentication checks."""
-    return {
-        "id": row.id,
-        "tenant_id": row.tenant_id,
-        "user": row.user_name,
-        "roles": list(row.roles),
-        "created_at": row.created_at,
-        "expires_at": row.expires_at,
-        "revoked_at": row.revoked_at,
-    }
+    return ApiToken(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        user=row.user_name,
+        roles=tuple(row.roles),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )

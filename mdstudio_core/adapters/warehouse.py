@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import random
 import re
 import sqlite3
@@ -51,6 +50,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from mdstudio_core.config import source_variable
 from mdstudio_core.domain.model import ColumnRule
 from mdstudio_core.domain.quality import Sample
 
@@ -91,24 +91,15 @@ class ProfileTimeout(ProfileError):
 # Sources
 # --------------------------------------------------------------------------------------------
 
-SOURCE_ENV_TEMPLATE = "MDSTUDIO_SOURCE_{name}_URL"
 
-
-def source_env_var(source: str) -> str:
-    """The environment variable holding the URL of ``source`` (upper-cased name)."""
-    return SOURCE_ENV_TEMPLATE.format(name=source.upper())
-
-
-def resolve_source_url(source: str, environ: Mapping[str, str] | None = None) -> str:
-    """The SQLAlchemy URL of a source, from the environment. Unknown source: an error that names
-    the variable to set, because that is the only fix."""
-    env = os.environ if environ is None else environ
-    variable = source_env_var(source)
-    url = env.get(variable, "").strip()
+def resolve_source_url(source: str, sources: Mapping[str, str]) -> str:
+    """The SQLAlchemy URL of a source (`Settings.sources`, from `MDSTUDIO_SOURCE_<NAME>_URL`).
+    Unknown source: an error that names the variable to set, because that is the only fix."""
+    url = sources.get(source.upper())
     if not url:
         raise UnknownSource(
-            f"unknown source {source!r}: set the environment variable {variable} to its "
-            "SQLAlchemy URL (for example postgresql+psycopg://user@host:5432/db)"
+            f"unknown source {source!r}: set the environment variable {source_variable(source)} "
+            "to its SQLAlchemy URL (for example postgresql+psycopg://user@host:5432/db)"
         )
     return url
 
@@ -117,9 +108,9 @@ _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_engine(source: str, environ: Mapping[str, str] | None = None) -> Engine:
+def get_engine(source: str, sources: Mapping[str, str]) -> Engine:
     """One engine (one pool) per source URL for the life of the process."""
-    url = resolve_source_url(source, environ)
+    url = resolve_source_url(source, sources)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(url)
         if engine is None:
@@ -127,7 +118,7 @@ def get_engine(source: str, environ: Mapping[str, str] | None = None) -> Engine:
                 engine = create_engine(url)
             except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
                 raise SourceUnavailable(
-                    f"source {source!r}: {source_env_var(source)} is not a usable SQLAlchemy "
+                    f"source {source!r}: {source_variable(source)} is not a usable SQLAlchemy "
                     f"URL ({exc})"
                 ) from exc
             _ENGINES[url] = engine

@@ -1,4 +1,4 @@
-"""The four ways a request can fail. Entry points map them to exit codes and HTTP statuses."""
+"""The ways a request can fail. Entry points map them to exit codes and HTTP statuses once."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ class NotFound(MdstudioError):
 
 class Conflict(MdstudioError):
     """The request is valid but the state moved on: already decided, stale, or a lost race."""
+
+
+class ConfigurationError(MdstudioError):
+    """A setting is malformed. The message names the variable, never its value (a URL may
+    hold a password); entry points fail at start with it (CLI exit 1)."""
+
+    def __init__(self, message: str, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 def field_path(location: Iterable[str | int], prefix: str = "") -> str:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mdstudio_core.domain.model import EntityType, Lane, Tier
+from mdstudio_core.domain.model import EntityType, Lane, Priority, ProfileReason, Tier, Trigger
 
 
 class _EventPayload(BaseModel):
@@ -69,8 +69,8 @@ class ProfileDue(_EventPayload):
 
     canonical_key: str
     tier: Literal[Tier.TIER1, Tier.TIER2]
-    reason: Literal["STRUCTURAL"]
-    priority: Literal["high", "normal"]
+    reason: Literal[ProfileReason.STRUCTURAL]
+    priority: Literal[Priority.HIGH, Priority.NORMAL]
     approval_id: uuid.UUID
     version: int
     binding: dict[str, Any]
@@ -80,7 +80,7 @@ class ProfileRequested(_EventPayload):
     """`metadata.profile.requested`: a person asked for a profile (`mdstudio profiles run`)."""
 
     canonical_key: str
-    trigger: Literal["manual"]
+    trigger: Literal[Trigger.MANUAL]
     force: bool
     requested_by: str
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -55,6 +56,49 @@ class EntityStatus(StrEnum):
     ACTIVE = "active"
     DRAFT = "draft"
     DEPRECATED = "deprecated"
+
+
+class Trigger(StrEnum):
+    """What asked for a profile; recorded on it."""
+
+    APPROVAL = "approval"
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    PREVIEW = "preview"
+
+
+class ProfileReason(StrEnum):
+    """Why a profile is due."""
+
+    STRUCTURAL = "STRUCTURAL"
+    SCHEDULED = "SCHEDULED"
+    MANUAL = "MANUAL"
+
+
+class Priority(StrEnum):
+    """How soon a due profile runs: tier1 approvals and manual requests first."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _PRIORITY_ORDER.index(self)
+
+    @classmethod
+    def highest(cls, priorities: Iterable[Priority]) -> Priority:
+        return min(priorities, key=lambda priority: priority.rank)
+
+
+_PRIORITY_ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
+
+
+class SkipReason(StrEnum):
+    """Why a due profile was not run (a cost guard)."""
+
+    COST_GUARD = "COST_GUARD"
+    NO_BINDING = "NO_BINDING"
 
 
 CANONICAL_KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
@@ -248,42 +292,89 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Approval:
-    """One row of `mdm_approval`."""
+class ApiToken:
+    """An API token's record (never its secret, nor its hash): it fixes tenant, user and roles
+    until it expires or is revoked."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
-    entity_type: EntityType
-    entity_id: uuid.UUID | None
-    entity_key: str
-    tier: Tier
-    lane: Lane
-    payload: dict[str, Any]
-    current_state: dict[str, Any] | None
-    status: ApprovalStatus
-    decision_reason: str | None
-    requested_by: str
-    decided_by: str | None
-    requested_at: dt.datetime
-    decided_at: dt.datetime | None
-    required_role: str
+    user: str
+    roles: tuple[str, ...]
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
-    def to_json(self) -> dict[str, Any]:
+    def live_at(self, now: dt.datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(tenant_id=self.tenant_id, user=self.user, roles=frozenset(self.roles))
+
+
+# Fields every live entity carries besides its governed state.
+BOOKKEEPING_FIELDS = ("id", "tenant_id", "version", "updated_at", "updated_by")
+
+
+@dataclass(frozen=True)
+class LiveEntity:
+    """One live catalog entity, typed. `state` holds its governed fields in JSON form (what an
+    approval's payload carries and what approvals compare); the fields every service needs are
+    typed beside it."""
+
+    entity_type: EntityType
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    canonical_key: str
+    tier: Tier
+    status: EntityStatus
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
+    state: Mapping[str, Any]
+    binding: Binding | None = None
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """The metadata keys a KPI is computed from (empty for other types)."""
+        return tuple(self.state.get("depends_on") or ())
+
+    @property
+    def profiled(self) -> bool:
+        """Bound and not deprecated: something to profile."""
+        return self.binding is not None and self.status is not EntityStatus.DEPRECATED
+
+    def as_dict(self) -> dict[str, Any]:
+        """The flat JSON form shown by `metadata show` and `GET /metadata/{key}`, and kept as an
+        approval's `current_state`."""
         return {
             "id": str(self.id),
             "tenant_id": str(self.tenant_id),
-            "entity_type": self.entity_type.value,
-            "entity_id": str(self.entity_id) if self.entity_id else None,
-            "entity_key": self.entity_key,
-            "tier": self.tier.value,
-            "lane": self.lane.value,
-            "payload": self.payload,
-            "current_state": self.current_state,
-            "status": self.status.value,
-            "decision_reason": self.decision_reason,
-            "requested_by": self.requested_by,
-            "decided_by": self.decided_by,
-            "requested_at": self.requested_at.isoformat(),
-            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
-            "required_role": self.required_role,
+            **self.state,
+            "version": self.version,
+            "updated_at": self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
         }
+
+
+@dataclass(frozen=True)
+class ProfileLimits:
+    """Limits for big tables, set per tier: a statement timeout (a clear failure when exceeded,
+    never a partial profile) and optional sampling (PostgreSQL ``TABLESAMPLE SYSTEM``)."""
+
+    timeout_s: float | None = 600.0
+    sample_percent: float | None = None
+
+    @classmethod
+    def shared(cls, chosen: Iterable[ProfileLimits]) -> ProfileLimits:
+        """The limits for a table shared by entities of several tiers: the shortest timeout,
+        and sampling only when every tier samples (the smallest sample)."""
+        limits = list(chosen) or [cls()]
+        timeouts = [c.timeout_s for c in limits if c.timeout_s is not None]
+        samples = [c.sample_percent for c in limits]
+        return cls(
+            timeout_s=min(timeouts) if timeouts else None,
+            sample_percent=None
+            if any(s is None for s in samples)
+            else min(s for s in samples if s is not None),
+        )

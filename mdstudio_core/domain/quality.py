@@ -23,12 +23,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mdstudio_core.domain.model import Tier, Trigger
 
 Dimension = Literal["completeness", "uniqueness", "validity"]
 DIMENSIONS: tuple[Dimension, ...] = ("completeness", "uniqueness", "validity")
@@ -109,7 +114,7 @@ class ProfileResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     canonical_key: str
-    tenant_id: str | None = None
+    tenant_id: uuid.UUID | None = None
     source: str
     table: str
     quality_score: float | None
@@ -120,8 +125,8 @@ class ProfileResult(BaseModel):
     columns: list[ColumnProfile]
     score_note: str | None = None
     warnings: list[str] = Field(default_factory=list)
-    trigger: str = "manual"
-    approval_id: str | None = None
+    trigger: Trigger = Trigger.MANUAL
+    approval_id: uuid.UUID | None = None
     sql: str
     sample: Sample | None = None
     duration_ms: int
@@ -129,6 +134,31 @@ class ProfileResult(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """A saved profile (a row of `mdm_profile`): one entity, one run."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    entity_urn: str
+    canonical_key: str
+    quality_score: float | None
+    completeness: float | None
+    uniqueness: float | None
+    validity: float | None
+    row_count: int | None
+    columns: list[dict[str, Any]] | None
+    score_note: str | None
+    details: dict[str, Any] | None
+    trigger: str | None
+    approval_id: uuid.UUID | None
+    run_id: str | None
+    sql: str | None
+    sample: dict[str, Any] | None
+    duration_ms: int | None
+    created_at: dt.datetime
 
 
 class ScoreSummary(BaseModel):
@@ -249,3 +279,69 @@ def quality_score(
 
 def _as_float(value: Fraction | None) -> float | None:
     return None if value is None else float(value)
+
+
+# -- the quality gate ------------------------------------------------------------------------
+# What a score means per tier: the Dagster check, `profiles preview` and alerts all ask here.
+
+
+class Severity(StrEnum):
+    ERROR = "ERROR"
+    WARN = "WARN"
+
+
+SEVERITY: dict[Tier, Severity] = {
+    Tier.TIER1: Severity.ERROR,
+    Tier.TIER2: Severity.WARN,
+    Tier.TIER3: Severity.WARN,
+}
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Minimum quality scores per tier (`MDSTUDIO_TIER1_MIN_SCORE`, `MDSTUDIO_TIER2_MIN_SCORE`);
+    tier3 has none: it is informational."""
+
+    tier1_min_score: float = 80.0
+    tier2_min_score: float = 70.0
+
+    def minimum(self, tier: Tier) -> float | None:
+        return {Tier.TIER1: self.tier1_min_score, Tier.TIER2: self.tier2_min_score}.get(tier)
+
+
+class CheckVerdict(BaseModel):
+    """The gate's answer for one profile: the `quality_score_threshold` check's result."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    passed: bool
+    severity: Severity
+    tier: Tier
+    quality_score: float | None
+    threshold: float | None
+    description: str
+
+
+def quality_gate(
+    tier: Tier, score: float | None, score_note: str | None, thresholds: QualityThresholds
+) -> CheckVerdict:
+    """tier1 below its minimum fails with ERROR, tier2 with WARN; tier3 is informational and
+    always passes. A profile that could not be scored fails a tier1/tier2 check: an unscored
+    governed field is not a healthy one."""
+    minimum = thresholds.minimum(tier)
+    if minimum is None:
+        passed, description = True, f"{tier.value}: informational, score {score}"
+    elif score is None:
+        passed, description = False, f"not scored ({score_note or 'no scored column'})"
+    else:
+        passed = score >= minimum
+        verb = "meets" if passed else "is below"
+        description = f"score {score:g} {verb} the {tier.value} minimum {minimum:g}"
+    return CheckVerdict(
+        passed=passed,
+        severity=SEVERITY[tier],
+        tier=tier,
+        quality_score=score,
+        threshold=minimum,
+        description=description,
+    )

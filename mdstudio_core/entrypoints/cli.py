@@ -8,16 +8,16 @@ column), 3 forbidden, 4 not found, 5 conflict. Errors go to standard error and n
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -29,16 +29,20 @@ from mdstudio_core.adapters.warehouse import (
     SourceUnavailable,
     UnknownSource,
 )
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.model import (
-    Approval,
+    ApiToken,
     ApprovalStatus,
+    EntityStatus,
     EntityType,
     Identity,
     Lane,
     Tier,
 )
 from mdstudio_core.service_layer import approvals, catalog, profile_requests, profiling, tokens
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 EXIT_CODES: dict[type[MdstudioError], int] = {
     InvalidInput: 2,
@@ -97,15 +101,40 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _setting(name: str, env: str) -> Any:
-    return click.get_current_context().find_root().meta.get(f"mdstudio.{name}") or os.environ.get(
-        env
-    )
+@dataclass
+class Runtime:
+    """What one invocation works with: the settings, read once at start, and the store."""
+
+    settings: Settings
+    _engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_store_engine(self.settings.store_url)
+        return self._engine
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def runtime() -> Runtime:
+    return click.get_current_context().find_root().obj  # type: ignore[no-any-return]
+
+
+def _setting(option: str, setting: str) -> Any:
+    """An identity option, else its setting (`MDSTUDIO_TENANT`, `_USER`, `_ROLE`)."""
+    given = click.get_current_context().find_root().meta.get(f"mdstudio.{option}")
+    return given or getattr(runtime().settings, setting)
 
 
 def tenant_id() -> uuid.UUID:
     """The tenant, from --tenant or MDSTUDIO_TENANT."""
-    tenant = _setting("tenant", "MDSTUDIO_TENANT")
+    tenant = _setting("tenant", "tenant")
     if not tenant:
         raise InvalidInput("required (--tenant or MDSTUDIO_TENANT)", field="tenant")
     try:
@@ -117,10 +146,10 @@ def tenant_id() -> uuid.UUID:
 def identity() -> Identity:
     """The caller, from --tenant/--user/--role or MDSTUDIO_TENANT/_USER/_ROLE."""
     tenant = tenant_id()
-    user = (_setting("user", "MDSTUDIO_USER") or "").strip()
+    user = (_setting("user", "user") or "").strip()
     if not user:
         raise InvalidInput("required (--user or MDSTUDIO_USER)", field="user")
-    raw_roles = _setting("roles", "MDSTUDIO_ROLE") or ()
+    raw_roles = _setting("roles", "role") or ()
     if isinstance(raw_roles, str):
         raw_roles = (raw_roles,)
     roles = frozenset(
@@ -133,17 +162,18 @@ def wants_json() -> bool:
     return bool(click.get_current_context().find_root().meta.get("mdstudio.json"))
 
 
-@functools.cache
-def engine() -> Engine:
-    return create_store_engine()
-
-
 # -- output --------------------------------------------------------------------------------
+
+
+def jsonable(data: Any) -> Any:
+    """Records (dataclasses, enums, UUIDs, datetimes) as plain JSON values."""
+    return orjson.loads(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
 
 
 def emit(data: Any, human: Callable[[], None]) -> None:
     if wants_json():
-        click.echo(json.dumps(data, indent=2, default=str))
+        options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        click.echo(orjson.dumps(data, option=options).decode())
     else:
         human()
 
@@ -194,7 +224,7 @@ APPROVAL_SUMMARY = (
 
 
 def emit_approval(approval: Approval) -> None:
-    record = approval.to_json()
+    record = jsonable(approval)
     emit(record, lambda: print_record(record, APPROVAL_SUMMARY))
 
 
@@ -216,13 +246,13 @@ def db() -> None:
 @common_options
 def db_upgrade() -> None:
     """Create or migrate the schema (idempotent; SQLite or PostgreSQL)."""
-    migrations.upgrade(engine())
-    revision = migrations.current_revision(engine())
+    engine = runtime().engine
+    migrations.upgrade(engine)
+    revision = migrations.current_revision(engine)
+    url = engine.url.render_as_string(hide_password=True)
     emit(
-        {"revision": revision, "url": engine().url.render_as_string(hide_password=True)},
-        lambda: click.echo(
-            f"schema at revision {revision} ({engine().url.render_as_string(hide_password=True)})"
-        ),
+        {"revision": revision, "url": url},
+        lambda: click.echo(f"schema at revision {revision} ({url})"),
     )
 
 
@@ -241,7 +271,7 @@ def approvals_submit(path: str) -> None:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}", field="file") from exc
-    emit_approval(approvals.submit(engine(), identity(), raw))
+    emit_approval(approvals.submit(runtime().uow(), identity(), raw))
 
 
 @approvals_group.command("approve")
@@ -250,7 +280,7 @@ def approvals_submit(path: str) -> None:
 @common_options
 def approvals_approve(approval_id: str, reason: str | None) -> None:
     """Approve and apply a pending request (requires its role; never your own request)."""
-    emit_approval(approvals.approve(engine(), identity(), approval_id, reason))
+    emit_approval(approvals.approve(runtime().uow(), identity(), approval_id, reason))
 
 
 @approvals_group.command("reject")
@@ -259,7 +289,7 @@ def approvals_approve(approval_id: str, reason: str | None) -> None:
 @common_options
 def approvals_reject(approval_id: str, reason: str) -> None:
     """Reject a pending request (requires its role; the reason is mandatory)."""
-    emit_approval(approvals.reject(engine(), identity(), approval_id, reason))
+    emit_approval(approvals.reject(runtime().uow(), identity(), approval_id, reason))
 
 
 @approvals_group.command("cancel")
@@ -268,7 +298,7 @@ def approvals_reject(approval_id: str, reason: str) -> None:
 @common_options
 def approvals_cancel(approval_id: str, reason: str | None) -> None:
     """Withdraw your own pending request."""
-    emit_approval(approvals.cancel(engine(), identity(), approval_id, reason))
+    emit_approval(approvals.cancel(runtime().uow(), identity(), approval_id, reason))
 
 
 @approvals_group.command("show")
@@ -276,8 +306,7 @@ def approvals_cancel(approval_id: str, reason: str | None) -> None:
 @common_options
 def approvals_show(approval_id: str) -> None:
     """One request in full, with its payload and the state it was made against."""
-    approval = approvals.get_approval(engine(), identity(), approval_id)
-    record = approval.to_json()
+    record = jsonable(approvals.get_approval(runtime().uow(), identity(), approval_id))
     emit(record, lambda: print_record(record))
 
 
@@ -301,7 +330,7 @@ def approvals_list(
 ) -> None:
     """The tenant's requests, newest first (`--status pending` is the approver's inbox)."""
     found = approvals.list_approvals(
-        engine(),
+        runtime().uow(),
         identity(),
         status=ApprovalStatus(status) if status else None,
         entity_type=EntityType(entity_type) if entity_type else None,
@@ -311,7 +340,7 @@ def approvals_list(
         limit=limit,
         offset=offset,
     )
-    records = [approval.to_json() for approval in found]
+    records = jsonable(found)
     emit(
         records,
         lambda: print_table(
@@ -347,7 +376,7 @@ ENTITY_TYPE_OPTION = click.option(
 @metadata_group.command("list")
 @ENTITY_TYPE_OPTION
 @click.option("--tier", type=click.Choice([t.value for t in Tier]))
-@click.option("--status", help="active, draft or deprecated.")
+@click.option("--status", type=click.Choice([s.value for s in EntityStatus]))
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @common_options
@@ -355,15 +384,18 @@ def metadata_list(
     entity_type: str, tier: str | None, status: str | None, limit: int, offset: int
 ) -> None:
     """Live entities of the tenant, by canonical key."""
-    entities = catalog.list_entities(
-        engine(),
-        identity(),
-        EntityType(entity_type),
-        tier=Tier(tier) if tier else None,
-        status=status,
-        limit=limit,
-        offset=offset,
-    )
+    entities = [
+        entity.as_dict()
+        for entity in catalog.list_entities(
+            runtime().uow(),
+            identity(),
+            EntityType(entity_type),
+            tier=Tier(tier) if tier else None,
+            status=EntityStatus(status) if status else None,
+            limit=limit,
+            offset=offset,
+        )
+    ]
     columns = ("canonical_key", "tier", "status", "version", "owner", "updated_at", "updated_by")
     emit(entities, lambda: print_table(entities, columns))
 
@@ -374,7 +406,9 @@ def metadata_list(
 @common_options
 def metadata_show(canonical_key: str, entity_type: str) -> None:
     """One live entity in full."""
-    entity = catalog.get_entity(engine(), identity(), canonical_key, EntityType(entity_type))
+    entity = catalog.get_entity(
+        runtime().uow(), identity(), canonical_key, EntityType(entity_type)
+    ).as_dict()
     emit(entity, lambda: print_record(entity))
 
 
@@ -390,10 +424,11 @@ def events_group() -> None:
 @common_options
 def events_list(after: int, limit: int, entity_key: str | None) -> None:
     """The tenant's events, oldest first; continue with --after LAST_ID."""
-    found = catalog.list_events(
-        engine(), identity(), after=after, limit=limit, entity_key=entity_key
+    records = jsonable(
+        catalog.list_events(
+            runtime().uow(), identity(), after=after, limit=limit, entity_key=entity_key
+        )
     )
-    records = [event.to_json() for event in found]
     emit(
         records,
         lambda: print_table(
@@ -446,6 +481,8 @@ def print_profile(result: dict[str, Any]) -> None:
     print_table(result["columns"], PROFILE_COLUMNS)
     for warning in result.get("warnings", []):
         click.echo(f"warning: {warning}")
+    check = result["check"]
+    click.echo(f"check: {'passed' if check['passed'] else 'failed'} ({check['description']})")
 
 
 @profiles_group.command("preview")
@@ -456,11 +493,13 @@ def profiles_preview(canonical_key: str | None, approval_id: str | None) -> None
     """Profile a live entity (or a pending approval's binding) now; saves nothing."""
     if bool(canonical_key) == bool(approval_id):
         raise InvalidInput("give either an entity key or --approval ID", field="entity")
-    result = (
-        profiling.preview_approval(engine(), identity(), approval_id)
+    run = runtime()
+    preview = (
+        profiling.preview_approval(run.uow(), run.settings, identity(), approval_id)
         if approval_id
-        else profiling.preview_entity(engine(), identity(), canonical_key)  # type: ignore[arg-type]
-    ).to_json()
+        else profiling.preview_entity(run.uow(), run.settings, identity(), canonical_key)  # type: ignore[arg-type]
+    )
+    result = {**preview.result.to_json(), "check": jsonable(preview.verdict.model_dump())}
     emit(result, lambda: print_profile(result))
 
 
@@ -470,7 +509,7 @@ def profiles_preview(canonical_key: str | None, approval_id: str | None) -> None
 @common_options
 def profiles_history(canonical_key: str, limit: int) -> None:
     """Saved profiles of an entity, newest first."""
-    rows = catalog.profile_history(engine(), identity(), canonical_key, limit)
+    rows = jsonable(catalog.profile_history(runtime().uow(), identity(), canonical_key, limit))
     emit(
         rows,
         lambda: print_table(
@@ -499,8 +538,10 @@ def profiles_run(canonical_key: str, force: bool) -> None:
 
     The request is an outbox event: approval_sensor picks it up, applies the cost guards
     (unless --force) and launches the run; follow it with `mdstudio audit KEY`."""
-    event = profile_requests.request_profile(engine(), identity(), canonical_key, force=force)
-    record = event.to_json()
+    event = profile_requests.request_profile(
+        runtime().uow(), identity(), canonical_key, force=force
+    )
+    record = jsonable(event)
     emit(
         record,
         lambda: click.echo(
@@ -519,7 +560,7 @@ def policy_group() -> None:
 @common_options
 def policy_show() -> None:
     """The effective required role for every lane and tier."""
-    effective = approvals.policy(engine(), identity())
+    effective = approvals.policy(runtime().uow(), identity())
     rows = [{"lane": lane, **tiers} for lane, tiers in effective.items()]
     emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
 
@@ -536,7 +577,7 @@ def policy_show() -> None:
 def policy_set(lane: str, tier: str | None, required_role: str) -> None:
     """Override the role required on a lane (needs the tenant_admin role)."""
     effective = approvals.set_policy(
-        engine(), identity(), Lane(lane), Tier(tier) if tier else None, required_role
+        runtime().uow(), identity(), Lane(lane), Tier(tier) if tier else None, required_role
     )
     rows = [{"lane": name, **tiers} for name, tiers in effective.items()]
     emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
@@ -554,7 +595,8 @@ def tokens_create(expires_in: str | None) -> None:
     """Issue a token for --tenant, --user and --role; the token is printed once, only its hash
     is stored."""
     lifetime = tokens.parse_duration(expires_in) if expires_in is not None else None
-    secret, record = tokens.create_token(engine(), identity(), lifetime)
+    secret, token = tokens.create_token(runtime().uow(), identity(), lifetime)
+    record = token_json(token)
     emit(
         {"token": secret, **record},
         lambda: (
@@ -578,7 +620,7 @@ def tokens_list() -> None:
         tenant_id = uuid.UUID(tenant) if tenant else None
     except ValueError as exc:
         raise InvalidInput("must be a UUID", field="tenant") from exc
-    records = tokens.list_tokens(engine(), tenant_id)
+    records = [token_json(token) for token in tokens.list_tokens(runtime().uow(), tenant_id)]
     emit(
         records,
         lambda: print_table(
@@ -592,7 +634,7 @@ def tokens_list() -> None:
 @common_options
 def tokens_revoke(token_id: str) -> None:
     """Revoke a token now; requests carrying it get 401 from then on."""
-    record = tokens.revoke_token(engine(), token_id)
+    record = token_json(tokens.revoke_token(runtime().uow(), token_id))
     emit(record, lambda: print_record(record))
 
 
@@ -615,6 +657,19 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     )
 
 
+def token_json(token: ApiToken) -> dict[str, Any]:
+    """A token as `tokens list --json` prints it (never its secret)."""
+    return {
+        "id": str(token.id),
+        "tenant": str(token.tenant_id),
+        "user": token.user,
+        "roles": list(token.roles),
+        "created": token.created_at.isoformat(),
+        "expires": token.expires_at.isoformat() if token.expires_at else None,
+        "revoked": token.revoked_at.isoformat() if token.revoked_at else None,
+    }
+
+
 def _read_file(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -623,9 +678,14 @@ def _read_file(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI, turning domain errors into their exit codes."""
+    """Run the CLI, turning domain errors into their exit codes. The settings are read once,
+    here: a malformed one stops every command (exit 1) with a message naming the variable."""
     try:
-        cli.main(args=argv, prog_name="mdstudio", standalone_mode=False)
+        run = Runtime(Settings.from_env())
+        try:
+            cli.main(args=argv, prog_name="mdstudio", standalone_mode=False, obj=run)
+        finally:
+            run.close()
     except click.exceptions.Abort:
         sys.exit(1)
     except click.ClickException as exc:

@@ -31,9 +31,9 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mdstudio_core import config
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, field_path
 from mdstudio_core.domain.model import (
     CANONICAL_KEY_PATTERN,
@@ -48,6 +48,7 @@ from mdstudio_core.domain.model import (
 )
 from mdstudio_core.service_layer import approvals, catalog, tokens
 from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 PROBLEM_JSON = "application/problem+json"
 # Connections per process: the thread pool runs up to 40 requests at once; 20 connections keep
@@ -232,7 +233,7 @@ class Rejection(BaseModel):
     reason: str = Field(description="Why the request is turned down (required, not blank).")
 
 
-def _page(items: list[dict[str, Any]], limit: int, offset: int) -> dict[str, Any]:
+def _page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
     return {
         "items": items,
         "limit": limit,
@@ -276,7 +277,7 @@ def caller(
     takes `x-tenant-id`, `x-user-id` and `x-role` instead.
     """
     if credentials is not None:
-        return tokens.authenticate(request.app.state.engine, credentials.credentials)
+        return tokens.authenticate(UnitOfWork(request.app.state.engine), credentials.credentials)
     if "authorization" in request.headers:
         raise tokens.Unauthenticated("use the Bearer scheme: Authorization: Bearer <token>")
     if request.app.state.trusted_headers and "x-tenant-id" in request.headers:
@@ -465,16 +466,14 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 # -- the application -----------------------------------------------------------------------
 
 
-def create_app(
-    engine: Engine | None = None,
-    *,
-    trusted_headers: bool | None = None,
-    max_body_bytes: int | None = None,
-) -> FastAPI:
-    """The ASGI application. Without `engine`, one is made from `MDSTUDIO_DATABASE_URL` (and
-    disposed of at shutdown); settings default to the environment (`mdstudio_core.config`)."""
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The ASGI application. `settings` default to the environment's; without `engine`, one is
+    made for the settings' store (and disposed of at shutdown)."""
+    settings = settings or Settings.from_env()
     owns_engine = engine is None
-    store = engine or create_store_engine(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    store = engine or create_store_engine(
+        settings.store_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -494,13 +493,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.engine = store
-    app.state.trusted_headers = (
-        config.trusted_header_auth() if trusted_headers is None else trusted_headers
-    )
-    app.add_middleware(
-        BodyLimit,
-        max_bytes=config.max_body_bytes() if max_body_bytes is None else max_body_bytes,
-    )
+    app.state.trusted_headers = settings.trusted_header_auth
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     _install_error_handlers(app)
     _install_routes(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
@@ -525,8 +519,8 @@ def _limit(default: int) -> Any:
 
 
 def _install_routes(app: FastAPI) -> None:
-    def engine() -> Engine:
-        return app.state.engine  # type: ignore[no-any-return]
+    def uow() -> UnitOfWork:
+        return UnitOfWork(app.state.engine)
 
     @app.post(
         "/approvals",
@@ -540,10 +534,10 @@ def _install_routes(app: FastAPI) -> None:
     ) -> Response:
         """Submit a change request; the payload's schema depends on `entity_type` (README)."""
         approval = approvals.submit(
-            engine(), identity, request.model_dump(mode="json", exclude_none=True)
+            uow(), identity, request.model_dump(mode="json", exclude_none=True)
         )
         location = str(http_request.url_for("get_approval", approval_id=approval.id).path)
-        return JsonResponse(approval.to_json(), status_code=201, headers={"Location": location})
+        return JsonResponse(approval, status_code=201, headers={"Location": location})
 
     @app.get(
         "/approvals",
@@ -563,7 +557,7 @@ def _install_routes(app: FastAPI) -> None:
     ) -> Response:
         """The inbox, newest first (`status=pending` for what awaits a decision)."""
         found = approvals.list_approvals(
-            engine(),
+            uow(),
             identity,
             status=status,
             entity_type=entity_type,
@@ -573,7 +567,7 @@ def _install_routes(app: FastAPI) -> None:
             limit=limit,
             offset=offset,
         )
-        return JsonResponse(_page([a.to_json() for a in found], limit, offset))
+        return JsonResponse(_page(found, limit, offset))
 
     @app.get(
         "/approvals/{approval_id}",
@@ -583,7 +577,7 @@ def _install_routes(app: FastAPI) -> None:
     )
     def get_approval(approval_id: uuid.UUID, identity: Caller) -> Response:
         """One request, with its payload and the state it was made against."""
-        return JsonResponse(approvals.get_approval(engine(), identity, approval_id).to_json())
+        return JsonResponse(approvals.get_approval(uow(), identity, approval_id))
 
     @app.post(
         "/approvals/{approval_id}/approve",
@@ -598,7 +592,7 @@ def _install_routes(app: FastAPI) -> None:
     ) -> Response:
         """Approve and apply (the required role; never one's own request; 409 if stale)."""
         reason = decision.reason if decision else None
-        return JsonResponse(approvals.approve(engine(), identity, approval_id, reason).to_json())
+        return JsonResponse(approvals.approve(uow(), identity, approval_id, reason))
 
     @app.post(
         "/approvals/{approval_id}/reject",
@@ -608,9 +602,7 @@ def _install_routes(app: FastAPI) -> None:
     )
     def reject_approval(approval_id: uuid.UUID, identity: Caller, rejection: Rejection) -> Response:
         """Reject with a reason (the required role; never one's own request)."""
-        return JsonResponse(
-            approvals.reject(engine(), identity, approval_id, rejection.reason).to_json()
-        )
+        return JsonResponse(approvals.reject(uow(), identity, approval_id, rejection.reason))
 
     @app.post(
         "/approvals/{approval_id}/cancel",
@@ -625,7 +617,7 @@ def _install_routes(app: FastAPI) -> None:
     ) -> Response:
         """Withdraw one's own pending request."""
         reason = decision.reason if decision else None
-        return JsonResponse(approvals.cancel(engine(), identity, approval_id, reason).to_json())
+        return JsonResponse(approvals.cancel(uow(), identity, approval_id, reason))
 
     def _entities(
         entity_type: EntityType,
@@ -636,15 +628,9 @@ def _install_routes(app: FastAPI) -> None:
         offset: int,
     ) -> Response:
         found = catalog.list_entities(
-            engine(),
-            identity,
-            entity_type,
-            tier=tier,
-            status=status.value if status else None,
-            limit=limit,
-            offset=offset,
+            uow(), identity, entity_type, tier=tier, status=status, limit=limit, offset=offset
         )
-        return JsonResponse(_page(found, limit, offset))
+        return JsonResponse(_page([entity.as_dict() for entity in found], limit, offset))
 
     @app.get(
         "/metadata",
@@ -670,7 +656,7 @@ def _install_routes(app: FastAPI) -> None:
     )
     def get_metadata(canonical_key: MetadataKey, identity: Caller) -> Response:
         """One live metadata field."""
-        return JsonResponse(catalog.get_entity(engine(), identity, canonical_key))
+        return JsonResponse(catalog.get_entity(uow(), identity, canonical_key).as_dict())
 
     @app.get(
         "/kpis",
@@ -696,7 +682,9 @@ def _install_routes(app: FastAPI) -> None:
     )
     def get_kpi(canonical_key: MetadataKey, identity: Caller) -> Response:
         """One live KPI."""
-        return JsonResponse(catalog.get_entity(engine(), identity, canonical_key, EntityType.KPI))
+        return JsonResponse(
+            catalog.get_entity(uow(), identity, canonical_key, EntityType.KPI).as_dict()
+        )
 
     @app.get(
         "/profiles",
@@ -710,7 +698,7 @@ def _install_routes(app: FastAPI) -> None:
         limit: int = _limit(20),
     ) -> Response:
         """Profiles of one metadata field, newest first."""
-        return JsonResponse({"items": catalog.profile_history(engine(), identity, entity, limit)})
+        return JsonResponse({"items": catalog.profile_history(uow(), identity, entity, limit)})
 
     @app.get(
         "/events",
@@ -725,10 +713,10 @@ def _install_routes(app: FastAPI) -> None:
         entity: EntityFilter = None,
     ) -> Response:
         """The tenant's events, oldest first; continue with `after=next_after`."""
-        found = catalog.list_events(engine(), identity, after=after, limit=limit, entity_key=entity)
+        found = catalog.list_events(uow(), identity, after=after, limit=limit, entity_key=entity)
         return JsonResponse(
             {
-                "items": [event.to_json() for event in found],
+                "items": found,
                 "next_after": found[-1].id if found else after,
             }
         )
@@ -741,7 +729,7 @@ def _install_routes(app: FastAPI) -> None:
     )
     def healthz() -> Response:
         """Reachable and migrated: reads the store's schema revision (no authentication)."""
-        revision = migrations.current_revision(engine())
+        revision = migrations.current_revision(app.state.engine)
         if revision is None:
             return problem(
                 503, "unavailable", "the store has no schema: run `mdstudio db upgrade`", "/healthz"

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-from typing import Any
-
-from sqlalchemy import Engine
-
 from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
-from mdstudio_core.domain.model import EntityType, Identity, Tier
+from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, LiveEntity, Tier
+from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 # A page holds 1 to MAX_PAGE_SIZE rows; positions (offsets, event ids) fit a signed 64-bit
@@ -20,30 +15,30 @@ MAX_POSITION = 2**63 - 1
 
 
 def list_entities(
-    engine: Engine,
+    uow: UnitOfWork,
     identity: Identity,
     entity_type: EntityType = EntityType.GLOBAL_METADATA,
     *,
     tier: Tier | None = None,
-    status: str | None = None,
+    status: EntityStatus | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> list[dict[str, Any]]:
+) -> list[LiveEntity]:
     """The tenant's live entities of one type, by canonical key."""
     check_page(limit, offset, "offset")
-    with UnitOfWork(engine) as uow:
+    with uow:
         return uow.entities.list(
             entity_type, identity.tenant_id, tier=tier, status=status, limit=limit, offset=offset
         )
 
 
 def get_entity(
-    engine: Engine,
+    uow: UnitOfWork,
     identity: Identity,
     key: str,
     entity_type: EntityType = EntityType.GLOBAL_METADATA,
-) -> dict[str, Any]:
-    with UnitOfWork(engine) as uow:
+) -> LiveEntity:
+    with uow:
         entity = uow.entities.get(entity_type, identity.tenant_id, key)
     if entity is None:
         raise NotFound(f"{entity_type.value} {key} not found")
@@ -51,7 +46,7 @@ def get_entity(
 
 
 def list_events(
-    engine: Engine,
+    uow: UnitOfWork,
     identity: Identity,
     *,
     after: int = 0,
@@ -60,34 +55,25 @@ def list_events(
 ) -> list[Event]:
     """The tenant's events after `after`, oldest first: page on with the last id returned."""
     check_page(limit, after, "after")
-    with UnitOfWork(engine) as uow:
+    with uow:
         return uow.events.list(
             after=after, limit=limit, tenant_id=identity.tenant_id, entity_key=entity_key
         )
 
 
 def profile_history(
-    engine: Engine, identity: Identity, canonical_key: str, limit: int = 20
-) -> list[dict[str, Any]]:
-    """The profiles of one metadata field of the tenant, newest first, JSON-ready.
+    uow: UnitOfWork, identity: Identity, canonical_key: str, limit: int = 20
+) -> list[StoredProfile]:
+    """The profiles of one metadata field of the tenant, newest first.
 
     A field the tenant does not have is "not found" (also when another tenant has it); a field
     never profiled has an empty history.
     """
     check_page(limit, 0, "offset")
-    with UnitOfWork(engine) as uow:
+    with uow:
         if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
             raise NotFound(f"{EntityType.GLOBAL_METADATA.value} {canonical_key} not found")
-        rows = uow.profiles.history(identity.tenant_id, canonical_key, limit)
-    return [{name: _json_value(value) for name, value in row.items()} for row in rows]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
+        return uow.profiles.history(identity.tenant_id, canonical_key, limit)
 
 
 def check_page(limit: int, start: int, start_field: str) -> None:

@@ -1,33 +1,52 @@
 """Profile a bound table once and score every entity bound to it.
 
 Several entities are often bound to one table (one per business column, say). The table is
-measured once, in one statement, and each entity's score covers its own columns only. The
-Dagster layer groups entities by table (`group_by_table`) and calls `profile_table` per group;
-the CLI preview calls it with a single entity and saves nothing.
+measured once, in one statement pair, and each entity's score covers its own columns only.
+`run_profiles` is a profiling run (what a Dagster run executes): it loads the entities, profiles
+each of their tables once, saves the profiles and judges each by the quality gate. The previews
+profile one binding and save nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 
 from mdstudio_core.adapters import warehouse
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import InvalidInput, NotFound
-from mdstudio_core.domain.model import Binding, ColumnRule, EntityType, Identity, Tier
+from mdstudio_core.domain.model import (
+    Binding,
+    ColumnRule,
+    EntityType,
+    Identity,
+    LiveEntity,
+    ProfileLimits,
+    Tier,
+    Trigger,
+    entity_urn,
+)
 from mdstudio_core.domain.quality import (
     DEFAULT_WEIGHTS,
+    CheckVerdict,
     ColumnProfile,
     ProfileResult,
     ScoreWeights,
+    StoredProfile,
+    quality_gate,
     quality_score,
 )
 from mdstudio_core.service_layer.approvals import get_approval
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+
+EngineFor = Callable[[str], Engine]
+Entity = tuple[uuid.UUID, str]  # (tenant, canonical key)
+TableKey = tuple[str, str | None, str]  # (source, schema, table)
 
 
 @dataclass(frozen=True)
@@ -36,69 +55,13 @@ class BoundEntity:
 
     canonical_key: str
     binding: Binding
-    tenant_id: str | None = None
-    approval_id: str | None = None
-    trigger: str = "manual"  # approval | schedule | manual | preview, recorded on the profile
-
-
-@dataclass(frozen=True)
-class ProfileLimits:
-    """Limits for big tables, set per tier: a statement timeout (a clear failure when exceeded,
-    never a partial profile) and optional sampling (PostgreSQL ``TABLESAMPLE SYSTEM``)."""
-
-    timeout_s: float | None = 600.0
-    sample_percent: float | None = None
-
-
-def tier_limits(environ: Mapping[str, str] | None = None) -> dict[Tier, ProfileLimits]:
-    """Limits per tier from the environment: `MDSTUDIO_<TIER>_TIMEOUT_SECONDS` (default 600)
-    and `MDSTUDIO_<TIER>_SAMPLE_PERCENT` (default: no sampling), e.g.
-    `MDSTUDIO_TIER3_SAMPLE_PERCENT=5`."""
-    env = os.environ if environ is None else environ
-    limits = {}
-    for tier in Tier:
-        prefix = f"MDSTUDIO_{tier.value.upper()}_"
-        timeout = _positive(env, prefix + "TIMEOUT_SECONDS") or ProfileLimits.timeout_s
-        sample = _positive(env, prefix + "SAMPLE_PERCENT")
-        if sample is not None and sample > 100:
-            raise InvalidInput("must be at most 100", field=prefix + "SAMPLE_PERCENT")
-        limits[tier] = ProfileLimits(timeout_s=timeout, sample_percent=sample)
-    return limits
-
-
-def _positive(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise InvalidInput("must be a number", field=name) from exc
-    if value <= 0:
-        raise InvalidInput("must be positive", field=name)
-    return value
-
-
-def limits_for_tiers(
-    tiers: Iterable[Tier], table: Mapping[Tier, ProfileLimits] | None = None
-) -> ProfileLimits:
-    """The limits for a table shared by entities of several tiers: the shortest timeout, and
-    sampling only when every tier samples (the smallest sample)."""
-    table = tier_limits() if table is None else table
-    chosen = [table.get(tier, ProfileLimits()) for tier in tiers] or [ProfileLimits()]
-    timeouts = [c.timeout_s for c in chosen if c.timeout_s is not None]
-    samples = [c.sample_percent for c in chosen]
-    return ProfileLimits(
-        timeout_s=min(timeouts) if timeouts else None,
-        sample_percent=None if any(s is None for s in samples) else min(samples),  # type: ignore[type-var]
-    )
-
-
-TableKey = tuple[str, str | None, str]
+    tenant_id: uuid.UUID | None = None
+    approval_id: uuid.UUID | None = None
+    trigger: Trigger = Trigger.MANUAL
 
 
 def table_key(binding: Binding) -> TableKey:
-    """(source, schema, table): entities with the same key are profiled together."""
+    """Entities with the same key are profiled together."""
     return (binding.source, binding.schema_, binding.table)
 
 
@@ -110,12 +73,17 @@ def group_by_table(entities: Iterable[BoundEntity]) -> dict[TableKey, list[Bound
     return groups
 
 
+def source_engines(settings: Settings) -> EngineFor:
+    """Warehouse engines for the sources configured in `settings`."""
+    return lambda source: warehouse.get_engine(source, settings.sources)
+
+
 def profile_table(
     entities: Sequence[BoundEntity],
     *,
     limits: ProfileLimits | None = None,
     weights: ScoreWeights = DEFAULT_WEIGHTS,
-    engine_for: Callable[[str], Engine] = warehouse.get_engine,
+    engine_for: EngineFor,
 ) -> list[ProfileResult]:
     """Measure the table the entities are bound to, once, and return one scored
     `ProfileResult` per entity, in the order given.
@@ -201,35 +169,6 @@ def profile_table(
     return results
 
 
-def profile_entity(
-    canonical_key: str,
-    binding: Binding,
-    *,
-    trigger: str = "preview",
-    approval_id: str | None = None,
-    tenant_id: str | None = None,
-    limits: ProfileLimits | None = None,
-    weights: ScoreWeights = DEFAULT_WEIGHTS,
-    engine_for: Callable[[str], Engine] = warehouse.get_engine,
-) -> ProfileResult:
-    """Profile one entity (the CLI preview of a live entity or of a pending approval)."""
-    [result] = profile_table(
-        [
-            BoundEntity(
-                canonical_key,
-                binding,
-                tenant_id=tenant_id,
-                approval_id=approval_id,
-                trigger=trigger,
-            )
-        ],
-        limits=limits,
-        weights=weights,
-        engine_for=engine_for,
-    )
-    return result
-
-
 def _jsonable(value: object) -> object:
     """Min/max as JSON-friendly values: numbers stay numbers (Decimal becomes int or float),
     dates and times become ISO strings, so the profile stores and prints the same everywhere."""
@@ -242,39 +181,242 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def preview_entity(engine: Engine, identity: Identity, canonical_key: str) -> ProfileResult:
-    """Profile a live entity's binding now and save nothing: evidence for a steward."""
-    with UnitOfWork(engine) as uow:
+# -- which entities can be profiled ----------------------------------------------------------
+
+
+def load_profiled(
+    uow: UnitOfWork, entities: Sequence[Entity]
+) -> tuple[dict[Entity, LiveEntity], dict[Entity, str]]:
+    """The live metadata entities among `entities` that can be profiled (bound, not
+    deprecated), and for the others why not. Runs in the caller's open unit of work; the
+    planner (sensor, schedules) and the profiling run both decide with it."""
+    live = uow.entities.get_many(EntityType.GLOBAL_METADATA, entities)
+    profiled: dict[Entity, LiveEntity] = {}
+    not_profiled: dict[Entity, str] = {}
+    for entity in entities:
+        found = live.get(entity)
+        if found is None or found.binding is None:
+            not_profiled[entity] = "the entity is not bound to a warehouse table"
+        elif not found.profiled:
+            not_profiled[entity] = f"the entity is {found.status.value}"
+        else:
+            profiled[entity] = found
+    return profiled, not_profiled
+
+
+# -- a profiling run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileTarget:
+    """One entity a run should profile, and why."""
+
+    canonical_key: str
+    trigger: Trigger = Trigger.MANUAL
+    approval_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class SavedProfile:
+    """A profile the run saved, with the tier it was judged at and the gate's verdict."""
+
+    profile_id: uuid.UUID
+    tier: Tier
+    result: ProfileResult
+    verdict: CheckVerdict
+
+
+@dataclass
+class RunOutcome:
+    """What a run gave: saved profiles, entities it could not profile because they are not
+    (or no longer) bound, and entities whose table failed (with the error)."""
+
+    profiles: list[SavedProfile] = field(default_factory=list)
+    unbound: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def run_profiles(
+    uow: UnitOfWork,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    targets: Sequence[ProfileTarget],
+    *,
+    run_id: str,
+    engine_for: EngineFor | None = None,
+) -> RunOutcome:
+    """Profile the live bindings of `targets` (one scan per table), save each table's profiles
+    in one transaction, and judge them by the quality gate. A table that cannot be profiled
+    costs only its own entities their profile (listed in `failed`); the others are saved."""
+    engine_for = engine_for or source_engines(settings)
+    with uow:
+        profiled, not_profiled = load_profiled(
+            uow, [(tenant_id, target.canonical_key) for target in targets]
+        )
+    outcome = RunOutcome(unbound={key: why for (_, key), why in not_profiled.items()})
+    tiers: dict[str, Tier] = {}
+    entities: list[BoundEntity] = []
+    for target in targets:
+        live = profiled.get((tenant_id, target.canonical_key))
+        if live is None or live.binding is None:
+            continue
+        tiers[target.canonical_key] = live.tier
+        entities.append(
+            BoundEntity(
+                target.canonical_key,
+                live.binding,
+                tenant_id=tenant_id,
+                approval_id=target.approval_id,
+                trigger=target.trigger,
+            )
+        )
+    for group in group_by_table(entities).values():
+        try:
+            results = profile_table(
+                group,
+                limits=limits_for(settings, (tiers[e.canonical_key] for e in group)),
+                engine_for=engine_for,
+            )
+        except warehouse.ProfileError as exc:
+            outcome.failed.update({entity.canonical_key: str(exc) for entity in group})
+            continue
+        ids = save_profiles(uow, tenant_id, results, run_id)
+        for result, profile_id in zip(results, ids, strict=True):
+            tier = tiers[result.canonical_key]
+            verdict = quality_gate(
+                tier, result.quality_score, result.score_note, settings.quality_thresholds
+            )
+            outcome.profiles.append(SavedProfile(profile_id, tier, result, verdict))
+    return outcome
+
+
+def save_profiles(
+    uow: UnitOfWork, tenant_id: uuid.UUID, results: Sequence[ProfileResult], run_id: str | None
+) -> list[uuid.UUID]:
+    """Save the profiles of one table in one transaction (never half-written). Saving again
+    for the same run changes nothing, so a retried step cannot double-count."""
+    ids = []
+    with uow:
+        for result in results:
+            urn = entity_urn(tenant_id, result.canonical_key)
+            profile_id = (
+                uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{urn}") if run_id else uuid.uuid4()
+            )
+            uow.profiles.add(_stored(profile_id, tenant_id, urn, result, run_id))
+            ids.append(profile_id)
+        uow.commit()
+    return ids
+
+
+def _stored(
+    profile_id: uuid.UUID, tenant_id: uuid.UUID, urn: str, result: ProfileResult, run_id: str | None
+) -> StoredProfile:
+    data = result.to_json()
+    return StoredProfile(
+        id=profile_id,
+        tenant_id=tenant_id,
+        entity_urn=urn,
+        canonical_key=result.canonical_key,
+        quality_score=result.quality_score,
+        completeness=result.completeness,
+        uniqueness=result.uniqueness,
+        validity=result.validity,
+        row_count=result.row_count,
+        columns=data["columns"],
+        score_note=result.score_note,
+        details={"source": result.source, "table": result.table, "warnings": data["warnings"]},
+        trigger=result.trigger.value,
+        approval_id=result.approval_id,
+        run_id=run_id,
+        sql=result.sql,
+        sample=data["sample"],
+        duration_ms=result.duration_ms,
+        created_at=result.profiled_at,
+    )
+
+
+# -- previews: evidence for a steward, nothing saved -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A profile taken now and the verdict the tier's check would give it."""
+
+    result: ProfileResult
+    verdict: CheckVerdict
+
+
+def preview_entity(
+    uow: UnitOfWork,
+    settings: Settings,
+    identity: Identity,
+    canonical_key: str,
+    engine_for: EngineFor | None = None,
+) -> Preview:
+    """Profile a live entity's binding now and save nothing."""
+    with uow:
         entity = uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key)
     if entity is None:
         raise NotFound(f"GLOBAL_METADATA {canonical_key} not found")
-    return _preview(identity, canonical_key, entity.get("binding"), Tier(entity["tier"]), None)
+    return _preview(
+        settings, identity, canonical_key, entity.binding, entity.tier, None, engine_for
+    )
 
 
-def preview_approval(engine: Engine, identity: Identity, approval_id: str) -> ProfileResult:
+def preview_approval(
+    uow: UnitOfWork,
+    settings: Settings,
+    identity: Identity,
+    approval_id: uuid.UUID | str,
+    engine_for: EngineFor | None = None,
+) -> Preview:
     """Profile the binding a pending approval proposes, before anyone approves it."""
-    approval = get_approval(engine, identity, approval_id)
+    approval = get_approval(uow, identity, approval_id)
     if approval.entity_type is not EntityType.GLOBAL_METADATA:
         raise InvalidInput("only GLOBAL_METADATA requests carry a binding", field="approval_id")
+    raw = approval.payload.get("binding")
     return _preview(
+        settings,
         identity,
         approval.entity_key,
-        approval.payload.get("binding"),
+        Binding.model_validate(raw) if raw else None,
         approval.tier,
-        str(approval.id),
+        approval.id,
+        engine_for,
     )
 
 
 def _preview(
-    identity: Identity, key: str, binding: dict | None, tier: Tier, approval_id: str | None
-) -> ProfileResult:
-    if not binding:
+    settings: Settings,
+    identity: Identity,
+    key: str,
+    binding: Binding | None,
+    tier: Tier,
+    approval_id: uuid.UUID | None,
+    engine_for: EngineFor | None,
+) -> Preview:
+    if binding is None:
         raise InvalidInput(f"{key} has no binding to profile", field="binding")
-    return profile_entity(
-        key,
-        Binding.model_validate(binding),
-        trigger="preview",
-        approval_id=approval_id,
-        tenant_id=str(identity.tenant_id),
-        limits=tier_limits()[tier],
+    [result] = profile_table(
+        [
+            BoundEntity(
+                key,
+                binding,
+                tenant_id=identity.tenant_id,
+                approval_id=approval_id,
+                trigger=Trigger.PREVIEW,
+            )
+        ],
+        limits=settings.profile_limits[tier],
+        engine_for=engine_for or source_engines(settings),
     )
+    verdict = quality_gate(
+        tier, result.quality_score, result.score_note, settings.quality_thresholds
+    )
+    return Preview(result, verdict)
+
+
+def limits_for(settings: Settings, tiers: Iterable[Tier]) -> ProfileLimits:
+    """The limits for a table bound by entities of `tiers` (see `ProfileLimits.shared`)."""
+    limits: Mapping[Tier, ProfileLimits] = settings.profile_limits
+    return ProfileLimits.shared(limits[tier] for tier in tiers)

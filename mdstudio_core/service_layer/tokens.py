@@ -13,12 +13,9 @@ import hashlib
 import re
 import secrets
 import uuid
-from typing import Any
-
-from sqlalchemy import Engine
 
 from mdstudio_core.domain.errors import InvalidInput, NotFound
-from mdstudio_core.domain.model import Identity
+from mdstudio_core.domain.model import ApiToken, Identity
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 TOKEN_PREFIX = "mds_"
@@ -58,73 +55,55 @@ def check_identity(identity: Identity) -> Identity:
 
 
 def create_token(
-    engine: Engine, identity: Identity, expires_in: dt.timedelta | None = None
-) -> tuple[str, dict[str, Any]]:
+    uow: UnitOfWork, identity: Identity, expires_in: dt.timedelta | None = None
+) -> tuple[str, ApiToken]:
     """Issue a token for `identity`; return the secret (shown once, never stored) and its record."""
     check_identity(identity)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = uuid.uuid4()
     now = _now()
-    with UnitOfWork(engine) as uow:
-        uow.tokens.add(
-            token_id, _hash(secret), identity, now, now + expires_in if expires_in else None
+    with uow:
+        token = uow.tokens.add(
+            uuid.uuid4(), _hash(secret), identity, now, now + expires_in if expires_in else None
         )
         uow.commit()
-        record = uow.tokens.get(token_id)
-    assert record is not None
-    return secret, token_json(record)
+    return secret, token
 
 
-def list_tokens(engine: Engine, tenant_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+def list_tokens(uow: UnitOfWork, tenant_id: uuid.UUID | None = None) -> list[ApiToken]:
     """Every token (or one tenant's), oldest first, without secrets or hashes."""
-    with UnitOfWork(engine) as uow:
-        return [token_json(record) for record in uow.tokens.list(tenant_id)]
+    with uow:
+        return uow.tokens.list(tenant_id)
 
 
-def revoke_token(engine: Engine, token_id: uuid.UUID | str) -> dict[str, Any]:
+def revoke_token(uow: UnitOfWork, token_id: uuid.UUID | str) -> ApiToken:
     """End a token now. Revoking it again changes nothing (it stays revoked since the first)."""
     try:
         token_uuid = uuid.UUID(str(token_id))
     except ValueError as exc:
         raise InvalidInput("not a valid token id (a UUID)", field="token_id") from exc
-    with UnitOfWork(engine) as uow:
+    with uow:
         if uow.tokens.get(token_uuid) is None:
             raise NotFound(f"token {token_uuid} not found")
         uow.tokens.revoke(token_uuid, _now())
+        token = uow.tokens.get(token_uuid)
         uow.commit()
-        record = uow.tokens.get(token_uuid)
-    assert record is not None
-    return token_json(record)
+    assert token is not None
+    return token
 
 
-def authenticate(engine: Engine, secret: str) -> Identity:
+def authenticate(uow: UnitOfWork, secret: str) -> Identity:
     """The identity a token fixes. Raises `Unauthenticated` for anything but a live token."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > _MAX_TOKEN_LENGTH:
         raise Unauthenticated("not an mdstudio token")
-    with UnitOfWork(engine) as uow:
-        record = uow.tokens.by_hash(_hash(secret))
-    if record is None:
+    with uow:
+        token = uow.tokens.by_hash(_hash(secret))
+    if token is None:
         raise Unauthenticated("unknown token")
-    if record["revoked_at"] is not None:
+    if token.revoked_at is not None:
         raise Unauthenticated("token revoked")
-    if record["expires_at"] is not None and record["expires_at"] <= _now():
+    if not token.live_at(_now()):
         raise Unauthenticated("token expired")
-    return Identity(
-        tenant_id=record["tenant_id"], user=record["user"], roles=frozenset(record["roles"])
-    )
-
-
-def token_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A token record in its JSON form (what `mdstudio tokens list --json` prints)."""
-    return {
-        "id": str(record["id"]),
-        "tenant": str(record["tenant_id"]),
-        "user": record["user"],
-        "roles": record["roles"],
-        "created": record["created_at"].isoformat(),
-        "expires": record["expires_at"].isoformat() if record["expires_at"] else None,
-        "revoked": record["revoked_at"].isoformat() if record["revoked_at"] else None,
-    }
+    return token.identity
 
 
 def _hash(secret: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import tokens
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import person
 
 Headers = dict[str, str]
@@ -19,7 +20,7 @@ Headers = dict[str, str]
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine, trusted_headers=False)) as test_client:
+    with TestClient(create_app(engine=engine)) as test_client:
         yield test_client
 
 
@@ -30,7 +31,9 @@ def bearer(engine: Engine) -> Callable[..., Headers]:
     def make(
         tenant: uuid.UUID, user: str, *roles: str, expires_in: dt.timedelta | None = None
     ) -> Headers:
-        secret, _record = tokens.create_token(engine, person(tenant, user, *roles), expires_in)
+        secret, _record = tokens.create_token(
+            UnitOfWork(engine), person(tenant, user, *roles), expires_in
+        )
         return {"Authorization": f"Bearer {secret}"}
 
     return make

@@ -10,8 +10,10 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import tokens
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
 from tests.factories import KERNEL_OWNER, STEWARD, metadata_request, person, store_snapshot
 from tests.http.conftest import is_problem
@@ -118,11 +120,11 @@ def test_expired_token_is_401(client, bearer, tenant, monkeypatch):
 
 def test_revoked_token_is_401_from_the_next_request(client, engine, store_url, monkeypatch):
     tenant = uuid.uuid4()
-    secret, record = tokens.create_token(engine, person(tenant, "alice", STEWARD))
+    secret, token = tokens.create_token(UnitOfWork(engine), person(tenant, "alice", STEWARD))
     headers = {"Authorization": f"Bearer {secret}"}
     assert client.get("/approvals", headers=headers).status_code == 200
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    assert run_cli(["tokens", "revoke", record["id"]]).exit_code == 0
+    assert run_cli(["tokens", "revoke", str(token.id)]).exit_code == 0
     response = client.get("/approvals", headers=headers)
     assert is_problem(response, 401)
     assert "revoked" in response.json()["detail"]
@@ -132,7 +134,7 @@ def test_proxy_headers_are_ignored_unless_trusted(client, bearer, engine, tenant
     claimed = {"x-tenant-id": str(tenant), "x-user-id": "bob", "x-role": KERNEL_OWNER}
     assert is_problem(client.get("/approvals", headers=claimed), 401)
 
-    with TestClient(create_app(engine, trusted_headers=True)) as behind_proxy:
+    with TestClient(create_app(Settings(trusted_header_auth=True), engine)) as behind_proxy:
         alice = {"x-tenant-id": str(tenant), "x-user-id": "alice", "x-role": ""}
         pending = behind_proxy.post("/approvals", json=metadata_request(), headers=alice)
         assert pending.status_code == 201
@@ -146,7 +148,7 @@ def test_proxy_headers_are_ignored_unless_trusted(client, bearer, engine, tenant
 
 def test_a_token_cannot_be_widened_by_headers(engine, bearer, tenant):
     other_tenant = uuid.uuid4()
-    with TestClient(create_app(engine, trusted_headers=True)) as behind_proxy:
+    with TestClient(create_app(Settings(trusted_header_auth=True), engine)) as behind_proxy:
         alice = bearer(tenant, "alice")
         pending = behind_proxy.post("/approvals", json=metadata_request(), headers=alice).json()
         widened = {

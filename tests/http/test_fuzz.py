@@ -52,7 +52,7 @@ INJECTIONS = [
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(engine, bearer, mode):
     tenant = uuid.uuid4()
     headers = bearer(tenant, "fuzzer", STEWARD, KERNEL_OWNER, "tenant_admin")
-    app = create_app(engine)
+    app = create_app(engine=engine)
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:  # data to find: a live entity, a pending and a decided request

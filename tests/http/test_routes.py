@@ -73,10 +73,11 @@ def test_submit_failures_name_the_field_and_write_nothing(client, bearer, tenant
 def test_body_over_the_limit_is_413_by_declared_length_and_by_streamed_bytes(engine, bearer):
     from fastapi.testclient import TestClient
 
+    from mdstudio_core.config import Settings
     from mdstudio_core.entrypoints.http import create_app
 
     headers = {**bearer(uuid.uuid4(), "alice"), "content-type": "application/json"}
-    with TestClient(create_app(engine, max_body_bytes=1000)) as small:
+    with TestClient(create_app(Settings(max_body_bytes=1000), engine)) as small:
         declared = small.post("/approvals", content=b" " * 1001, headers=headers)
         assert is_problem(declared, 413, "body")
 
@@ -295,11 +296,11 @@ def test_healthz_needs_no_token_and_reports_a_missing_schema(client, tmp_path):
 
     assert client.get("/healthz").json() == {"status": "ok", "revision": migrations.head_revision()}
     bare = create_store_engine(f"sqlite:///{tmp_path / 'bare.db'}")
-    with TestClient(create_app(bare)) as unmigrated:
+    with TestClient(create_app(engine=bare)) as unmigrated:
         assert is_problem(unmigrated.get("/healthz"), 503)
     bare.dispose()
     down = create_store_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
-    with TestClient(create_app(down)) as unreachable:
+    with TestClient(create_app(engine=down)) as unreachable:
         assert is_problem(unreachable.get("/healthz"), 503)
 
 

@@ -13,6 +13,7 @@ import httpx
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.service_layer import tokens
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import metadata_request, person
 
 
@@ -42,7 +43,7 @@ def test_serve_answers_healthz_and_an_authorised_route(store_url, engine):
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
         assert health.json() == {"status": "ok", "revision": migrations.head_revision()}
-        secret, _ = tokens.create_token(engine, person(uuid.uuid4(), "alice"))
+        secret, _ = tokens.create_token(UnitOfWork(engine), person(uuid.uuid4(), "alice"))
         headers = {"Authorization": f"Bearer {secret}"}
         submitted = httpx.post(f"{base}/approvals", json=metadata_request(), headers=headers)
         assert submitted.status_code == 201

@@ -57,7 +57,7 @@ def test_create_list_revoke(store_url, engine, monkeypatch):
     table = run_cli(["tokens", "list"])
     assert "EXPIRES" in table.stdout and "bob" in table.stdout
 
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine=engine)) as client:
         headers = {"Authorization": f"Bearer {token}"}
         assert client.get("/approvals", headers=headers).status_code == 200
         revoked = run_cli(["tokens", "revoke", created.json["id"], "--json"])

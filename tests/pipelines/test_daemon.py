@@ -19,7 +19,9 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
 from mdstudio_core.service_layer import approvals, profile_requests
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
@@ -68,9 +70,12 @@ class Deployment:
             "MDSTUDIO_SOURCE_DEMO_URL": warehouse_url,
             "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "2",
         }
-        os.environ["MDSTUDIO_DAGSTER_STORAGE_URL"] = storage_url
-        dagster_instance.prepare(ROOT / "dagster.yaml", self.home)
-        self.instance = dg.DagsterInstance.from_config(str(self.home))
+        dagster_instance.prepare(ROOT / "dagster.yaml", Settings.from_env(self.env), self.home)
+        # The instance's dagster.yaml names its storage by the variable; read it in this process
+        # while it is set, and leave the test process's environment as it was.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MDSTUDIO_DAGSTER_STORAGE_URL", storage_url)
+            self.instance = dg.DagsterInstance.from_config(str(self.home))
         self.store = create_store_engine(store_url)
         self.tenant = uuid.uuid4()
         self.daemon: subprocess.Popen | None = None
@@ -124,9 +129,11 @@ class Deployment:
         request = metadata_request(
             key=key, tier=tier, binding=binding(table, columns) if table else None, **fields
         )
-        approval = approvals.submit(self.store, person(self.tenant, "alice"), request)
+        approval = approvals.submit(UnitOfWork(self.store), person(self.tenant, "alice"), request)
         role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
-        return approvals.approve(self.store, person(self.tenant, "bob", role), approval.id)
+        return approvals.approve(
+            UnitOfWork(self.store), person(self.tenant, "bob", role), approval.id
+        )
 
     def runs(self):
         return self.instance.get_runs(dg.RunsFilter(job_name="profile_tables_job"))
@@ -230,7 +237,7 @@ def test_second_change_within_interval_is_skipped_by_the_cost_guard(deployment):
 def test_profile_request_without_binding_is_skipped(deployment):
     deployment.approve("finance.revenue.unbound", table=None)
     profile_requests.request_profile(
-        deployment.store, person(deployment.tenant, "carol"), "finance.revenue.unbound"
+        UnitOfWork(deployment.store), person(deployment.tenant, "carol"), "finance.revenue.unbound"
     )
     wait_for(lambda: deployment.decisions("finance.revenue.unbound"), 60, "a skip")
     [skip] = deployment.decisions("finance.revenue.unbound")

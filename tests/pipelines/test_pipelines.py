@@ -11,9 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from demo import warehouse as demo_warehouse
-from mdstudio_core.adapters import tables
+from mdstudio_core.adapters import tables, warehouse
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.model import Binding
 from mdstudio_core.service_layer import approvals, profile_requests
+from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, save_profiles
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import sensors
+from mdstudio_pipelines.dagster_internals import store_observations
 from mdstudio_pipelines.definitions import defs
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
@@ -23,7 +28,6 @@ from mdstudio_pipelines.partitions import (
     partition_key,
 )
 from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.schedules import tier1_profiling_schedule
 from tests.factories import metadata_request, person
 
 # The demo orders table, by hand (see demo/warehouse.py), for the binding below:
@@ -60,9 +64,11 @@ class Env:
         self, key="finance.revenue.gross_amount", tier="tier1", binding=DEMO_BINDING, **fields
     ):
         request = metadata_request(key=key, tier=tier, binding=binding, **fields)
-        approval = approvals.submit(self.engine, person(self.tenant, "alice"), request)
+        approval = approvals.submit(UnitOfWork(self.engine), person(self.tenant, "alice"), request)
         role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
-        return approvals.approve(self.engine, person(self.tenant, "bob", role), approval.id)
+        return approvals.approve(
+            UnitOfWork(self.engine), person(self.tenant, "bob", role), approval.id
+        )
 
     def tick(self):
         """One sensor evaluation (it records its observations itself), with the side effects
@@ -71,9 +77,9 @@ class Env:
             instance=self.instance,
             cursor=self.cursor,
             definitions=defs,
-            resources={"catalog": CatalogResource(database_url=self.url)},
+            resources={"catalog": CatalogResource()},
         )
-        result = sensors.approval_sensor(context)
+        result = defs.resolve_sensor_def("approval_sensor")(context)
         if isinstance(result, dg.SkipReason):
             return result
         assert not result.asset_events
@@ -177,14 +183,11 @@ def test_retried_run_saves_its_profile_once(env):
     job = defs.resolve_job_def("profile_tables_job")
     first = job.execute_in_process(run_config=run_request.run_config, instance=env.instance)
     # Same run id again (what a retried step does): the saved profile is not duplicated.
-    from mdstudio_core.domain.model import Binding
-    from mdstudio_core.service_layer.profile_requests import save_profiles
-    from mdstudio_core.service_layer.profiling import BoundEntity, profile_table
-
     result = profile_table(
-        [BoundEntity("finance.revenue.gross_amount", Binding.model_validate(DEMO_BINDING))]
+        [BoundEntity("finance.revenue.gross_amount", Binding.model_validate(DEMO_BINDING))],
+        engine_for=lambda source: warehouse.get_engine(source, Settings.from_env().sources),
     )
-    save_profiles(env.engine, env.tenant, result, first.run_id)
+    save_profiles(UnitOfWork(env.engine), env.tenant, result, first.run_id)
     with env.engine.connect() as connection:
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar_one()
@@ -239,7 +242,7 @@ def test_manual_request_on_unbound_entity_is_no_binding(env):
     env.approve(binding=None)
     env.tick()
     profile_requests.request_profile(
-        env.engine, person(env.tenant, "carol"), "finance.revenue.gross_amount"
+        UnitOfWork(env.engine), person(env.tenant, "carol"), "finance.revenue.gross_amount"
     )
     result = env.tick()
     assert result.run_requests == []
@@ -253,9 +256,11 @@ def test_manual_force_passes_the_interval(env):
     env.approve()
     env.run(env.tick().run_requests[0])
     carol = person(env.tenant, "carol")
-    profile_requests.request_profile(env.engine, carol, "finance.revenue.gross_amount")
+    profile_requests.request_profile(UnitOfWork(env.engine), carol, "finance.revenue.gross_amount")
     assert env.tick().run_requests == []
-    profile_requests.request_profile(env.engine, carol, "finance.revenue.gross_amount", force=True)
+    profile_requests.request_profile(
+        UnitOfWork(env.engine), carol, "finance.revenue.gross_amount", force=True
+    )
     [run_request] = env.tick().run_requests
     assert run_request.tags["mdstudio/trigger"] == "manual"
     assert env.run(run_request).success
@@ -290,7 +295,7 @@ def test_tables_of_one_source_share_runs_and_a_broken_table_spares_the_others(
     with sqlite3.connect(tmp_path / "warehouse.db") as connection:
         for name in ("orders_a", "orders_b", "orders_c"):
             connection.execute(f"CREATE TABLE {name} AS SELECT * FROM orders")
-    monkeypatch.setattr(sensors, "TABLES_PER_RUN", 2)
+    monkeypatch.setenv("MDSTUDIO_TABLES_PER_RUN", "2")
     for name in ("orders_a", "orders_b", "orders_c", "orders_gone"):
         env.approve(key=f"finance.revenue.{name}", binding={**DEMO_BINDING, "table": name})
     requests = env.tick().run_requests
@@ -322,7 +327,7 @@ def test_tables_of_one_source_share_runs_and_a_broken_table_spares_the_others(
 
 
 def test_cursor_paging_and_stable_run_keys(env, monkeypatch):
-    monkeypatch.setattr(sensors, "MAX_EVENTS_PER_TICK", 6)
+    monkeypatch.setenv("MDSTUDIO_SENSOR_MAX_EVENTS", "6")
     monkeypatch.setattr(sensors, "PAGE_SIZE", 4)
     for i in range(3):
         env.approve(key=f"finance.k{i}", tier="tier3")  # 3 events each
@@ -344,7 +349,8 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
     env.approve()
     env.approve(key="finance.revenue.unbound", binding=None)
     env.approve(key="finance.revenue.tier2", tier="tier2")
-    resources = {"catalog": CatalogResource(database_url=env.url)}
+    resources = {"catalog": CatalogResource()}
+    tier1_profiling_schedule = defs.resolve_schedule_def("tier1_profiling_schedule")
     when = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
     context = dg.build_schedule_context(
         instance=env.instance, scheduled_execution_time=when, resources=resources
@@ -363,18 +369,14 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
     assert [s["reason"] for s in skips] == ["COST_GUARD"]
 
 
-def test_materializing_one_partition_from_the_ui_profiles_that_entity(env):
-    approval = env.approve()
+def test_materializing_one_partition_from_the_ui_profiles_that_entity(env, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_TIER1_MIN_SCORE", "95")
+    env.approve()
     pk = partition_key(env.tenant, "finance.revenue.gross_amount")
     env.instance.add_dynamic_partitions(CATALOG_ENTITIES.name, [pk])
     from mdstudio_pipelines.assets import entity_profile
-    from mdstudio_pipelines.resources import QualityThresholds, WarehouseResource
 
-    resources = {
-        "catalog": CatalogResource(database_url=env.url),
-        "warehouse": WarehouseResource(),
-        "thresholds": QualityThresholds(tier1_min_score=95),
-    }
+    resources = {"catalog": CatalogResource()}
     result = dg.materialize(
         [entity_profile], partition_key=pk, instance=env.instance, resources=resources
     )
@@ -390,7 +392,6 @@ def test_materializing_one_partition_from_the_ui_profiles_that_entity(env):
     assert evaluation.passed is False  # 91.89 is below the configured 95
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.partition == pk
-    assert approval.id  # the approval's profile comes from the job; this one is manual
 
     env.approve(key="finance.revenue.unbound", binding=None)
     unbound = partition_key(env.tenant, "finance.revenue.unbound")
@@ -405,27 +406,6 @@ def test_materializing_one_partition_from_the_ui_profiles_that_entity(env):
     assert not failed.success
 
 
-@pytest.mark.parametrize(
-    ("tier", "score", "passed", "severity"),
-    [
-        ("tier1", 79.99, False, dg.AssetCheckSeverity.ERROR),
-        ("tier1", 80.0, True, dg.AssetCheckSeverity.ERROR),
-        ("tier2", 69.5, False, dg.AssetCheckSeverity.WARN),
-        ("tier2", 70.0, True, dg.AssetCheckSeverity.WARN),
-        ("tier3", 10.0, True, dg.AssetCheckSeverity.WARN),
-        ("tier1", None, False, dg.AssetCheckSeverity.ERROR),
-    ],
-)
-def test_quality_threshold_per_tier(tier, score, passed, severity):
-    from mdstudio_core.domain.model import Tier
-    from mdstudio_pipelines.checks import evaluate_threshold
-    from mdstudio_pipelines.resources import QualityThresholds
-
-    thresholds = QualityThresholds()
-    outcome = evaluate_threshold(Tier(tier), score, thresholds.minimum(Tier(tier)), "empty")
-    assert (outcome.passed, outcome.severity) == (passed, severity)
-
-
 def test_audit_trail_oldest_first_and_repeats_read_once(env):
     env.approve()
     result = env.tick()
@@ -436,7 +416,7 @@ def test_audit_trail_oldest_first_and_repeats_read_once(env):
     with UnitOfWork(env.engine) as uow:
         outbox = uow.events.list(tenant_id=env.tenant)
     # A retried tick writes its observations again: the trail shows each step once.
-    sensors.record_observations(env.instance, [sensors.event_observation(e) for e in outbox])
+    store_observations(env.instance, [sensors.event_observation(e) for e in outbox])
     trail = timeline(env.instance, env.tenant, "finance.revenue.gross_amount")
     assert [(t["kind"], t["details"]["event_type"]) for t in trail] == [
         ("observation", "metadata.approved"),
@@ -450,3 +430,56 @@ def test_audit_trail_oldest_first_and_repeats_read_once(env):
     assert trail[5]["details"]["quality_score"] == expected_demo_score()
     stamps = [t["at"] for t in trail]
     assert stamps == sorted(stamps)
+
+
+SENSOR_ON_DEFAULT_STORE = """
+import dagster as dg
+from mdstudio_pipelines.definitions import defs
+
+with dg.instance_for_test() as instance:
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    result = defs.resolve_sensor_def("approval_sensor")(context)
+    print(result.cursor, len(result.run_requests))
+"""
+
+
+def test_code_location_reads_the_store_the_cli_wrote_on_the_default(tmp_path):
+    """No MDSTUDIO_DATABASE_URL: the CLI and the Dagster code location both resolve the SQLite
+    store under MDSTUDIO_HOME (it used to fail to load, wanting the variable)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDSTUDIO_")}
+    env |= {
+        "MDSTUDIO_HOME": str(tmp_path / "home"),
+        "MDSTUDIO_TENANT": str(uuid.uuid4()),
+        "MDSTUDIO_SOURCE_DEMO_URL": demo_warehouse.build(tmp_path / "warehouse.db"),
+    }
+    mdstudio = [str(Path(sys.executable).parent / "mdstudio")]
+
+    def cli(*args: str, stdin: str = "") -> str:
+        done = subprocess.run(
+            [*mdstudio, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("db", "upgrade")
+    request = json.dumps(metadata_request(binding=DEMO_BINDING))
+    approval = json.loads(
+        cli("approvals", "submit", "--file", "-", "--user", "a", "--json", stdin=request)
+    )
+    cli("approvals", "approve", approval["id"], "--user", "b", "--role", "kernel_owner")
+    assert (tmp_path / "home" / "mdstudio.db").exists()
+    done = subprocess.run(
+        [sys.executable, "-c", SENSOR_ON_DEFAULT_STORE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4", "1"]  # the approval's four events, one profiling run

@@ -4,6 +4,7 @@ profile."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -11,14 +12,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from mdstudio_core.adapters import warehouse
-from mdstudio_core.domain.model import Binding, ColumnRule
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.model import Binding, ColumnRule, ProfileLimits, Tier, Trigger
 from mdstudio_core.service_layer.profiling import (
     BoundEntity,
-    ProfileLimits,
     group_by_table,
-    limits_for_tiers,
-    profile_entity,
+    limits_for,
     profile_table,
+    source_engines,
 )
 
 from .conftest import unique_table_name
@@ -57,7 +58,10 @@ def _binding(table: str, *columns: dict) -> Binding:
 
 
 def _run(engine: Engine, binding: Binding, **kwargs):
-    return profile_entity("sales.customer", binding, engine_for=lambda _s: engine, **kwargs)
+    [result] = profile_table(
+        [BoundEntity("sales.customer", binding)], engine_for=lambda _s: engine, **kwargs
+    )
+    return result
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -65,18 +69,20 @@ def _run(engine: Engine, binding: Binding, **kwargs):
 
 def test_unknown_source_names_the_variable() -> None:
     with pytest.raises(warehouse.UnknownSource, match="MDSTUDIO_SOURCE_SALES_DW_URL"):
-        warehouse.resolve_source_url("sales_dw", environ={})
+        warehouse.resolve_source_url("sales_dw", {})
 
 
 def test_source_from_environment(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_URL", url)
+    settings = Settings.from_env()
     try:
-        engine = warehouse.get_engine("demo")
-        assert warehouse.get_engine("demo") is engine  # cached
+        engine = warehouse.get_engine("demo", settings.sources)
+        assert warehouse.get_engine("Demo", settings.sources) is engine  # cached, any case
         name = _table(engine)
-        result = profile_entity(
-            "demo.key", Binding(source="demo", table=name, columns=[ColumnRule(name="id")])
+        binding = Binding(source="demo", table=name, columns=[ColumnRule(name="id")])
+        [result] = profile_table(
+            [BoundEntity("demo.key", binding)], engine_for=source_engines(settings)
         )
         assert result.quality_score == 100.0 and result.source == "demo"
     finally:
@@ -242,14 +248,9 @@ def test_postgres_sampling_is_recorded(pg_engine: Engine) -> None:
 
 
 def test_limits_for_shared_table() -> None:
-    from mdstudio_core.domain.model import Tier
-
-    table = {
-        Tier.TIER1: ProfileLimits(timeout_s=600),
-        Tier.TIER3: ProfileLimits(timeout_s=60, sample_percent=5),
-    }
-    assert limits_for_tiers([Tier.TIER1, Tier.TIER3], table) == ProfileLimits(60, None)
-    assert limits_for_tiers([Tier.TIER3], table) == ProfileLimits(60, 5)
+    settings = Settings(tier1_timeout_seconds=600, tier3_timeout_seconds=60, tier3_sample_percent=5)
+    assert limits_for(settings, [Tier.TIER1, Tier.TIER3]) == ProfileLimits(60, None)
+    assert limits_for(settings, [Tier.TIER3]) == ProfileLimits(60, 5)
 
 
 # -- several entities on one table -----------------------------------------------------------
@@ -257,14 +258,15 @@ def test_limits_for_shared_table() -> None:
 
 def test_one_table_profiled_once_for_several_entities(sqlite_engine: Engine) -> None:
     name = _table(sqlite_engine, rows=9)
+    approval_id = uuid.uuid4()
     a = BoundEntity(
-        "crm.customer_id", _binding(name, {"name": "id", "unique": True}), trigger="approval"
+        "crm.customer_id", _binding(name, {"name": "id", "unique": True}), trigger=Trigger.APPROVAL
     )
     b = BoundEntity(
         "crm.email",
         _binding(name, {"name": "email", "pattern": "@"}, {"name": "id", "min": 5}),
-        approval_id="appr-1",
-        trigger="approval",
+        approval_id=approval_id,
+        trigger=Trigger.APPROVAL,
     )
     assert list(group_by_table([a, b])) == [("wh", None, name)]
     first, second = profile_table([a, b], engine_for=lambda _s: sqlite_engine)
@@ -276,7 +278,7 @@ def test_one_table_profiled_once_for_several_entities(sqlite_engine: Engine) -> 
     # email (0.4*1 + 0.3*6/9)/0.7 = 0.857142..., id (0.4 + 0.3*4/9)/0.7 = 0.761904... -> 80.95
     assert second.columns[0].valid == 6 and second.columns[1].valid == 4
     assert second.quality_score == 80.95
-    assert second.approval_id == "appr-1" and second.trigger == "approval"
+    assert second.approval_id == approval_id and second.trigger is Trigger.APPROVAL
 
 
 def test_entities_on_different_tables_are_refused(sqlite_engine: Engine) -> None:

@@ -1,0 +1,448 @@
+"""The approval rules: every rule about who may change the catalog, and how, lives here.
+
+A change is a request (`Approval.submit`); a second person holding the required role decides it
+(`approve` / `reject`), or its author withdraws it (`cancel`). Each decision is a transition of
+the `Approval` aggregate that checks its rules (pending, four-eyes, role, staleness) and returns
+the decided request with the events it produces; the service layer applies both in one
+transaction. Nothing here touches a database, so every rule is unit-tested without one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, field_path
+from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.model import (
+    BOOKKEEPING_FIELDS,
+    KEY_FIELD,
+    PAYLOAD_MODELS,
+    STRUCTURAL_FIELDS,
+    TERM_PATTERN,
+    ApprovalRequest,
+    ApprovalStatus,
+    Binding,
+    EntityStatus,
+    EntityType,
+    Identity,
+    Lane,
+    LiveEntity,
+    Priority,
+    ProfileReason,
+    Tier,
+)
+
+# Who approves what, unless a tenant overrides it. Overrides may name a tier or "*" for every
+# tier of a lane; the most specific one wins.
+DEFAULT_REQUIRED_ROLE: dict[Lane, str] = {
+    Lane.KERNEL: "kernel_owner",
+    Lane.GOVERNED: "metadata_steward",
+    Lane.DRAFT: "metadata_steward",
+}
+# tier1 is the kernel's: stewards' governed lane may not change it.
+ALLOWED_LANES: dict[Tier, frozenset[Lane]] = {
+    Tier.TIER1: frozenset({Lane.KERNEL, Lane.DRAFT}),
+    Tier.TIER2: frozenset(Lane),
+    Tier.TIER3: frozenset(Lane),
+}
+# Changing who approves is itself privileged.
+POLICY_ADMIN_ROLE = "tenant_admin"
+# Entity types whose approval announces the entity's new state, and the event prefix used.
+ENTITY_EVENT_PREFIX: dict[EntityType, str] = {
+    EntityType.GLOBAL_METADATA: "metadata",
+    EntityType.KPI: "kpi",
+}
+# Tiers whose structural changes ask for a profile, and how urgently.
+PROFILED_TIERS: dict[Tier, Priority] = {Tier.TIER1: Priority.HIGH, Tier.TIER2: Priority.NORMAL}
+ROLE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+PolicyOverrides = Mapping[tuple[str, str], str]
+
+
+def required_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
+    """The role a decider must hold for a request on `lane` at `tier`."""
+    return (
+        overrides.get((lane.value, tier.value))
+        or overrides.get((lane.value, "*"))
+        or DEFAULT_REQUIRED_ROLE[lane]
+    )
+
+
+def effective_policy(overrides: PolicyOverrides) -> dict[str, dict[str, str]]:
+    """The required role for every lane and tier, given a tenant's overrides."""
+    return {
+        lane.value: {tier.value: required_role(lane, tier, overrides) for tier in Tier}
+        for lane in Lane
+    }
+
+
+def check_policy_change(identity: Identity, role: str) -> str:
+    """Only a tenant admin changes who approves; the role must be a plain name."""
+    if POLICY_ADMIN_ROLE not in identity.roles:
+        raise Forbidden(f"changing the approval policy requires the {POLICY_ADMIN_ROLE} role")
+    role = role.strip()
+    if not ROLE_PATTERN.match(role):
+        raise InvalidInput("must be a role name (letters, digits, _ or -)", field="required_role")
+    return role
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def validate_request(raw: Mapping[str, Any]) -> tuple[ApprovalRequest, dict[str, Any]]:
+    """Parse a submitted request; return it with the entity's normalised new state.
+
+    Raises `InvalidInput` naming the first offending field (e.g. `payload.binding.columns[0].name`).
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("the request must be a JSON object", field="request")
+    check_no_nul(raw, "")
+    try:
+        request = ApprovalRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    if request.lane not in ALLOWED_LANES[request.tier]:
+        raise InvalidInput(
+            f"{request.tier.value} changes go through the "
+            f"{' or '.join(sorted(lane.value for lane in ALLOWED_LANES[request.tier]))} lane",
+            field="lane",
+        )
+    model = PAYLOAD_MODELS[request.entity_type]
+    try:
+        payload: BaseModel = model.model_validate(request.payload)
+    except ValidationError as exc:
+        raise _invalid(exc, prefix="payload") from exc
+
+    key_field = KEY_FIELD[request.entity_type]
+    payload_key = getattr(payload, key_field)
+    if request.entity_type is EntityType.GLOSSARY:
+        entity_key = request.entity_key or payload_key
+        _check_glossary_key(entity_key)
+    else:
+        if request.entity_key is not None and request.entity_key != payload_key:
+            raise InvalidInput(
+                f"does not match payload.{key_field} ({payload_key!r})", field="entity_key"
+            )
+        entity_key = payload_key
+    payload_tier = getattr(payload, "tier", request.tier)
+    if payload_tier != request.tier:
+        raise InvalidInput(
+            f"{payload_tier.value} does not match the request's tier {request.tier.value}",
+            field="payload.tier",
+        )
+
+    state = payload.model_dump(mode="json", by_alias=True)
+    if isinstance(getattr(payload, "binding", None), Binding):
+        state["binding"] = payload.binding.to_json()  # type: ignore[attr-defined]
+    state["canonical_key"] = entity_key
+    state["tier"] = request.tier.value
+    return request.model_copy(update={"entity_key": entity_key}), state
+
+
+def parse_approval_id(value: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidInput("not a valid approval id (a UUID)", field="approval_id") from exc
+
+
+def check_reason(reason: str | None) -> str | None:
+    """A decision note, stripped; bounded and free of NUL (PostgreSQL text cannot hold it)."""
+    reason = (reason or "").strip() or None
+    if reason is not None:
+        if len(reason) > 10_000:
+            raise InvalidInput("must be at most 10000 characters", field="reason")
+        check_no_nul(reason, "reason")
+    return reason
+
+
+def rejection_reason(reason: str | None) -> str:
+    """A rejection needs a reason, so the requester learns why."""
+    reason = check_reason(reason)
+    if not reason:
+        raise InvalidInput("a reason is required to reject a request", field="reason")
+    return reason
+
+
+def check_no_nul(value: Any, path: str) -> None:
+    """Refuse NUL characters anywhere in a request: PostgreSQL can store them neither in text
+    nor in JSONB, so they would fail late, as a database error, instead of as invalid input."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput("must not contain NUL characters", field=path or "request")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_no_nul(key, path or "request")
+            check_no_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_no_nul(item, f"{path}[{index}]")
+
+
+def _check_glossary_key(key: str) -> None:
+    """A glossary key names the entry everywhere (Dagster partitions too, where `..` would
+    read as a range)."""
+    if not re.fullmatch(TERM_PATTERN, key) or len(key) > 200 or ".." in key:
+        raise InvalidInput(
+            "a glossary key is a term: letters, digits, spaces and . _ ' & / ( ) + - (no '..')",
+            field="entity_key",
+        )
+
+
+def _invalid(exc: ValidationError, prefix: str | None = None) -> InvalidInput:
+    """Turn pydantic's errors into one message naming each field, e.g.
+    `payload.binding.columns[0].name: String should match pattern ...`."""
+    messages = [(field_path(e["loc"], prefix or "") or "request", e["msg"]) for e in exc.errors()]
+    first_field = messages[0][0]
+    detail = "; ".join(f"{field}: {message}" for field, message in messages[:5])
+    return InvalidInput(detail.removeprefix(f"{first_field}: "), field=first_field)
+
+
+# -- the aggregate -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Approval:
+    """One change request (a row of `mdm_approval`) and its transitions: pending, then exactly
+    one of approved, rejected or cancelled."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    entity_type: EntityType
+    entity_id: uuid.UUID | None
+    entity_key: str
+    tier: Tier
+    lane: Lane
+    payload: dict[str, Any]
+    current_state: dict[str, Any] | None
+    status: ApprovalStatus
+    decision_reason: str | None
+    requested_by: str
+    decided_by: str | None
+    requested_at: dt.datetime
+    decided_at: dt.datetime | None
+    required_role: str
+
+    @classmethod
+    def submit(
+        cls,
+        request: ApprovalRequest,
+        state: dict[str, Any],
+        requester: Identity,
+        live: LiveEntity | None,
+        overrides: PolicyOverrides,
+        now: dt.datetime,
+    ) -> Approval:
+        """A pending request (as `validate_request` returns it), made against `live` (the
+        entity as it is now, or None when it is new), with the role its lane and tier require."""
+        assert request.entity_key is not None
+        return cls(
+            id=uuid.uuid4(),
+            tenant_id=requester.tenant_id,
+            entity_type=request.entity_type,
+            entity_id=live.id if live else uuid.uuid4(),
+            entity_key=request.entity_key,
+            tier=request.tier,
+            lane=request.lane,
+            payload=state,
+            current_state=live.as_dict() if live else None,
+            status=ApprovalStatus.PENDING,
+            decision_reason=None,
+            requested_by=requester.user,
+            decided_by=None,
+            requested_at=now,
+            decided_at=None,
+            required_role=required_role(request.lane, request.tier, overrides),
+        )
+
+    @property
+    def base_version(self) -> int | None:
+        """The version of the entity the request was made against (None: a new entity)."""
+        return self.current_state["version"] if self.current_state else None
+
+    @property
+    def new_version(self) -> int:
+        return (self.base_version or 0) + 1
+
+    def approve(
+        self, decider: Identity, live: LiveEntity | None, now: dt.datetime, reason: str | None
+    ) -> tuple[Approval, list[NewEvent]]:
+        """Approve: pending, not the requester's own, the required role, and the live entity
+        still exactly the state the request was made against (else it is stale: a conflict,
+        nothing is overwritten). Returns the decided request and its events, in order."""
+        self._check_pending()
+        self._check_may_decide(decider)
+        live_version = live.version if live else None
+        if live_version != self.base_version:
+            raise Conflict(self.stale_message())
+        decided = self._decided(ApprovalStatus.APPROVED, decider, now, reason)
+        return decided, decided._approval_events(now)
+
+    def reject(
+        self, decider: Identity, now: dt.datetime, reason: str | None
+    ) -> tuple[Approval, list[NewEvent]]:
+        """Turn the request down; the reason is mandatory so the requester learns why."""
+        reason = rejection_reason(reason)
+        self._check_pending()
+        self._check_may_decide(decider)
+        decided = self._decided(ApprovalStatus.REJECTED, decider, now, reason)
+        return decided, [decided._decision_event("approval.rejected", now)]
+
+    def cancel(
+        self, actor: Identity, now: dt.datetime, reason: str | None
+    ) -> tuple[Approval, list[NewEvent]]:
+        """Withdraw one's own pending request."""
+        self._check_pending()
+        if self.requested_by != actor.user:
+            raise Forbidden(f"only the requester ({self.requested_by}) may cancel this request")
+        decided = self._decided(ApprovalStatus.CANCELLED, actor, now, reason)
+        return decided, [decided._decision_event("approval.cancelled", now)]
+
+    def stale_message(self) -> str:
+        return (
+            f"stale request: {self.entity_type.value} {self.entity_key} changed after "
+            f"approval {self.id} was submitted; submit a new request against the current state"
+        )
+
+    # -- rules ---------------------------------------------------------------------------
+
+    def _check_pending(self) -> None:
+        if self.status is not ApprovalStatus.PENDING:
+            raise Conflict(
+                f"approval {self.id} is already {self.status.value}"
+                + (f" by {self.decided_by}" if self.decided_by else "")
+            )
+
+    def _check_may_decide(self, decider: Identity) -> None:
+        """Four-eyes, then role: the requester never decides their own request."""
+        if self.requested_by == decider.user:
+            raise Forbidden(
+                "four-eyes rule: the requester may not decide their own request (cancel it instead)"
+            )
+        if self.required_role not in decider.roles:
+            raise Forbidden(
+                f"role {self.required_role} is required to decide this request "
+                f"(you have: {', '.join(sorted(decider.roles)) or 'none'})"
+            )
+
+    def _decided(
+        self, status: ApprovalStatus, actor: Identity, now: dt.datetime, reason: str | None
+    ) -> Approval:
+        return dataclasses.replace(
+            self, status=status, decided_by=actor.user, decided_at=now, decision_reason=reason
+        )
+
+    # -- events --------------------------------------------------------------------------
+
+    def changed_fields(self) -> list[str]:
+        """The governed fields the request changes (every field, for a new entity)."""
+        old = {
+            name: value
+            for name, value in (self.current_state or {}).items()
+            if name not in BOOKKEEPING_FIELDS
+        }
+        return sorted(
+            name for name in set(self.payload) | set(old) if self.payload.get(name) != old.get(name)
+        )
+
+    def is_structural(self) -> bool:
+        """New, or a change to what a profile measures (binding, data type, ...)."""
+        return self.current_state is None or bool(
+            set(self.changed_fields()) & STRUCTURAL_FIELDS[self.entity_type]
+        )
+
+    def _approval_events(self, now: dt.datetime) -> list[NewEvent]:
+        """The events of an approval, in order (see the README's event table)."""
+        events: list[NewEvent] = []
+        prefix = ENTITY_EVENT_PREFIX.get(self.entity_type)
+        if prefix:
+            structural = self.is_structural()
+            events.append(
+                self._event(
+                    f"{prefix}.approved",
+                    now,
+                    {
+                        "approval_id": self.id,
+                        "canonical_key": self.entity_key,
+                        "tier": self.tier,
+                        "version": self.new_version,
+                        "state": self.payload,
+                    },
+                )
+            )
+            events.append(
+                self._event(
+                    f"{prefix}.changed",
+                    now,
+                    {
+                        "canonical_key": self.entity_key,
+                        "change_type": "APPROVAL",
+                        "changed_fields": self.changed_fields(),
+                        "structural": structural,
+                        "previous_version": self.base_version,
+                        "version": self.new_version,
+                    },
+                )
+            )
+            if (
+                self.entity_type is EntityType.GLOBAL_METADATA
+                and self.tier in PROFILED_TIERS
+                and structural
+                and self.payload.get("binding")
+                and self.payload.get("status") != EntityStatus.DEPRECATED.value
+            ):
+                events.append(
+                    self._event(
+                        "metadata.profile.due",
+                        now,
+                        {
+                            "canonical_key": self.entity_key,
+                            "tier": self.tier,
+                            "reason": ProfileReason.STRUCTURAL,
+                            "priority": PROFILED_TIERS[self.tier],
+                            "approval_id": self.id,
+                            "version": self.new_version,
+                            "binding": self.payload["binding"],
+                        },
+                    )
+                )
+        events.append(self._decision_event("approval.approved", now))
+        return events
+
+    def _decision_event(self, event_type: str, now: dt.datetime) -> NewEvent:
+        return self._event(
+            event_type,
+            now,
+            {
+                "approval_id": self.id,
+                "entity_type": self.entity_type,
+                "entity_key": self.entity_key,
+                "tier": self.tier,
+                "lane": self.lane,
+                "required_role": self.required_role,
+                "requested_by": self.requested_by,
+                "decided_by": self.decided_by,
+                "reason": self.decision_reason,
+            },
+        )
+
+    def _event(self, event_type: str, now: dt.datetime, payload: dict[str, Any]) -> NewEvent:
+        return NewEvent(
+            type=event_type,
+            tenant_id=self.tenant_id,
+            entity_type=self.entity_type,
+            entity_key=self.entity_key,
+            correlation_id=self.id,
+            actor=self.decided_by or self.requested_by,
+            occurred_at=now,
+            payload=validate_event(event_type, payload),
+        )

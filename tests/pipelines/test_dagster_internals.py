@@ -1,0 +1,68 @@
+"""The one module that uses Dagster's private API. These tests fail loudly when a Dagster upgrade
+changes what it relies on: read `mdstudio_pipelines/dagster_internals.py` and the README's
+"Dagster internals" note before moving the pin."""
+
+import inspect
+from importlib.metadata import version
+
+import dagster as dg
+
+from mdstudio_pipelines import dagster_internals
+from mdstudio_pipelines.dagster_internals import check_evaluations, store_observations
+
+PINNED = "1.13.27"
+ASSET = dg.AssetKey("probe")
+PARTITIONS = dg.StaticPartitionsDefinition(["a", "b"])
+
+
+def test_dagster_is_the_pinned_version():
+    assert version("dagster") == PINNED, (
+        f"dagster is {version('dagster')}, the internals were checked against {PINNED}: "
+        "re-run these tests and re-read mdstudio_pipelines/dagster_internals.py"
+    )
+
+
+def test_the_private_signatures_it_calls_are_unchanged():
+    storage = dg.DagsterInstance.ephemeral().event_log_storage
+    assert list(inspect.signature(storage.store_event_batch).parameters) == ["events"]
+    history = inspect.signature(storage.get_asset_check_execution_history).parameters
+    assert {"check_key", "limit", "partition_filter"} <= set(history)
+    entry = inspect.signature(dagster_internals.EventLogEntry).parameters
+    assert {"error_info", "level", "user_message", "run_id", "timestamp", "dagster_event"} <= set(
+        entry
+    )
+
+
+def test_observations_written_in_one_batch_read_back_through_the_public_api():
+    observations = [
+        dg.AssetObservation(asset_key=ASSET, partition="a", metadata={"i": i}) for i in range(1200)
+    ]
+    with dg.instance_for_test() as instance:
+        store_observations(instance, observations)
+        records = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=ASSET, asset_partitions=["a"]), limit=2000
+        ).records
+    assert sorted(r.asset_observation.metadata["i"].value for r in records) == list(range(1200))
+
+
+@dg.asset(
+    key=ASSET,
+    partitions_def=PARTITIONS,
+    check_specs=[dg.AssetCheckSpec("positive", asset=ASSET, partitions_def=PARTITIONS)],
+)
+def probe(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    passed = context.partition_key == "a"
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=passed)])
+
+
+def test_check_history_of_one_partition():
+    check = dg.AssetCheckKey(ASSET, "positive")
+    with dg.instance_for_test() as instance:
+        for partition in ("a", "b", "a"):
+            assert dg.materialize([probe], partition_key=partition, instance=instance).success
+        history = {p: check_evaluations(instance, check, p, 10) for p in ("a", "b")}
+    evaluated = {
+        p: [r.event.dagster_event.asset_check_evaluation_data.passed for r in records]
+        for p, records in history.items()
+    }
+    assert evaluated == {"a": [True, True], "b": [False]}

@@ -1,0 +1,203 @@
+"""The approval aggregate with no database: transitions, four-eyes, role, staleness, and the
+events each decision produces."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import pytest
+
+from mdstudio_core.domain.approvals import Approval, effective_policy, validate_request
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
+from mdstudio_core.domain.model import (
+    ApprovalStatus,
+    EntityStatus,
+    EntityType,
+    Identity,
+    LiveEntity,
+    Tier,
+)
+from tests.factories import KERNEL_OWNER, STEWARD, changed, kpi_request, metadata_request
+
+TENANT = uuid.uuid4()
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+ALICE = Identity(TENANT, "alice", frozenset({STEWARD}))
+BOB_KERNEL = Identity(TENANT, "bob", frozenset({KERNEL_OWNER}))
+CAROL_STEWARD = Identity(TENANT, "carol", frozenset({STEWARD}))
+
+
+def submitted(raw=None, live: LiveEntity | None = None, overrides=None) -> Approval:
+    request, state = validate_request(raw or metadata_request())
+    return Approval.submit(request, state, ALICE, live, overrides or {}, NOW)
+
+
+def live_entity(approval: Approval, version: int = 1) -> LiveEntity:
+    """The entity an approval would have written, at `version`."""
+    return LiveEntity(
+        entity_type=approval.entity_type,
+        id=approval.entity_id or uuid.uuid4(),
+        tenant_id=TENANT,
+        canonical_key=approval.entity_key,
+        tier=approval.tier,
+        status=EntityStatus(approval.payload["status"]),
+        version=version,
+        updated_at=NOW,
+        updated_by="bob",
+        state=approval.payload,
+    )
+
+
+def test_submit_is_pending_with_the_lanes_role():
+    approval = submitted()
+    assert approval.status is ApprovalStatus.PENDING
+    assert approval.required_role == KERNEL_OWNER
+    assert approval.current_state is None and approval.base_version is None
+    governed = submitted(metadata_request(tier="tier2"))
+    assert governed.required_role == STEWARD
+
+
+def test_tier_specific_override_beats_the_lane_wide_one():
+    overrides = {("governed", "*"): "any_steward", ("governed", "tier2"): "finance_steward"}
+    assert submitted(metadata_request(tier="tier2"), overrides=overrides).required_role == (
+        "finance_steward"
+    )
+    tier3 = metadata_request("finance.x.y", tier="tier3")
+    assert submitted(tier3, overrides=overrides).required_role == "any_steward"
+    assert effective_policy(overrides)["governed"] == {
+        "tier1": "any_steward",
+        "tier2": "finance_steward",
+        "tier3": "any_steward",
+    }
+
+
+def test_approve_a_new_entity_produces_the_four_events_in_order():
+    approval = submitted()
+    decided, events = approval.approve(BOB_KERNEL, None, NOW, "ok")
+    assert decided.status is ApprovalStatus.APPROVED
+    assert (decided.decided_by, decided.decided_at, decided.decision_reason) == ("bob", NOW, "ok")
+    assert approval.status is ApprovalStatus.PENDING  # the aggregate is a value: a new one
+    assert [e.type for e in events] == [
+        "metadata.approved",
+        "metadata.changed",
+        "metadata.profile.due",
+        "approval.approved",
+    ]
+    assert {e.correlation_id for e in events} == {approval.id}
+    assert events[1].payload["structural"] is True
+    assert events[1].payload["previous_version"] is None and events[1].payload["version"] == 1
+    assert events[2].payload["priority"] == "high" and events[2].payload["reason"] == "STRUCTURAL"
+
+
+def test_editorial_change_asks_for_no_profile():
+    first = submitted()
+    live = live_entity(first)
+    update = submitted(changed(metadata_request(), label="Gross revenue"), live=live)
+    assert update.base_version == 1
+    _, events = update.approve(BOB_KERNEL, live, NOW, None)
+    assert [e.type for e in events] == [
+        "metadata.approved",
+        "metadata.changed",
+        "approval.approved",
+    ]
+    assert events[1].payload["changed_fields"] == ["label"]
+    assert events[1].payload["structural"] is False
+    assert events[1].payload["version"] == 2
+
+
+def test_deprecated_field_asks_for_no_profile():
+    first = submitted()
+    live = live_entity(first)
+    binding = {**metadata_request()["payload"]["binding"], "table": "orders_v2"}
+    deprecation = submitted(metadata_request(binding=binding, status="deprecated"), live=live)
+    _, events = deprecation.approve(BOB_KERNEL, live, NOW, None)
+    assert "metadata.profile.due" not in [e.type for e in events]
+
+
+def test_kpi_events_and_tier2_priority():
+    _, events = submitted(kpi_request()).approve(CAROL_STEWARD, None, NOW, None)
+    assert [e.type for e in events] == ["kpi.approved", "kpi.changed", "approval.approved"]
+    tier2 = submitted(metadata_request(tier="tier2"))
+    _, events = tier2.approve(CAROL_STEWARD, None, NOW, None)
+    assert events[2].payload["priority"] == "normal"
+
+
+def test_four_eyes_before_role():
+    approval = submitted()
+    alice_as_owner = Identity(TENANT, "alice", frozenset({KERNEL_OWNER}))
+    with pytest.raises(Forbidden, match="four-eyes"):
+        approval.approve(alice_as_owner, None, NOW, None)
+    with pytest.raises(Forbidden, match="four-eyes"):
+        approval.reject(alice_as_owner, NOW, "no")
+
+
+def test_role_is_required_to_decide():
+    approval = submitted()
+    with pytest.raises(Forbidden, match="role kernel_owner is required"):
+        approval.approve(CAROL_STEWARD, None, NOW, None)
+    with pytest.raises(Forbidden, match="role kernel_owner is required"):
+        approval.reject(CAROL_STEWARD, NOW, "no")
+
+
+def test_stale_when_the_live_entity_moved_on():
+    first = submitted()
+    live = live_entity(first)
+    update = submitted(changed(metadata_request(), label="Second"), live=live)
+    with pytest.raises(Conflict, match="stale"):
+        update.approve(BOB_KERNEL, live_entity(first, version=2), NOW, None)
+    with pytest.raises(Conflict, match="stale"):  # deleted meanwhile
+        update.approve(BOB_KERNEL, None, NOW, None)
+    new = submitted()
+    with pytest.raises(Conflict, match="stale"):  # created by someone else meanwhile
+        new.approve(BOB_KERNEL, live, NOW, None)
+
+
+def test_a_decided_request_cannot_be_decided_again():
+    approved, _ = submitted().approve(BOB_KERNEL, None, NOW, None)
+    with pytest.raises(Conflict, match="already approved by bob"):
+        approved.approve(Identity(TENANT, "dave", frozenset({KERNEL_OWNER})), None, NOW, None)
+    with pytest.raises(Conflict, match="already approved"):
+        approved.cancel(ALICE, NOW, None)
+    rejected, events = submitted().reject(BOB_KERNEL, NOW, "wrong table")
+    assert rejected.status is ApprovalStatus.REJECTED
+    assert [e.type for e in events] == ["approval.rejected"]
+    assert events[0].payload["reason"] == "wrong table"
+    with pytest.raises(Conflict, match="already rejected"):
+        rejected.approve(BOB_KERNEL, None, NOW, None)
+
+
+def test_reject_needs_a_reason():
+    with pytest.raises(InvalidInput) as caught:
+        submitted().reject(BOB_KERNEL, NOW, "   ")
+    assert caught.value.field == "reason"
+
+
+def test_only_the_requester_cancels():
+    approval = submitted()
+    with pytest.raises(Forbidden, match="only the requester"):
+        approval.cancel(BOB_KERNEL, NOW, None)
+    cancelled, events = approval.cancel(ALICE, NOW, "changed my mind")
+    assert cancelled.status is ApprovalStatus.CANCELLED
+    assert [e.type for e in events] == ["approval.cancelled"]
+    assert events[0].actor == "alice"
+
+
+def test_changed_fields_compare_governed_state_only():
+    first = submitted()
+    live = live_entity(first)
+    update = submitted(changed(metadata_request(), description="new words"), live=live)
+    assert update.changed_fields() == ["description"]
+    assert not update.is_structural()
+    assert dataclasses.replace(update, current_state=None).is_structural()
+
+
+def test_validate_request_names_the_field():
+    raw = metadata_request()
+    raw["payload"]["binding"]["columns"][0]["name"] = "a--b"
+    with pytest.raises(InvalidInput) as caught:
+        validate_request(raw)
+    assert caught.value.field == "payload.binding.columns[0].name"
+    request, state = validate_request(metadata_request())
+    assert request.entity_type is EntityType.GLOBAL_METADATA
+    assert state["tier"] == Tier.TIER1.value
