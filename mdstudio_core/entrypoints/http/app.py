@@ -1,0 +1,62 @@
+"""The ASGI application: the routers over the same services as the CLI. Every rule (roles,
+four-eyes, tenants, staleness) lives in the domain and the services and is enforced there once;
+this package only turns HTTP into calls and domain errors into RFC 9457 problems.
+
+Endpoints are plain `def`s: the services block on the database, so FastAPI runs them in its
+thread pool, and the engine's connection pool is sized to match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
+from mdstudio_core.entrypoints.http import problems
+from mdstudio_core.entrypoints.http.middleware import BodyLimit
+from mdstudio_core.entrypoints.http.routers import approvals, catalog, events, health
+
+# Connections per process: the thread pool runs up to 40 requests at once; 20 connections keep
+# PostgreSQL's default 100 connections enough for a few workers and the tools beside them.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The application. `settings` default to the environment's; without `engine`, one is made
+    for the settings' store (and disposed of at shutdown)."""
+    settings = settings or Settings.from_env()
+    owns_engine = engine is None
+    store = engine or create_store_engine(
+        settings.store_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            store.dispose()
+
+    app = FastAPI(
+        title="mdstudio",
+        version="1.0",
+        description=(
+            "Metadata Studio: a governed metadata catalog. Every change is an approval request "
+            "that a second person with the required role decides. Authenticate with "
+            "`Authorization: Bearer <token>` (`mdstudio tokens create`). Errors are RFC 9457 "
+            "problems (`application/problem+json`) naming the offending `field`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.engine = store
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    problems.install_error_handlers(app)
+    for router in (approvals.router, catalog.router, events.router, health.router):
+        app.include_router(router)
+    app.openapi = problems.openapi(app)  # type: ignore[method-assign]
+    return app

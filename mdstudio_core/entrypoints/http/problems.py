@@ -1,0 +1,174 @@
+"""Errors as RFC 9457 problems (`application/problem+json`), mapped once for every route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, field_path
+from mdstudio_core.service_layer.tokens import Unauthenticated
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    field: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def problem(
+    status: int,
+    kind: str,
+    detail: str,
+    instance: str,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An RFC 9457 problem: `type` names the kind of failure, `field` the offending input."""
+    body: dict[str, Any] = {
+        "type": f"urn:mdstudio:problem:{kind}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if field is not None:
+        body["field"] = field
+    if errors:
+        body["errors"] = errors
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+_DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    Forbidden: (403, "forbidden"),
+    NotFound: (404, "not-found"),
+    Conflict: (409, "conflict"),
+}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """`("body", "payload", "binding", "columns", 0)` -> `payload.binding.columns[0]`, the same
+    spelling the services use."""
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return field_path(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map each failure to its status once, for every route."""
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(request: Request, exc: InvalidInput) -> Response:
+        return problem(422, "invalid-input", str(exc), request.url.path, field=exc.field)
+
+    for error, (status, kind) in _DOMAIN_ERRORS.items():
+        app.add_exception_handler(error, _domain_handler(status, kind))
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated) -> Response:
+        return problem(
+            401,
+            "unauthenticated",
+            str(exc),
+            request.url.path,
+            headers={"WWW-Authenticate": 'Bearer realm="mdstudio"'},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        if any(error["type"] == "json_invalid" for error in errors):
+            detail = next(e for e in errors if e["type"] == "json_invalid")
+            message = (detail.get("ctx") or {}).get("error", "malformed JSON")
+            return problem(
+                400, "malformed-json", f"body: {message}", request.url.path, field="body"
+            )
+        listed = [{"field": _field_path(tuple(e["loc"])), "message": e["msg"]} for e in errors]
+        first = listed[0]
+        return problem(
+            422,
+            "invalid-input",
+            f"{first['field']}: {first['message']}",
+            request.url.path,
+            field=first["field"],
+            errors=listed[:20],
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = "not-found" if exc.status_code == 404 else "http-error"
+        return problem(
+            exc.status_code, kind, str(exc.detail), request.url.path, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(ProgrammingError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        """Unreachable, or reachable without its schema (`mdstudio db upgrade` not run)."""
+        return problem(503, "unavailable", "the metadata store is unavailable", request.url.path)
+
+
+def _domain_handler(status: int, kind: str) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return problem(status, kind, str(exc), request.url.path)
+
+    return handle
+
+
+def documented(model: Any, *errors: int, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The documented responses of a route: its success body and the problems it can answer
+    (every problem body is `Problem`, as `application/problem+json`; see `openapi`)."""
+    documented: dict[int | str, dict[str, Any]] = {
+        code: {"description": HTTPStatus(code).phrase} for code in errors
+    }
+    if model is not None:
+        documented[status] = {"model": model, "description": HTTPStatus(status).phrase}
+    return documented
+
+
+# Every authenticated route can fail these ways.
+AUTHED = (400, 401, 413, 422)
+
+
+def openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document, with every 4xx/5xx answered by `Problem` as problem+json."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                for code, response in operation.get("responses", {}).items():
+                    if int(code) >= 400:
+                        response["content"] = {
+                            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                        }
+        app.openapi_schema = document
+        return document
+
+    return build

@@ -1,0 +1,117 @@
+"""Request bodies and the documented shapes of responses. Records the domain already defines
+(an approval, an event, a saved profile) are documented as they are; only the pages that wrap
+them and the flat live-entity forms are written here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mdstudio_core.domain.approvals import Approval
+from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.model import CANONICAL_KEY_PATTERN, EntityStatus, Tier
+from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
+
+
+class JsonResponse(JSONResponse):
+    """JSON via orjson, straight from the domain's records (dataclasses, UUIDs, datetimes,
+    enums): no model pass (the documented shapes are checked by the schemathesis tests)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+Offset = Annotated[int, Query(ge=0, le=MAX_POSITION)]
+CanonicalKey = Annotated[str, Path(pattern=CANONICAL_KEY_PATTERN, max_length=200)]
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = None
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(description="Why the request is turned down (required, not blank).")
+
+
+class _Page(BaseModel):
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last.")
+
+
+def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    return {
+        "items": items,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + len(items) if len(items) == limit else None,
+    }
+
+
+class ApprovalPage(_Page):
+    items: list[Approval]
+
+
+class _EntityOut(BaseModel):
+    """`LiveEntity.as_dict()`: the entity's governed fields, flat, with its bookkeeping."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    canonical_key: str
+    tier: Tier
+    owner: str | None
+    status: EntityStatus
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
+
+
+class MetadataOut(_EntityOut):
+    label: str
+    description: str
+    domain: str
+    data_type: str
+    binding: dict[str, Any] | None
+
+
+class MetadataPage(_Page):
+    items: list[MetadataOut]
+
+
+class KpiOut(_EntityOut):
+    name: str
+    description: str
+    expression: str
+    depends_on: list[str]
+
+
+class KpiPage(_Page):
+    items: list[KpiOut]
+
+
+class ProfileHistory(BaseModel):
+    items: list[StoredProfile]
+
+
+class EventPage(BaseModel):
+    items: list[Event]
+    next_after: int = Field(description="Pass as `after` to continue after this page.")
+
+
+class Health(BaseModel):
+    status: str
+    revision: str
