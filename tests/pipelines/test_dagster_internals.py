@@ -23,11 +23,17 @@ def test_dagster_is_the_pinned_version():
 
 
 def test_the_private_signatures_it_calls_are_unchanged():
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+
+    assert (RUNLESS_RUN_ID, RUNLESS_JOB_NAME) == (
+        dagster_internals.RUNLESS_RUN_ID,
+        dagster_internals.RUNLESS_JOB_NAME,
+    )
     storage = dg.DagsterInstance.ephemeral().event_log_storage
     assert list(inspect.signature(storage.store_event_batch).parameters) == ["events"]
     history = inspect.signature(storage.get_asset_check_execution_history).parameters
     assert {"check_key", "limit", "partition_filter"} <= set(history)
-    entry = inspect.signature(dagster_internals.EventLogEntry).parameters
+    entry = inspect.signature(dg.EventLogEntry).parameters
     assert {"error_info", "level", "user_message", "run_id", "timestamp", "dagster_event"} <= set(
         entry
     )
