@@ -46,6 +46,8 @@ def metadata_request(
     }
     if binding:
         payload["binding"] = binding
+    if lane == "draft":  # the draft lane only keeps drafts
+        payload.setdefault("status", "draft")
     return {
         "entity_type": "GLOBAL_METADATA",
         "entity_key": key,

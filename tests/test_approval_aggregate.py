@@ -66,7 +66,7 @@ def test_tier_specific_override_beats_the_lane_wide_one():
     tier3 = metadata_request("finance.x.y", tier="tier3")
     assert submitted(tier3, overrides=overrides).required_role == "any_steward"
     assert effective_policy(overrides)["governed"] == {
-        "tier1": "any_steward",
+        "tier1": KERNEL_OWNER,  # tier1 keeps the role the policy gives tier1
         "tier2": "finance_steward",
         "tier3": "any_steward",
     }
@@ -201,3 +201,37 @@ def test_validate_request_names_the_field():
     request, state = validate_request(metadata_request())
     assert request.entity_type is EntityType.GLOBAL_METADATA
     assert state["tier"] == Tier.TIER1.value
+
+
+@pytest.mark.parametrize(
+    ("lane", "tier", "live_tier", "role"),
+    [
+        ("kernel", "tier1", None, KERNEL_OWNER),
+        ("draft", "tier1", None, KERNEL_OWNER),
+        ("governed", "tier2", None, STEWARD),
+        ("kernel", "tier2", None, KERNEL_OWNER),
+        ("governed", "tier2", "tier1", KERNEL_OWNER),  # a demotion
+        ("draft", "tier3", "tier1", KERNEL_OWNER),
+        ("governed", "tier3", "tier2", STEWARD),
+        ("draft", "tier3", None, STEWARD),
+    ],
+)
+def test_required_role_is_the_strictest_of_lane_tier_and_live_tier(lane, tier, live_tier, role):
+    from mdstudio_core.domain.approvals import required_role
+    from mdstudio_core.domain.model import Lane
+
+    live = Tier(live_tier) if live_tier else None
+    assert required_role(Lane(lane), Tier(tier), {}, live) == role
+
+
+def test_draft_lane_keeps_drafts_only():
+    with pytest.raises(InvalidInput) as caught:
+        submitted(metadata_request("k.x", tier="tier2", lane="draft", status="active"))
+    assert caught.value.field == "lane"
+    first = submitted(metadata_request("k.y", tier="tier2"))
+    active = live_entity(first)
+    with pytest.raises(InvalidInput) as caught:
+        submitted(metadata_request("k.y", tier="tier2", lane="draft"), live=active)
+    assert caught.value.field == "lane"
+    draft = submitted(metadata_request("k.z", tier="tier2", lane="draft"))
+    assert draft.required_role == STEWARD

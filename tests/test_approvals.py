@@ -41,7 +41,7 @@ def submit_and_approve(engine, tenant, request, approver_role=None):
     ("tier", "lane", "role"),
     [
         ("tier1", "kernel", KERNEL_OWNER),
-        ("tier1", "draft", STEWARD),
+        ("tier1", "draft", KERNEL_OWNER),
         ("tier2", "governed", STEWARD),
         ("tier3", "governed", STEWARD),
         ("tier2", "kernel", KERNEL_OWNER),
@@ -477,3 +477,93 @@ def test_events_page_by_cursor(engine, tenant):
             connection.execute(sa.select(sa.func.count()).select_from(tables.events)).scalar_one()
             == 9
         )
+
+
+# -- who decides follows what the change touches ---------------------------------------------
+
+
+def _live_tier1(engine, tenant):
+    """An active, bound tier1 field, approved by a kernel owner."""
+    return submit_and_approve(engine, tenant, metadata_request())
+
+
+def test_draft_lane_cannot_rewrite_a_live_tier1_field(engine, tenant):
+    _live_tier1(engine, tenant)
+    steward = person(tenant, "alice", STEWARD)
+    rebound = {"source": "warehouse", "table": "orders_v2", "columns": [{"name": "gross_amount"}]}
+    for status in ("active", "draft"):  # making it live, or turning it back into a draft
+        request = metadata_request(lane="draft", binding=rebound, status=status)
+        error = _refused(
+            engine,
+            InvalidInput,
+            lambda request=request: approvals.submit(UnitOfWork(engine), steward, request),
+            mentions="draft",
+        )
+        assert error.field == "lane"
+
+
+def test_draft_lane_requests_must_stay_drafts(engine, tenant):
+    request = metadata_request("finance.new.field", tier="tier2", lane="draft", status="active")
+    error = _refused(
+        engine,
+        InvalidInput,
+        lambda: approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request),
+        mentions="draft",
+    )
+    assert error.field == "lane"
+
+
+def test_a_draft_becomes_active_through_the_lane_of_its_tier(engine, tenant):
+    draft = metadata_request("finance.new.field", tier="tier2", lane="draft")
+    made = submit_and_approve(engine, tenant, draft)
+    assert made.required_role == STEWARD
+    live = catalog.get_entity(UnitOfWork(engine), person(tenant, "x"), "finance.new.field")
+    assert live.status.value == "draft"
+    activation = metadata_request("finance.new.field", tier="tier2")  # governed lane, active
+    activated = submit_and_approve(engine, tenant, activation)
+    assert activated.status is ApprovalStatus.APPROVED
+    # tier1 drafts are the kernel owner's, even on the draft lane.
+    tier1_draft = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.d", lane="draft")
+    )
+    assert tier1_draft.required_role == KERNEL_OWNER
+
+
+def test_demoting_a_tier1_field_needs_the_kernel_owner(engine, tenant):
+    _live_tier1(engine, tenant)
+    demotion = metadata_request(tier="tier2")  # the same key, on the stewards' governed lane
+    pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice", STEWARD), demotion)
+    assert pending.required_role == KERNEL_OWNER
+    _refused(
+        engine,
+        Forbidden,
+        lambda: approvals.approve(UnitOfWork(engine), person(tenant, "carol", STEWARD), pending.id),
+        mentions="role kernel_owner is required",
+    )
+    approved = approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), pending.id
+    )
+    assert approved.status is ApprovalStatus.APPROVED
+
+
+def test_policy_overrides_never_open_tier1_to_another_role(engine, tenant):
+    admin = person(tenant, "root", "tenant_admin")
+    for lane in (Lane.GOVERNED, Lane.DRAFT):
+        approvals.set_policy(UnitOfWork(engine), admin, lane, None, "intern")
+    approvals.set_policy(UnitOfWork(engine), admin, Lane.DRAFT, Tier.TIER1, "intern")
+    _live_tier1(engine, tenant)
+    demotion = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier="tier2")
+    )
+    draft = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.d", lane="draft")
+    )
+    assert demotion.required_role == draft.required_role == KERNEL_OWNER
+    shown = approvals.policy(UnitOfWork(engine), admin)
+    assert shown["draft"]["tier1"] == KERNEL_OWNER and shown["draft"]["tier2"] == "intern"
+    # The role the policy gives tier1 is the one tier1 changes need.
+    approvals.set_policy(UnitOfWork(engine), admin, Lane.KERNEL, Tier.TIER1, "chief_owner")
+    again = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.e", lane="draft")
+    )
+    assert again.required_role == "chief_owner"

@@ -52,6 +52,15 @@ ALLOWED_LANES: dict[Tier, frozenset[Lane]] = {
     Tier.TIER2: frozenset(Lane),
     Tier.TIER3: frozenset(Lane),
 }
+# The lane whose role a tier itself requires: tier1 is the kernel's, the rest are governed.
+TIER_LANE: dict[Tier, Lane] = {
+    Tier.TIER1: Lane.KERNEL,
+    Tier.TIER2: Lane.GOVERNED,
+    Tier.TIER3: Lane.GOVERNED,
+}
+# Strictness: a more governed tier first, then the kernel lane before governed before draft.
+_TIER_ORDER = (Tier.TIER1, Tier.TIER2, Tier.TIER3)
+_LANE_ORDER = (Lane.KERNEL, Lane.GOVERNED, Lane.DRAFT)
 # Changing who approves is itself privileged.
 POLICY_ADMIN_ROLE = "tenant_admin"
 # Entity types whose approval announces the entity's new state, and the event prefix used.
@@ -66,8 +75,9 @@ ROLE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 PolicyOverrides = Mapping[tuple[str, str], str]
 
 
-def required_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
-    """The role a decider must hold for a request on `lane` at `tier`."""
+def _cell_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
+    """The role the policy names for (lane, tier): an override for the tier, for the lane's
+    every tier (`*`), or the lane's default."""
     return (
         overrides.get((lane.value, tier.value))
         or overrides.get((lane.value, "*"))
@@ -75,8 +85,24 @@ def required_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
     )
 
 
+def required_role(
+    lane: Lane, tier: Tier, overrides: PolicyOverrides, live_tier: Tier | None = None
+) -> str:
+    """The role a decider must hold: the strictest of what the lane, the requested tier and
+    the live entity's tier each require. Who decides follows what the change touches, not only
+    the lane the requester picked: a change to a tier1 entity (a demotion included) always needs
+    the role the policy gives tier1, whatever lane it comes through and whatever the overrides
+    of other lanes say."""
+    cells = [(lane, tier), (TIER_LANE[tier], tier)]
+    if live_tier is not None:
+        cells.append((TIER_LANE[live_tier], live_tier))
+    strictest = min(cells, key=lambda c: (_TIER_ORDER.index(c[1]), _LANE_ORDER.index(c[0])))
+    return _cell_role(*strictest, overrides)
+
+
 def effective_policy(overrides: PolicyOverrides) -> dict[str, dict[str, str]]:
-    """The required role for every lane and tier, given a tenant's overrides."""
+    """The role a request for a new entity on each lane and tier requires, given a tenant's
+    overrides."""
     return {
         lane.value: {tier.value: required_role(lane, tier, overrides) for tier in Tier}
         for lane in Lane
@@ -243,8 +269,23 @@ class Approval:
         now: dt.datetime,
     ) -> Approval:
         """A pending request (as `validate_request` returns it), made against `live` (the
-        entity as it is now, or None when it is new), with the role its lane and tier require."""
+        entity as it is now, or None when it is new), with the role its lane, its tier and the
+        live entity's tier require. The draft lane only creates or edits drafts: a draft
+        becomes active through the lane of its tier."""
         assert request.entity_key is not None
+        if request.lane is Lane.DRAFT:
+            if state.get("status") != EntityStatus.DRAFT.value:
+                raise InvalidInput(
+                    "the draft lane only keeps drafts: set payload.status to draft, or "
+                    f"submit through the {TIER_LANE[request.tier].value} lane to make it live",
+                    field="lane",
+                )
+            if live is not None and live.status is not EntityStatus.DRAFT:
+                raise InvalidInput(
+                    f"{live.canonical_key} is {live.status.value}: the draft lane only edits "
+                    f"drafts; submit through the {TIER_LANE[live.tier].value} lane",
+                    field="lane",
+                )
         return cls(
             id=uuid.uuid4(),
             tenant_id=requester.tenant_id,
@@ -261,7 +302,9 @@ class Approval:
             decided_by=None,
             requested_at=now,
             decided_at=None,
-            required_role=required_role(request.lane, request.tier, overrides),
+            required_role=required_role(
+                request.lane, request.tier, overrides, live.tier if live else None
+            ),
         )
 
     @property
