@@ -589,12 +589,17 @@ def tokens_group() -> None:
 
 
 @tokens_group.command("create")
-@click.option("--expires-in", help="Lifetime such as 90m, 12h, 30d or 2w (default: no expiry).")
+@click.option(
+    "--expires-in",
+    default="90d",
+    show_default=True,
+    help="Lifetime such as 90m, 12h, 30d or 2w, or never.",
+)
 @common_options
-def tokens_create(expires_in: str | None) -> None:
+def tokens_create(expires_in: str) -> None:
     """Issue a token for --tenant, --user and --role; the token is printed once, only its hash
     is stored."""
-    lifetime = tokens.parse_duration(expires_in) if expires_in is not None else None
+    lifetime = tokens.parse_lifetime(expires_in)
     secret, token = tokens.create_token(runtime().uow(), identity(), lifetime)
     record = token_json(token)
     emit(

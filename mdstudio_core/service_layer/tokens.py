@@ -19,6 +19,10 @@ from mdstudio_core.domain.model import ApiToken, Identity
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 TOKEN_PREFIX = "mds_"
+# A token lives this long unless created with another lifetime (or `never`).
+DEFAULT_LIFETIME = dt.timedelta(days=90)
+# What every refused token hears: whether it was unknown, expired or revoked is not told.
+INVALID_TOKEN = "the token is invalid or expired"
 # token_urlsafe(32) gives 43 characters; anything much longer is not one of ours.
 _MAX_TOKEN_LENGTH = 100
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
@@ -31,12 +35,15 @@ class Unauthenticated(Exception):
     `MdstudioError`: only the HTTP layer authenticates, and it answers 401."""
 
 
-def parse_duration(text: str) -> dt.timedelta:
-    """`90m`, `12h`, `30d`, `2w` (or seconds: `45s`) as a positive duration."""
+def parse_lifetime(text: str) -> dt.timedelta | None:
+    """`90m`, `12h`, `30d`, `2w` (or seconds: `45s`) as a positive duration; `never` as None."""
+    if text.strip().lower() == "never":
+        return None
     match = _DURATION.match(text or "")
     if not match or int(match.group(1)) == 0:
         raise InvalidInput(
-            "must be a positive number followed by s, m, h, d or w (e.g. 30d)", field="expires_in"
+            "must be a positive number followed by s, m, h, d or w (e.g. 30d), or never",
+            field="expires_in",
         )
     return dt.timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
 
@@ -55,9 +62,10 @@ def check_identity(identity: Identity) -> Identity:
 
 
 def create_token(
-    uow: UnitOfWork, identity: Identity, expires_in: dt.timedelta | None = None
+    uow: UnitOfWork, identity: Identity, expires_in: dt.timedelta | None = DEFAULT_LIFETIME
 ) -> tuple[str, ApiToken]:
-    """Issue a token for `identity`; return the secret (shown once, never stored) and its record."""
+    """Issue a token for `identity` that expires after `expires_in` (None: never); return the
+    secret (shown once, never stored) and its record."""
     check_identity(identity)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = _now()
@@ -92,17 +100,14 @@ def revoke_token(uow: UnitOfWork, token_id: uuid.UUID | str) -> ApiToken:
 
 
 def authenticate(uow: UnitOfWork, secret: str) -> Identity:
-    """The identity a token fixes. Raises `Unauthenticated` for anything but a live token."""
+    """The identity a token fixes. Raises `Unauthenticated` for anything but a live token, with
+    the same message whether it is malformed, unknown, expired or revoked."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > _MAX_TOKEN_LENGTH:
-        raise Unauthenticated("not an mdstudio token")
+        raise Unauthenticated(INVALID_TOKEN)
     with uow:
         token = uow.tokens.by_hash(_hash(secret))
-    if token is None:
-        raise Unauthenticated("unknown token")
-    if token.revoked_at is not None:
-        raise Unauthenticated("token revoked")
-    if not token.live_at(_now()):
-        raise Unauthenticated("token expired")
+    if token is None or not token.live_at(_now()):
+        raise Unauthenticated(INVALID_TOKEN)
     return token.identity
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 
@@ -42,6 +43,10 @@ def test_create_list_revoke(store_url, engine, monkeypatch):
     assert plain.exit_code == 0
     assert plain.stdout.strip().startswith("mds_")
     assert "shown only this once" in plain.stderr
+    forever = run_cli(
+        ["tokens", "create", "--tenant", other, "--user", "ops", "--expires-in", "never", "--json"]
+    )
+    assert forever.exit_code == 0 and forever.json["expires"] is None
 
     with engine.connect() as connection:
         stored = connection.execute(sa.select(tables.api_tokens)).all()
@@ -49,7 +54,12 @@ def test_create_list_revoke(store_url, engine, monkeypatch):
     assert token not in str(stored)
 
     listed = run_cli(["tokens", "list", "--json"])
-    assert [t["user"] for t in listed.json] == ["bob", "eve"]
+    assert [t["user"] for t in listed.json] == ["bob", "eve", "ops"]
+    # Without --expires-in a token lives 90 days.
+    eve = listed.json[1]
+    lifetime = dt.datetime.fromisoformat(eve["expires"]) - dt.datetime.fromisoformat(eve["created"])
+    assert lifetime == dt.timedelta(days=90)
+    assert listed.json[2]["expires"] is None
     assert set(listed.json[0]) == {"id", "tenant", "user", "roles", "created", "expires", "revoked"}
     assert token not in listed.stdout
     only = run_cli(["tokens", "list", "--tenant", tenant, "--json"])
