@@ -11,20 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mdstudio_core.domain.errors import ConfigurationError
-from mdstudio_core.domain.model import ProfileLimits, Tier
+from mdstudio_core.domain.model import IDENTIFIER_PATTERN, ProfileLimits, SourceAccess, Tier
 from mdstudio_core.domain.quality import QualityThresholds
 
 PREFIX = "MDSTUDIO_"
-SOURCE_URL_VARIABLE = re.compile(r"^MDSTUDIO_SOURCE_(?P<name>[A-Za-z_][A-Za-z0-9_]*)_URL$")
+SOURCE_VARIABLE = re.compile(
+    r"^MDSTUDIO_SOURCE_(?P<name>[A-Za-z_][A-Za-z0-9_]*)_(?P<part>URL|TENANTS|SCHEMAS)$"
+)
+# The field of `Settings` each part of a source's configuration goes to.
+SOURCE_FIELDS = {"URL": "sources", "TENANTS": "source_tenants", "SCHEMAS": "source_schemas"}
 
 Positive = Annotated[float, Field(gt=0)]
 Percent = Annotated[float, Field(gt=0, le=100)]
@@ -32,22 +37,41 @@ Score = Annotated[float, Field(ge=0, le=100)]
 Count = Annotated[int, Field(ge=1)]
 
 
-def source_variable(source: str) -> str:
-    """The variable holding the URL of warehouse source `source` (its name upper-cased)."""
-    return f"{PREFIX}SOURCE_{source.upper()}_URL"
+def source_variable(source: str, part: str = "URL") -> str:
+    """The variable holding `part` (URL, TENANTS or SCHEMAS) of warehouse source `source`
+    (its name upper-cased)."""
+    return f"{PREFIX}SOURCE_{source.upper()}_{part}"
 
 
-def _parseable(url: str) -> str:
+def check_url(url: str) -> str:
+    """`url` if SQLAlchemy can parse it. The error never repeats the URL: it may hold a
+    password, and a password with `@` or `:` in it is the usual reason it does not parse."""
     try:
         make_url(url)
     except (ArgumentError, ValueError):
-        raise ValueError("is not a valid SQLAlchemy URL") from None
+        raise ValueError(
+            "is not a valid SQLAlchemy URL (percent-encode special characters in the user "
+            "name and password: @ as %40, : as %3A, / as %2F)"
+        ) from None
     return url
 
 
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+TenantList = Annotated[frozenset[uuid.UUID], BeforeValidator(_comma_list)]
+SchemaList = Annotated[frozenset[Identifier], BeforeValidator(_comma_list)]
+
+
 class Settings(BaseModel):
-    """mdstudio's configuration. Each field `name` is the variable `MDSTUDIO_<NAME>`;
-    `sources` are the `MDSTUDIO_SOURCE_<NAME>_URL` variables, keyed by upper-cased name."""
+    """mdstudio's configuration. Each field `name` is the variable `MDSTUDIO_<NAME>`. The
+    warehouse sources are keyed by upper-cased name: `sources` from `MDSTUDIO_SOURCE_<NAME>_URL`
+    (checked when a source is used, so one malformed source fails only its own tables),
+    `source_tenants` and `source_schemas` from `..._TENANTS` and `..._SCHEMAS`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -58,6 +82,7 @@ class Settings(BaseModel):
     role: str | None = None
     trusted_header_auth: bool = False
     max_body_bytes: Count = 1024 * 1024
+    max_payload_bytes: Count = 64 * 1024
     min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
     tier1_timeout_seconds: Positive = 600.0
     tier2_timeout_seconds: Positive = 600.0
@@ -73,23 +98,23 @@ class Settings(BaseModel):
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
     dagster_storage_url: str | None = None
-    sources: dict[str, Annotated[str, AfterValidator(_parseable)]] = Field(default_factory=dict)
+    sources: dict[str, str] = Field(default_factory=dict)
+    source_tenants: dict[str, TenantList] = Field(default_factory=dict)
+    source_schemas: dict[str, SchemaList] = Field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings of this process (`environ` defaults to `os.environ`); blank values
         count as unset."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {field: {} for field in SOURCE_FIELDS.values()}
         for name in cls.model_fields:
             raw = env.get(PREFIX + name.upper(), "").strip()
-            if raw and name != "sources":
+            if raw and name not in values:
                 values[name] = raw
-        values["sources"] = {
-            match["name"].upper(): value.strip()
-            for variable, value in env.items()
-            if (match := SOURCE_URL_VARIABLE.match(variable)) and value.strip()
-        }
+        for variable, value in env.items():
+            if (match := SOURCE_VARIABLE.match(variable)) and value.strip():
+                values[SOURCE_FIELDS[match["part"]]][match["name"].upper()] = value.strip()
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -111,7 +136,7 @@ class Settings(BaseModel):
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):  # plain PostgreSQL URLs run on psycopg 3, our driver
                 url = "postgresql+psycopg://" + url.removeprefix(prefix)
-        return _parseable(url)
+        return check_url(url)
 
     @field_validator("dagster_storage_url")
     @classmethod
@@ -120,7 +145,7 @@ class Settings(BaseModel):
             raise ValueError(
                 "must use the postgresql+psycopg2:// scheme (dagster-postgres needs psycopg2)"
             )
-        return _parseable(url) if url else None
+        return check_url(url) if url else None
 
     @field_validator("tier1_profiling_cron", "tier2_profiling_cron")
     @classmethod
@@ -157,8 +182,19 @@ class Settings(BaseModel):
     def source_url(self, source: str) -> str | None:
         return self.sources.get(source.upper())
 
+    def source_access(self, source: str) -> SourceAccess:
+        """Who may bind `source`, and where (the operator's `_TENANTS` and `_SCHEMAS`)."""
+        name = source.upper()
+        return SourceAccess(
+            source=source,
+            tenants=self.source_tenants.get(name),
+            schemas=self.source_schemas.get(name),
+        )
+
 
 def _variable(location: tuple[Any, ...]) -> str:
-    if location and location[0] == "sources":
-        return source_variable(str(location[1])) if len(location) > 1 else "MDSTUDIO_SOURCE_*"
+    parts = {field: part for part, field in SOURCE_FIELDS.items()}
+    if location and location[0] in parts:
+        name = str(location[1]) if len(location) > 1 else "*"
+        return source_variable(name, parts[location[0]])
     return PREFIX + str(location[0]).upper() if location else PREFIX + "*"

@@ -193,3 +193,16 @@ def test_missing_schema_says_to_upgrade(monkeypatch, tmp_path, tenant):
     result = run_cli(["approvals", "list", "--tenant", str(tenant), "--user", "a"])
     assert result.exit_code == 1
     assert "mdstudio db upgrade" in result.stderr
+
+
+def test_oversized_or_deeply_nested_requests_are_invalid_input(cli_env, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_MAX_PAYLOAD_BYTES", "2000")
+    big = submit(metadata_request(description="x" * 3000))
+    assert big.exit_code == 2 and "payload" in big.stderr
+    assert "MDSTUDIO_MAX_PAYLOAD_BYTES" in big.stderr
+    for depth in (40, 5000):
+        text = json.dumps(metadata_request()).replace(
+            '"label":', '"notes": ' + "[" * depth + "]" * depth + ', "label":', 1
+        )
+        result = run_cli(["approvals", "submit", "--file", "-", "--user", "alice"], stdin=text)
+        assert result.exit_code == 2, result.stderr

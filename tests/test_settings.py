@@ -100,7 +100,7 @@ def test_each_variable_is_read_by_its_name(variable, value, read):
         ("MDSTUDIO_TIER1_PROFILING_CRON", "daily"),
         ("MDSTUDIO_DAGSTER_STORAGE_URL", "postgresql://dagster@db/dagster"),
         ("MDSTUDIO_DATABASE_URL", "not a url"),
-        ("MDSTUDIO_SOURCE_WH_URL", "::nonsense::"),
+        ("MDSTUDIO_SOURCE_WH_TENANTS", "acme"),
     ],
 )
 def test_a_malformed_value_names_its_variable(variable, value):
@@ -164,3 +164,14 @@ def test_code_location_fails_at_load_naming_the_variable(tmp_path):
     )
     assert completed.returncode != 0
     assert "ConfigurationError: MDSTUDIO_TABLES_PER_RUN" in completed.stderr
+
+
+def test_a_source_url_is_checked_when_the_source_is_used():
+    """One malformed warehouse URL must not stop the catalog: it fails its own tables only,
+    named by its variable."""
+    from mdstudio_core.adapters import warehouse
+
+    settings = Settings.from_env({"MDSTUDIO_SOURCE_WH_URL": "::nonsense::"})
+    with pytest.raises(warehouse.SourceUnavailable, match="MDSTUDIO_SOURCE_WH_URL") as caught:
+        warehouse.get_engine("wh", settings.sources)
+    assert "nonsense" not in str(caught.value)

@@ -50,7 +50,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from mdstudio_core.config import source_variable
+from mdstudio_core.config import check_url, source_variable
 from mdstudio_core.domain.model import ColumnRule
 from mdstudio_core.domain.quality import Sample
 
@@ -94,14 +94,18 @@ class ProfileTimeout(ProfileError):
 
 def resolve_source_url(source: str, sources: Mapping[str, str]) -> str:
     """The SQLAlchemy URL of a source (`Settings.sources`, from `MDSTUDIO_SOURCE_<NAME>_URL`).
-    Unknown source: an error that names the variable to set, because that is the only fix."""
+    Unknown source: an error that names the variable to set, because that is the only fix. A
+    URL that does not parse is named by its variable, never shown (it may hold a password)."""
     url = sources.get(source.upper())
     if not url:
         raise UnknownSource(
             f"unknown source {source!r}: set the environment variable {source_variable(source)} "
             "to its SQLAlchemy URL (for example postgresql+psycopg://user@host:5432/db)"
         )
-    return url
+    try:
+        return check_url(url)
+    except ValueError as exc:
+        raise SourceUnavailable(f"source {source!r}: {source_variable(source)} {exc}") from None
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -116,11 +120,11 @@ def get_engine(source: str, sources: Mapping[str, str]) -> Engine:
         if engine is None:
             try:
                 engine = create_engine(url)
-            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError):
                 raise SourceUnavailable(
-                    f"source {source!r}: {source_variable(source)} is not a usable SQLAlchemy "
-                    f"URL ({exc})"
-                ) from exc
+                    f"source {source!r}: {source_variable(source)} names no dialect or driver "
+                    "installed here"
+                ) from None
             _ENGINES[url] = engine
         return engine
 

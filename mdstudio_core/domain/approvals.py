@@ -16,9 +16,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, field_path
+from mdstudio_core.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    field_path,
+)
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
@@ -71,6 +78,10 @@ ENTITY_EVENT_PREFIX: dict[EntityType, str] = {
 # Tiers whose structural changes ask for a profile, and how urgently.
 PROFILED_TIERS: dict[Tier, Priority] = {Tier.TIER1: Priority.HIGH, Tier.TIER2: Priority.NORMAL}
 ROLE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+# Bounds on what a request may carry. A real payload nests about six levels deep (request,
+# payload, binding, columns, a column, its allowed values).
+MAX_JSON_DEPTH = 32
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 
 PolicyOverrides = Mapping[tuple[str, str], str]
 
@@ -122,13 +133,24 @@ def check_policy_change(identity: Identity, role: str) -> str:
 # -- requests ------------------------------------------------------------------------------
 
 
-def validate_request(raw: Mapping[str, Any]) -> tuple[ApprovalRequest, dict[str, Any]]:
+def validate_request(
+    raw: Mapping[str, Any], max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> tuple[ApprovalRequest, dict[str, Any]]:
     """Parse a submitted request; return it with the entity's normalised new state.
 
-    Raises `InvalidInput` naming the first offending field (e.g. `payload.binding.columns[0].name`).
+    Raises `InvalidInput` naming the first offending field (e.g. `payload.binding.columns[0].name`),
+    and `PayloadTooLarge` for a payload over `max_payload_bytes` of JSON.
     """
     if not isinstance(raw, Mapping):
         raise InvalidInput("the request must be a JSON object", field="request")
+    check_depth(raw)
+    size = len(orjson.dumps(raw.get("payload"), option=orjson.OPT_NON_STR_KEYS))
+    if size > max_payload_bytes:
+        raise PayloadTooLarge(
+            f"is {size} bytes of JSON, more than the {max_payload_bytes} allowed "
+            "(MDSTUDIO_MAX_PAYLOAD_BYTES)",
+            field="payload",
+        )
     check_no_nul(raw, "")
     try:
         request = ApprovalRequest.model_validate(raw)
@@ -197,6 +219,24 @@ def rejection_reason(reason: str | None) -> str:
     if not reason:
         raise InvalidInput("a reason is required to reject a request", field="reason")
     return reason
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than `limit` (checked without recursion, so no depth of input
+    can exhaust the stack of what validates it next)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if not isinstance(item, Mapping | list):
+            continue
+        if depth > limit:
+            raise InvalidInput(f"is nested deeper than {limit} levels", field=path or "request")
+        children = item.items() if isinstance(item, Mapping) else enumerate(item)
+        for key, child in children:
+            child_path = (
+                f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+            )
+            stack.append((child, child_path, depth + 1))
 
 
 def check_no_nul(value: Any, path: str) -> None:

@@ -18,6 +18,10 @@ class InvalidInput(MdstudioError):
         self.reason = message
 
 
+class PayloadTooLarge(InvalidInput):
+    """A request larger than the configured bound (HTTP 413; CLI exit 2 like any bad input)."""
+
+
 class Forbidden(MdstudioError):
     """The caller is known but may not do this (role, four-eyes, requester-only)."""
 

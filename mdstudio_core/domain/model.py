@@ -357,6 +357,51 @@ class LiveEntity:
         }
 
 
+# Schemas no binding may read, whatever the source allows: the warehouse's own catalogs.
+# PostgreSQL reserves every schema name starting with `pg_` (pg_catalog, pg_toast, pg_temp_N).
+SYSTEM_SCHEMA_PREFIXES = ("pg_",)
+SYSTEM_SCHEMAS = frozenset({"information_schema"})
+SYSTEM_TABLE_PREFIXES = ("sqlite_",)  # SQLite's own tables (sqlite_master, sqlite_sequence)
+
+
+@dataclass(frozen=True)
+class SourceAccess:
+    """Who may bind a warehouse source, and where: the operator decides, outside the catalog
+    (`MDSTUDIO_SOURCE_<NAME>_TENANTS`, `..._SCHEMAS`). Unset tenants: every tenant (a
+    single-tenant deployment); unset schemas: any schema but the system's."""
+
+    source: str
+    tenants: frozenset[uuid.UUID] | None = None
+    schemas: frozenset[str] | None = None
+
+    def refusal(self, binding: Binding, tenant_id: uuid.UUID) -> tuple[str, str] | None:
+        """Why `tenant_id` may not bind `binding` to this source, as (field, reason), or None."""
+        variable = f"MDSTUDIO_SOURCE_{self.source.upper()}"
+        if self.tenants is not None and tenant_id not in self.tenants:
+            return (
+                "payload.binding.source",
+                f"source {self.source!r} is not open to this tenant ({variable}_TENANTS)",
+            )
+        schema = binding.schema_
+        if schema is not None and (
+            schema.lower() in SYSTEM_SCHEMAS or schema.lower().startswith(SYSTEM_SCHEMA_PREFIXES)
+        ):
+            return "payload.binding.schema", f"{schema} is a system schema; no binding reads it"
+        if binding.table.lower().startswith(SYSTEM_TABLE_PREFIXES):
+            return (
+                "payload.binding.table",
+                f"{binding.table} is a system table; no binding reads it",
+            )
+        if self.schemas is not None and schema not in self.schemas:
+            allowed = ", ".join(sorted(self.schemas))
+            return (
+                "payload.binding.schema",
+                f"source {self.source!r} allows the schemas {allowed} ({variable}_SCHEMAS); "
+                "name one of them",
+            )
+        return None
+
+
 @dataclass(frozen=True)
 class ProfileLimits:
     """Limits for big tables, set per tier: a statement timeout (a clear failure when exceeded,

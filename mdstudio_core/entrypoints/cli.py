@@ -268,10 +268,11 @@ def approvals_submit(path: str) -> None:
     """Submit a change request (prints the stored request: id, status, required_role, ...)."""
     text = sys.stdin.read() if path == "-" else _read_file(path)
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}", field="file") from exc
-    emit_approval(approvals.submit(runtime().uow(), identity(), raw))
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}", field="file") from None
+    run = runtime()
+    emit_approval(approvals.submit(run.uow(), identity(), raw, run.settings))
 
 
 @approvals_group.command("approve")

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.approvals import (
     Approval,
     check_policy_change,
@@ -22,16 +23,31 @@ from mdstudio_core.domain.approvals import (
     rejection_reason,
     validate_request,
 )
-from mdstudio_core.domain.errors import Conflict, NotFound
+from mdstudio_core.domain.errors import Conflict, InvalidInput, NotFound
 from mdstudio_core.domain.events import NewEvent
-from mdstudio_core.domain.model import ApprovalStatus, EntityType, Identity, Lane, Tier
+from mdstudio_core.domain.model import (
+    ApprovalStatus,
+    Binding,
+    EntityType,
+    Identity,
+    Lane,
+    Tier,
+)
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 
-def submit(uow: UnitOfWork, identity: Identity, raw: Mapping[str, Any]) -> Approval:
-    """Record a pending request, with the required role and a snapshot of the live entity."""
-    request, state = validate_request(raw)  # before touching the store
+def submit(
+    uow: UnitOfWork, identity: Identity, raw: Mapping[str, Any], settings: Settings | None = None
+) -> Approval:
+    """Record a pending request, with the required role and a snapshot of the live entity.
+
+    `settings` bound the payload and say which warehouse sources and schemas the tenant may
+    bind (an unconfigured deployment's defaults when None)."""
+    settings = settings or Settings()
+    request, state = validate_request(raw, settings.max_payload_bytes)  # before the store
+    if state.get("binding"):
+        check_source_access(settings, identity, Binding.model_validate(state["binding"]))
     assert request.entity_key is not None
     with uow:
         live = uow.entities.get(request.entity_type, identity.tenant_id, request.entity_key)
@@ -146,6 +162,15 @@ def set_policy(
         effective = effective_policy(uow.policies.overrides(identity.tenant_id))
         uow.commit()
     return effective
+
+
+def check_source_access(settings: Settings, identity: Identity, binding: Binding) -> None:
+    """Refuse a binding to a source, schema or table the operator does not open to the
+    caller's tenant (and any system schema or table)."""
+    refusal = settings.source_access(binding.source).refusal(binding, identity.tenant_id)
+    if refusal is not None:
+        field, reason = refusal
+        raise InvalidInput(reason, field=field)
 
 
 def _load(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID) -> Approval:

@@ -10,6 +10,8 @@ profile one binding and save nothing.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,9 +43,10 @@ from mdstudio_core.domain.quality import (
     quality_gate,
     quality_score,
 )
-from mdstudio_core.service_layer.approvals import get_approval
+from mdstudio_core.service_layer.approvals import check_source_access, get_approval
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
+logger = logging.getLogger(__name__)
 EngineFor = Callable[[str], Engine]
 Entity = tuple[uuid.UUID, str]  # (tenant, canonical key)
 TableKey = tuple[str, str | None, str]  # (source, schema, table)
@@ -63,6 +66,11 @@ class BoundEntity:
 def table_key(binding: Binding) -> TableKey:
     """Entities with the same key are profiled together."""
     return (binding.source, binding.schema_, binding.table)
+
+
+def table_label(binding: Binding) -> str:
+    """`source.schema.table` (or `source.table`), as errors and logs name a table."""
+    return ".".join(part for part in table_key(binding) if part)
 
 
 def group_by_table(entities: Iterable[BoundEntity]) -> dict[TableKey, list[BoundEntity]]:
@@ -260,6 +268,11 @@ def run_profiles(
         live = profiled.get((tenant_id, target.canonical_key))
         if live is None or live.binding is None:
             continue
+        access = settings.source_access(live.binding.source)
+        refusal = access.refusal(live.binding, tenant_id)
+        if refusal is not None:  # approved before the operator narrowed the source
+            outcome.failed[target.canonical_key] = f"not allowed: {refusal[1]}"
+            continue
         tiers[target.canonical_key] = live.tier
         entities.append(
             BoundEntity(
@@ -279,6 +292,13 @@ def run_profiles(
             )
         except warehouse.ProfileError as exc:
             outcome.failed.update({entity.canonical_key: str(exc) for entity in group})
+            continue
+        except Exception as exc:  # one table's fault must spare the others
+            # Any other error's text is not ours to show (a driver may quote a URL and its
+            # password): its type, the table and where it was raised are logged instead.
+            message = f"{type(exc).__name__} while profiling {table_label(group[0].binding)}"
+            logger.warning("%s at\n%s", message, "".join(traceback.format_tb(exc.__traceback__)))
+            outcome.failed.update({entity.canonical_key: message for entity in group})
             continue
         ids = save_profiles(uow, tenant_id, results, run_id)
         for result, profile_id in zip(results, ids, strict=True):
@@ -397,6 +417,7 @@ def _preview(
 ) -> Preview:
     if binding is None:
         raise InvalidInput(f"{key} has no binding to profile", field="binding")
+    check_source_access(settings, identity, binding)
     [result] = profile_table(
         [
             BoundEntity(

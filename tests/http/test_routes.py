@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import orjson
+import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import migrations, tables
@@ -318,3 +320,63 @@ def test_openapi_document_and_interactive_docs(client):
     problem = document["paths"]["/approvals"]["post"]["responses"]["422"]["content"]
     assert "application/problem+json" in problem
     assert client.get("/docs").status_code == 200
+
+
+# -- bounded sizes ----------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> bytes:
+    request = metadata_request()
+    body = orjson.dumps(request).decode()
+    deep = "[" * depth + "]" * depth
+    return body.replace('"description":', f'"notes":{deep},"description":', 1).encode()
+
+
+def test_oversized_payload_is_413_and_writes_nothing(client, bearer, tenant, engine):
+    alice = bearer(tenant, "alice")
+    before = store_snapshot(engine)
+    big = metadata_request(description="x" * 9_000)
+    big["payload"]["binding"]["columns"] = [
+        {"name": f"c{i}", "allowed_values": [f"value-{j}" for j in range(20)]} for i in range(300)
+    ]
+    response = client.post("/approvals", json=big, headers=alice)
+    assert is_problem(response, 413, "payload")
+    assert "MDSTUDIO_MAX_PAYLOAD_BYTES" in response.json()["detail"]
+    assert store_snapshot(engine) == before
+
+
+def test_allowed_values_hold_at_most_a_thousand(client, bearer, tenant):
+    request = metadata_request()
+    request["payload"]["binding"]["columns"][0] = {
+        "name": "currency",
+        "allowed_values": [f"v{i}" for i in range(1001)],
+    }
+    response = client.post("/approvals", json=request, headers=bearer(tenant, "alice"))
+    assert is_problem(response, 422, "payload.binding.columns[0].allowed_values")
+
+
+@pytest.mark.parametrize("depth", [40, 500, 5000, 100_000])
+def test_deep_nesting_is_422_never_500(client, bearer, tenant, engine, depth):
+    headers = {**bearer(tenant, "alice"), "content-type": "application/json"}
+    before = store_snapshot(engine)
+    response = client.post("/approvals", content=_nested(depth), headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"].startswith(("payload", "body"))
+    assert store_snapshot(engine) == before
+
+
+def test_list_pages_carry_payloads_only_when_asked(client, bearer, tenant):
+    alice, bob = bearer(tenant, "alice"), bearer(tenant, "bob", KERNEL_OWNER)
+    _approved(client, alice, bob, metadata_request())
+    update = client.post(
+        "/approvals", json=metadata_request(description="again"), headers=alice
+    ).json()
+    lean = client.get("/approvals", headers=bob).json()["items"]
+    assert {item["id"] for item in lean} >= {update["id"]}
+    assert all("payload" not in item and "current_state" not in item for item in lean)
+    assert all({"status", "entity_key", "required_role"} <= set(item) for item in lean)
+    full = client.get("/approvals?include=payload", headers=bob).json()["items"]
+    [shown] = [item for item in full if item["id"] == update["id"]]
+    assert shown["payload"]["description"] == "again"
+    assert shown["current_state"]["version"] == 1
+    assert is_problem(client.get("/approvals?include=everything", headers=bob), 422, "include")

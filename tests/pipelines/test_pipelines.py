@@ -96,6 +96,15 @@ class Env:
             run_config=run_request.run_config, instance=self.instance, tags=run_request.tags
         )
 
+    def run_allowing_failure(self, run_request):
+        job = defs.resolve_job_def("profile_tables_job")
+        return job.execute_in_process(
+            run_config=run_request.run_config,
+            instance=self.instance,
+            tags=run_request.tags,
+            raise_on_error=False,
+        )
+
     def observations(self, asset_key, key="finance.revenue.gross_amount"):
         records = self.instance.fetch_observations(
             dg.AssetRecordsFilter(
@@ -483,3 +492,63 @@ def test_code_location_reads_the_store_the_cli_wrote_on_the_default(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4", "1"]  # the approval's four events, one profiling run
+
+
+def test_a_source_narrowed_after_approval_fails_its_profile_naming_the_rule(env, monkeypatch):
+    env.approve()
+    [request] = env.tick().run_requests
+    monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_TENANTS", str(uuid.uuid4()))  # someone else's now
+    assert not env.run_allowing_failure(request).success
+    [failure] = [
+        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.failed"
+    ]
+    assert "MDSTUDIO_SOURCE_DEMO_TENANTS" in failure["error"]
+    with env.engine.connect() as connection:
+        assert connection.execute(sa.select(tables.profiles)).all() == []
+
+
+def test_no_secret_in_any_dagster_event_and_a_failing_table_spares_the_others(
+    env, monkeypatch, tmp_path, caplog
+):
+    """One source's URL does not parse (its password holds `@` and `:`), and one table of the
+    good source raises an unexpected error: the run profiles the rest, and the secret appears in
+    no Dagster event or log record."""
+    import logging
+    import sqlite3
+
+    caplog.set_level(logging.DEBUG)
+    secret = "Sup3rSecret"
+    monkeypatch.setenv("MDSTUDIO_SOURCE_LEAKY_URL", f"postgresql+psycopg://r:p@ss:{secret}@h/db")
+    with sqlite3.connect(tmp_path / "warehouse.db") as connection:
+        connection.execute("CREATE TABLE orders_b AS SELECT * FROM orders")
+    env.approve(key="finance.leaky", binding={**DEMO_BINDING, "source": "leaky"})
+    env.approve(key="finance.good", binding=DEMO_BINDING)
+    env.approve(key="finance.broken", binding={**DEMO_BINDING, "table": "orders_b"})
+    measure = warehouse.measure_table
+
+    def broken_on_orders_b(engine, table, *args, **kwargs):
+        if table == "orders_b":
+            raise RuntimeError(f"driver says: cannot reach r:p@ss:{secret}@h")
+        return measure(engine, table, *args, **kwargs)
+
+    monkeypatch.setattr(warehouse, "measure_table", broken_on_orders_b)
+    requests = env.tick().run_requests
+    results = [env.run_allowing_failure(request) for request in requests]
+    assert len(requests) == 2 and not any(result.success for result in results)
+    with env.engine.connect() as connection:
+        keys = connection.execute(sa.select(tables.profiles.c.canonical_key)).scalars().all()
+    assert keys == ["finance.good"]
+    failures = {
+        key: [
+            o["error"]
+            for o in env.observations(ENTITY_PROFILE, key)
+            if o["event_type"] == "metadata.profile.failed"
+        ]
+        for key in ("finance.leaky", "finance.broken")
+    }
+    assert "MDSTUDIO_SOURCE_LEAKY_URL" in failures["finance.leaky"][0]
+    assert "RuntimeError while profiling demo.orders_b" in failures["finance.broken"][0]
+    for result in results:
+        for entry in env.instance.all_logs(result.run_id):
+            assert secret not in str(entry)
+    assert all(secret not in record.getMessage() for record in caplog.records)

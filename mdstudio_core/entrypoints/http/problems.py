@@ -15,7 +15,15 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, field_path
+from mdstudio_core.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    field_path,
+)
+from mdstudio_core.domain.model import ApprovalRequest
 from mdstudio_core.service_layer.tokens import Unauthenticated
 
 PROBLEM_JSON = "application/problem+json"
@@ -58,6 +66,23 @@ def problem(
     )
 
 
+class MalformedJson(ValueError):
+    """The body is not JSON (HTTP 400)."""
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON: malformed is 400; nested beyond the parser's limit is invalid
+    input (422), like any depth over the request's own bound."""
+    if not body.strip():
+        raise InvalidInput("a JSON request body is required", field="body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+            raise InvalidInput("is nested too deeply", field="body") from None
+        raise MalformedJson(str(exc)) from None
+
+
 _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not-found"),
@@ -78,6 +103,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:
         return problem(422, "invalid-input", str(exc), request.url.path, field=exc.field)
+
+    @app.exception_handler(PayloadTooLarge)
+    async def payload_too_large(request: Request, exc: PayloadTooLarge) -> Response:
+        return problem(413, "payload-too-large", str(exc), request.url.path, field=exc.field)
+
+    @app.exception_handler(MalformedJson)
+    async def malformed_json(request: Request, exc: MalformedJson) -> Response:
+        return problem(400, "malformed-json", f"body: {exc}", request.url.path, field="body")
 
     for error, (status, kind) in _DOMAIN_ERRORS.items():
         app.add_exception_handler(error, _domain_handler(status, kind))
@@ -158,7 +191,10 @@ def openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        for model in (Problem, ApprovalRequest):  # documented bodies no route declares
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
         for operations in document["paths"].values():

@@ -4,14 +4,16 @@ them and the flat live-entity forms are written here."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import typing
 import uuid
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.events import Event
@@ -60,8 +62,23 @@ def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
     }
 
 
+def _approval_item() -> type[BaseModel]:
+    """An approval as the inbox lists it: `payload` and `current_state` only with
+    `include=payload` (derived from the domain record, not written again)."""
+    hints = typing.get_type_hints(Approval)
+    fields: dict[str, Any] = {
+        field.name: (hints[field.name], ...) for field in dataclasses.fields(Approval)
+    }
+    for large in ("payload", "current_state"):
+        fields[large] = (hints[large] | None, None)
+    return create_model("ApprovalItem", **fields)
+
+
+ApprovalItem = _approval_item()
+
+
 class ApprovalPage(_Page):
-    items: list[Approval]
+    items: list[ApprovalItem]  # type: ignore[valid-type]
 
 
 class _EntityOut(BaseModel):

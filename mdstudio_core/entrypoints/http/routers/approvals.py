@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from mdstudio_core.domain.approvals import Approval
-from mdstudio_core.domain.model import (
-    TERM_PATTERN,
-    ApprovalRequest,
-    ApprovalStatus,
-    EntityType,
-    Lane,
-    Tier,
-)
+from mdstudio_core.domain.model import TERM_PATTERN, ApprovalStatus, EntityType, Lane, Tier
 from mdstudio_core.entrypoints.http.auth import Caller, Uow
-from mdstudio_core.entrypoints.http.problems import AUTHED, documented
+from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
 from mdstudio_core.entrypoints.http.schemas import (
     ApprovalPage,
     Decision,
@@ -42,15 +37,35 @@ EntityFilter = Annotated[
     ),
 ]
 DECIDED = documented(Approval, *AUTHED, 403, 404, 409)
+Include = Annotated[
+    Literal["payload"] | None,
+    Query(description="`payload`: items carry their payload and the state they were made against."),
+]
 
 
-@router.post("", status_code=201, responses=documented(Approval, *AUTHED, status=201))
-def submit_approval(
-    request: ApprovalRequest, identity: Caller, uow: Uow, http_request: Request
-) -> Response:
-    """Submit a change request; the payload's schema depends on `entity_type` (README)."""
-    approval = approvals.submit(uow, identity, request.model_dump(mode="json", exclude_none=True))
-    location = str(http_request.url_for("get_approval", approval_id=approval.id).path)
+@router.post(
+    "",
+    status_code=201,
+    responses=documented(Approval, *AUTHED, status=201),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ApprovalRequest"}}
+            },
+        }
+    },
+)
+async def submit_approval(request: Request, identity: Caller, uow: Uow) -> Response:
+    """Submit a change request; the payload's schema depends on `entity_type` (README).
+
+    The body is parsed here and validated once, by the service (bounded in depth and size
+    before anything recursive touches it)."""
+    raw = parse_json(await request.body())
+    approval = await run_in_threadpool(
+        approvals.submit, uow, identity, raw, request.app.state.settings
+    )
+    location = str(request.url_for("get_approval", approval_id=approval.id).path)
     return JsonResponse(approval, status_code=201, headers={"Location": location})
 
 
@@ -65,8 +80,10 @@ def list_approvals(
     lane: Lane | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    include: Include = None,
 ) -> Response:
-    """The inbox, newest first (`status=pending` for what awaits a decision)."""
+    """The inbox, newest first (`status=pending` for what awaits a decision). Items leave out
+    `payload` and `current_state` unless `include=payload`: a page stays small."""
     found = approvals.list_approvals(
         uow,
         identity,
@@ -78,7 +95,16 @@ def list_approvals(
         limit=limit,
         offset=offset,
     )
-    return JsonResponse(page(found, limit, offset))
+    items = found if include == "payload" else [_summary(approval) for approval in found]
+    return JsonResponse(page(items, limit, offset))
+
+
+def _summary(approval: Approval) -> dict[str, Any]:
+    return {
+        field.name: getattr(approval, field.name)
+        for field in dataclasses.fields(approval)
+        if field.name not in ("payload", "current_state")
+    }
 
 
 @router.get("/{approval_id}", responses=documented(Approval, *AUTHED, 404))
