@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, text, update
+from sqlalchemy import Connection, Row, Text, and_, cast, func, insert, select, text, update
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.domain.approvals import Approval
+from mdstudio_core.domain.approvals import Approval, ApprovalListing
 from mdstudio_core.domain.events import Event, NewEvent
 from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
@@ -97,8 +97,10 @@ class ApprovalRepository:
         entity_key: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[Approval]:
-        """The inbox: newest first, served by the (tenant, status, requested_at) index."""
+        include_payload: bool = False,
+    ) -> list[ApprovalListing]:
+        """The inbox: newest first, served by the (tenant, status, requested_at) index. The
+        payload and current state are read as JSON text, and only with `include_payload`."""
         column = tables.approvals.c
         filters = [column.tenant_id == tenant_id]
         for value, col in (
@@ -111,14 +113,30 @@ class ApprovalRepository:
                 filters.append(col == value.value)
         if entity_key is not None:
             filters.append(column.entity_key == entity_key)
+        selected = [c for c in tables.approvals.c if c.name not in ("payload", "current_state")]
+        if include_payload:
+            selected += [
+                cast(column.payload, Text).label("payload_json"),
+                cast(column.current_state, Text).label("current_state_json"),
+            ]
         query = (
-            select(tables.approvals)
+            select(*selected)
             .where(and_(*filters))
             .order_by(column.requested_at.desc(), column.id.desc())
             .limit(limit)
             .offset(offset)
         )
-        return [_approval_from_row(row) for row in self._connection.execute(query)]
+        listings = []
+        for row in self._connection.execute(query):
+            summary = row._asdict()
+            listings.append(
+                ApprovalListing(
+                    summary,
+                    payload_json=summary.pop("payload_json", None),
+                    current_state_json=summary.pop("current_state_json", None),
+                )
+            )
+        return listings
 
 
 class EntityRepository:

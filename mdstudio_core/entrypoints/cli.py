@@ -340,8 +340,9 @@ def approvals_list(
         entity_key=entity_key,
         limit=limit,
         offset=offset,
+        include_payload=True,
     )
-    records = jsonable(found)
+    records = jsonable([listing.as_dict(include_payload=True) for listing in found])
     emit(
         records,
         lambda: print_table(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.approvals import (
     Approval,
+    ApprovalListing,
     check_policy_change,
     check_reason,
     effective_policy,
@@ -124,8 +125,10 @@ def list_approvals(
     entity_key: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> list[Approval]:
-    """The tenant's requests, newest first (the approver's inbox with `status=pending`)."""
+    include_payload: bool = False,
+) -> list[ApprovalListing]:
+    """The tenant's requests, newest first (the approver's inbox with `status=pending`); their
+    payload and current state only with `include_payload`."""
     check_page(limit, offset, "offset")
     with uow:
         return uow.approvals.list(
@@ -137,6 +140,7 @@ def list_approvals(
             entity_key=entity_key,
             limit=limit,
             offset=offset,
+            include_payload=include_payload,
         )
 
 

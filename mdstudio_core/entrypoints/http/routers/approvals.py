@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -84,6 +83,7 @@ def list_approvals(
 ) -> Response:
     """The inbox, newest first (`status=pending` for what awaits a decision). Items leave out
     `payload` and `current_state` unless `include=payload`: a page stays small."""
+    include_payload = include == "payload"
     found = approvals.list_approvals(
         uow,
         identity,
@@ -94,17 +94,9 @@ def list_approvals(
         entity_key=entity,
         limit=limit,
         offset=offset,
+        include_payload=include_payload,
     )
-    items = found if include == "payload" else [_summary(approval) for approval in found]
-    return JsonResponse(page(items, limit, offset))
-
-
-def _summary(approval: Approval) -> dict[str, Any]:
-    return {
-        field.name: getattr(approval, field.name)
-        for field in dataclasses.fields(approval)
-        if field.name not in ("payload", "current_state")
-    }
+    return JsonResponse(page([item.as_dict(include_payload) for item in found], limit, offset))
 
 
 @router.get("/{approval_id}", responses=documented(Approval, *AUTHED, 404))
