@@ -150,6 +150,16 @@ def test_rounding_is_half_up_on_exact_values() -> None:
     assert quality_score([col(n=20000, nn=3)]).quality_score == 0.02
 
 
+def test_rounding_is_half_up_where_half_even_differs() -> None:
+    # 641 / 800 = 0.80125 exactly -> 80.125: half-up 80.13, half-even (banker's) 80.12.
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    assert Decimal("80.125").quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN) == Decimal("80.12")
+    assert quality_score([col(n=800, nn=641)]).quality_score == 80.13
+    # and below the half: 80.1249 -> 80.12 (641 / 800 minus a hair: 64099 / 80000)
+    assert quality_score([col(n=80000, nn=64099)]).quality_score == 80.12
+
+
 def test_rule_that_cannot_apply_leaves_validity_unscored() -> None:
     s = quality_score([col(n=10, nn=10, not_applied=["min"])])
     c = s.columns[0]
