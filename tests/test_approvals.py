@@ -567,3 +567,15 @@ def test_policy_overrides_never_open_tier1_to_another_role(engine, tenant):
         UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.e", lane="draft")
     )
     assert again.required_role == "chief_owner"
+
+
+def test_a_tier_specific_override_beats_the_lane_wide_one_whichever_came_first(engine, tenant):
+    admin = person(tenant, "root", "tenant_admin")
+    approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER2, "t2_steward")
+    approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, None, "any_steward")
+    alice = person(tenant, "alice")
+    tier2 = approvals.submit(UnitOfWork(engine), alice, metadata_request("k.a", tier="tier2"))
+    tier3 = approvals.submit(UnitOfWork(engine), alice, metadata_request("k.b", tier="tier3"))
+    assert (tier2.required_role, tier3.required_role) == ("t2_steward", "any_steward")
+    shown = approvals.policy(UnitOfWork(engine), alice)["governed"]
+    assert (shown["tier2"], shown["tier3"]) == ("t2_steward", "any_steward")

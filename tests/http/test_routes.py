@@ -72,14 +72,16 @@ def test_submit_failures_name_the_field_and_write_nothing(client, bearer, tenant
     assert store_snapshot(engine) == before
 
 
-def test_body_over_the_limit_is_413_by_declared_length_and_by_streamed_bytes(engine, bearer):
+def test_body_over_the_limit_is_413_by_declared_length_and_by_streamed_bytes(
+    engine, bearer, monkeypatch
+):
     from fastapi.testclient import TestClient
 
-    from mdstudio_core.config import Settings
     from mdstudio_core.entrypoints.http import create_app
 
+    monkeypatch.setenv("MDSTUDIO_MAX_BODY_BYTES", "1000")  # read as the server reads it
     headers = {**bearer(uuid.uuid4(), "alice"), "content-type": "application/json"}
-    with TestClient(create_app(Settings(max_body_bytes=1000), engine)) as small:
+    with TestClient(create_app(engine=engine)) as small:
         declared = small.post("/approvals", content=b" " * 1001, headers=headers)
         assert is_problem(declared, 413, "body")
 

@@ -65,10 +65,8 @@ class Env:
     ):
         request = metadata_request(key=key, tier=tier, binding=binding, **fields)
         approval = approvals.submit(UnitOfWork(self.engine), person(self.tenant, "alice"), request)
-        role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
-        return approvals.approve(
-            UnitOfWork(self.engine), person(self.tenant, "bob", role), approval.id
-        )
+        bob = person(self.tenant, "bob", approval.required_role)
+        return approvals.approve(UnitOfWork(self.engine), bob, approval.id)
 
     def tick(self):
         """One sensor evaluation (it records its observations itself), with the side effects
@@ -150,6 +148,7 @@ def test_tier1_approval_becomes_one_run_that_profiles_and_checks(env):
     assert run_request.tags["mdstudio/approval_id"] == str(approval.id)
     assert run_request.tags["mdstudio/reason"] == "STRUCTURAL"
     assert run_request.tags["mdstudio/priority"] == "high"
+    assert run_request.tags["dagster/priority"] == "10"  # dequeued before everything else
     assert run_request.tags["mdstudio/source"] == "demo"
     pk = partition_key(env.tenant, "finance.revenue.gross_amount")
     assert pk in env.instance.get_dynamic_partitions(CATALOG_ENTITIES.name)
@@ -237,6 +236,29 @@ def test_run_still_going_counts_for_the_cost_guard(env):
     env.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
     env.approve(binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]})
     assert env.tick().run_requests == []
+
+
+@pytest.mark.parametrize("status", [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED])
+def test_failed_and_cancelled_runs_do_not_count_for_the_cost_guard(env, status):
+    env.approve()
+    [request] = env.tick().run_requests
+    job = defs.resolve_job_def("profile_tables_job")
+    run = env.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
+    env.instance.handle_run_event(
+        run.run_id,
+        dg.DagsterEvent(
+            event_type_value=(
+                dg.DagsterEventType.RUN_FAILURE.value
+                if status == dg.DagsterRunStatus.FAILURE
+                else dg.DagsterEventType.RUN_CANCELED.value
+            ),
+            job_name=job.name,
+            message="gone",
+        ),
+    )
+    assert env.instance.get_run_by_id(run.run_id).status == status
+    env.approve(binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]})
+    assert len(env.tick().run_requests) == 1  # retried: the lost run profiled nothing
 
 
 def test_interval_zero_profiles_again(env, monkeypatch):
@@ -376,6 +398,62 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
         o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
     ]
     assert [s["reason"] for s in skips] == ["COST_GUARD"]
+
+
+def test_tier2_schedule_covers_active_tier2_and_skips_deprecated_and_drafts(env):
+    env.approve(key="finance.t2.active", tier="tier2")
+    env.approve(key="finance.t2.deprecated", tier="tier2")
+    env.approve(key="finance.t2.deprecated", tier="tier2", status="deprecated")
+    env.approve(key="finance.t2.draft", tier="tier2", lane="draft")
+    env.approve(key="finance.t1.active")
+    tier2_profiling_schedule = defs.resolve_schedule_def("tier2_profiling_schedule")
+    context = dg.build_schedule_context(
+        instance=env.instance,
+        scheduled_execution_time=dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC),
+        resources={"catalog": CatalogResource()},
+    )
+    [request] = tier2_profiling_schedule(context)
+    [table] = request.run_config["ops"]["profile_tables"]["config"]["tables"]
+    assert table["canonical_keys"] == ["finance.t2.active"]
+    assert request.tags["mdstudio/tier"] == "tier2"
+    assert request.tags["mdstudio/priority"] == "low"
+    assert request.tags["dagster/priority"] == "-10"
+    assert request.run_key.startswith("tier2_profiling_schedule:2026-11-29T03:00:")
+
+
+def test_a_deprecated_field_asks_for_no_profile(env):
+    env.approve()
+    env.run(env.tick().run_requests[0])
+    deprecation = {**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]}  # structural, too
+    env.approve(binding=deprecation, status="deprecated")
+    assert env.tick().run_requests == []
+    assert "metadata.profile.due" not in [
+        o["event_type"] for o in env.observations(CATALOG_ENTITY)[4:]
+    ]
+
+
+def test_per_tier_timeout_applies_through_a_real_run(env, monkeypatch, tmp_path):
+    """A tier1 profile of a large table under a 50 ms timeout fails its run with a timeout;
+    the same table at tier2 (its own, default limit) profiles."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "warehouse.db") as connection:
+        connection.execute(
+            "CREATE TABLE orders_big AS WITH RECURSIVE n(i) AS "
+            "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
+            "SELECT i AS order_id, i * 1.5 AS gross_amount, 'EUR' AS currency FROM n"
+        )
+    big = {**DEMO_BINDING, "table": "orders_big"}
+    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "0.05")
+    env.approve(binding=big)
+    failed = env.run_allowing_failure(env.tick().run_requests[0])
+    assert not failed.success
+    [failure] = [
+        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.failed"
+    ]
+    assert "timeout" in failure["error"]
+    env.approve(key="finance.revenue.tier2", tier="tier2", binding=big)
+    assert env.run(env.tick().run_requests[0]).success
 
 
 def test_materializing_one_partition_from_the_ui_profiles_that_entity(env, monkeypatch):
@@ -552,3 +630,34 @@ def test_no_secret_in_any_dagster_event_and_a_failing_table_spares_the_others(
         for entry in env.instance.all_logs(result.run_id):
             assert secret not in str(entry)
     assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.postgres
+def test_per_tier_sampling_applies_through_a_real_run(env, monkeypatch, postgres_server):
+    """MDSTUDIO_TIER2_SAMPLE_PERCENT reaches the warehouse: a tier2 run reads a sample (PostgreSQL
+    TABLESAMPLE), a tier1 run of the same table reads it all."""
+    url = postgres_server.create_database("mdstudio_sample_wh")
+    warehouse_engine = sa.create_engine(url)
+    with warehouse_engine.begin() as connection:
+        for table in ("facts", "facts_copy"):
+            connection.exec_driver_sql(
+                f"CREATE TABLE {table} AS SELECT i AS order_id, i * 1.5 AS gross_amount,"
+                " 'EUR' AS currency FROM generate_series(1, 100000) AS i"
+            )
+    warehouse_engine.dispose()
+    monkeypatch.setenv("MDSTUDIO_SOURCE_PGW_URL", url)
+    monkeypatch.setenv("MDSTUDIO_TIER2_SAMPLE_PERCENT", "20")
+    facts = {**DEMO_BINDING, "source": "pgw", "schema": "public", "table": "facts"}
+    env.approve(key="finance.sampled", tier="tier2", binding=facts)
+    env.approve(key="finance.whole", tier="tier1", binding={**facts, "table": "facts_copy"})
+    for request in env.tick().run_requests:
+        assert env.run(request).success
+    with env.engine.connect() as connection:
+        rows = dict(
+            connection.execute(
+                sa.select(tables.profiles.c.canonical_key, tables.profiles.c.sample)
+            ).all()
+        )
+    assert rows["finance.whole"] is None
+    assert rows["finance.sampled"]["percent"] == 20
+    assert 0 < rows["finance.sampled"]["rows"] < 100_000

@@ -311,3 +311,25 @@ def test_postgres_enum_column(pg_engine: Engine) -> None:
     assert only_unknown.columns[0].valid == 0
     pattern = _run(pg_engine, _binding(name, {"name": "status", "pattern": "^p"}))
     assert pattern.columns[0].rules_not_applied == ["pattern"]
+
+
+def test_the_warehouse_transaction_is_read_only_and_repeatable_read(pg_engine: Engine) -> None:
+    """Both passes see one snapshot, and a profile can never write, whatever SQL it runs."""
+    name = _table(pg_engine, rows=5)
+    seen: list[tuple[str, str]] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany) -> None:
+        if name in statement:
+            with cursor.connection.cursor() as probe:
+                probe.execute(
+                    "SELECT current_setting('transaction_isolation'),"
+                    " current_setting('transaction_read_only')"
+                )
+                seen.append(probe.fetchone())
+
+    sa.event.listen(pg_engine, "after_cursor_execute", record)
+    try:
+        _run(pg_engine, _binding(name, {"name": "id", "unique": True}))
+    finally:
+        sa.event.remove(pg_engine, "after_cursor_execute", record)
+    assert seen and set(seen) == {("repeatable read", "on")}
