@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import migrations, tables
@@ -26,6 +27,7 @@ from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
 from tests.factories import metadata_request, person
+from tests.pipelines.crash_coordinator import CRASH_FLAG
 
 pytestmark = pytest.mark.postgres
 
@@ -45,6 +47,18 @@ def binding(table: str = "orders", columns: list[dict] = COLUMNS) -> dict:
     return {"source": "demo", "table": table, "columns": columns}
 
 
+def use_crash_coordinator(path: Path) -> None:
+    """The project's dagster.yaml with its queue settings kept, in the crash coordinator."""
+    instance = yaml.safe_load(path.read_text())
+    queue = instance.pop("run_queue")
+    instance["run_coordinator"] = {
+        "module": "tests.pipelines.crash_coordinator",
+        "class": "CrashAfterSubmitCoordinator",
+        "config": queue,
+    }
+    path.write_text(yaml.safe_dump(instance))
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,6 +76,7 @@ class Deployment:
         self.home = tmp / "dagster_home"
         self.logs = tmp / "logs"
         self.logs.mkdir()
+        self.crash_flag = tmp / "crash-after-submit"
         self.env = {
             **os.environ,
             "DAGSTER_HOME": str(self.home),
@@ -69,8 +84,12 @@ class Deployment:
             "MDSTUDIO_DATABASE_URL": store_url,
             "MDSTUDIO_SOURCE_DEMO_URL": warehouse_url,
             "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "2",
+            "MDSTUDIO_TABLES_PER_RUN": "1",  # one run per table: a tick launches several
+            CRASH_FLAG: str(self.crash_flag),
+            "PYTHONPATH": str(ROOT),
         }
         dagster_instance.prepare(ROOT / "dagster.yaml", Settings.from_env(self.env), self.home)
+        use_crash_coordinator(self.home / "dagster.yaml")
         # The instance's dagster.yaml names its storage by the variable; read it in this process
         # while it is set, and leave the test process's environment as it was.
         with pytest.MonkeyPatch.context() as patch:
@@ -103,12 +122,6 @@ class Deployment:
             return required <= set(beats) and all(beats[d].timestamp > started for d in required)
 
         wait_for(heartbeats, 120, "daemon heartbeats")
-
-    def crash_daemon(self) -> None:
-        """SIGKILL the daemon process alone, as a crash would: no clean shutdown, no chance to
-        finish its tick; the runs it already launched go on in their own processes."""
-        self.daemon.kill()
-        self.daemon.wait(30)
 
     def stop(self) -> None:
         for group in self.groups:  # the daemon, its code servers and run workers
@@ -155,6 +168,20 @@ class Deployment:
                 sa.select(tables.profiles).where(tables.profiles.c.canonical_key == key)
             ).all()
 
+    def finished_sensor_ticks(self) -> int:
+        states = [s for s in self.instance.all_instigator_state() if s.name == "approval_sensor"]
+        if not states:
+            return 0
+        ticks = self.instance.get_ticks(
+            states[0].instigator_origin_id, states[0].selector_id, limit=10_000
+        )
+        return sum(t.status.value in ("SUCCESS", "SKIPPED", "FAILURE") for t in ticks)
+
+    def wait_sensor_ticks(self, count: int) -> None:
+        """Wait until approval_sensor has finished `count` more ticks (no fixed sleep)."""
+        target = self.finished_sensor_ticks() + count
+        wait_for(lambda: self.finished_sensor_ticks() >= target, 60, f"{count} sensor ticks")
+
     def decisions(self, key: str):
         return [
             entry["details"]
@@ -193,15 +220,16 @@ def deployment(postgres_server, tmp_path_factory):
 
 
 def test_tier1_approval_is_profiled_by_the_daemon_and_tier3_is_not(deployment):
-    approval = deployment.approve("finance.revenue.gross_amount")
-    deployment.approve("finance.misc.note", tier="tier3")
-    [run] = deployment.wait_runs_done(1)
-    assert run.tags["mdstudio/approval_id"] == str(approval.id)
+    before = len(deployment.runs())
+    approval = deployment.approve("finance.first.gross_amount")
+    deployment.approve("finance.first.note", tier="tier3")
+    runs = deployment.wait_runs_done(before + 1)
+    [run] = [r for r in runs if r.tags.get("mdstudio/approval_id") == str(approval.id)]
     assert run.tags["mdstudio/tier"] == "tier1"
-    [profile] = deployment.profiles("finance.revenue.gross_amount")
+    [profile] = deployment.profiles("finance.first.gross_amount")
     assert profile.approval_id == approval.id
     assert profile.trigger == "approval"
-    pk = partition_key(deployment.tenant, "finance.revenue.gross_amount")
+    pk = partition_key(deployment.tenant, "finance.first.gross_amount")
     [materialization] = deployment.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=ENTITY_PROFILE, asset_partitions=[pk]), limit=5
     ).records
@@ -209,14 +237,14 @@ def test_tier1_approval_is_profiled_by_the_daemon_and_tier3_is_not(deployment):
     assert score == profile.quality_score == 91.89  # see tests/pipelines/test_pipelines.py
     kinds = [
         e["kind"]
-        for e in timeline(deployment.instance, deployment.tenant, "finance.revenue.gross_amount")
+        for e in timeline(deployment.instance, deployment.tenant, "finance.first.gross_amount")
     ]
     assert kinds[:4] == ["observation"] * 4
     assert {"materialization", "check"} <= set(kinds)
     # tier3: observed, never profiled.
-    assert deployment.profiles("finance.misc.note") == []
-    assert len(deployment.runs()) == 1
-    observed = timeline(deployment.instance, deployment.tenant, "finance.misc.note")
+    assert deployment.profiles("finance.first.note") == []
+    assert len(deployment.runs()) == before + 1
+    observed = timeline(deployment.instance, deployment.tenant, "finance.first.note")
     assert [e["details"]["event_type"] for e in observed] == [
         "metadata.approved",
         "metadata.changed",
@@ -225,13 +253,16 @@ def test_tier1_approval_is_profiled_by_the_daemon_and_tier3_is_not(deployment):
 
 
 def test_second_change_within_interval_is_skipped_by_the_cost_guard(deployment):
-    deployment.approve(
-        "finance.revenue.gross_amount", label="Gross amount, renamed", columns=COLUMNS[:2]
-    )
-    wait_for(lambda: deployment.decisions("finance.revenue.gross_amount"), 60, "a skip")
-    [skip] = deployment.decisions("finance.revenue.gross_amount")
+    key = "finance.second_change.gross_amount"
+    before = len(deployment.runs())
+    deployment.approve(key)
+    deployment.wait_runs_done(before + 1)
+    wait_for(lambda: deployment.profiles(key), 60, "the first profile")
+    deployment.approve(key, label="Gross amount, renamed", columns=COLUMNS[:2])
+    wait_for(lambda: deployment.decisions(key), 60, "a skip")
+    [skip] = deployment.decisions(key)
     assert skip["reason"] == "COST_GUARD"
-    assert len(deployment.runs()) == 1
+    assert len(deployment.runs()) == before + 1
 
 
 def test_profile_request_without_binding_is_skipped(deployment):
@@ -244,25 +275,31 @@ def test_profile_request_without_binding_is_skipped(deployment):
     assert skip["reason"] == "NO_BINDING"
 
 
-def test_killed_daemon_restarted_profiles_every_due_entity_exactly_once(deployment):
-    before = len(deployment.runs())
+def test_daemon_killed_between_launching_runs_and_committing_its_cursor(deployment):
+    """The crash the design exists for, made deterministic: the daemon dies right after it
+    queued the first of a tick's runs, before the tick's cursor is committed. Restarted, it
+    launches the rest and none twice; every due entity is profiled exactly once."""
+    before = {r.run_id for r in deployment.runs()}
     keys = [f"finance.killed.{table}" for table in TABLES[1:]]
+    deployment.crash_flag.touch()
     for key, table in zip(keys, TABLES[1:], strict=True):
         deployment.approve(key, table=table)
-    # Kill the daemon as soon as the first new run exists, mid-way through the work.
-    wait_for(lambda: len(deployment.runs()) > before, 120, "the first new run")
-    deployment.crash_daemon()
+    wait_for(lambda: deployment.daemon.poll() is not None, 120, "the daemon to crash")
+    assert deployment.daemon.returncode == -signal.SIGKILL
+    assert not deployment.crash_flag.exists()
+    launched = [r for r in deployment.runs() if r.run_id not in before]
+    assert len(launched) == 1  # queued, then the crash: the cursor still points before it
     deployment.start_daemon()
 
     def all_profiled():
-        runs = deployment.runs()
-        return all(r.is_finished for r in runs) and all(deployment.profiles(k) for k in keys)
+        runs = [r for r in deployment.runs() if r.run_id not in before]
+        done = all(r.is_finished for r in runs) and all(deployment.profiles(k) for k in keys)
+        return runs if done else None
 
-    wait_for(all_profiled, 300, "every due entity to be profiled")
-    launched = len(deployment.runs())
-    time.sleep(6)  # a few more sensor ticks: nothing else may be launched
-    runs = deployment.runs()
-    assert len(runs) == launched, deployment.log_tail()
+    runs = wait_for(all_profiled, 300, "every due entity to be profiled")
+    deployment.wait_sensor_ticks(2)  # later ticks launch nothing more
+    assert [r for r in deployment.runs() if r.run_id not in before] == runs
+    assert len(runs) == len(keys)
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), deployment.log_tail()
     run_keys = [r.tags["dagster/run_key"] for r in runs]
     assert len(run_keys) == len(set(run_keys))
