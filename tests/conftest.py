@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -22,6 +23,12 @@ from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+# CI (`HYPOTHESIS_PROFILE=ci`, set by .ci/run) draws the same examples every run, so a red CI is
+# reproducible; locally the examples vary, and a failure prints the blob to replay it.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def postgres_admin_url() -> str:

@@ -144,7 +144,10 @@ def validate_request(
     if not isinstance(raw, Mapping):
         raise InvalidInput("the request must be a JSON object", field="request")
     check_depth(raw)
-    size = len(orjson.dumps(raw.get("payload"), option=orjson.OPT_NON_STR_KEYS))
+    try:
+        size = len(orjson.dumps(raw.get("payload"), option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise InvalidInput(f"is not storable JSON: {exc}", field="payload") from None
     if size > max_payload_bytes:
         raise PayloadTooLarge(
             f"is {size} bytes of JSON, more than the {max_payload_bytes} allowed "
