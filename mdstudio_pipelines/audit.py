@@ -51,6 +51,7 @@ def timeline(
         metadata = _plain(record.asset_materialization.metadata)
         metadata["event_type"] = "metadata.profile.completed"
         metadata.pop("sql", None)
+        metadata.pop("sql_params", None)
         metadata.pop("columns", None)
         entries.append(
             (

@@ -24,7 +24,9 @@ def profile_metadata(profile: SavedProfile) -> dict:
         "profile_id": str(profile.profile_id),
         "score_note": result.score_note or "",
         "duration_ms": result.duration_ms,
-        "sql": dg.MetadataValue.md(f"```sql\n{result.sql}\n```"),
+        # Plain text and JSON, never Markdown: nothing in a profile can format the UI.
+        "sql": dg.MetadataValue.text(result.sql),
+        "sql_params": dg.MetadataValue.json(result.to_json()["sql_params"]),
     }
 
 

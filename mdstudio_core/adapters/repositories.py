@@ -18,13 +18,13 @@ from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
     ApiToken,
     ApprovalStatus,
-    Binding,
     EntityStatus,
     EntityType,
     Identity,
     Lane,
     LiveEntity,
     Tier,
+    stored_binding,
 )
 from mdstudio_core.domain.quality import StoredProfile
 
@@ -262,7 +262,7 @@ def _live_entity(entity_type: EntityType, row: Row[Any]) -> LiveEntity:
         updated_at=row.updated_at,
         updated_by=row.updated_by,
         state=state,
-        binding=Binding.model_validate(binding) if binding else None,
+        binding=stored_binding(binding) if binding else None,
     )
 
 

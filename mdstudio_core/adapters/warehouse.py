@@ -27,6 +27,10 @@ Why it looks like this:
        per distinct value, and the row pass never touches the column.
 
   A column that alone is a primary key or unique constraint needs no distinct count at all.
+* A pattern runs in linear time: SQLite matches it with RE2 (`compile_pattern`), whose time
+  per value the statement timeout bounds; PostgreSQL runs its own ``~`` under
+  ``statement_timeout``. The pattern language (`mdstudio_core.domain.patterns`) is what both
+  run with the same meaning.
 * Dialect differences are confined to a small hook table (`DialectHooks`): regex matching,
   code-point text ordering, statement timeout, sampling, cardinality hints. PostgreSQL and SQLite
   are built in; DuckDB, Snowflake, BigQuery or Trino only need an entry.
@@ -37,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
-import re
 import sqlite3
 import threading
 import time
@@ -52,6 +55,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mdstudio_core.config import check_url, source_variable
 from mdstudio_core.domain.model import ColumnRule
+from mdstudio_core.domain.patterns import PatternError, check_pattern, compile_pattern
 from mdstudio_core.domain.quality import Sample
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +193,11 @@ POSTGRES_SETTINGS: dict[str, str] = {"work_mem": "32MB", "jit": "off"}
 
 
 def _pg_regex(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
-    return column.op("~", is_comparison=True)(sa.bindparam(None, pattern, type_=sa.Text()))
+    """``~`` in the ``C`` collation, where ``\\w``, ``\\d``, ``\\s`` and ``[[:alpha:]]`` are
+    ASCII as in RE2, whatever the column's or the database's collation."""
+    return sa.collate(column, "C").op("~", is_comparison=True)(
+        sa.bindparam(None, pattern, type_=sa.Text())
+    )
 
 
 def _pg_text_order(column: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -258,25 +266,14 @@ def _pg_check_pattern(connection: Connection, pattern: str) -> None:
 
 
 def _sqlite_regexp(pattern: str | None, value: Any) -> int | None:
-    """``value REGEXP pattern`` with ``re.search`` semantics (match anywhere), like ``~``."""
+    """``value REGEXP pattern``: true when the pattern matches somewhere in the value, like
+    ``~``. RE2 matches in time linear in the value: SQLite's progress handler cannot interrupt
+    a Python function, so a backtracking engine here could outrun any timeout."""
     if pattern is None or value is None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    return 1 if _compiled(pattern).search(value) is not None else 0
-
-
-_PATTERN_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def _compiled(pattern: str) -> re.Pattern[str]:
-    compiled = _PATTERN_CACHE.get(pattern)
-    if compiled is None:
-        compiled = re.compile(pattern)
-        if len(_PATTERN_CACHE) > 1000:
-            _PATTERN_CACHE.clear()
-        _PATTERN_CACHE[pattern] = compiled
-    return compiled
+    return 1 if compile_pattern(pattern).search(value) is not None else 0
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -459,11 +456,14 @@ class ColumnMetrics:
 
 @dataclass(frozen=True)
 class TableMetrics:
-    """One measurement of one table: metrics per requested column rule, in request order."""
+    """One measurement of one table: metrics per requested column rule, in request order.
+    ``sql`` holds the statements with named placeholders; ``sql_params`` their values, by
+    statement (``row pass``, ``distinct pass``) and placeholder name."""
 
     row_count: int
     columns: list[ColumnMetrics]
     sql: str
+    sql_params: dict[str, dict[str, Any]]
     sample: Sample | None
     duration_ms: int
     profiled_at: dt.datetime
@@ -478,6 +478,8 @@ class _Spec:
     type_name: str
     applied: list[str]
     problems: list[str]
+    bounds: dict[str, Any]  # the applied min/max as the column compares them
+    notes: list[str]  # how a bound was converted to compare
 
 
 def _reflect(connection: Connection, schema: str | None, table: str, source: str) -> sa.Table:
@@ -541,12 +543,51 @@ def _rule_condition(
             else:
                 conditions.append(sa.false())
         elif name == "min":
-            conditions.append(value >= sa.literal(rule.min, spec.column.type))
+            conditions.append(value >= sa.literal(spec.bounds["min"], spec.column.type))
         elif name == "max":
-            conditions.append(value <= sa.literal(rule.max, spec.column.type))
+            conditions.append(value <= sa.literal(spec.bounds["max"], spec.column.type))
     if not conditions:
         return None
     return sa.and_(*conditions)
+
+
+def _comparable_bounds(
+    rule: ColumnRule, applied: Sequence[str], column_type: sa.types.TypeEngine[Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The applied ``min``/``max`` as the column compares them, and notes on any conversion.
+
+    A date-time column and a bound that disagree on having a time zone meet in UTC, explicitly,
+    so that the comparison never depends on the warehouse session's time zone: a zoned bound on
+    a column without zone (a PostgreSQL ``timestamp``, any SQLite date-time, stored as text) is
+    compared as its UTC wall-clock time; a bound without zone (a date-time or a date, which
+    means its midnight) on a zoned column (``timestamptz``) is read as UTC. Anything else is
+    compared as given.
+    """
+    zoned_column = isinstance(column_type, sa.DateTime) and bool(column_type.timezone)
+    bounds: dict[str, Any] = {}
+    notes: list[str] = []
+    for name in ("min", "max"):
+        if name in applied:
+            given = getattr(rule, name)
+            bounds[name], why = _meet_in_utc(given, zoned_column)
+            if why is not None:
+                notes.append(
+                    f"{name} {given.isoformat()} compared as {bounds[name].isoformat()} (UTC): "
+                    f"{why}"
+                )
+    return bounds, notes
+
+
+def _meet_in_utc(bound: Any, zoned_column: bool) -> tuple[Any, str | None]:
+    """(the bound to compare, why it was converted or None); see `_comparable_bounds`."""
+    zoned_bound = isinstance(bound, dt.datetime) and bound.tzinfo is not None
+    if zoned_bound and not zoned_column:
+        return bound.astimezone(dt.UTC).replace(tzinfo=None), "the column has no time zone"
+    if zoned_column and not zoned_bound:
+        if not isinstance(bound, dt.datetime):
+            bound = dt.datetime.combine(bound, dt.time())
+        return bound.replace(tzinfo=dt.UTC), "the bound has no time zone, the column has one"
+    return bound, None
 
 
 @dataclass(frozen=True)
@@ -709,7 +750,8 @@ def build_profile_statements(
         applied, problems = applicable_rules(rule, kind, type_name)
         if problems:  # validity is not scored at all; do not spend warehouse time on it
             applied = []
-        specs.append(_Spec(index, rule, column, kind, type_name, applied, problems))
+        bounds, notes = _comparable_bounds(rule, applied, column.type)
+        specs.append(_Spec(index, rule, column, kind, type_name, applied, problems, bounds, notes))
     if missing:
         where = f"{table.schema}.{table.name}" if table.schema else table.name
         available = ", ".join(sorted(c.name for c in table.c))
@@ -760,15 +802,45 @@ def _type_name(type_: sa.types.TypeEngine[Any]) -> str:
         return type(type_).__name__.lower()
 
 
-def render_sql(statement: sa.sql.ClauseElement, engine_or_dialect: Engine | Any) -> str:
-    """The SQL as the warehouse ran it, with parameters inlined where the dialect can render
-    them (recorded in the profile as evidence; never executed from this text)."""
+def render_sql(
+    statement: sa.sql.ClauseElement, engine_or_dialect: Engine | Any
+) -> tuple[str, dict[str, Any]]:
+    """The statement as the warehouse ran it, with named placeholders (``:param_1``; the driver
+    itself gets its own style, ``?`` or ``%(param_1)s``), and the values by placeholder name.
+    Recorded in the profile as evidence, never executed from this text. The values stay out of
+    the text: they are the steward's (up to 1000 allowed values, any characters), and apart
+    they are data, never SQL or Markdown to whoever reads the statement."""
     dialect = getattr(engine_or_dialect, "dialect", engine_or_dialect)
+    compiled = statement.compile(dialect=type(dialect)(paramstyle="named"))
+    return str(compiled), dict(compiled.params)
+
+
+def _check_rule_pattern(
+    connection: Connection, hooks: DialectHooks, column: str, pattern: str
+) -> None:
+    """A pattern outside the accepted language (one stored before it was narrowed) or one the
+    warehouse rejects fails the profile, naming its column."""
     try:
-        return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    except Exception:
-        compiled = statement.compile(dialect=dialect)
-        return f"{compiled}\n-- parameters: {compiled.params!r}"
+        check_pattern(pattern)
+        if hooks.check_pattern is not None:
+            hooks.check_pattern(connection, pattern)
+    except PatternError as exc:
+        raise InvalidPattern(f"column {column}: pattern {pattern!r} is refused: {exc}") from exc
+    except InvalidPattern as exc:
+        raise InvalidPattern(f"column {column}: {exc}") from exc
+
+
+def _evidence(statements: ProfileStatements, engine: Engine) -> tuple[str, dict[str, Any]]:
+    """The statements' text under ``-- row pass`` / ``-- distinct pass`` headings, and their
+    parameter values under the same names."""
+    passes = {"row pass": statements.row_pass, "distinct pass": statements.distinct_pass}
+    texts: list[str] = []
+    params: dict[str, dict[str, Any]] = {}
+    for name, statement in passes.items():
+        if statement is not None:
+            text, params[name] = render_sql(statement, engine)
+            texts.append(f"-- {name}\n{text};")
+    return "\n".join(texts), params
 
 
 def measure_table(
@@ -804,13 +876,9 @@ def measure_table(
     try:
         with connection, connection.begin():
             reflected = _reflect(connection, schema, table, source)
-            if hooks.check_pattern is not None:
-                for rule in rules:
-                    if rule.pattern is not None:
-                        try:
-                            hooks.check_pattern(connection, rule.pattern)
-                        except InvalidPattern as exc:
-                            raise InvalidPattern(f"column {rule.name}: {exc}") from exc
+            for rule in rules:
+                if rule.pattern is not None:
+                    _check_rule_pattern(connection, hooks, rule.name, rule.pattern)
             high = hooks.high_cardinality(connection, reflected)
             unique = _unique_by_constraint(connection, reflected)
             seed = random.randrange(1, 2**31 - 1)
@@ -823,9 +891,7 @@ def measure_table(
                 high_cardinality=high,
                 unique_by_constraint=unique,
             )
-            sql = "-- row pass\n" + render_sql(statements.row_pass, engine) + ";"
-            if statements.distinct_pass is not None:
-                sql += "\n-- distinct pass\n" + render_sql(statements.distinct_pass, engine) + ";"
+            sql, sql_params = _evidence(statements, engine)
             if statements.unique_by_constraint:
                 sql += (
                     "\n-- distinct = non-null (single-column primary key or unique constraint): "
@@ -872,7 +938,7 @@ def measure_table(
     columns: list[ColumnMetrics] = []
     for spec in statements.specs:
         i = spec.index
-        notes = [f"validity rule not applied: {p}" for p in spec.problems]
+        notes = [f"validity rule not applied: {p}" for p in spec.problems] + spec.notes
         if spec.kind not in ORDERABLE:
             notes.append(f"min/max not measured: {spec.type_name} has no order")
         if i in statements.grouped:
@@ -915,6 +981,7 @@ def measure_table(
         row_count=row_count,
         columns=columns,
         sql=sql,
+        sql_params=sql_params,
         sample=sample,
         duration_ms=int((time.perf_counter() - started) * 1000),
         profiled_at=profiled_at,

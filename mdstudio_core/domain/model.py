@@ -19,11 +19,16 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+
+from mdstudio_core.domain.patterns import check_pattern
 
 
 class EntityType(StrEnum):
@@ -122,17 +127,43 @@ DataType = Annotated[str, StringConstraints(pattern=DATA_TYPE_PATTERN, max_lengt
 Scalar = str | int | float | bool
 
 
-def _compiles_as_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from exc
-    return pattern
+# Validation context of data read back from the store (`stored_binding`).
+STORED = "stored"
+
+
+def _accepted_pattern(pattern: str, info: ValidationInfo) -> str:
+    """A pattern must be in the accepted language (`patterns.check_pattern`). A binding read
+    back from the store was accepted by the rules of its day and is not refused on reading (that
+    would make the entity unreadable); profiling it refuses the pattern, naming its column."""
+    if info.context and info.context.get(STORED):
+        return pattern
+    return check_pattern(pattern)
 
 
 Regex = Annotated[
-    str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_compiles_as_regex)
+    str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_accepted_pattern)
 ]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date_stays_a_date(value: Any) -> Any:
+    """A ``YYYY-MM-DD`` string is a date; any other date-time string is left to the union,
+    which (date-time first) keeps its time and zone. Left alone, pydantic would read
+    ``2024-01-01T00:00:00+02:00`` as the date 2024-01-01, dropping the time and the zone."""
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return dt.date.fromisoformat(value)
+    return value
+
+
+# A min/max bound: a number, a date, or a date-time (with or without a time zone).
+Bound = Annotated[int | float | dt.datetime | dt.date, BeforeValidator(_date_stays_a_date)]
+
+
+def _kind(bound: int | float | dt.date) -> str:
+    if isinstance(bound, dt.datetime):
+        return "a date-time with a time zone" if bound.tzinfo else "a date-time without a time zone"
+    return "a date" if isinstance(bound, dt.date) else "a number"
 
 
 class _Strict(BaseModel):
@@ -149,21 +180,25 @@ class ColumnRule(_Strict):
     unique: bool = False
     pattern: Regex | None = None
     allowed_values: Annotated[list[Scalar], Field(min_length=1, max_length=1000)] | None = None
-    min: int | float | dt.date | dt.datetime | None = None
-    max: int | float | dt.date | dt.datetime | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
-    @model_validator(mode="after")
-    def _min_not_above_max(self) -> ColumnRule:
-        if self.min is not None and self.max is not None:
-            if type(self.min) is not type(self.max) and not (
-                isinstance(self.min, int | float) and isinstance(self.max, int | float)
-            ):
-                raise ValueError(
-                    "min and max must be of the same kind (both numbers or both dates)"
-                )
-            if self.min > self.max:  # type: ignore[operator]
-                raise ValueError("min must not be greater than max")
-        return self
+    @field_validator("max")
+    @classmethod
+    def _min_not_above_max(cls, high: Bound | None, info: ValidationInfo) -> Bound | None:
+        """Bounds of one kind, in order. A zoned date-time beside a naive one is refused: which
+        instant the naive one means is unknown, and Python cannot even order the two."""
+        low = info.data.get("min")
+        if low is None or high is None:
+            return high
+        if _kind(low) != _kind(high):
+            raise ValueError(
+                f"min is {_kind(low)} and max is {_kind(high)}: both must be numbers, both "
+                "dates, or both date-times, with a time zone on both or on neither"
+            )
+        if low > high:  # type: ignore[operator]
+            raise ValueError("min must not be greater than max")
+        return high
 
     @property
     def value_rules(self) -> list[str]:
@@ -196,6 +231,11 @@ class Binding(_Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def stored_binding(raw: Mapping[str, Any]) -> Binding:
+    """A binding read back from the store (see `_accepted_pattern`)."""
+    return Binding.model_validate(raw, context={STORED: True})
 
 
 class GlobalMetadataPayload(_Strict):

@@ -109,7 +109,9 @@ class Sample(BaseModel):
 
 
 class ProfileResult(BaseModel):
-    """One profile of one entity: the row of `mdm_profile` and what a steward sees in preview."""
+    """One profile of one entity: the row of `mdm_profile` and what a steward sees in preview.
+    ``sql`` has named placeholders; ``sql_params`` their JSON values, by statement (``row
+    pass``, ``distinct pass``) and name (saved in the row's ``details``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -128,6 +130,7 @@ class ProfileResult(BaseModel):
     trigger: Trigger = Trigger.MANUAL
     approval_id: uuid.UUID | None = None
     sql: str
+    sql_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sample: Sample | None = None
     duration_ms: int
     profiled_at: dt.datetime

@@ -32,6 +32,7 @@ from mdstudio_core.domain.model import (
     Tier,
     Trigger,
     entity_urn,
+    stored_binding,
 )
 from mdstudio_core.domain.quality import (
     DEFAULT_WEIGHTS,
@@ -169,6 +170,10 @@ def profile_table(
                 trigger=entity.trigger,
                 approval_id=entity.approval_id,
                 sql=metrics.sql,
+                sql_params={
+                    statement: {name: _jsonable(value) for name, value in params.items()}
+                    for statement, params in metrics.sql_params.items()
+                },
                 sample=metrics.sample,
                 duration_ms=metrics.duration_ms,
                 profiled_at=metrics.profiled_at,
@@ -178,8 +183,9 @@ def profile_table(
 
 
 def _jsonable(value: object) -> object:
-    """Min/max as JSON-friendly values: numbers stay numbers (Decimal becomes int or float),
-    dates and times become ISO strings, so the profile stores and prints the same everywhere."""
+    """Min/max and SQL parameters as JSON-friendly values: numbers stay numbers (Decimal
+    becomes int or float), dates and times become ISO strings, so the profile stores and prints
+    the same everywhere."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -344,7 +350,12 @@ def _stored(
         row_count=result.row_count,
         columns=data["columns"],
         score_note=result.score_note,
-        details={"source": result.source, "table": result.table, "warnings": data["warnings"]},
+        details={
+            "source": result.source,
+            "table": result.table,
+            "warnings": data["warnings"],
+            "sql_params": data["sql_params"],
+        },
         trigger=result.trigger.value,
         approval_id=result.approval_id,
         run_id=run_id,
@@ -399,7 +410,7 @@ def preview_approval(
         settings,
         identity,
         approval.entity_key,
-        Binding.model_validate(raw) if raw else None,
+        stored_binding(raw) if raw else None,
         approval.tier,
         approval.id,
         engine_for,
