@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from mdstudio_core.adapters import migrations, tables
+from mdstudio_core.adapters import migrations, tables, warehouse
 from mdstudio_core.adapters.database import create_store_engine
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -122,3 +122,13 @@ def engine(store_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def tenant() -> uuid.UUID:
     return uuid.uuid4()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty warehouse database on each dialect, to name in `MDSTUDIO_SOURCE_<NAME>_URL`."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'source.db'}"
+    else:
+        yield request.getfixturevalue("postgres_server").create_database("mdstudio_wh")
+    warehouse.dispose_engines()

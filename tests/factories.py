@@ -127,3 +127,47 @@ def event_types(engine: Engine, correlation_id: uuid.UUID | None = None) -> list
         query = query.where(tables.events.c.correlation_id == correlation_id)
     with engine.connect() as connection:
         return list(connection.execute(query).scalars())
+
+
+def create_table(url: str, name: str, rows: list[dict[str, Any]], **columns: Any) -> None:
+    """A warehouse table `name` with `columns` (name=SQLAlchemy type) holding `rows`."""
+    engine = sa.create_engine(url)
+    table = sa.Table(name, sa.MetaData(), *[sa.Column(c, t) for c, t in columns.items()])
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(table.insert(), rows)
+    engine.dispose()
+
+
+# `^(a+)+$` over a's and one mismatch: Python's `re` backtracks 2^n times, RE2 is linear.
+BACKTRACKING_CODES = ["a" * 40, "a" * 39 + "!", "b" * 40, None, "a" * 40]
+BACKTRACKING_BINDING = {
+    "source": "wh",
+    "table": "codes",
+    "columns": [{"name": "code", "pattern": "^(a+)+$", "nullable": True}],
+}
+
+
+def create_codes(url: str) -> None:
+    """The table `BACKTRACKING_BINDING` is bound to: 4 codes, 3 distinct, 2 valid."""
+    create_table(url, "codes", [{"code": c} for c in BACKTRACKING_CODES], code=sa.Text())
+
+
+# A pattern PostgreSQL is slow on (its DFA thrashes over random hex: about 0.1 s per 200,000
+# characters), over 40 rows of 192,000 characters: seconds, unless the timeout stops it.
+SLOW_PATTERN_BINDING = {
+    "source": "wh",
+    "table": "blobs",
+    "columns": [{"name": "body", "pattern": "(0|1)[0-9a-f]{200}x"}],
+}
+
+
+def create_blobs(url: str) -> None:
+    """The PostgreSQL table `SLOW_PATTERN_BINDING` is bound to."""
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE blobs AS SELECT g AS id, (SELECT string_agg(md5(random()::text || g "
+            "|| k), '') FROM generate_series(1, 6000) k) AS body FROM generate_series(1, 40) g"
+        )
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -20,7 +21,14 @@ from mdstudio_core.service_layer.profiling import (
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
-from tests.factories import metadata_request, store_snapshot
+from tests.factories import (
+    BACKTRACKING_BINDING,
+    SLOW_PATTERN_BINDING,
+    create_blobs,
+    create_codes,
+    metadata_request,
+    store_snapshot,
+)
 
 KEY = "finance.revenue.gross_amount"
 BINDING = {
@@ -153,3 +161,35 @@ def test_history_newest_first_and_run_request(cli_env, tenant):
             == 2
         )
     engine.dispose()
+
+
+def test_a_backtracking_pattern_cannot_hang_a_preview(cli_env, warehouse_url, monkeypatch):
+    """`^(a+)+$` over 40 a's and a mismatch: Python's `re` ran for hours past any timeout on
+    SQLite; RE2 matches it at once, on SQLite and on PostgreSQL."""
+    create_codes(warehouse_url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", warehouse_url)
+    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+    approval_id = submit(BACKTRACKING_BINDING)
+    started = time.monotonic()
+    result = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "c", "--json"])
+    assert time.monotonic() - started < 3
+    assert result.exit_code == 0, result.stderr
+    [code] = result.json["columns"]
+    assert (code["n"], code["non_null"], code["distinct"], code["valid"]) == (5, 4, 3, 2)
+    assert result.json["quality_score"] == 50.0
+
+
+@pytest.mark.postgres
+def test_a_slow_pattern_on_postgres_ends_with_the_tier_timeout(
+    cli_env, postgres_server, monkeypatch
+):
+    url = postgres_server.create_database("mdstudio_wh")
+    create_blobs(url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", url)
+    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+    approval_id = submit(SLOW_PATTERN_BINDING)
+    started = time.monotonic()
+    result = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "c"])
+    assert time.monotonic() - started < 3
+    assert result.exit_code == 1
+    assert "exceeded the statement timeout of 1 s" in result.stderr

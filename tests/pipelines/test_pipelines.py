@@ -28,7 +28,14 @@ from mdstudio_pipelines.partitions import (
     partition_key,
 )
 from mdstudio_pipelines.resources import CatalogResource
-from tests.factories import metadata_request, person
+from tests.factories import (
+    BACKTRACKING_BINDING,
+    SLOW_PATTERN_BINDING,
+    create_blobs,
+    create_codes,
+    metadata_request,
+    person,
+)
 
 # The demo orders table, by hand (see demo/warehouse.py), for the binding below:
 #   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95
@@ -661,3 +668,86 @@ def test_per_tier_sampling_applies_through_a_real_run(env, monkeypatch, postgres
     assert rows["finance.whole"] is None
     assert rows["finance.sampled"]["percent"] == 20
     assert 0 < rows["finance.sampled"]["rows"] < 100_000
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
+    """How long the run's step took, from its start to its success or failure (the run's own
+    start-up, which varies with the machine, left out)."""
+    at = {
+        entry.dagster_event.event_type_value: entry.timestamp
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None
+    }
+    return (at.get("STEP_SUCCESS") or at["STEP_FAILURE"]) - at["STEP_START"]
+
+
+def test_a_backtracking_pattern_cannot_hang_a_run(env, warehouse_url, monkeypatch):
+    """The run profiles `^(a+)+$` over 40 a's and a mismatch at once, on SQLite and PostgreSQL
+    (Python's `re` ran past any timeout on SQLite)."""
+    create_codes(warehouse_url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", warehouse_url)
+    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+    env.approve(binding=BACKTRACKING_BINDING)
+    [run_request] = env.tick().run_requests
+    result = env.run(run_request)
+    assert result.success
+    assert step_seconds(env.instance, result.run_id) < 3
+    with env.engine.connect() as connection:
+        [row] = connection.execute(sa.select(tables.profiles)).all()
+    [code] = row.columns
+    assert (code["n"], code["non_null"], code["distinct"], code["valid"]) == (5, 4, 3, 2)
+    assert row.duration_ms < 1000
+
+
+@pytest.mark.postgres
+def test_a_slow_pattern_on_postgres_fails_the_run_at_the_tier_timeout(
+    env, postgres_server, monkeypatch
+):
+    url = postgres_server.create_database("mdstudio_wh")
+    create_blobs(url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", url)
+    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+    env.approve(binding=SLOW_PATTERN_BINDING)
+    [run_request] = env.tick().run_requests
+    failed = defs.resolve_job_def("profile_tables_job").execute_in_process(
+        run_config=run_request.run_config, instance=env.instance, raise_on_error=False
+    )
+    assert not failed.success
+    assert step_seconds(env.instance, failed.run_id) < 3
+    [failure] = [
+        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.failed"
+    ]
+    assert "exceeded the statement timeout of 1 s" in failure["error"]
+    with env.engine.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar()
+            == 0
+        )
+
+
+INJECTION = "\n```\n# Injected [link](http://x)"
+
+
+def test_values_cannot_format_the_ui_and_are_kept_apart_from_the_sql(env):
+    """An allowed value that would close a Markdown code block and add a heading and a link is
+    inert: the SQL is plain text with placeholders, the values are JSON beside it."""
+    currency = {"name": "currency", "allowed_values": ["EUR", "USD", "GBP", INJECTION]}
+    env.approve(binding={**DEMO_BINDING, "columns": [*DEMO_BINDING["columns"][:2], currency]})
+    [run_request] = env.tick().run_requests
+    assert env.run(run_request).success
+    pk = partition_key(env.tenant, "finance.revenue.gross_amount")
+    [record] = env.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ENTITY_PROFILE, asset_partitions=[pk]), limit=10
+    ).records
+    metadata = record.asset_materialization.metadata
+    assert isinstance(metadata["sql"], dg.TextMetadataValue)
+    assert not [k for k, v in metadata.items() if isinstance(v, dg.MarkdownMetadataValue)]
+    assert "Injected" not in metadata["sql"].value and ":param_" in metadata["sql"].value
+    assert isinstance(metadata["sql_params"], dg.JsonMetadataValue)
+    shown = [v for params in metadata["sql_params"].value.values() for v in params.values()]
+    assert INJECTION in shown
+    with env.engine.connect() as connection:
+        [row] = connection.execute(sa.select(tables.profiles)).all()
+    assert "Injected" not in row.sql and ":param_" in row.sql
+    stored = [v for params in row.details["sql_params"].values() for v in params.values()]
+    assert INJECTION in stored

@@ -13,7 +13,14 @@ from sqlalchemy.engine import Engine
 
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.model import Binding, ColumnRule, ProfileLimits, Tier, Trigger
+from mdstudio_core.domain.model import (
+    Binding,
+    ColumnRule,
+    ProfileLimits,
+    Tier,
+    Trigger,
+    stored_binding,
+)
 from mdstudio_core.service_layer.profiling import (
     BoundEntity,
     group_by_table,
@@ -120,16 +127,31 @@ def test_identifiers_are_validated_before_any_sql() -> None:
 
 
 def test_invalid_regular_expression_is_rejected_by_the_binding() -> None:
-    with pytest.raises(ValidationError, match="not a valid regular expression"):
+    with pytest.raises(ValidationError, match="bracket expression is not closed"):
         ColumnRule(name="email", pattern="([a-z")
+    with pytest.raises(ValidationError, match="not a regular expression RE2 accepts: missing "):
+        ColumnRule(name="email", pattern="([a-z]")
 
 
-@pytest.mark.postgres
-def test_pattern_postgres_rejects_names_the_column(pg_engine: Engine) -> None:
-    name = _table(pg_engine)
-    binding = _binding(name, {"name": "id"}, {"name": "email", "pattern": "(?P<user>[a-z]+)@"})
-    with pytest.raises(warehouse.InvalidPattern, match=r"column email: .*not a regular expr"):
-        _run(pg_engine, binding)
+@pytest.mark.parametrize(
+    "engine_name", ["sqlite_engine", pytest.param("pg_engine", marks=pytest.mark.postgres)]
+)
+def test_stored_pattern_outside_the_language_fails_the_profile_naming_the_column(
+    request: pytest.FixtureRequest, engine_name: str
+) -> None:
+    """A binding stored before the pattern language was narrowed still reads back, and its
+    profile fails with an error naming the column, on every dialect."""
+    engine = request.getfixturevalue(engine_name)
+    name = _table(engine)
+    binding = stored_binding(
+        {
+            "source": "wh",
+            "table": name,
+            "columns": [{"name": "id"}, {"name": "email", "pattern": "(?P<user>[a-z]+)@"}],
+        }
+    )
+    with pytest.raises(warehouse.InvalidPattern, match=r"column email: pattern .*is refused: "):
+        _run(engine, binding)
 
 
 @pytest.mark.parametrize(
