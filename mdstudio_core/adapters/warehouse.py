@@ -27,7 +27,7 @@ Why it looks like this:
        per distinct value, and the row pass never touches the column.
 
   A column that alone is a primary key or unique constraint needs no distinct count at all.
-* A pattern runs in linear time: SQLite matches it with RE2 (`compile_pattern`), whose time
+* A pattern runs in linear time: SQLite matches it with RE2 (`patterns.matches`), whose time
   per value the statement timeout bounds; PostgreSQL runs its own ``~`` under
   ``statement_timeout``. The pattern language (`mdstudio_core.domain.patterns`) is what both
   run with the same meaning.
@@ -55,7 +55,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mdstudio_core.config import check_url, source_variable
 from mdstudio_core.domain.model import ColumnRule
-from mdstudio_core.domain.patterns import PatternError, check_pattern, compile_pattern
+from mdstudio_core.domain.patterns import PatternError, check_pattern, matches
 from mdstudio_core.domain.quality import Sample
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def _sqlite_regexp(pattern: str | None, value: Any) -> int | None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    return 1 if compile_pattern(pattern).search(value) is not None else 0
+    return 1 if matches(pattern, value) else 0
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
