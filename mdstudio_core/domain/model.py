@@ -161,6 +161,7 @@ Bound = Annotated[int | float | dt.datetime | dt.date, BeforeValidator(_date_sta
 
 
 def _kind(bound: int | float | dt.date) -> str:
+    """What kind of bound this is, in the words the refusal uses."""
     if isinstance(bound, dt.datetime):
         return "a date-time with a time zone" if bound.tzinfo else "a date-time without a time zone"
     return "a date" if isinstance(bound, dt.date) else "a number"
