@@ -4,9 +4,9 @@ expressions (AREs) also run, with the same meaning.
 Why this language:
 
 * A steward's pattern runs in the warehouse, over every distinct value of a column. Python's
-  ``re`` backtracks: ``^(a+)+$`` over 40 characters would run for days, and SQLite's timeout
-  cannot interrupt a Python function. RE2 matches in time linear in the value, so the tier's
-  timeout bounds every profile. It refuses what needs backtracking: backreferences and
+  ``re`` backtracks: ``^(a+)+$`` over 40 characters would run for about 12 hours, and SQLite's
+  timeout cannot interrupt a Python function. RE2 matches in time linear in the value, so the
+  tier's timeout bounds every profile. It refuses what needs backtracking: backreferences and
   lookaround.
 * PostgreSQL runs the same pattern with its own ``~``. A pattern it cannot compile would fail
   every profile there, and a construct it reads differently (``\\b`` is a backspace to it, a word
