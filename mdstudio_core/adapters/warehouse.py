@@ -483,7 +483,12 @@ class _Spec:
 
 
 def _reflect(connection: Connection, schema: str | None, table: str, source: str) -> sa.Table:
+    """The bound table, always qualified by its schema: a binding without one means the
+    connection's default schema, named explicitly, so an unqualified name can never resolve
+    through the search path to a catalog table (PostgreSQL searches `pg_catalog` first)."""
     inspector = sa.inspect(connection)
+    if schema is None and connection.dialect.name == "postgresql":
+        schema = inspector.default_schema_name
     if not inspector.has_table(table, schema=schema):
         where = f"{schema}.{table}" if schema else table
         raise TableNotFound(f"table {where} not found in source {source!r}")

@@ -355,3 +355,21 @@ def test_the_warehouse_transaction_is_read_only_and_repeatable_read(pg_engine: E
     finally:
         sa.event.remove(pg_engine, "after_cursor_execute", record)
     assert seen and set(seen) == {("repeatable read", "on")}
+
+
+def test_a_binding_without_schema_never_reads_the_catalog(pg_engine: Engine) -> None:
+    """`pg_authid` unqualified would resolve to `pg_catalog.pg_authid` (searched first); the
+    profile reads the default schema's table of that name, or nothing."""
+    with pg_engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS public.pg_authid")
+    with pytest.raises(warehouse.TableNotFound):
+        _run(pg_engine, _binding("pg_authid", {"name": "rolname"}))
+    with pg_engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE public.pg_authid (rolname text)")
+        connection.exec_driver_sql("INSERT INTO public.pg_authid VALUES ('decoy')")
+    try:
+        result = _run(pg_engine, _binding("pg_authid", {"name": "rolname"}))
+        assert result.row_count == 1 and result.columns[0].min == "decoy"
+    finally:
+        with pg_engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE public.pg_authid")
