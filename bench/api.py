@@ -1,10 +1,19 @@
-"""HTTP API throughput on PostgreSQL: `mdstudio serve` in one process, concurrent clients in
-another.
+"""What HTTP costs on top of the work it serves: the same approvals through the services
+directly (the core rate) and through `mdstudio serve` (the HTTP rate), in one run on one
+PostgreSQL, side by side.
 
-Two phases, each a bounded number of requests from `--clients` concurrent clients over loopback:
-submit-then-approve pairs (each client a requester token and an approver token), then inbox
-reads (`GET /approvals?status=pending`). Prints requests per second and p50/p99 latency per route,
-then checks that every approval was applied exactly once (one entity version, four events each).
+1. Core: `--clients` worker processes submit and approve requests by calling the services (the
+   workload of bench/approvals.py).
+2. HTTP: `mdstudio serve --workers 2` in its own process; `--clients` client threads in this one
+   submit and approve the same number of requests over keep-alive connections, then read the
+   inbox (`GET /approvals?status=approved&limit=20`).
+
+The clients use `http.client`: a client's own CPU is spent on the same two cores as the server's,
+and httpx cost 2.2 ms of CPU per approval here, as much as half the server's work.
+
+Prints requests per second and p50/p99 per route, checks that every approval was applied
+exactly once (one entity version and four events each), and ends with
+`http/core approvals ratio: R`.
 
     python bench/api.py [--pairs 2000] [--reads 5000] [--clients 4] [--workers 2]
     MDSTUDIO_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -13,18 +22,21 @@ then checks that every approval was applied exactly once (one entity version, fo
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
+import multiprocessing as mp
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
 
-import httpx
+import orjson
 import sqlalchemy as sa
+from approvals import request, worker
 
 from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
@@ -38,82 +50,86 @@ ADMIN_URL = os.environ.get(
 Latencies = dict[str, list[float]]
 
 
-def request(key: str) -> dict:
-    return {
-        "entity_type": "GLOBAL_METADATA",
-        "entity_key": key,
-        "tier": "tier2",
-        "lane": "governed",
-        "payload": {
-            "canonical_key": key,
-            "label": "Bench field",
-            "description": "",
-            "tier": "tier2",
-            "domain": "bench",
-            "owner": "bench",
-            "data_type": "integer",
-            "binding": {"source": "warehouse", "table": "facts", "columns": [{"name": "amount"}]},
-        },
+class Client:
+    """One keep-alive connection, timing each request under its route's name."""
+
+    def __init__(self, port: int, headers: dict[str, str], latencies: Latencies) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {**headers, "Content-Type": "application/json"}
+        self.latencies = latencies
+
+    def call(self, route: str, method: str, path: str, body: object = None) -> dict:
+        data = orjson.dumps(body) if body is not None else None
+        started = time.perf_counter()
+        self.connection.request(method, path, body=data, headers=self.headers)
+        response = self.connection.getresponse()
+        content = response.read()
+        self.latencies[route].append((time.perf_counter() - started) * 1000)
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status} {content[:300]!r}")
+        return orjson.loads(content)
+
+
+def in_threads(target, arguments: list[tuple]) -> float:
+    """Run `target(*arguments[i])` in one thread each; the wall time of the slowest."""
+    threads = [threading.Thread(target=target, args=args) for args in arguments]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def core_phase(url: str, tenant: uuid.UUID, clients: int, per_client: int) -> tuple[float, dict]:
+    out: mp.Queue = mp.Queue()
+    start = time.time() + 1.0
+    processes = [
+        mp.Process(target=worker, args=(url, tenant, w, per_client, start, out))
+        for w in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    results = [out.get() for _ in processes]
+    for process in processes:
+        process.join()
+    wall = max(finished for _, _, finished in results) - start
+    latencies = {
+        "submit (service)": [v for s, _, _ in results for v in s],
+        "approve (service)": [v for _, a, _ in results for v in a],
     }
+    return wall, latencies
 
 
-async def timed(
-    client: httpx.AsyncClient, latencies: Latencies, route: str, method: str, url: str, **kw
-) -> httpx.Response:
-    start = time.perf_counter()
-    response = await client.request(method, url, **kw)
-    latencies[route].append((time.perf_counter() - start) * 1000)
-    if response.status_code >= 300:
-        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text}")
-    return response
-
-
-async def approvals_phase(base: str, pairs: list[tuple[dict, dict]], total: int) -> Latencies:
-    latencies: Latencies = defaultdict(list)
-    per_client = total // len(pairs)
-
-    async def client_loop(index: int, requester: dict, approver: dict) -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            for i in range(per_client):
-                submitted = await timed(
-                    client,
-                    latencies,
-                    "POST /approvals",
-                    "POST",
-                    "/approvals",
-                    json=request(f"bench.c{index}.k{i}"),
-                    headers=requester,
-                )
-                await timed(
-                    client,
-                    latencies,
-                    "POST /approvals/{id}/approve",
-                    "POST",
-                    f"/approvals/{submitted.json()['id']}/approve",
-                    headers=approver,
-                )
-
-    await asyncio.gather(*(client_loop(i, r, a) for i, (r, a) in enumerate(pairs)))
-    return latencies
-
-
-async def inbox_phase(base: str, headers: dict, clients: int, total: int) -> Latencies:
+def http_phase(port: int, pairs: list[tuple[dict, dict]], per_client: int) -> tuple[float, dict]:
     latencies: Latencies = defaultdict(list)
 
-    async def client_loop() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            for _ in range(total // clients):
-                await timed(
-                    client,
-                    latencies,
-                    "GET /approvals (inbox)",
-                    "GET",
-                    "/approvals?status=approved&limit=20",
-                    headers=headers,
-                )
+    def client_loop(index: int, requester: dict, approver: dict) -> None:
+        submitter, decider = Client(port, requester, latencies), Client(port, approver, latencies)
+        for i in range(per_client):
+            submitted = submitter.call(
+                "POST /approvals", "POST", "/approvals", request(f"bench.http{index}.k{i}")
+            )
+            decider.call(
+                "POST /approvals/{id}/approve", "POST", f"/approvals/{submitted['id']}/approve"
+            )
 
-    await asyncio.gather(*(client_loop() for _ in range(clients)))
-    return latencies
+    wall = in_threads(client_loop, [(i, r, a) for i, (r, a) in enumerate(pairs)])
+    return wall, latencies
+
+
+def read_phase(port: int, headers: dict, clients: int, total: int) -> tuple[float, dict]:
+    latencies: Latencies = defaultdict(list)
+
+    def client_loop() -> None:
+        client = Client(port, headers, latencies)
+        for _ in range(total // clients):
+            client.call(
+                "GET /approvals (inbox)", "GET", "/approvals?status=approved&limit=20"
+            )
+
+    wall = in_threads(client_loop, [()] * clients)
+    return wall, latencies
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -123,8 +139,8 @@ def percentile(values: list[float], q: int) -> float:
 def report(latencies: Latencies, wall: float) -> None:
     for route, values in latencies.items():
         print(
-            f"{route:<32}{len(values):>8}{len(values) / wall:>10.0f}"
-            f"{percentile(values, 50):>10.1f}{percentile(values, 99):>10.1f}"
+            f"{route:<32}{len(values):>9}{len(values) / wall:>9.0f}"
+            f"{percentile(values, 50):>9.1f}{percentile(values, 99):>9.1f}"
         )
 
 
@@ -134,39 +150,54 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(url: str, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(url: str, workers: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mdstudio_core.entrypoints.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-        ],
+        [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)]
+        + ["--workers", str(workers), "--no-access-log"],
         env={**os.environ, "MDSTUDIO_DATABASE_URL": url},
     )
-    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return server, base
-        except httpx.TransportError:
+            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            probe.request("GET", "/healthz")
+            if probe.getresponse().status == 200:
+                return server, port
+        except OSError:
             time.sleep(0.2)
     server.terminate()
     raise SystemExit("the server did not start")
 
 
+def exactly_once(engine: sa.Engine, expected: int) -> tuple[bool, str]:
+    with engine.connect() as connection:
+        approved = connection.execute(
+            sa.select(sa.func.count()).where(tables.approvals.c.status == "approved")
+        ).scalar_one()
+        per_approval = connection.execute(
+            sa.select(tables.events.c.correlation_id, sa.func.count()).group_by(
+                tables.events.c.correlation_id
+            )
+        ).all()
+        versions = connection.execute(
+            sa.select(sa.func.max(tables.global_metadata.c.version), sa.func.count())
+        ).one()
+    ok = (
+        approved == expected
+        and len(per_approval) == expected
+        and all(count == 4 for _, count in per_approval)
+        and tuple(versions) == (1, expected)
+    )
+    events = sum(count for _, count in per_approval)
+    return ok, f"{approved} approved, {events} events"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=2000, help="submit+approve pairs")
+    parser.add_argument("--pairs", type=int, default=2000, help="submit+approve pairs per phase")
     parser.add_argument("--reads", type=int, default=5000, help="inbox reads")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients / workers")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     args = parser.parse_args()
 
@@ -179,60 +210,44 @@ def main() -> None:
     try:
         engine = create_store_engine(url)
         migrations.upgrade(engine)
+        per_client = args.pairs // args.clients
+        total = per_client * args.clients
+
+        core_wall, core = core_phase(url, uuid.uuid4(), args.clients, per_client)
+
         tenant = uuid.uuid4()
 
         def bearer(user: str, *roles: str) -> dict:
-            secret, _ = tokens.create_token(
-                UnitOfWork(engine), Identity(tenant, user, frozenset(roles))
-            )
+            identity = Identity(tenant, user, frozenset(roles))
+            secret, _ = tokens.create_token(UnitOfWork(engine), identity)
             return {"Authorization": f"Bearer {secret}"}
 
         pairs = [
             (bearer(f"requester{c}"), bearer(f"approver{c}", "metadata_steward"))
             for c in range(args.clients)
         ]
-        total = args.pairs // args.clients * args.clients
-        server, base = start_server(url, args.workers)
+        server, port = start_server(url, args.workers)
+        http_wall, written = http_phase(port, pairs, per_client)
+        read_wall, read = read_phase(port, pairs[0][1], args.clients, args.reads)
+        ok, counts = exactly_once(engine, 2 * total)
 
-        start = time.perf_counter()
-        written = asyncio.run(approvals_phase(base, pairs, total))
-        write_wall = time.perf_counter() - start
-        start = time.perf_counter()
-        read = asyncio.run(inbox_phase(base, pairs[0][1], args.clients, args.reads))
-        read_wall = time.perf_counter() - start
-
-        with engine.connect() as connection:
-            approved = connection.execute(
-                sa.select(sa.func.count()).where(tables.approvals.c.status == "approved")
-            ).scalar_one()
-            per_approval = connection.execute(
-                sa.select(tables.events.c.correlation_id, sa.func.count()).group_by(
-                    tables.events.c.correlation_id
-                )
-            ).all()
-            versions = connection.execute(
-                sa.select(sa.func.max(tables.global_metadata.c.version), sa.func.count())
-            ).one()
-        exactly_once = (
-            approved == total
-            and len(per_approval) == total
-            and all(count == 4 for _, count in per_approval)
-            and tuple(versions) == (1, total)
-        )
         print(
-            f"PostgreSQL, mdstudio serve --workers {args.workers}, {args.clients} concurrent "
-            f"clients in a separate process, loopback ({os.cpu_count()} cores)"
+            f"PostgreSQL, {args.clients} concurrent clients; core: {args.clients} worker "
+            f"processes calling the services; HTTP: mdstudio serve --workers {args.workers}, "
+            f"http.client keep-alive clients in one process ({os.cpu_count()} cores)"
         )
-        print(f"{'route':<32}{'requests':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-        report(written, write_wall)
+        print(f"{'route':<32}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+        report(core, core_wall)
+        report(written, http_wall)
         report(read, read_wall)
-        print(f"approvals/s (submit+approve pairs): {total / write_wall:.0f}")
-        print(
-            f"exactly once: {'yes' if exactly_once else 'NO'} ({approved} approved, "
-            f"{sum(c for _, c in per_approval)} events)"
-        )
+        core_rate, http_rate = total / core_wall, total / http_wall
+        print(f"core approvals/s (submit+approve): {core_rate:.0f}")
+        print(f"http approvals/s (submit+approve): {http_rate:.0f}")
+        print(f"inbox reads/s: {args.reads / read_wall:.0f}")
+        print(f"exactly once: {'yes' if ok else 'NO'} ({counts})")
+        print(f"http/core approvals ratio: {http_rate / core_rate:.2f}")
         engine.dispose()
-        if not exactly_once:
+        if not ok:
             raise SystemExit(1)
     finally:
         if server is not None:

@@ -19,7 +19,11 @@ from mdstudio_core.adapters.repositories import (
 
 class UnitOfWork:
     """`with UnitOfWork(engine) as uow: ...; uow.commit()`. Leaving the block without `commit()`
-    (or by an exception) rolls everything back, so a failed step never leaves half a change."""
+    (or by an exception) rolls everything back, so a failed step never leaves half a change.
+
+    Each outermost `with` is one transaction. A `with` inside another joins it: the HTTP layer
+    looks a token up and runs the command it authorises in one transaction (one connection,
+    one BEGIN), and the command's own `with uow:` does not know the difference."""
 
     connection: Connection
     approvals: ApprovalRepository
@@ -31,16 +35,19 @@ class UnitOfWork:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._depth = 0
 
     def __enter__(self) -> UnitOfWork:
-        self.connection = self._engine.connect()
-        self._transaction = self.connection.begin()
-        self.approvals = ApprovalRepository(self.connection)
-        self.entities = EntityRepository(self.connection)
-        self.events = EventOutbox(self.connection)
-        self.policies = PolicyRepository(self.connection)
-        self.profiles = ProfileRepository(self.connection)
-        self.tokens = TokenRepository(self.connection)
+        if self._depth == 0:
+            self.connection = self._engine.connect()
+            self._transaction = self.connection.begin()
+            self.approvals = ApprovalRepository(self.connection)
+            self.entities = EntityRepository(self.connection)
+            self.events = EventOutbox(self.connection)
+            self.policies = PolicyRepository(self.connection)
+            self.profiles = ProfileRepository(self.connection)
+            self.tokens = TokenRepository(self.connection)
+        self._depth += 1
         return self
 
     def commit(self) -> None:
@@ -52,6 +59,9 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         try:
             if self._transaction.is_active:
                 self._transaction.rollback()

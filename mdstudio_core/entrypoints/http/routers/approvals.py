@@ -6,12 +6,11 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.model import TERM_PATTERN, ApprovalStatus, EntityType, Lane, Tier
-from mdstudio_core.entrypoints.http.auth import Caller, Uow
+from mdstudio_core.entrypoints.http.auth import Caller, Uow, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
 from mdstudio_core.entrypoints.http.schemas import (
     ApprovalPage,
@@ -55,22 +54,20 @@ Include = Annotated[
         }
     },
 )
-async def submit_approval(request: Request, identity: Caller, uow: Uow) -> Response:
+async def submit_approval(request: Request, caller: Caller, uow: Uow) -> Response:
     """Submit a change request; the payload's schema depends on `entity_type` (README).
 
     The body is parsed here and validated once, by the service (bounded in depth and size
     before anything recursive touches it)."""
     raw = parse_json(await request.body())
-    approval = await run_in_threadpool(
-        approvals.submit, uow, identity, raw, request.app.state.settings
-    )
-    location = str(request.url_for("get_approval", approval_id=approval.id).path)
+    approval = await call(approvals.submit, caller, uow, raw, request.app.state.settings)
+    location = request.app.url_path_for("get_approval", approval_id=str(approval.id))
     return JsonResponse(approval, status_code=201, headers={"Location": location})
 
 
 @router.get("", responses=documented(ApprovalPage, *AUTHED))
-def list_approvals(
-    identity: Caller,
+async def list_approvals(
+    caller: Caller,
     uow: Uow,
     entity: EntityFilter = None,
     status: ApprovalStatus | None = None,
@@ -84,9 +81,10 @@ def list_approvals(
     """The inbox, newest first (`status=pending` for what awaits a decision). Items leave out
     `payload` and `current_state` unless `include=payload`: a page stays small."""
     include_payload = include == "payload"
-    found = approvals.list_approvals(
+    found = await call(
+        approvals.list_approvals,
+        caller,
         uow,
-        identity,
         status=status,
         entity_type=entity_type,
         tier=tier,
@@ -100,40 +98,38 @@ def list_approvals(
 
 
 @router.get("/{approval_id}", responses=documented(Approval, *AUTHED, 404))
-def get_approval(approval_id: uuid.UUID, identity: Caller, uow: Uow) -> Response:
+async def get_approval(approval_id: uuid.UUID, caller: Caller, uow: Uow) -> Response:
     """One request, with its payload and the state it was made against."""
-    return JsonResponse(approvals.get_approval(uow, identity, approval_id))
+    return JsonResponse(await call(approvals.get_approval, caller, uow, approval_id))
 
 
 @router.post("/{approval_id}/approve", responses=DECIDED)
-def approve_approval(
+async def approve_approval(
     approval_id: uuid.UUID,
-    identity: Caller,
+    caller: Caller,
     uow: Uow,
     decision: Annotated[Decision | None, Body()] = None,
 ) -> Response:
     """Approve and apply (the required role; never one's own request; 409 if stale)."""
-    return JsonResponse(approvals.approve(uow, identity, approval_id, _reason(decision)))
+    reason = decision.reason if decision else None
+    return JsonResponse(await call(approvals.approve, caller, uow, approval_id, reason))
 
 
 @router.post("/{approval_id}/reject", responses=DECIDED)
-def reject_approval(
-    approval_id: uuid.UUID, identity: Caller, uow: Uow, rejection: Rejection
+async def reject_approval(
+    approval_id: uuid.UUID, caller: Caller, uow: Uow, rejection: Rejection
 ) -> Response:
     """Reject with a reason (the required role; never one's own request)."""
-    return JsonResponse(approvals.reject(uow, identity, approval_id, rejection.reason))
+    return JsonResponse(await call(approvals.reject, caller, uow, approval_id, rejection.reason))
 
 
 @router.post("/{approval_id}/cancel", responses=DECIDED)
-def cancel_approval(
+async def cancel_approval(
     approval_id: uuid.UUID,
-    identity: Caller,
+    caller: Caller,
     uow: Uow,
     decision: Annotated[Decision | None, Body()] = None,
 ) -> Response:
     """Withdraw one's own pending request."""
-    return JsonResponse(approvals.cancel(uow, identity, approval_id, _reason(decision)))
-
-
-def _reason(decision: Decision | None) -> str | None:
-    return decision.reason if decision else None
+    reason = decision.reason if decision else None
+    return JsonResponse(await call(approvals.cancel, caller, uow, approval_id, reason))

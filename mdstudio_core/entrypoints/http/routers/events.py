@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from mdstudio_core.entrypoints.http.auth import Caller, Uow
+from mdstudio_core.entrypoints.http.auth import Caller, Uow, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented
 from mdstudio_core.entrypoints.http.routers.approvals import EntityFilter
 from mdstudio_core.entrypoints.http.schemas import EventPage, JsonResponse, Limit, Offset
@@ -15,13 +15,15 @@ router = APIRouter(tags=["events"], default_response_class=JsonResponse)
 
 
 @router.get("/events", responses=documented(EventPage, *AUTHED))
-def list_events(
-    identity: Caller,
+async def list_events(
+    caller: Caller,
     uow: Uow,
     after: Offset = 0,
     limit: Limit = 100,
     entity: EntityFilter = None,
 ) -> Response:
     """The tenant's events, oldest first; continue with `after=next_after`."""
-    found = catalog.list_events(uow, identity, after=after, limit=limit, entity_key=entity)
+    found = await call(
+        catalog.list_events, caller, uow, after=after, limit=limit, entity_key=entity
+    )
     return JsonResponse({"items": found, "next_after": found[-1].id if found else after})
