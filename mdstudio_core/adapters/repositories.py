@@ -404,6 +404,16 @@ class ProfileRepository:
         self._connection.execute(insert(tables.profiles).values(dataclasses.asdict(profile)))
         return True
 
+    def saved_in_run(self, run_id: str, entity_urns: Sequence[str]) -> set[str]:
+        """Which of the entities this run has saved already (a retried step skips them)."""
+        column = tables.profiles.c
+        rows = self._connection.execute(
+            select(column.entity_urn).where(
+                column.run_id == run_id, column.entity_urn.in_(entity_urns)
+            )
+        )
+        return set(rows.scalars())
+
     def history(
         self, tenant_id: uuid.UUID, canonical_key: str, limit: int = 20
     ) -> list[StoredProfile]:
