@@ -35,6 +35,7 @@ lint: install
 bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL (default: local)
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/events_polling.py
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/pipeline.py
 

@@ -21,7 +21,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mdstudio_core.domain.errors import ConfigurationError
-from mdstudio_core.domain.model import IDENTIFIER_PATTERN, ProfileLimits, SourceAccess, Tier
+from mdstudio_core.domain.model import (
+    IDENTIFIER_PATTERN,
+    ProfileLimits,
+    SourceAccess,
+    StoreTimeouts,
+    Tier,
+)
 from mdstudio_core.domain.quality import QualityThresholds
 
 PREFIX = "MDSTUDIO_"
@@ -77,6 +83,8 @@ class Settings(BaseModel):
 
     home: Path = Path(".mdstudio")
     database_url: str | None = None
+    store_statement_timeout_seconds: Positive = 30.0
+    store_lock_timeout_seconds: Positive = 10.0
     tenant: str | None = None
     user: str | None = None
     role: str | None = None
@@ -158,6 +166,11 @@ class Settings(BaseModel):
     def store_url(self) -> str:
         """The metadata store: `MDSTUDIO_DATABASE_URL`, else a SQLite file under the home."""
         return self.database_url or f"sqlite:///{self.home / 'mdstudio.db'}"
+
+    @property
+    def store_timeouts(self) -> StoreTimeouts:
+        """`MDSTUDIO_STORE_STATEMENT_TIMEOUT_SECONDS` and `MDSTUDIO_STORE_LOCK_TIMEOUT_SECONDS`."""
+        return StoreTimeouts(self.store_statement_timeout_seconds, self.store_lock_timeout_seconds)
 
     @property
     def min_rerun(self) -> dt.timedelta:

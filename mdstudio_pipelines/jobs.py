@@ -10,7 +10,9 @@ the same load on the warehouse as one run per table, a fraction of the runs."""
 import uuid
 
 import dagster as dg
+from sqlalchemy.exc import OperationalError
 
+from mdstudio_core.domain.errors import StoreTimeout
 from mdstudio_core.domain.model import SkipReason, Trigger
 from mdstudio_core.service_layer.profiling import ProfileTarget, run_profiles
 from mdstudio_pipelines.checks import check_evaluation
@@ -47,10 +49,30 @@ class ProfileRunConfig(dg.Config):
     tables: list[TableConfig]
 
 
+# The store gone (connection lost or refused, a store timeout) fails the step, which is tried
+# again in the same run after 1, 2, 4 ... 32 s (about a minute in all): its profiles are saved
+# once however often it is tried (see `run_profiles`). A profile failing on its own (missing
+# table, timeout) is not retried: it would fail the same way.
+STORE_RETRIES = 6
+
+
 @dg.op(description="Profile each table once, then save and check every entity bound to it.")
 def profile_tables(
     context: dg.OpExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
 ) -> None:
+    try:
+        profile_run(context, config, catalog)
+    except (OperationalError, StoreTimeout) as exc:
+        context.log.warning(f"the store is unavailable: {type(exc).__name__}; trying again")
+        raise dg.RetryRequested(
+            max_retries=STORE_RETRIES, seconds_to_wait=2**context.retry_number
+        ) from exc
+
+
+def profile_run(
+    context: dg.OpExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
+) -> None:
+    """Each table of the run in turn: its profiles saved, then reported to Dagster."""
     tenant_id = uuid.UUID(config.tenant_id)
     failed: dict[str, str] = {}
     for table in config.tables:
@@ -61,6 +83,8 @@ def profile_tables(
         for key, error in outcome.failed.items():
             context.log_event(profile_observation(tenant_id, key, PROFILE_FAILED, error=error))
         failed.update(outcome.failed)
+        if outcome.saved_before:
+            context.log.info(f"saved by an earlier attempt: {', '.join(outcome.saved_before)}")
         for key, detail in outcome.unbound.items():
             context.log_event(
                 profile_observation(

@@ -11,13 +11,14 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.model import StoreTimeouts
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 
 @functools.cache
-def _store_engine(url: str) -> Engine:
+def _store_engine(url: str, timeouts: StoreTimeouts) -> Engine:
     """One pooled engine per process (sensor ticks run many times in one code server)."""
-    return create_store_engine(url)
+    return create_store_engine(url, timeouts)
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -34,7 +35,7 @@ class CatalogResource(dg.ConfigurableResource):
 
     @property
     def engine(self) -> Engine:
-        return _store_engine(self.settings.store_url)
+        return _store_engine(self.settings.store_url, self.settings.store_timeouts)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
+from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.domain.errors import Conflict
+from mdstudio_core.domain.events import NewEvent
+from mdstudio_core.domain.model import EntityType, StoreTimeouts
 from mdstudio_core.service_layer import approvals, catalog
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import KERNEL_OWNER, STEWARD, event_types, metadata_request, person
@@ -111,3 +116,60 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
     ]
     assert len(every_id) == 3 * len(requests)
     assert seen == every_id
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_an_open_outbox_read_holds_up_no_writer(engine, tenant):
+    """A reader holds the outbox lock for an instant, not for its transaction: an approval
+    commits while a reader's transaction is still open (a client polling `/events`, a slow
+    sensor page), so no token can slow every tenant's approvals by reading."""
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approver = ThreadPoolExecutor(1)
+    with UnitOfWork(engine) as reader:
+        reader.events.list(after=0)
+        approving = approver.submit(
+            approvals.approve, UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id
+        )
+        done, _ = wait([approving], timeout=10)
+    approver.shutdown()
+    assert done, "the approval waited for the reader's transaction to end"
+    assert approving.result().status == "approved"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_reader_stops_below_a_writer_still_running(engine, tenant):
+    """Ids drawn out of commit order, step by step: while the writer of id 1 is still running, a
+    reader does not see id 2, committed meanwhile; once 1 commits it sees both, in order. The
+    reader waits for no one (were it to wait for the writer, which this thread holds open, its
+    lock timeout would fail the test instead of hanging it)."""
+    reader = create_store_engine(
+        engine.url.render_as_string(hide_password=False), StoreTimeouts(statement_s=5, lock_s=5)
+    )
+
+    def event(key: str) -> NewEvent:
+        return NewEvent(
+            type="metadata.changed",
+            tenant_id=tenant,
+            entity_type=EntityType.GLOBAL_METADATA,
+            entity_key=key,
+            correlation_id=uuid.uuid4(),
+            actor="alice",
+            occurred_at=dt.datetime.now(dt.UTC),
+            payload={},
+        )
+
+    def page() -> list[int]:
+        return [e.id for e in catalog.list_events(UnitOfWork(reader), person(tenant, "reader"))]
+
+    with UnitOfWork(engine) as slow:
+        [first] = slow.events.append([event("k.slow")])
+        with UnitOfWork(engine) as fast:
+            [second] = fast.events.append([event("k.fast")])
+            fast.commit()
+        assert first.id < second.id
+        assert page() == []
+        slow.commit()
+    assert page() == [first.id, second.id]
+    reader.dispose()

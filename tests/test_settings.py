@@ -14,7 +14,7 @@ import pytest
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import ConfigurationError
-from mdstudio_core.domain.model import ProfileLimits, Tier
+from mdstudio_core.domain.model import ProfileLimits, StoreTimeouts, Tier
 from mdstudio_core.domain.quality import QualityThresholds
 from tests.cli_helpers import run_cli
 
@@ -34,6 +34,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert settings.tables_per_run == 10
     assert settings.sensor_interval_seconds == 15
     assert settings.sensor_max_events == 2000
+    assert settings.store_timeouts == StoreTimeouts(statement_s=30.0, lock_s=10.0)
     assert settings.sources == {}
 
 
@@ -51,6 +52,16 @@ def test_defaults(tmp_path, monkeypatch):
         ("MDSTUDIO_TABLES_PER_RUN", "3", lambda s: s.tables_per_run == 3),
         ("MDSTUDIO_SENSOR_MAX_EVENTS", "7", lambda s: s.sensor_max_events == 7),
         ("MDSTUDIO_SENSOR_INTERVAL_SECONDS", "5", lambda s: s.sensor_interval_seconds == 5),
+        (
+            "MDSTUDIO_STORE_STATEMENT_TIMEOUT_SECONDS",
+            "2.5",
+            lambda s: s.store_timeouts == StoreTimeouts(2.5, 10.0),
+        ),
+        (
+            "MDSTUDIO_STORE_LOCK_TIMEOUT_SECONDS",
+            "0.5",
+            lambda s: s.store_timeouts == StoreTimeouts(30.0, 0.5),
+        ),
         (
             "MDSTUDIO_TIER2_TIMEOUT_SECONDS",
             "60",
@@ -96,6 +107,8 @@ def test_each_variable_is_read_by_its_name(variable, value, read):
         ("MDSTUDIO_TRUSTED_HEADER_AUTH", "perhaps"),
         ("MDSTUDIO_TIER1_MIN_SCORE", "101"),
         ("MDSTUDIO_TIER2_TIMEOUT_SECONDS", "-1"),
+        ("MDSTUDIO_STORE_STATEMENT_TIMEOUT_SECONDS", "-2"),
+        ("MDSTUDIO_STORE_LOCK_TIMEOUT_SECONDS", "never"),
         ("MDSTUDIO_TIER3_SAMPLE_PERCENT", "150"),
         ("MDSTUDIO_TIER1_PROFILING_CRON", "daily"),
         ("MDSTUDIO_DAGSTER_STORAGE_URL", "postgresql://dagster@db/dagster"),

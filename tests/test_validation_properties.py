@@ -21,9 +21,14 @@ column_rules = st.fixed_dictionaries(
         "nullable": st.booleans(),
         "unique": st.booleans(),
         "pattern": st.sampled_from([r"^[A-Z]{2}$", r"@", r"^\d+$"]),
-        # NUL is refused (PostgreSQL cannot store it); every other character is a valid value.
+        # NUL and lone surrogates are refused (PostgreSQL cannot store them, and a surrogate is
+        # no UTF-8); every other character is a valid value.
         "allowed_values": st.lists(
-            st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=5),
+            st.text(
+                st.characters(exclude_characters="\x00", exclude_categories=("Cs",)),
+                min_size=1,
+                max_size=5,
+            ),
             min_size=1,
             max_size=4,
         ),

@@ -28,8 +28,24 @@ from mdstudio_core.domain.model import (
 )
 from mdstudio_core.domain.quality import StoredProfile
 
-# Any constant shared by every writer of the outbox; see `EventOutbox.append`.
-_OUTBOX_LOCK_KEY = 0x6D647374  # "mdst"
+# The outbox's visibility rule on PostgreSQL (see `EventOutbox.append`): a writer announces a
+# bound below the event ids it is about to draw, as a shared advisory lock keyed by the bound
+# plus a tag ("m" in the top byte, so no other advisory lock is mistaken for one) held until it
+# commits; readers read up to the lowest bound held.
+_BOUND_TAG = 0x6D << 56
+_BOUND_SPAN = 1 << 56
+_ANNOUNCE_BOUND = text(
+    "SELECT pg_advisory_xact_lock_shared(:tag + last_value - 1) FROM mdm_event_id_seq"
+).bindparams(tag=_BOUND_TAG)
+_HORIZON = text(
+    "SELECT least("
+    " (SELECT coalesce(max(id), 0) FROM mdm_event),"
+    " (SELECT min(key) - :tag FROM ("
+    "   SELECT (classid::bigint << 32) | objid::bigint AS key FROM pg_locks"
+    "   WHERE locktype = 'advisory' AND objsubid = 1"
+    "   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " ) AS held WHERE key >= :tag AND key < :tag + :span))"
+).bindparams(tag=_BOUND_TAG, span=_BOUND_SPAN)
 
 
 def _approval_from_row(row: Row[Any]) -> Approval:
@@ -289,17 +305,16 @@ class EventOutbox:
 
         Readers page by `id > cursor`, so they must never see id 11 while id 10 can still
         commit (on PostgreSQL a sequence does not promise commit order, and a reader past 11
-        would skip 10 for ever). Writers hold a shared advisory lock from drawing their ids to
-        commit; `list` briefly takes it exclusively, which waits out the writers in flight, and
-        reads no further than the largest id visible then. Writers never wait for each other,
-        so their commits still share fsyncs. SQLite serialises writers already.
+        would skip 10 for ever). So before drawing its ids a writer announces a bound below
+        them, the sequence's last value, and holds it until it ends; readers read no further
+        than the lowest bound held (`_horizon`). Nobody waits for anybody: writers not for each
+        other (their commits still share fsyncs) nor for readers, readers not for writers, so
+        no reader can slow the writers down. SQLite serialises writers already.
         """
         if not new_events:
             return []
         if self._connection.dialect.name == "postgresql":
-            self._connection.execute(
-                text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _OUTBOX_LOCK_KEY}
-            )
+            self._connection.execute(_ANNOUNCE_BOUND)
         ids = self._connection.execute(
             insert(tables.events).returning(tables.events.c.id, sort_by_parameter_order=True),
             [
@@ -334,11 +349,7 @@ class EventOutbox:
         column = tables.events.c
         query = select(tables.events).where(column.id > after)
         if self._connection.dialect.name == "postgresql":
-            self._connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK_KEY}
-            )
-            horizon = self._connection.execute(select(func.max(column.id))).scalar_one()
-            query = query.where(column.id <= (horizon or 0))
+            query = query.where(column.id <= self._horizon())
         if tenant_id is not None:
             query = query.where(column.tenant_id == tenant_id)
         if entity_key is not None:
@@ -358,6 +369,18 @@ class EventOutbox:
             )
             for row in self._connection.execute(query)
         ]
+
+    def _horizon(self) -> int:
+        """How far a reader may read (PostgreSQL): the largest id committed when the statement
+        starts, unless a writer still running announced a lower bound.
+
+        Why no event below it can appear later: an id below the largest committed one was
+        drawn before it, so before the statement started, by a writer that had announced a
+        smaller bound. The locks are read after the statement's snapshot is taken: if that
+        writer is still running, its bound keeps the horizon below its ids; if not, it has
+        committed or rolled back, and the read, a later statement, sees whatever it committed.
+        """
+        return int(self._connection.execute(_HORIZON).scalar_one())
 
 
 class ProfileRepository:
@@ -380,6 +403,16 @@ class ProfileRepository:
                 return False
         self._connection.execute(insert(tables.profiles).values(dataclasses.asdict(profile)))
         return True
+
+    def saved_in_run(self, run_id: str, entity_urns: Sequence[str]) -> set[str]:
+        """Which of the entities this run has saved already (a retried step skips them)."""
+        column = tables.profiles.c
+        rows = self._connection.execute(
+            select(column.entity_urn).where(
+                column.run_id == run_id, column.entity_urn.in_(entity_urns)
+            )
+        )
+        return set(rows.scalars())
 
     def history(
         self, tenant_id: uuid.UUID, canonical_key: str, limit: int = 20

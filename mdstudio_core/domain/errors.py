@@ -35,6 +35,12 @@ class Conflict(MdstudioError):
     """The request is valid but the state moved on: already decided, stale, or a lost race."""
 
 
+class StoreTimeout(MdstudioError):
+    """The metadata store did not answer within its bounds (a statement ran too long, or waited
+    too long for a lock another transaction holds). Nothing was changed; retrying later may
+    succeed. The message names the bound."""
+
+
 class ConfigurationError(MdstudioError):
     """A setting is malformed. The message names the variable, never its value (a URL may
     hold a password); entry points fail at start with it (CLI exit 1)."""

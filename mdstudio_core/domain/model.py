@@ -444,6 +444,16 @@ class SourceAccess:
 
 
 @dataclass(frozen=True)
+class StoreTimeouts:
+    """Bounds on the metadata store (PostgreSQL): how long one statement may run and how long it
+    may wait for a lock. A stuck lock or a runaway query then fails its request, naming the
+    bound, instead of hanging it and the connection it holds."""
+
+    statement_s: float
+    lock_s: float
+
+
+@dataclass(frozen=True)
 class ProfileLimits:
     """Limits for big tables, set per tier: a statement timeout (a clear failure when exceeded,
     never a partial profile) and optional sampling (PostgreSQL ``TABLESAMPLE SYSTEM``)."""

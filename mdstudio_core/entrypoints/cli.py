@@ -1,9 +1,9 @@
 """The `mdstudio` command line: a thin shell over the services.
 
-Exit codes: 0 ok, 1 environment or internal failure (database or warehouse unreachable, a source
-not configured, a profile timeout), 2 invalid input (including a binding naming a missing table or
-column), 3 forbidden, 4 not found, 5 conflict. Errors go to standard error and name the reason;
-`--json` output goes to standard out.
+Exit codes: 0 ok, 1 environment or internal failure (database or warehouse unreachable, a store
+timeout, a source not configured, a profile timeout), 2 invalid input (including a binding naming a
+missing table or column), 3 forbidden, 4 not found, 5 conflict. Errors go to standard error and name
+the reason; `--json` output goes to standard out.
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ class Runtime:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_store_engine(self.settings.store_url)
+            self._engine = create_store_engine(
+                self.settings.store_url, self.settings.store_timeouts
+            )
         return self._engine
 
     def uow(self) -> UnitOfWork:

@@ -243,11 +243,14 @@ class SavedProfile:
 @dataclass
 class RunOutcome:
     """What a run gave: saved profiles, entities it could not profile because they are not
-    (or no longer) bound, and entities whose table failed (with the error)."""
+    (or no longer) bound, entities whose table failed (with the error), and entities an
+    earlier attempt of the same run saved already (a retried step neither scans their table
+    again nor reports them twice)."""
 
     profiles: list[SavedProfile] = field(default_factory=list)
     unbound: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    saved_before: list[str] = field(default_factory=list)
 
 
 def run_profiles(
@@ -261,11 +264,15 @@ def run_profiles(
 ) -> RunOutcome:
     """Profile the live bindings of `targets` (one scan per table), save each table's profiles
     in one transaction, and judge them by the quality gate. A table that cannot be profiled
-    costs only its own entities their profile (listed in `failed`); the others are saved."""
+    costs only its own entities their profile (listed in `failed`); the others are saved.
+    Entities `run_id` saved already are skipped, so a retried step saves each profile once."""
     engine_for = engine_for or source_engines(settings)
     with uow:
         profiled, not_profiled = load_profiled(
             uow, [(tenant_id, target.canonical_key) for target in targets]
+        )
+        saved = uow.profiles.saved_in_run(
+            run_id, [entity_urn(tenant_id, target.canonical_key) for target in targets]
         )
     outcome = RunOutcome(unbound={key: why for (_, key), why in not_profiled.items()})
     tiers: dict[str, Tier] = {}
@@ -273,6 +280,9 @@ def run_profiles(
     for target in targets:
         live = profiled.get((tenant_id, target.canonical_key))
         if live is None or live.binding is None:
+            continue
+        if entity_urn(tenant_id, target.canonical_key) in saved:
+            outcome.saved_before.append(target.canonical_key)
             continue
         access = settings.source_access(live.binding.source)
         refusal = access.refusal(live.binding, tenant_id)

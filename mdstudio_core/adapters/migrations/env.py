@@ -1,4 +1,5 @@
-"""Alembic environment: runs migrations on the engine handed over by `migrations.upgrade`."""
+"""Alembic environment: runs migrations on the connection handed over by `migrations.upgrade`,
+inside its transaction."""
 
 from __future__ import annotations
 
@@ -6,15 +7,12 @@ from alembic import context
 
 from mdstudio_core.adapters.tables import metadata
 
-engine = context.config.attributes["engine"]
-
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -32,7 +32,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or Settings.from_env()
     owns_engine = engine is None
     store = engine or create_store_engine(
-        settings.store_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+        settings.store_url,
+        settings.store_timeouts,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
     )
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from mdstudio_core.domain.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    StoreTimeout,
     field_path,
 )
 from mdstudio_core.domain.model import ApprovalRequest
@@ -87,6 +88,7 @@ _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not-found"),
     Conflict: (409, "conflict"),
+    StoreTimeout: (503, "unavailable"),
 }
 
 
