@@ -152,9 +152,9 @@ def free_port() -> int:
 
 def start_server(url: str, workers: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
+    command = [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)]
-        + ["--workers", str(workers), "--no-access-log"],
+        [*command, str(port), "--workers", str(workers), "--no-access-log"],
         env={**os.environ, "MDSTUDIO_DATABASE_URL": url},
     )
     deadline = time.monotonic() + 60
