@@ -9,7 +9,19 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Text, and_, cast, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.approvals import Approval, ApprovalListing
@@ -481,6 +493,11 @@ class PolicyRepository:
             )
 
 
+_TOKEN_BY_HASH = select(tables.api_tokens).where(
+    tables.api_tokens.c.token_hash == bindparam("token_hash")
+)
+
+
 class TokenRepository:
     """API tokens, by the SHA-256 of their secret (the secret itself is never stored)."""
 
@@ -518,10 +535,9 @@ class TokenRepository:
         return token
 
     def by_hash(self, token_hash: str) -> ApiToken | None:
-        """The token with this hash; a unique index makes this one probe."""
-        row = self._connection.execute(
-            select(tables.api_tokens).where(tables.api_tokens.c.token_hash == token_hash)
-        ).first()
+        """The token with this hash; a unique index makes this one probe. The statement is
+        built once: every HTTP request runs it."""
+        row = self._connection.execute(_TOKEN_BY_HASH, {"token_hash": token_hash}).first()
         return _token(row) if row else None
 
     def get(self, token_id: uuid.UUID) -> ApiToken | None:

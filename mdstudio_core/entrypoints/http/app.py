@@ -2,14 +2,15 @@
 four-eyes, tenants, staleness) lives in the domain and the services and is enforced there once;
 this package only turns HTTP into calls and domain errors into RFC 9457 problems.
 
-Endpoints are plain `def`s: the services block on the database, so FastAPI runs them in its
-thread pool, and the engine's connection pool is sized to match.
+The services block on the store: routes run them in the app's worker threads (`auth.call`),
+as many as the engine has connections.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -20,8 +21,8 @@ from mdstudio_core.entrypoints.http import problems
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
 from mdstudio_core.entrypoints.http.routers import approvals, catalog, events, health
 
-# Connections per process: the thread pool runs up to 40 requests at once; 20 connections keep
-# PostgreSQL's default 100 connections enough for a few workers and the tools beside them.
+# Connections per process, and as many worker threads: 20 keep PostgreSQL's default 100
+# connections enough for a few server processes and the tools beside them.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
 
@@ -37,6 +38,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW,
     )
+
+    # Threads start on demand and end with the app (an ASGI app can outlive its lifespan in
+    # tests, so nothing shuts them down early).
+    executor = ThreadPoolExecutor(POOL_SIZE + POOL_OVERFLOW, thread_name_prefix="mdstudio")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.engine = store
     app.state.settings = settings
+    app.state.executor = executor
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     problems.install_error_handlers(app)
     for router in (approvals.router, catalog.router, events.router, health.router):

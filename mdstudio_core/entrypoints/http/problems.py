@@ -27,6 +27,12 @@ from mdstudio_core.domain.errors import (
 from mdstudio_core.domain.model import ApprovalRequest
 from mdstudio_core.service_layer.tokens import Unauthenticated
 
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A token from `mdstudio tokens create`; it fixes tenant, user and roles.",
+}
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -199,8 +205,11 @@ def openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             schemas[model.__name__] = schema
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        document["components"].setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
         for operations in document["paths"].values():
             for operation in operations.values():
+                if "401" in operation.get("responses", {}):
+                    operation["security"] = [{"HTTPBearer": []}]
                 for code, response in operation.get("responses", {}).items():
                     if int(code) >= 400:
                         response["content"] = {

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.model import TERM_PATTERN, ApprovalStatus, EntityType, Lane, Tier
-from mdstudio_core.entrypoints.http.auth import Caller, Uow, call
+from mdstudio_core.entrypoints.http.auth import Caller, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
 from mdstudio_core.entrypoints.http.schemas import (
     ApprovalPage,
@@ -54,13 +54,13 @@ Include = Annotated[
         }
     },
 )
-async def submit_approval(request: Request, caller: Caller, uow: Uow) -> Response:
+async def submit_approval(request: Request, caller: Caller) -> Response:
     """Submit a change request; the payload's schema depends on `entity_type` (README).
 
     The body is parsed here and validated once, by the service (bounded in depth and size
     before anything recursive touches it)."""
     raw = parse_json(await request.body())
-    approval = await call(approvals.submit, caller, uow, raw, request.app.state.settings)
+    approval = await call(approvals.submit, caller, raw, request.app.state.settings)
     location = request.app.url_path_for("get_approval", approval_id=str(approval.id))
     return JsonResponse(approval, status_code=201, headers={"Location": location})
 
@@ -68,7 +68,6 @@ async def submit_approval(request: Request, caller: Caller, uow: Uow) -> Respons
 @router.get("", responses=documented(ApprovalPage, *AUTHED))
 async def list_approvals(
     caller: Caller,
-    uow: Uow,
     entity: EntityFilter = None,
     status: ApprovalStatus | None = None,
     entity_type: EntityType | None = None,
@@ -84,7 +83,6 @@ async def list_approvals(
     found = await call(
         approvals.list_approvals,
         caller,
-        uow,
         status=status,
         entity_type=entity_type,
         tier=tier,
@@ -98,38 +96,34 @@ async def list_approvals(
 
 
 @router.get("/{approval_id}", responses=documented(Approval, *AUTHED, 404))
-async def get_approval(approval_id: uuid.UUID, caller: Caller, uow: Uow) -> Response:
+async def get_approval(approval_id: uuid.UUID, caller: Caller) -> Response:
     """One request, with its payload and the state it was made against."""
-    return JsonResponse(await call(approvals.get_approval, caller, uow, approval_id))
+    return JsonResponse(await call(approvals.get_approval, caller, approval_id))
 
 
 @router.post("/{approval_id}/approve", responses=DECIDED)
 async def approve_approval(
     approval_id: uuid.UUID,
     caller: Caller,
-    uow: Uow,
     decision: Annotated[Decision | None, Body()] = None,
 ) -> Response:
     """Approve and apply (the required role; never one's own request; 409 if stale)."""
     reason = decision.reason if decision else None
-    return JsonResponse(await call(approvals.approve, caller, uow, approval_id, reason))
+    return JsonResponse(await call(approvals.approve, caller, approval_id, reason))
 
 
 @router.post("/{approval_id}/reject", responses=DECIDED)
-async def reject_approval(
-    approval_id: uuid.UUID, caller: Caller, uow: Uow, rejection: Rejection
-) -> Response:
+async def reject_approval(approval_id: uuid.UUID, caller: Caller, rejection: Rejection) -> Response:
     """Reject with a reason (the required role; never one's own request)."""
-    return JsonResponse(await call(approvals.reject, caller, uow, approval_id, rejection.reason))
+    return JsonResponse(await call(approvals.reject, caller, approval_id, rejection.reason))
 
 
 @router.post("/{approval_id}/cancel", responses=DECIDED)
 async def cancel_approval(
     approval_id: uuid.UUID,
     caller: Caller,
-    uow: Uow,
     decision: Annotated[Decision | None, Body()] = None,
 ) -> Response:
     """Withdraw one's own pending request."""
     reason = decision.reason if decision else None
-    return JsonResponse(await call(approvals.cancel, caller, uow, approval_id, reason))
+    return JsonResponse(await call(approvals.cancel, caller, approval_id, reason))

@@ -13,7 +13,7 @@ from mdstudio_core.domain.model import (
     EntityType,
     Tier,
 )
-from mdstudio_core.entrypoints.http.auth import Caller, Credentials, Uow, call
+from mdstudio_core.entrypoints.http.auth import Caller, Context, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented
 from mdstudio_core.entrypoints.http.schemas import (
     CanonicalKey,
@@ -28,14 +28,12 @@ from mdstudio_core.entrypoints.http.schemas import (
     page,
 )
 from mdstudio_core.service_layer import catalog
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 router = APIRouter(tags=["catalog"], default_response_class=JsonResponse)
 
 
 async def _entities(
-    caller: Credentials,
-    uow: UnitOfWork,
+    caller: Context,
     entity_type: EntityType,
     tier: Tier | None,
     status: EntityStatus | None,
@@ -45,7 +43,6 @@ async def _entities(
     found = await call(
         catalog.list_entities,
         caller,
-        uow,
         entity_type,
         tier=tier,
         status=status,
@@ -58,48 +55,45 @@ async def _entities(
 @router.get("/metadata", responses=documented(MetadataPage, *AUTHED))
 async def list_metadata(
     caller: Caller,
-    uow: Uow,
     tier: Tier | None = None,
     status: EntityStatus | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
     """Live metadata fields of the tenant, by canonical key."""
-    return await _entities(caller, uow, EntityType.GLOBAL_METADATA, tier, status, limit, offset)
+    return await _entities(caller, EntityType.GLOBAL_METADATA, tier, status, limit, offset)
 
 
 @router.get("/metadata/{canonical_key}", responses=documented(MetadataOut, *AUTHED, 404))
-async def get_metadata(canonical_key: CanonicalKey, caller: Caller, uow: Uow) -> Response:
+async def get_metadata(canonical_key: CanonicalKey, caller: Caller) -> Response:
     """One live metadata field."""
-    return JsonResponse((await call(catalog.get_entity, caller, uow, canonical_key)).as_dict())
+    return JsonResponse((await call(catalog.get_entity, caller, canonical_key)).as_dict())
 
 
 @router.get("/kpis", responses=documented(KpiPage, *AUTHED))
 async def list_kpis(
     caller: Caller,
-    uow: Uow,
     tier: Tier | None = None,
     status: EntityStatus | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
     """Live KPIs of the tenant, by canonical key."""
-    return await _entities(caller, uow, EntityType.KPI, tier, status, limit, offset)
+    return await _entities(caller, EntityType.KPI, tier, status, limit, offset)
 
 
 @router.get("/kpis/{canonical_key}", responses=documented(KpiOut, *AUTHED, 404))
-async def get_kpi(canonical_key: CanonicalKey, caller: Caller, uow: Uow) -> Response:
+async def get_kpi(canonical_key: CanonicalKey, caller: Caller) -> Response:
     """One live KPI."""
-    kpi = await call(catalog.get_entity, caller, uow, canonical_key, EntityType.KPI)
+    kpi = await call(catalog.get_entity, caller, canonical_key, EntityType.KPI)
     return JsonResponse(kpi.as_dict())
 
 
 @router.get("/profiles", responses=documented(ProfileHistory, *AUTHED, 404))
 async def list_profiles(
     caller: Caller,
-    uow: Uow,
     entity: Annotated[str, Query(pattern=CANONICAL_KEY_PATTERN, max_length=200)],
     limit: Limit = 20,
 ) -> Response:
     """Profiles of one metadata field, newest first."""
-    return JsonResponse({"items": await call(catalog.profile_history, caller, uow, entity, limit)})
+    return JsonResponse({"items": await call(catalog.profile_history, caller, entity, limit)})

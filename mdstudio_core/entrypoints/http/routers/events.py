@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from mdstudio_core.entrypoints.http.auth import Caller, Uow, call
+from mdstudio_core.entrypoints.http.auth import Caller, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented
 from mdstudio_core.entrypoints.http.routers.approvals import EntityFilter
 from mdstudio_core.entrypoints.http.schemas import EventPage, JsonResponse, Limit, Offset
@@ -17,13 +17,10 @@ router = APIRouter(tags=["events"], default_response_class=JsonResponse)
 @router.get("/events", responses=documented(EventPage, *AUTHED))
 async def list_events(
     caller: Caller,
-    uow: Uow,
     after: Offset = 0,
     limit: Limit = 100,
     entity: EntityFilter = None,
 ) -> Response:
     """The tenant's events, oldest first; continue with `after=next_after`."""
-    found = await call(
-        catalog.list_events, caller, uow, after=after, limit=limit, entity_key=entity
-    )
+    found = await call(catalog.list_events, caller, after=after, limit=limit, entity_key=entity)
     return JsonResponse({"items": found, "next_after": found[-1].id if found else after})
