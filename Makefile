@@ -36,7 +36,9 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 	$(BIN)/python bench/approvals.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/events_polling.py
+	$(BIN)/python bench/list_memory.py
 	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/regex.py
 	$(BIN)/python bench/pipeline.py
 
 clean:
