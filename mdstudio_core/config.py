@@ -103,6 +103,7 @@ class Settings(BaseModel):
     tables_per_run: Count = 10
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
+    sensor_max_bytes: Count = 16 * 1024 * 1024
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
     dagster_storage_url: str | None = None

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
+import orjson
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.events import Event
@@ -96,15 +97,19 @@ def evaluate_approval_sensor(
 
 
 def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
-    """The events after `cursor`, page by page, up to this tick's bound."""
+    """The events after `cursor`, page by page, up to this tick's bounds: at most
+    `MDSTUDIO_SENSOR_MAX_EVENTS` events and `MDSTUDIO_SENSOR_MAX_BYTES` of payload (counted by
+    the database, so a tick never reads more; a single larger event is read alone)."""
     events: list[Event] = []
-    most = catalog.settings.sensor_max_events
+    most, budget = catalog.settings.sensor_max_events, catalog.settings.sensor_max_bytes
     deadline = time.monotonic() + TICK_BUDGET_SECONDS
-    while len(events) < most and time.monotonic() < deadline:
+    while len(events) < most and budget > 0 and time.monotonic() < deadline:
+        limit = min(PAGE_SIZE, most - len(events))
         with catalog.uow() as uow:
-            page = uow.events.list(after=cursor, limit=min(PAGE_SIZE, most - len(events)))
+            page = uow.events.list(after=cursor, limit=limit, max_bytes=budget)
         events.extend(page)
-        if len(page) < PAGE_SIZE:
+        budget -= sum(len(orjson.dumps(event.payload)) for event in page)
+        if len(page) < limit:
             break
         cursor = page[-1].id
     return events

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Row,
+    Select,
     Text,
     and_,
     bindparam,
@@ -355,9 +356,12 @@ class EventOutbox:
         limit: int = 100,
         tenant_id: uuid.UUID | None = None,
         entity_key: str | None = None,
+        max_bytes: int | None = None,
     ) -> list[Event]:
         """Events with `id > after`, oldest first; across tenants when `tenant_id` is None
-        (the Dagster sensor), otherwise one tenant's."""
+        (the Dagster sensor), otherwise one tenant's. With `max_bytes`, the page stops before
+        the event whose payload would take it past that many bytes of JSON (it always holds
+        one event), counted in the database, so no more than that is ever read."""
         column = tables.events.c
         query = select(tables.events).where(column.id > after)
         if self._connection.dialect.name == "postgresql":
@@ -367,6 +371,8 @@ class EventOutbox:
         if entity_key is not None:
             query = query.where(column.entity_key == entity_key)
         query = query.order_by(column.id).limit(limit)
+        if max_bytes is not None:
+            query = _bounded_by_bytes(query, max_bytes)
         return [
             Event(
                 id=row.id,
@@ -393,6 +399,21 @@ class EventOutbox:
         committed or rolled back, and the read, a later statement, sees whatever it committed.
         """
         return int(self._connection.execute(_HORIZON).scalar_one())
+
+
+def _bounded_by_bytes(page: Select[Any], max_bytes: int) -> Select[Any]:
+    """The rows of `page` (ordered by id) whose payloads, summed in order, stay within
+    `max_bytes`: the first row always, the next ones while the running total allows."""
+    rows = page.subquery()
+    size = func.length(cast(rows.c.payload, Text))
+    sized = select(
+        rows, func.sum(size).over(order_by=rows.c.id).label("running"), size.label("size")
+    ).subquery()
+    return (
+        select(*(sized.c[name] for name in tables.events.c.keys()))  # noqa: SIM118
+        .where(sized.c.running - sized.c.size < max_bytes)
+        .order_by(sized.c.id)
+    )
 
 
 class ProfileRepository:

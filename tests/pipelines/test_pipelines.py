@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -528,6 +529,7 @@ def test_audit_trail_oldest_first_and_repeats_read_once(env):
 
 SENSOR_ON_DEFAULT_STORE = """
 import dagster as dg
+import orjson
 from mdstudio_pipelines.definitions import defs
 
 with dg.instance_for_test() as instance:
@@ -751,3 +753,34 @@ def test_values_cannot_format_the_ui_and_are_kept_apart_from_the_sql(env):
     assert "Injected" not in row.sql and ":param_" in row.sql
     stored = [v for params in row.details["sql_params"].values() for v in params.values()]
     assert INJECTION in stored
+
+
+def test_a_tick_is_bounded_by_bytes_as_well_as_by_events(env, monkeypatch):
+    """Each approval of a metadata field writes about 2 KB of event payloads; a tick bounded to
+    3,000 bytes reads a few events, and the backlog drains over several ticks, each event
+    observed once."""
+    monkeypatch.setenv("MDSTUDIO_SENSOR_MAX_BYTES", "3000")
+    for i in range(3):
+        env.approve(key=f"finance.bytes.k{i}", tier="tier3")
+    with UnitOfWork(env.engine) as uow:
+        total = len(uow.events.list(limit=1000))
+    cursors = []
+    while not isinstance(result := env.tick(), dg.SkipReason):
+        cursors.append(int(result.cursor))
+    assert len(cursors) > 1 and cursors[-1] == total
+    observed = [
+        o["event_id"]
+        for i in range(3)
+        for o in env.observations(CATALOG_ENTITY, f"finance.bytes.k{i}")
+    ]
+    assert sorted(observed) == list(range(1, total + 1))
+
+
+def test_an_outbox_page_bounded_by_bytes_always_holds_one_event(env):
+    env.approve(key="finance.big", tier="tier3", description="x" * 5000)
+    with UnitOfWork(env.engine) as uow:
+        [first] = uow.events.list(limit=10, max_bytes=10)
+        everything = uow.events.list(limit=10)
+        some = uow.events.list(limit=10, max_bytes=len(orjson.dumps(everything[0].payload)) + 10)
+    assert first.id == everything[0].id
+    assert [e.id for e in some] == [everything[0].id]
