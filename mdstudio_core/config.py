@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mdstudio_core.domain.errors import ConfigurationError
+from mdstudio_core.domain.incidents import IncidentPolicy
 from mdstudio_core.domain.model import (
     IDENTIFIER_PATTERN,
     ProfileLimits,
@@ -104,6 +105,8 @@ class Settings(BaseModel):
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
     sensor_max_bytes: Count = 16 * 1024 * 1024
+    incident_open_after: Count = 1
+    incident_recovery_margin: Annotated[float, Field(ge=0, le=100)] = 2.0
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
     dagster_storage_url: str | None = None
@@ -181,6 +184,10 @@ class Settings(BaseModel):
     @property
     def quality_thresholds(self) -> QualityThresholds:
         return QualityThresholds(self.tier1_min_score, self.tier2_min_score)
+
+    @property
+    def incident_policy(self) -> IncidentPolicy:
+        return IncidentPolicy(self.incident_open_after, self.incident_recovery_margin)
 
     @property
     def profile_limits(self) -> dict[Tier, ProfileLimits]:

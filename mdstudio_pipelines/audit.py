@@ -21,6 +21,9 @@ from mdstudio_pipelines.partitions import (
 
 PAGE = 1000
 KINDS = {PROFILE_SKIPPED: "skip", PROFILE_FAILED: "failure"}
+# Outbox events the run itself records on `entity_profile` (a materialization, a failure):
+# their observations on `catalog_entity` would show each step twice.
+SHOWN_BY_THE_RUN = {"metadata.profile.completed", PROFILE_FAILED}
 
 
 def timeline(
@@ -33,6 +36,8 @@ def timeline(
     for asset_key in (CATALOG_ENTITY, ENTITY_PROFILE):
         for record in _all(instance.fetch_observations, asset_key, key):
             metadata = _plain(record.asset_observation.metadata)
+            if asset_key == CATALOG_ENTITY and metadata.get("event_type") in SHOWN_BY_THE_RUN:
+                continue
             fingerprint = json.dumps(
                 [asset_key.to_user_string(), record.run_id, metadata], sort_keys=True, default=str
             )

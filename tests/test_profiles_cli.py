@@ -12,7 +12,7 @@ from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.model import Binding
+from mdstudio_core.domain.model import Binding, Tier
 from mdstudio_core.service_layer.profiling import (
     BoundEntity,
     profile_table,
@@ -131,8 +131,9 @@ def test_history_newest_first_and_run_request(cli_env, tenant):
             [BoundEntity(KEY, Binding.model_validate(BINDING))],
             engine_for=source_engines(Settings.from_env()),
         )
-        save_profiles(UnitOfWork(engine), tenant, results, run_id)
-    save_profiles(UnitOfWork(engine), tenant, results, "run-2")  # a retried step
+        tiered = [(result, Tier.TIER1) for result in results]
+        save_profiles(UnitOfWork(engine), Settings.from_env(), tenant, tiered, run_id)
+    save_profiles(UnitOfWork(engine), Settings.from_env(), tenant, tiered, "run-2")  # retried
     history = run_cli(["profiles", "history", KEY, "--user", "c", "--json"]).json
     assert [h["run_id"] for h in history] == ["run-2", "run-1"]
     assert history[0]["entity_urn"] == f"urn:mdstudio:{tenant}:metadata:{KEY}"

@@ -212,6 +212,86 @@ api_tokens = Table(
     Index("ix_mdm_api_token_tenant", "tenant_id", "created_at"),
 )
 
+# Quality incidents: at most one that is not resolved per entity (a partial unique index, which
+# both backends have), so two runs judging one entity at once cannot open two.
+quality_incidents = Table(
+    "mdm_quality_incident",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("canonical_key", String(200), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("opening_profile_id", Uuid),
+    Column("last_score", Float),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", UtcDateTime),
+    Column("resolved_by", String(200)),
+    Column("resolved_at", UtcDateTime),
+    Column("resolution", Text),
+    Column("previous_incident_id", Uuid),
+    Index("ix_mdm_quality_incident_tenant", "tenant_id", "status", "opened_at"),
+    Index(
+        "uq_mdm_quality_incident_active",
+        "tenant_id",
+        "canonical_key",
+        unique=True,
+        postgresql_where=text("status <> 'resolved'"),
+        sqlite_where=text("status <> 'resolved'"),
+    ),
+)
+
+# Webhook subscriptions. The signing secret is kept (a delivery signs with it) and shown once.
+notification_subscriptions = Table(
+    "mdm_notification_subscription",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", Json, nullable=False),
+    Column("min_tier", String(16)),
+    Column("secret", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("unsubscribed_at", UtcDateTime),
+    Index("ix_mdm_notification_subscription_tenant", "tenant_id", "created_at"),
+)
+
+# One delivery per subscription and group of events (a profiling run's, or one event's): its
+# id is the receiver's idempotency key; attempts, status and the last error (never a secret).
+notification_deliveries = Table(
+    "mdm_notification_delivery",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("subscription_id", Uuid, nullable=False),
+    Column("group_key", String(200), nullable=False),
+    Column("events", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("last_status_code", Integer),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    UniqueConstraint("subscription_id", "group_key", name="uq_mdm_notification_delivery_group"),
+    Index("ix_mdm_notification_delivery_due", "status", "next_attempt_at"),
+    Index("ix_mdm_notification_delivery_tenant", "tenant_id", "created_at"),
+)
+
+# Where each reader of the outbox is, so its lag is measurable outside Dagster.
+consumer_cursors = Table(
+    "mdm_consumer_cursor",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("last_event_id", EventId, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Tables of the deployment, not of a tenant; every other table is keyed by tenant.
+GLOBAL_TABLES = frozenset({consumer_cursors})
+
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,
     EntityType.KPI: kpis,

@@ -85,6 +85,64 @@ class ProfileRequested(_EventPayload):
     requested_by: str
 
 
+class ProfileCompleted(_EventPayload):
+    """`metadata.profile.completed`: a profile was saved (written with its `mdm_profile` row;
+    `profile_id` is the idempotency key, so a retried run writes it once)."""
+
+    canonical_key: str
+    tier: Tier
+    quality_score: float | None
+    completeness: float | None
+    uniqueness: float | None
+    validity: float | None
+    row_count: int
+    profile_id: uuid.UUID
+    run_id: str | None
+    trigger: Trigger
+    approval_id: uuid.UUID | None
+    check_passed: bool
+    threshold: float | None
+
+
+class ProfileFailed(_EventPayload):
+    """`metadata.profile.failed`: the entity's table could not be profiled in a run."""
+
+    canonical_key: str
+    tier: Tier
+    run_id: str | None
+    error: str
+
+
+class _IncidentTransition(_EventPayload):
+    incident_id: uuid.UUID
+    canonical_key: str
+    tier: Tier
+    quality_score: float | None
+    threshold: float | None
+    profile_id: uuid.UUID | None
+    actor: str
+    run_id: str | None = None  # the profiling run that caused it, if one did
+
+
+class IncidentOpened(_IncidentTransition):
+    """`quality.incident.opened`: the entity failed its check often enough in a row."""
+
+    previous_incident_id: uuid.UUID | None = None
+
+
+class IncidentAcknowledged(_IncidentTransition):
+    """`quality.incident.acknowledged`: someone is on it."""
+
+    note: str | None = None
+
+
+class IncidentResolved(_IncidentTransition):
+    """`quality.incident.resolved`: recovered (score back above the line with the margin) or
+    closed by a user."""
+
+    reason: str
+
+
 EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "metadata.approved": EntityApproved,
     "metadata.changed": EntityChanged,
@@ -95,6 +153,11 @@ EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "approval.approved": ApprovalApproved,
     "approval.rejected": ApprovalRejected,
     "approval.cancelled": ApprovalCancelled,
+    "metadata.profile.completed": ProfileCompleted,
+    "metadata.profile.failed": ProfileFailed,
+    "quality.incident.opened": IncidentOpened,
+    "quality.incident.acknowledged": IncidentAcknowledged,
+    "quality.incident.resolved": IncidentResolved,
 }
 
 

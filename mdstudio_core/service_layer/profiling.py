@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import InvalidInput, NotFound
+from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.incidents import SYSTEM_ACTOR
 from mdstudio_core.domain.model import (
     Binding,
     ColumnRule,
@@ -44,10 +46,13 @@ from mdstudio_core.domain.quality import (
     quality_gate,
     quality_score,
 )
+from mdstudio_core.service_layer import incidents
 from mdstudio_core.service_layer.approvals import check_source_access, get_approval
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
+PROFILE_COMPLETED = "metadata.profile.completed"
+PROFILE_FAILED = "metadata.profile.failed"
 EngineFor = Callable[[str], Engine]
 Entity = tuple[uuid.UUID, str]  # (tenant, canonical key)
 TableKey = tuple[str, str | None, str]  # (source, schema, table)
@@ -287,7 +292,11 @@ def run_profiles(
         access = settings.source_access(live.binding.source)
         refusal = access.refusal(live.binding, tenant_id)
         if refusal is not None:  # approved before the operator narrowed the source
-            outcome.failed[target.canonical_key] = f"not allowed: {refusal[1]}"
+            message = f"not allowed: {refusal[1]}"
+            record_failures(
+                uow, settings, tenant_id, [(target.canonical_key, live.tier)], run_id, message
+            )
+            outcome.failed[target.canonical_key] = message
             continue
         tiers[target.canonical_key] = live.tier
         entities.append(
@@ -306,42 +315,140 @@ def run_profiles(
                 limits=limits_for(settings, (tiers[e.canonical_key] for e in group)),
                 engine_for=engine_for,
             )
-        except warehouse.ProfileError as exc:
-            outcome.failed.update({entity.canonical_key: str(exc) for entity in group})
-            continue
         except Exception as exc:  # one table's fault must spare the others
-            # Any other error's text is not ours to show (a driver may quote a URL and its
-            # password): its type, the table and where it was raised are logged instead.
-            message = f"{type(exc).__name__} while profiling {table_label(group[0].binding)}"
-            logger.warning("%s at\n%s", message, "".join(traceback.format_tb(exc.__traceback__)))
-            outcome.failed.update({entity.canonical_key: message for entity in group})
+            message = _failure_message(exc, group[0].binding)
+            failed = [(entity.canonical_key, tiers[entity.canonical_key]) for entity in group]
+            record_failures(uow, settings, tenant_id, failed, run_id, message)
+            outcome.failed.update({key: message for key, _ in failed})
             continue
-        ids = save_profiles(uow, tenant_id, results, run_id)
-        for result, profile_id in zip(results, ids, strict=True):
-            tier = tiers[result.canonical_key]
-            verdict = quality_gate(
-                tier, result.quality_score, result.score_note, settings.quality_thresholds
-            )
-            outcome.profiles.append(SavedProfile(profile_id, tier, result, verdict))
+        tiered = [(result, tiers[result.canonical_key]) for result in results]
+        outcome.profiles.extend(save_profiles(uow, settings, tenant_id, tiered, run_id))
     return outcome
 
 
+def _failure_message(exc: Exception, binding: Binding) -> str:
+    """What a failed table's entities record. A `ProfileError` says what to fix; any other
+    error's text is not ours to show (a driver may quote a URL and its password): its type, the
+    table and where it was raised are logged instead."""
+    if isinstance(exc, warehouse.ProfileError):
+        return str(exc)
+    message = f"{type(exc).__name__} while profiling {table_label(binding)}"
+    logger.warning("%s at\n%s", message, "".join(traceback.format_tb(exc.__traceback__)))
+    return message
+
+
 def save_profiles(
-    uow: UnitOfWork, tenant_id: uuid.UUID, results: Sequence[ProfileResult], run_id: str | None
-) -> list[uuid.UUID]:
-    """Save the profiles of one table in one transaction (never half-written). Saving again
-    for the same run changes nothing, so a retried step cannot double-count."""
-    ids = []
+    uow: UnitOfWork,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    results: Sequence[tuple[ProfileResult, Tier]],
+    run_id: str | None,
+) -> list[SavedProfile]:
+    """Save the profiles of one table, judged by the quality gate, in one transaction with
+    their `metadata.profile.completed` events and what they do to the entities' incidents
+    (never half-written). Saving again for the same run changes nothing: the profile id,
+    derived from the run and the entity, is the idempotency key."""
+    saved = []
+    now = _now()
     with uow:
-        for result in results:
+        for result, tier in results:
+            verdict = quality_gate(
+                tier, result.quality_score, result.score_note, settings.quality_thresholds
+            )
             urn = entity_urn(tenant_id, result.canonical_key)
             profile_id = (
                 uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{urn}") if run_id else uuid.uuid4()
             )
-            uow.profiles.add(_stored(profile_id, tenant_id, urn, result, run_id))
-            ids.append(profile_id)
+            if uow.profiles.add(_stored(profile_id, tenant_id, urn, result, run_id)):
+                uow.events.append(
+                    [_completed(tenant_id, tier, result, profile_id, run_id, verdict)]
+                )
+                incidents.assess_entity(uow, settings, tenant_id, result.canonical_key, tier, now)
+            saved.append(SavedProfile(profile_id, tier, result, verdict))
         uow.commit()
-    return ids
+    return saved
+
+
+def record_failures(
+    uow: UnitOfWork,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    entities: Sequence[tuple[str, Tier]],
+    run_id: str | None,
+    error: str,
+) -> None:
+    """Record that these entities' table could not be profiled: a `metadata.profile.failed`
+    event each (once per run: a retried run finds it written) and what a failure does to
+    their incidents, in one transaction."""
+    now = _now()
+    with uow:
+        for canonical_key, tier in entities:
+            failure_id = uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"{run_id or uuid.uuid4()}/{entity_urn(tenant_id, canonical_key)}/failed",
+            )
+            if uow.events.recorded(tenant_id, canonical_key, PROFILE_FAILED, failure_id):
+                continue
+            payload = {
+                "canonical_key": canonical_key,
+                "tier": tier,
+                "run_id": run_id,
+                "error": error,
+            }
+            uow.events.append(
+                [_profile_event(PROFILE_FAILED, tenant_id, canonical_key, failure_id, payload)]
+            )
+            incidents.assess_entity(uow, settings, tenant_id, canonical_key, tier, now)
+        uow.commit()
+
+
+def _completed(
+    tenant_id: uuid.UUID,
+    tier: Tier,
+    result: ProfileResult,
+    profile_id: uuid.UUID,
+    run_id: str | None,
+    verdict: CheckVerdict,
+) -> NewEvent:
+    payload = {
+        "canonical_key": result.canonical_key,
+        "tier": tier,
+        "quality_score": result.quality_score,
+        "completeness": result.completeness,
+        "uniqueness": result.uniqueness,
+        "validity": result.validity,
+        "row_count": result.row_count,
+        "profile_id": profile_id,
+        "run_id": run_id,
+        "trigger": result.trigger,
+        "approval_id": result.approval_id,
+        "check_passed": verdict.passed,
+        "threshold": verdict.threshold,
+    }
+    return _profile_event(PROFILE_COMPLETED, tenant_id, result.canonical_key, profile_id, payload)
+
+
+def _profile_event(
+    event_type: str,
+    tenant_id: uuid.UUID,
+    canonical_key: str,
+    correlation_id: uuid.UUID,
+    payload: dict[str, object],
+) -> NewEvent:
+    return NewEvent(
+        type=event_type,
+        tenant_id=tenant_id,
+        entity_type=EntityType.GLOBAL_METADATA,
+        entity_key=canonical_key,
+        correlation_id=correlation_id,
+        actor=SYSTEM_ACTOR,
+        occurred_at=_now(),
+        payload=validate_event(event_type, payload),
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _stored(

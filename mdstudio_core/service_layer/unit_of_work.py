@@ -11,6 +11,7 @@ from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
     EntityRepository,
     EventOutbox,
+    IncidentRepository,
     PolicyRepository,
     ProfileRepository,
     TokenRepository,
@@ -29,6 +30,7 @@ class UnitOfWork:
     approvals: ApprovalRepository
     entities: EntityRepository
     events: EventOutbox
+    incidents: IncidentRepository
     policies: PolicyRepository
     profiles: ProfileRepository
     tokens: TokenRepository
@@ -44,6 +46,7 @@ class UnitOfWork:
             self.approvals = ApprovalRepository(self.connection)
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
+            self.incidents = IncidentRepository(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.tokens = TokenRepository(self.connection)

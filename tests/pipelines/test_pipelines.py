@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import tables, warehouse
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.model import Binding
+from mdstudio_core.domain.model import Binding, Tier
 from mdstudio_core.service_layer import approvals, profile_requests
 from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -203,12 +203,18 @@ def test_retried_run_saves_its_profile_once(env):
         [BoundEntity("finance.revenue.gross_amount", Binding.model_validate(DEMO_BINDING))],
         engine_for=lambda source: warehouse.get_engine(source, Settings.from_env().sources),
     )
-    save_profiles(UnitOfWork(env.engine), env.tenant, result, first.run_id)
+    settings = Settings.from_env()
+    tiered = [(profile, Tier.TIER1) for profile in result]
+    save_profiles(UnitOfWork(env.engine), settings, env.tenant, tiered, first.run_id)
     with env.engine.connect() as connection:
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(tables.profiles)).scalar_one()
             == 1
         )
+        completed = connection.execute(
+            sa.select(sa.func.count()).where(tables.events.c.type == "metadata.profile.completed")
+        ).scalar_one()
+    assert completed == 1  # the profile id is the event's idempotency key too
 
 
 def test_tier3_approval_observed_but_never_profiled(env):

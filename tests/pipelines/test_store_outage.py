@@ -89,6 +89,8 @@ def test_a_run_cut_off_from_the_store_saves_each_profile_once_and_the_sensor_ski
 
     [later] = env.tick().run_requests  # resumes from the cursor: the last approval's events
     assert env.run(later).success
+    # The profiles' own outbox events are observed by the next tick, which profiles nothing.
+    assert not env.tick().run_requests
 
     with env.engine.connect() as connection:
         saved = connection.execute(sa.select(tables.profiles.c.canonical_key)).scalars().all()
