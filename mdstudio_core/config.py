@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mdstudio_core.domain.errors import ConfigurationError
 from mdstudio_core.domain.incidents import IncidentPolicy
+from mdstudio_core.domain.lineage import schedule_period
 from mdstudio_core.domain.model import (
     IDENTIFIER_PATTERN,
     ProfileLimits,
@@ -110,6 +111,7 @@ class Settings(BaseModel):
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
     dagster_storage_url: str | None = None
+    dagster_webserver_url: str = "http://127.0.0.1:3000"
     sources: dict[str, str] = Field(default_factory=dict)
     source_tenants: dict[str, TenantList] = Field(default_factory=dict)
     source_schemas: dict[str, SchemaList] = Field(default_factory=dict)
@@ -159,6 +161,13 @@ class Settings(BaseModel):
             )
         return check_url(url) if url else None
 
+    @field_validator("dagster_webserver_url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("must be an http:// or https:// address, e.g. http://127.0.0.1:3000")
+        return url.rstrip("/")
+
     @field_validator("tier1_profiling_cron", "tier2_profiling_cron")
     @classmethod
     def _cron(cls, cron: str) -> str:
@@ -188,6 +197,14 @@ class Settings(BaseModel):
     @property
     def incident_policy(self) -> IncidentPolicy:
         return IncidentPolicy(self.incident_open_after, self.incident_recovery_margin)
+
+    @property
+    def schedule_periods(self) -> dict[Tier, dt.timedelta]:
+        """How often each profiled tier's schedule runs (what makes a KPI input stale)."""
+        return {
+            Tier.TIER1: schedule_period(self.tier1_profiling_cron),
+            Tier.TIER2: schedule_period(self.tier2_profiling_cron),
+        }
 
     @property
     def profile_limits(self) -> dict[Tier, ProfileLimits]:

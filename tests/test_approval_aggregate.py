@@ -117,7 +117,20 @@ def test_deprecated_field_asks_for_no_profile():
 
 def test_kpi_events_and_tier2_priority():
     _, events = submitted(kpi_request()).approve(CAROL_STEWARD, None, NOW, None)
-    assert [e.type for e in events] == ["kpi.approved", "kpi.changed", "approval.approved"]
+    assert [e.type for e in events] == [
+        "kpi.approved",
+        "kpi.changed",
+        "lineage.changed",
+        "approval.approved",
+    ]
+    inputs = ["finance.cost.cost_amount", "finance.revenue.gross_amount"]
+    assert events[1].payload["added_inputs"] == inputs
+    assert events[1].payload["removed_inputs"] == []
+    assert events[2].payload == {
+        "canonical_key": "finance.kpi.gross_margin",
+        "added_inputs": inputs,
+        "removed_inputs": [],
+    }
     tier2 = submitted(metadata_request(tier="tier2"))
     _, events = tier2.approve(CAROL_STEWARD, None, NOW, None)
     assert events[2].payload["priority"] == "normal"

@@ -208,7 +208,12 @@ def test_structural_changes_ask_for_a_profile(engine, tenant, change):
 
 def test_kpi_events(engine, tenant):
     approval = submit_and_approve(engine, tenant, kpi_request())
-    assert event_types(engine, approval.id) == ["kpi.approved", "kpi.changed", "approval.approved"]
+    assert event_types(engine, approval.id) == [
+        "kpi.approved",
+        "kpi.changed",
+        "lineage.changed",  # a new KPI's inputs are all added
+        "approval.approved",
+    ]
     kpis = catalog.list_entities(UnitOfWork(engine), person(tenant, "x"), EntityType.KPI)
     assert kpis[0].depends_on == ("finance.revenue.gross_amount", "finance.cost.cost_amount")
 

@@ -241,7 +241,7 @@ def test_every_read_returns_only_the_callers_rows(two_tenants, tenant):
     assert reads["overrides"] == {("governed", "*"): f"steward_{label}"}
     assert [t.user for t in reads["tokens"]] == [f"user_{label}"]
     assert {e.tenant_id for e in reads["events"]} == {tenant}
-    assert len(reads["events"]) == 9  # metadata 4, KPI 3, business rule 1, glossary 1
+    assert len(reads["events"]) == 10  # metadata 4, KPI 4, business rule 1, glossary 1
     assert all(a["tenant_id"] == tenant for a in reads["approvals"])
     with UnitOfWork(two_tenants) as uow:
         bound = uow.entities.bound(Tier.TIER1)

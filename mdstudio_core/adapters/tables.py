@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -287,6 +288,32 @@ consumer_cursors = Table(
     Column("consumer", String(64), primary_key=True),
     Column("last_event_id", EventId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A tenant's name: its asset keys and asset group in Dagster (`mdstudio tenants name`).
+tenants = Table(
+    "mdm_tenant",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("name", String(63), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    UniqueConstraint("name", name="uq_mdm_tenant_name"),
+)
+
+# Each KPI's last computed trust and where its impact hysteresis stands (`impacted`, and how
+# many computations in a row fell below the tier minimum while not impacted).
+kpi_trust = Table(
+    "mdm_kpi_trust",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("canonical_key", String(200), primary_key=True),
+    Column("trust_score", Float),
+    Column("weakest_input", String(200)),
+    Column("inputs", Json, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("impacted", Boolean, nullable=False),
+    Column("below_streak", Integer, nullable=False),
 )
 
 # Tables of the deployment, not of a tenant; every other table is keyed by tenant.

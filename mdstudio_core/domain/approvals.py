@@ -27,6 +27,7 @@ from mdstudio_core.domain.errors import (
     field_path,
 )
 from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.lineage import input_changes
 from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
     KEY_FIELD,
@@ -276,6 +277,16 @@ def _invalid(exc: ValidationError, prefix: str | None = None) -> InvalidInput:
     return InvalidInput(detail.removeprefix(f"{first_field}: "), field=first_field)
 
 
+def field_binding_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """`deprecated`, `unbound` or `rebound` when `new` (a field's state) takes `old`'s
+    binding away or changes it; None otherwise."""
+    if new.get("status") == EntityStatus.DEPRECATED.value != old.get("status"):
+        return "deprecated"
+    if not new.get("binding"):
+        return "unbound"
+    return "rebound" if new.get("binding") != old.get("binding") else None
+
+
 # -- listings --------------------------------------------------------------------------------
 
 
@@ -340,11 +351,12 @@ class Approval:
         live: LiveEntity | None,
         overrides: PolicyOverrides,
         now: dt.datetime,
+        breaks_tier1_kpi: bool = False,
     ) -> Approval:
         """A pending request (as `validate_request` returns it), made against `live` (the
         entity as it is now, or None when it is new), with the role its lane, its tier and the
-        live entity's tier require. The draft lane only creates or edits drafts: a draft
-        becomes active through the lane of its tier."""
+        live entity's tier require (and tier1's when `breaks_tier1_kpi`). The draft lane only
+        creates or edits drafts: a draft becomes active through the lane of its tier."""
         assert request.entity_key is not None
         if request.lane is Lane.DRAFT:
             if state.get("status") != EntityStatus.DRAFT.value:
@@ -375,8 +387,12 @@ class Approval:
             decided_by=None,
             requested_at=now,
             decided_at=None,
+            # Deprecating or unbinding a field an active tier1 KPI depends on is a tier1 change.
             required_role=required_role(
-                request.lane, request.tier, overrides, live.tier if live else None
+                request.lane,
+                request.tier,
+                overrides,
+                Tier.TIER1 if breaks_tier1_kpi else live.tier if live else None,
             ),
         )
 
@@ -422,6 +438,14 @@ class Approval:
             raise Forbidden(f"only the requester ({self.requested_by}) may cancel this request")
         decided = self._decided(ApprovalStatus.CANCELLED, actor, now, reason)
         return decided, [decided._decision_event("approval.cancelled", now)]
+
+    def binding_change(self) -> str | None:
+        """How the request changes a bound field's binding: `deprecated`, `unbound`,
+        `rebound`, or None (not a metadata field, not bound, or the binding unchanged)."""
+        old = self.current_state or {}
+        if self.entity_type is not EntityType.GLOBAL_METADATA or not old.get("binding"):
+            return None
+        return field_binding_change(old, self.payload)
 
     def stale_message(self) -> str:
         return (
@@ -495,20 +519,30 @@ class Approval:
                     },
                 )
             )
-            events.append(
-                self._event(
-                    f"{prefix}.changed",
-                    now,
-                    {
-                        "canonical_key": self.entity_key,
-                        "change_type": "APPROVAL",
-                        "changed_fields": self.changed_fields(),
-                        "structural": structural,
-                        "previous_version": self.base_version,
-                        "version": self.new_version,
-                    },
+            changed = {
+                "canonical_key": self.entity_key,
+                "change_type": "APPROVAL",
+                "changed_fields": self.changed_fields(),
+                "structural": structural,
+                "previous_version": self.base_version,
+                "version": self.new_version,
+            }
+            lineage = None
+            if self.entity_type is EntityType.KPI:
+                added, removed = input_changes(
+                    self.current_state.get("depends_on") if self.current_state else None,
+                    self.payload.get("depends_on") or [],
                 )
-            )
+                changed |= {"added_inputs": added, "removed_inputs": removed}
+                if added or removed:
+                    lineage = {
+                        "canonical_key": self.entity_key,
+                        "added_inputs": added,
+                        "removed_inputs": removed,
+                    }
+            events.append(self._event(f"{prefix}.changed", now, changed))
+            if lineage is not None:
+                events.append(self._event("lineage.changed", now, lineage))
             if (
                 self.entity_type is EntityType.GLOBAL_METADATA
                 and self.tier in PROFILED_TIERS

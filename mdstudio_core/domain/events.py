@@ -64,6 +64,36 @@ class EntityChanged(_EventPayload):
     version: int
 
 
+class KpiChanged(EntityChanged):
+    """`kpi.changed`: as `metadata.changed`, and the inputs (`depends_on`) added and removed."""
+
+    added_inputs: list[str] = []
+    removed_inputs: list[str] = []
+
+
+class LineageChanged(_EventPayload):
+    """`lineage.changed`: a KPI's inputs changed (written with its approval)."""
+
+    canonical_key: str
+    added_inputs: list[str]
+    removed_inputs: list[str]
+
+
+class _KpiQuality(_EventPayload):
+    canonical_key: str
+    trust_score: float | None
+    weakest_input: str | None
+    threshold: float | None
+
+
+class KpiImpacted(_KpiQuality):
+    """`kpi.quality.impacted`: the KPI's trust fell below its tier's minimum."""
+
+
+class KpiRecovered(_KpiQuality):
+    """`kpi.quality.recovered`: its trust is back at the minimum plus the margin."""
+
+
 class ProfileDue(_EventPayload):
     """`metadata.profile.due`: the binding changed shape, so its data must be profiled again."""
 
@@ -149,7 +179,10 @@ EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "metadata.profile.due": ProfileDue,
     "metadata.profile.requested": ProfileRequested,
     "kpi.approved": EntityApproved,
-    "kpi.changed": EntityChanged,
+    "kpi.changed": KpiChanged,
+    "lineage.changed": LineageChanged,
+    "kpi.quality.impacted": KpiImpacted,
+    "kpi.quality.recovered": KpiRecovered,
     "approval.approved": ApprovalApproved,
     "approval.rejected": ApprovalRejected,
     "approval.cancelled": ApprovalCancelled,

@@ -76,6 +76,7 @@ class ProfileReason(StrEnum):
     """Why a profile is due."""
 
     STRUCTURAL = "STRUCTURAL"
+    KPI_DEPENDENCY = "KPI_DEPENDENCY"
     SCHEDULED = "SCHEDULED"
     MANUAL = "MANUAL"
 

@@ -41,7 +41,14 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
-from mdstudio_core.service_layer import approvals, catalog, profile_requests, profiling, tokens
+from mdstudio_core.service_layer import (
+    approvals,
+    catalog,
+    lineage,
+    profile_requests,
+    profiling,
+    tokens,
+)
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 EXIT_CODES: dict[type[MdstudioError], int] = {
@@ -283,7 +290,8 @@ def approvals_submit(path: str) -> None:
 @common_options
 def approvals_approve(approval_id: str, reason: str | None) -> None:
     """Approve and apply a pending request (requires its role; never your own request)."""
-    emit_approval(approvals.approve(runtime().uow(), identity(), approval_id, reason))
+    run = runtime()
+    emit_approval(approvals.approve(run.uow(), identity(), approval_id, reason, run.settings))
 
 
 @approvals_group.command("reject")
@@ -308,8 +316,10 @@ def approvals_cancel(approval_id: str, reason: str | None) -> None:
 @click.argument("approval_id")
 @common_options
 def approvals_show(approval_id: str) -> None:
-    """One request in full, with its payload and the state it was made against."""
-    record = jsonable(approvals.get_approval(runtime().uow(), identity(), approval_id))
+    """One request in full, with its payload, the state it was made against and its `impact`
+    (the KPIs depending on a field whose binding it changes, deprecates or unbinds)."""
+    run = runtime()
+    record = jsonable(approvals.show_approval(run.uow(), identity(), approval_id, run.settings))
     emit(record, lambda: print_record(record))
 
 
@@ -553,6 +563,64 @@ def profiles_run(canonical_key: str, force: bool) -> None:
             f"{', forced' if force else ''}); approval_sensor launches it on its next tick"
         ),
     )
+
+
+def print_trust(record: dict[str, Any]) -> None:
+    print_record(record, ("key", "entity_type", "tier", "trust_score", "weakest_input"))
+    click.echo("")
+    print_table(record["inputs"], ("key", "tier", "quality_score", "profiled_at", "stale"))
+    for unscored in record["unscored_inputs"]:
+        click.echo(f"unscored: {unscored['key']}: {unscored['reason']}")
+
+
+@cli.command("lineage")
+@click.argument("key")
+@common_options
+def lineage_command(key: str) -> None:
+    """A field: its table, columns and the KPIs depending on it with their trust. A KPI: its
+    inputs with their scores, its trust and weakest input."""
+    run = runtime()
+    record = jsonable(lineage.lineage(run.uow(), identity(), run.settings, key))
+
+    def human() -> None:
+        if record["entity_type"] == EntityType.KPI.value:
+            print_trust(record)
+            return
+        print_record(record, ("key", "entity_type", "table", "columns"))
+        click.echo("")
+        print_table(record["kpis"], ("key", "tier", "trust_score"))
+
+    emit(record, human)
+
+
+@cli.command("impact")
+@click.argument("key")
+@common_options
+def impact_command(key: str) -> None:
+    """The active KPIs a change or degradation of KEY endangers, with tier and trust."""
+    run = runtime()
+    record = jsonable(lineage.impact(run.uow(), identity(), run.settings, key))
+    emit(record, lambda: print_table(record["kpis"], ("key", "tier", "trust_score")))
+
+
+@cli.group("tenants")
+def tenants_group() -> None:
+    """Tenants as Dagster shows them."""
+
+
+@tenants_group.command("name")
+@click.argument("tenant")
+@click.argument("name")
+@common_options
+def tenants_name(tenant: str, name: str) -> None:
+    """Name TENANT (its UUID) NAME: the first part of its asset keys and its asset group in
+    Dagster (a tenant_admin of that tenant; names are identifiers, unique)."""
+    try:
+        target = uuid.UUID(tenant)
+    except ValueError as exc:
+        raise InvalidInput("must be a UUID", field="tenant_id") from exc
+    record = lineage.name_tenant(runtime().uow(), identity(), target, name)
+    emit(record, lambda: click.echo(f"tenant {record['tenant_id']} is named {record['name']}"))
 
 
 @cli.group("policy")

@@ -6,6 +6,7 @@ both call these functions; neither re-implements a rule.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
+from mdstudio_core.service_layer import lineage
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -53,7 +55,13 @@ def submit(
     with uow:
         live = uow.entities.get(request.entity_type, identity.tenant_id, request.entity_key)
         approval = Approval.submit(
-            request, state, identity, live, uow.policies.overrides(identity.tenant_id), _now()
+            request,
+            state,
+            identity,
+            live,
+            uow.policies.overrides(identity.tenant_id),
+            _now(),
+            breaks_tier1_kpi=lineage.breaks_tier1_kpi(uow, identity.tenant_id, live, state),
         )
         uow.approvals.add(approval)
         uow.commit()
@@ -61,7 +69,11 @@ def submit(
 
 
 def approve(
-    uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str, reason: str | None = None
+    uow: UnitOfWork,
+    identity: Identity,
+    approval_id: uuid.UUID | str,
+    reason: str | None = None,
+    settings: Settings | None = None,
 ) -> Approval:
     """Apply the request, mark it approved and append its events, all in one transaction.
 
@@ -77,6 +89,10 @@ def approve(
         live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
         decided, events = approval.approve(identity, live, _now(), reason)
         _apply(uow, decided)
+        if decided.binding_change() is not None:  # its KPIs' inputs changed: trust again
+            lineage.refresh_dependents(
+                uow, settings or Settings(), identity.tenant_id, [decided.entity_key]
+            )
         _record(uow, decided, events)
     return decided
 
@@ -112,6 +128,19 @@ def get_approval(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | s
     if approval is None:
         raise NotFound(f"approval {approval_id} not found")
     return approval
+
+
+def show_approval(
+    uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str, settings: Settings
+) -> dict[str, Any]:
+    """One request in full and its `impact`: the KPIs that depend on the field whose binding
+    it changes, deprecates or unbinds, with their tier and trust (so the approver sees what
+    breaks before deciding)."""
+    approval = get_approval(uow, identity, approval_id)
+    return {
+        **{f.name: getattr(approval, f.name) for f in dataclasses.fields(approval)},
+        "impact": lineage.approval_impact(uow, settings, approval),
+    }
 
 
 def list_approvals(

@@ -24,6 +24,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.incidents import SYSTEM_ACTOR
+from mdstudio_core.domain.lineage import KpiTrust
 from mdstudio_core.domain.model import (
     Binding,
     ColumnRule,
@@ -46,7 +47,7 @@ from mdstudio_core.domain.quality import (
     quality_gate,
     quality_score,
 )
-from mdstudio_core.service_layer import incidents
+from mdstudio_core.service_layer import incidents, lineage
 from mdstudio_core.service_layer.approvals import check_source_access, get_approval
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -250,12 +251,14 @@ class RunOutcome:
     """What a run gave: saved profiles, entities it could not profile because they are not
     (or no longer) bound, entities whose table failed (with the error), and entities an
     earlier attempt of the same run saved already (a retried step neither scans their table
-    again nor reports them twice)."""
+    again nor reports them twice); and the KPIs whose trust the new profiles changed, as last
+    computed."""
 
     profiles: list[SavedProfile] = field(default_factory=list)
     unbound: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     saved_before: list[str] = field(default_factory=list)
+    kpis: dict[str, KpiTrust] = field(default_factory=dict)
 
 
 def run_profiles(
@@ -322,7 +325,9 @@ def run_profiles(
             outcome.failed.update({key: message for key, _ in failed})
             continue
         tiered = [(result, tiers[result.canonical_key]) for result in results]
-        outcome.profiles.extend(save_profiles(uow, settings, tenant_id, tiered, run_id))
+        saved_profiles, kpis = save_table(uow, settings, tenant_id, tiered, run_id)
+        outcome.profiles.extend(saved_profiles)
+        outcome.kpis.update({trust.canonical_key: trust for trust in kpis})
     return outcome
 
 
@@ -348,7 +353,20 @@ def save_profiles(
     their `metadata.profile.completed` events and what they do to the entities' incidents
     (never half-written). Saving again for the same run changes nothing: the profile id,
     derived from the run and the entity, is the idempotency key."""
+    return save_table(uow, settings, tenant_id, results, run_id)[0]
+
+
+def save_table(
+    uow: UnitOfWork,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    results: Sequence[tuple[ProfileResult, Tier]],
+    run_id: str | None,
+) -> tuple[list[SavedProfile], list[KpiTrust]]:
+    """`save_profiles`, and in the same transaction the trust of every active KPI depending
+    on a newly saved profile, recomputed and recorded (with its impact events)."""
     saved = []
+    landed = []
     now = _now()
     with uow:
         for result, tier in results:
@@ -364,9 +382,11 @@ def save_profiles(
                     [_completed(tenant_id, tier, result, profile_id, run_id, verdict)]
                 )
                 incidents.assess_entity(uow, settings, tenant_id, result.canonical_key, tier, now)
+                landed.append(result.canonical_key)
             saved.append(SavedProfile(profile_id, tier, result, verdict))
+        kpis = lineage.refresh_dependents(uow, settings, tenant_id, landed) if landed else []
         uow.commit()
-    return saved
+    return saved, kpis
 
 
 def record_failures(

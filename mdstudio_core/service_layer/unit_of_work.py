@@ -12,6 +12,7 @@ from mdstudio_core.adapters.repositories import (
     EntityRepository,
     EventOutbox,
     IncidentRepository,
+    LineageRepository,
     PolicyRepository,
     ProfileRepository,
     TokenRepository,
@@ -31,6 +32,7 @@ class UnitOfWork:
     entities: EntityRepository
     events: EventOutbox
     incidents: IncidentRepository
+    lineage: LineageRepository
     policies: PolicyRepository
     profiles: ProfileRepository
     tokens: TokenRepository
@@ -47,6 +49,7 @@ class UnitOfWork:
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
             self.incidents = IncidentRepository(self.connection)
+            self.lineage = LineageRepository(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.tokens = TokenRepository(self.connection)

@@ -77,6 +77,26 @@ def _approval_item() -> type[BaseModel]:
 ApprovalItem = _approval_item()
 
 
+class KpiImpact(BaseModel):
+    key: str
+    tier: Tier
+    trust_score: float | None
+
+
+def _approval_out() -> type[BaseModel]:
+    """One request in full, with `impact`: the KPIs depending on the field whose binding it
+    changes, deprecates or unbinds."""
+    hints = typing.get_type_hints(Approval)
+    fields: dict[str, Any] = {
+        field.name: (hints[field.name], ...) for field in dataclasses.fields(Approval)
+    }
+    fields["impact"] = (list[KpiImpact], ...)
+    return create_model("ApprovalOut", **fields)
+
+
+ApprovalOut = _approval_out()
+
+
 class ApprovalPage(_Page):
     items: list[ApprovalItem]  # type: ignore[valid-type]
 
@@ -118,6 +138,40 @@ class KpiOut(_EntityOut):
 
 class KpiPage(_Page):
     items: list[KpiOut]
+
+
+class TrustInput(BaseModel):
+    key: str
+    tier: Tier | None
+    quality_score: float | None
+    profiled_at: dt.datetime | None
+    stale: bool
+
+
+class UnscoredInput(BaseModel):
+    key: str
+    reason: str
+
+
+class KpiTrustOut(BaseModel):
+    """A KPI's trust: the lowest input score (stale inputs discounted), null when an input is
+    unbound or never profiled (listed in `unscored_inputs`)."""
+
+    key: str
+    entity_type: str
+    tier: Tier
+    trust_score: float | None
+    weakest_input: str | None
+    inputs: list[TrustInput]
+    unscored_inputs: list[UnscoredInput]
+
+
+class FieldLineageOut(BaseModel):
+    key: str
+    entity_type: str
+    table: str | None
+    columns: list[str]
+    kpis: list[KpiImpact]
 
 
 class ProfileHistory(BaseModel):

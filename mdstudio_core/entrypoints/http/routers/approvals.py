@@ -13,6 +13,7 @@ from mdstudio_core.domain.model import TERM_PATTERN, ApprovalStatus, EntityType,
 from mdstudio_core.entrypoints.http.auth import Caller, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
 from mdstudio_core.entrypoints.http.schemas import (
+    ApprovalOut,
     ApprovalPage,
     Decision,
     JsonResponse,
@@ -95,21 +96,25 @@ async def list_approvals(
     return JsonResponse(page([item.as_dict(include_payload) for item in found], limit, offset))
 
 
-@router.get("/{approval_id}", responses=documented(Approval, *AUTHED, 404))
-async def get_approval(approval_id: uuid.UUID, caller: Caller) -> Response:
-    """One request, with its payload and the state it was made against."""
-    return JsonResponse(await call(approvals.get_approval, caller, approval_id))
+@router.get("/{approval_id}", responses=documented(ApprovalOut, *AUTHED, 404))
+async def get_approval(approval_id: uuid.UUID, request: Request, caller: Caller) -> Response:
+    """One request, with its payload, the state it was made against and its `impact` (the
+    KPIs depending on a field whose binding it changes, deprecates or unbinds)."""
+    settings = request.app.state.settings
+    return JsonResponse(await call(approvals.show_approval, caller, approval_id, settings))
 
 
 @router.post("/{approval_id}/approve", responses=DECIDED)
 async def approve_approval(
     approval_id: uuid.UUID,
+    request: Request,
     caller: Caller,
     decision: Annotated[Decision | None, Body()] = None,
 ) -> Response:
     """Approve and apply (the required role; never one's own request; 409 if stale)."""
     reason = decision.reason if decision else None
-    return JsonResponse(await call(approvals.approve, caller, approval_id, reason))
+    settings = request.app.state.settings
+    return JsonResponse(await call(approvals.approve, caller, approval_id, reason, settings))
 
 
 @router.post("/{approval_id}/reject", responses=DECIDED)

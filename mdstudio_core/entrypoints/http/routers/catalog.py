@@ -1,10 +1,11 @@
-"""`/metadata`, `/kpis` and `/profiles`: the live catalog and the profiles of its fields."""
+"""`/metadata`, `/kpis`, `/profiles` and `/lineage`: the live catalog, the profiles of its
+fields, and how KPIs depend on them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mdstudio_core.domain.model import (
@@ -17,9 +18,11 @@ from mdstudio_core.entrypoints.http.auth import Caller, Context, call
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented
 from mdstudio_core.entrypoints.http.schemas import (
     CanonicalKey,
+    FieldLineageOut,
     JsonResponse,
     KpiOut,
     KpiPage,
+    KpiTrustOut,
     Limit,
     MetadataOut,
     MetadataPage,
@@ -27,7 +30,7 @@ from mdstudio_core.entrypoints.http.schemas import (
     ProfileHistory,
     page,
 )
-from mdstudio_core.service_layer import catalog
+from mdstudio_core.service_layer import catalog, lineage
 
 router = APIRouter(tags=["catalog"], default_response_class=JsonResponse)
 
@@ -87,6 +90,25 @@ async def get_kpi(canonical_key: CanonicalKey, caller: Caller) -> Response:
     """One live KPI."""
     kpi = await call(catalog.get_entity, caller, canonical_key, EntityType.KPI)
     return JsonResponse(kpi.as_dict())
+
+
+@router.get("/kpis/{canonical_key}/trust", responses=documented(KpiTrustOut, *AUTHED, 404))
+async def get_kpi_trust(canonical_key: CanonicalKey, request: Request, caller: Caller) -> Response:
+    """A KPI's trust now: the lowest quality score among its inputs (stale ones discounted),
+    its weakest input, and each input's score, profile time and staleness."""
+    settings = request.app.state.settings
+    return JsonResponse(await call(lineage.kpi_trust, caller, settings, canonical_key))
+
+
+@router.get(
+    "/lineage/{canonical_key}",
+    responses=documented(FieldLineageOut | KpiTrustOut, *AUTHED, 404),
+)
+async def get_lineage(canonical_key: CanonicalKey, request: Request, caller: Caller) -> Response:
+    """A field: its table, columns and the KPIs depending on it with their trust. A KPI: its
+    inputs with their scores (as `GET /kpis/{key}/trust`)."""
+    settings = request.app.state.settings
+    return JsonResponse(await call(lineage.lineage, caller, settings, canonical_key))
 
 
 @router.get("/profiles", responses=documented(ProfileHistory, *AUTHED, 404))
