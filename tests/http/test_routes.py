@@ -287,6 +287,7 @@ def test_events_stream_pages_with_next_after(client, bearer, tenant):
     assert [e["type"] for e in kpi_only["items"]] == [
         "kpi.approved",
         "kpi.changed",
+        "lineage.changed",
         "approval.approved",
     ]
     assert is_problem(client.get("/events?after=-1", headers=alice), 422, "after")
