@@ -191,7 +191,7 @@ def main() -> None:
     os.environ.update(env)
     from mdstudio_core.config import Settings  # after the environment
     from mdstudio_pipelines import instance as dagster_instance
-    from mdstudio_pipelines.definitions import defs
+    from mdstudio_pipelines.definitions import defs as load_defs
     from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
     from mdstudio_pipelines.resources import CatalogResource
 
@@ -204,6 +204,7 @@ def main() -> None:
     try:
         # 1. sensor throughput --------------------------------------------------------------
         last_id = synthetic_events(store, tenant, args.events, entities=1000)
+        defs = load_defs()
         tracemalloc.start()
         started = time.perf_counter()
         context = dg.build_sensor_context(

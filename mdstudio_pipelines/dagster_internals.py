@@ -1,7 +1,7 @@
 """The one door to Dagster's private API (`dagster._core`) and to the event log storage's
 methods that are not `@public`.
 
-Two uses, each kept because it is a measured win the pinned Dagster's public API does not
+Three uses, each kept because it is a measured win the pinned Dagster's public API does not
 offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade changes them.
 
 * `store_observations`: a sensor tick's observations in batch writes. The public way,
@@ -13,6 +13,10 @@ offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade 
   (the deprecated `get_event_records` finds no check rows); the storage's
   `get_asset_check_execution_history` with a `PartitionKeyFilter` reads it from its index. The
   public route is the webserver's GraphQL (`assetCheckExecutions`).
+* `reconstruction_metadata`: what the code server stored with its definitions
+  (`Definitions.with_reconstruction_metadata`, public), read back in a run worker. Dagster's
+  public `dg.definitions` hands a loader no `DefinitionsLoadContext`; the context is the
+  module-level one in `dagster._core.definitions.definitions_load_context`.
 """
 
 import logging
@@ -20,6 +24,10 @@ import time
 from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.definitions.definitions_load_context import (
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+)
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import AssetObservationData
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
@@ -70,3 +78,15 @@ def check_evaluations(
             check, limit=limit, partition_filter=PartitionKeyFilter(key=partition)
         )
     )
+
+
+def reconstruction_metadata(key: str) -> str | None:
+    """The value the code server stored under `key` when this process reconstructs its
+    definitions (a run worker); None when it initializes them (the code server itself)."""
+    if not DefinitionsLoadContext.is_set():
+        return None
+    context = DefinitionsLoadContext.get()
+    if context.load_type is not DefinitionsLoadType.RECONSTRUCTION:
+        return None
+    value = context.reconstruction_metadata.get(key)
+    return value if isinstance(value, str) else None

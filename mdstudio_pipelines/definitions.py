@@ -1,22 +1,55 @@
-"""The Dagster code location: one place that assembles mdstudio's assets, job, sensor,
-schedules and resource. The settings are read once, here, as the CLI reads them: a malformed
-`MDSTUDIO_*` variable fails the code location with a message naming it."""
+"""The Dagster code location: mdstudio's assets, job, sensor, schedules and resource, built
+from the catalog when the location loads.
+
+The code server reads the store once (`lineage.load_snapshot`) and builds one asset per bound
+table per tenant and one per active KPI; the snapshot travels with the definitions as
+reconstruction metadata, so a run worker rebuilds exactly the same graph without reading the
+store again. The settings are read once, here, as the CLI reads them: a malformed `MDSTUDIO_*`
+variable fails the code location with a message naming it."""
 
 import dagster as dg
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.lineage import CatalogSnapshot
+from mdstudio_core.service_layer import lineage
 from mdstudio_pipelines.assets import catalog_entity, entity_profile
-from mdstudio_pipelines.jobs import profile_tables_job
+from mdstudio_pipelines.dagster_internals import reconstruction_metadata
+from mdstudio_pipelines.jobs import build_profile_job
+from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
 from mdstudio_pipelines.resources import CatalogResource
 from mdstudio_pipelines.schedules import build_profiling_schedules
 from mdstudio_pipelines.sensors import build_approval_sensor
 
-settings = Settings.from_env()
+SNAPSHOT_KEY = "mdstudio/catalog_snapshot"
 
-defs = dg.Definitions(
-    assets=[catalog_entity, entity_profile],
-    jobs=[profile_tables_job],
-    sensors=[build_approval_sensor(settings)],
-    schedules=build_profiling_schedules(settings),
-    resources={"catalog": CatalogResource()},
-)
+
+def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Definitions:
+    """Everything the code location holds, for one snapshot of the catalog."""
+    graph = AssetGraph(settings, snapshot)
+    table_assets, job = build_profile_job(snapshot, settings)
+    kpi_assets = build_kpi_assets(settings, snapshot)
+    return dg.Definitions(
+        assets=[
+            catalog_entity,
+            entity_profile,
+            *(a for a in (table_assets, kpi_assets) if a is not None),
+        ],
+        jobs=[job],
+        sensors=[build_approval_sensor(settings, job, graph)],
+        schedules=build_profiling_schedules(settings, job, graph),
+        resources={"catalog": CatalogResource()},
+    ).with_reconstruction_metadata({SNAPSHOT_KEY: snapshot.to_json()})
+
+
+def current_snapshot(catalog: CatalogResource) -> CatalogSnapshot:
+    """The code server's snapshot in a run worker; the store's when the location loads."""
+    stored = reconstruction_metadata(SNAPSHOT_KEY)
+    if stored is not None:
+        return CatalogSnapshot.from_json(stored)
+    return lineage.load_snapshot(catalog.uow())
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    catalog = CatalogResource()
+    return build_definitions(catalog.settings, current_snapshot(catalog))

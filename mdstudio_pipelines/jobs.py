@@ -1,21 +1,33 @@
 """`profile_tables_job`: one run profiles a few tables of one source, each scanned once for
-every entity bound to it.
+every entity bound to it, and reports what it measured on the asset graph.
 
-Dagster runs a partitioned asset for one partition or a contiguous range; the entities due on
-a table are an arbitrary set, so the job reports a materialization and a check evaluation per
-entity partition of `entity_profile` itself. Each run is a new process (seconds of start-up),
-so a run carries up to `MDSTUDIO_TABLES_PER_RUN` tables of one source, one after the other:
-the same load on the warehouse as one run per table, a fraction of the runs."""
+The job materializes the table assets (`[<tenant>, <source>, <schema>, <table>]`) of a
+multi-asset that can be subset: the sensor and the schedules select the tables of their run and
+say, in the run config, which entities are due on each and why; a UI "Materialize" selects
+tables and profiles every field bound to them. Each run also reports, as it always did, a
+materialization and a check evaluation per entity partition of `entity_profile`, and the new
+trust of every KPI depending on a field it profiled (the KPI asset's materialization and its
+`kpi_inputs_quality` check), computed in the transaction that saved the profiles.
+
+Each run is a new process (seconds of start-up), so a run carries up to
+`MDSTUDIO_TABLES_PER_RUN` tables of one source, one after the other. With no bound table in the
+catalog there is no table asset, and the job is the same op without assets."""
 
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from sqlalchemy.exc import OperationalError
 
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import StoreTimeout
-from mdstudio_core.domain.model import SkipReason, Trigger
-from mdstudio_core.service_layer.profiling import ProfileTarget, run_profiles
+from mdstudio_core.domain.lineage import CatalogSnapshot
+from mdstudio_core.domain.model import SkipReason, Tier, Trigger
+from mdstudio_core.service_layer import lineage
+from mdstudio_core.service_layer.profiling import ProfileTarget, SavedProfile, run_profiles
 from mdstudio_pipelines.checks import check_evaluation
+from mdstudio_pipelines.lineage import kpi_events, table_key_of, table_spec
 from mdstudio_pipelines.partitions import (
     ENTITY_PROFILE,
     PROFILE_FAILED,
@@ -25,6 +37,11 @@ from mdstudio_pipelines.partitions import (
 )
 from mdstudio_pipelines.profiling import profile_metadata
 from mdstudio_pipelines.resources import CatalogResource
+
+JOB_NAME = "profile_tables_job"
+OP_NAME = "profile_tables"
+JOB_TAGS = {"mdstudio/kind": "profile"}
+JOB_DESCRIPTION = "Profile each table once, then save and check every entity bound to it."
 
 
 class TableConfig(dg.Config):
@@ -45,8 +62,11 @@ class TableConfig(dg.Config):
 
 
 class ProfileRunConfig(dg.Config):
-    tenant_id: str
-    tables: list[TableConfig]
+    """The tables of a run and the entities due on each. Empty (a UI "Materialize"): every
+    field bound to the selected tables, trigger `manual`."""
+
+    tenant_id: str = ""
+    tables: list[TableConfig] = []
 
 
 # The store gone (connection lost or refused, a store timeout) fails the step, which is tried
@@ -56,26 +76,40 @@ class ProfileRunConfig(dg.Config):
 STORE_RETRIES = 6
 
 
-@dg.op(description="Profile each table once, then save and check every entity bound to it.")
-def profile_tables(
-    context: dg.OpExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
-) -> None:
-    try:
-        profile_run(context, config, catalog)
-    except (OperationalError, StoreTimeout) as exc:
-        context.log.warning(f"the store is unavailable: {type(exc).__name__}; trying again")
-        raise dg.RetryRequested(
-            max_retries=STORE_RETRIES, seconds_to_wait=2**context.retry_number
-        ) from exc
+def retrying(context: dg.OpExecutionContext, exc: Exception) -> dg.RetryRequested:
+    context.log.warning(f"the store is unavailable: {type(exc).__name__}; trying again")
+    return dg.RetryRequested(max_retries=STORE_RETRIES, seconds_to_wait=2**context.retry_number)
+
+
+def planned_tables(
+    config: ProfileRunConfig,
+    selected: set[dg.AssetKey],
+    snapshot: CatalogSnapshot,
+    catalog: CatalogResource,
+) -> list[tuple[uuid.UUID, TableConfig]]:
+    """What the run profiles: the config's tables, or every field of the selected tables."""
+    if config.tables:
+        return [(uuid.UUID(config.tenant_id), table) for table in config.tables]
+    planned = []
+    for node in snapshot.tables:
+        if table_spec(catalog.settings, node).key in selected:
+            keys = [f.canonical_key for f in node.fields]
+            planned.append((node.tenant_id, TableConfig(table=node.label, canonical_keys=keys)))
+    return planned
 
 
 def profile_run(
-    context: dg.OpExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
-) -> None:
-    """Each table of the run in turn: its profiles saved, then reported to Dagster."""
-    tenant_id = uuid.UUID(config.tenant_id)
+    context: dg.OpExecutionContext,
+    planned: list[tuple[uuid.UUID, TableConfig]],
+    catalog: CatalogResource,
+) -> dict[dg.AssetKey, dict]:
+    """Each table of the run in turn: its profiles saved, then reported to Dagster (entity
+    partitions, checks, KPIs). Returns the table assets' materialization metadata; raises
+    `dg.Failure` naming the tables that failed, after the others are reported."""
     failed: dict[str, str] = {}
-    for table in config.tables:
+    labels = lineage.tenant_labels(catalog.uow(), {tenant for tenant, _ in planned})
+    tables: dict[dg.AssetKey, dict] = {}
+    for tenant_id, table in planned:
         context.log.info(f"profiling {len(table.canonical_keys)} entities on {table.table}")
         outcome = run_profiles(
             catalog.uow(), catalog.settings, tenant_id, table.targets(), run_id=context.run_id
@@ -107,12 +141,63 @@ def profile_run(
             context.log_event(
                 check_evaluation(ENTITY_PROFILE, QUALITY_CHECK, partition, profile.verdict)
             )
+        if outcome.profiles:
+            key = table_key_of(catalog.settings, labels[tenant_id], table.table)
+            tables[key] = table_metadata(tenant_id, table.table, outcome.profiles)
+        for trust in outcome.kpis.values():
+            for event in kpi_events(catalog.settings, labels[tenant_id], tenant_id, trust):
+                context.log_event(event)
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} entities could not be profiled: "
             + "; ".join(sorted(set(failed.values()))),
             allow_retries=False,
         )
+    return tables
+
+
+def table_metadata(tenant_id: uuid.UUID, label: str, profiles: list[SavedProfile]) -> dict:
+    """A table asset's materialization: its worst tier1/tier2 field score (`quality_score`),
+    every field's score, and the profile ids."""
+    governed = [
+        p.result.quality_score
+        for p in profiles
+        if p.tier in (Tier.TIER1, Tier.TIER2) and p.result.quality_score is not None
+    ]
+    return {
+        "quality_score": dg.MetadataValue.float(min(governed))
+        if governed
+        else dg.MetadataValue.null(),
+        "fields": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {
+                        "key": p.result.canonical_key,
+                        "tier": p.tier.value,
+                        "quality_score": p.result.quality_score,
+                        "passed": p.verdict.passed,
+                        "severity": p.verdict.severity.value,
+                        "profile_id": str(p.profile_id),
+                    }
+                )
+                for p in profiles
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("key", "string"),
+                    dg.TableColumn("tier", "string"),
+                    dg.TableColumn("quality_score", "float"),
+                    dg.TableColumn("passed", "bool"),
+                    dg.TableColumn("severity", "string"),
+                    dg.TableColumn("profile_id", "string"),
+                ]
+            ),
+        ),
+        "profile_ids": dg.MetadataValue.json([str(p.profile_id) for p in profiles]),
+        "dagster/row_count": profiles[0].result.row_count,
+        "mdstudio/table": label,
+        "mdstudio/tenant": str(tenant_id),
+    }
 
 
 def profile_observation(
@@ -126,6 +211,56 @@ def profile_observation(
     )
 
 
-@dg.job(name="profile_tables_job", tags={"mdstudio/kind": "profile"})
-def profile_tables_job() -> None:
-    profile_tables()
+# A job, or the asset job `dg.define_asset_job` returns (resolved with the definitions).
+ProfileJob = Any
+
+
+def build_profile_job(
+    snapshot: CatalogSnapshot, settings: Settings
+) -> tuple[dg.AssetsDefinition | None, ProfileJob]:
+    """The table multi-asset (None when nothing is bound) and `profile_tables_job`."""
+    specs = [table_spec(settings, node) for node in snapshot.tables]
+    if not specs:
+        return None, _op_job()
+
+    @dg.multi_asset(name=OP_NAME, specs=specs, can_subset=True, description=JOB_DESCRIPTION)
+    def table_assets(
+        context: dg.AssetExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
+    ) -> Iterator[dg.MaterializeResult]:
+        selected = set(context.selected_asset_keys)
+        try:
+            results = profile_run(
+                context.op_execution_context,
+                planned_tables(config, selected, snapshot, catalog),
+                catalog,
+            )
+        except (OperationalError, StoreTimeout) as exc:
+            raise retrying(context.op_execution_context, exc) from exc
+        for key, metadata in results.items():
+            if key in selected:
+                yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+            else:  # bound since this code location loaded: reported, not yet in the graph
+                context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+
+    job = dg.define_asset_job(JOB_NAME, selection=[table_assets], tags=JOB_TAGS)
+    return table_assets, job
+
+
+def _op_job() -> dg.JobDefinition:
+    @dg.op(name=OP_NAME, description=JOB_DESCRIPTION)
+    def profile_tables(
+        context: dg.OpExecutionContext, config: ProfileRunConfig, catalog: CatalogResource
+    ) -> None:
+        try:
+            planned = planned_tables(config, set(), CatalogSnapshot(), catalog)
+            results = profile_run(context, planned, catalog)
+        except (OperationalError, StoreTimeout) as exc:
+            raise retrying(context, exc) from exc
+        for key, metadata in results.items():
+            context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+
+    @dg.job(name=JOB_NAME, tags=JOB_TAGS)
+    def profile_tables_job() -> None:
+        profile_tables()
+
+    return profile_tables_job

@@ -24,7 +24,8 @@ from mdstudio_core.domain.model import Priority
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.profile_requests import Skip, TableBatch
 from mdstudio_pipelines.dagster_internals import store_observations
-from mdstudio_pipelines.jobs import ProfileRunConfig, TableConfig, profile_tables_job
+from mdstudio_pipelines.jobs import JOB_NAME, ProfileJob, ProfileRunConfig, TableConfig
+from mdstudio_pipelines.lineage import AssetGraph
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -42,12 +43,14 @@ TICK_BUDGET_SECONDS = 20.0
 PRIORITY_TAG = {Priority.HIGH: "10", Priority.NORMAL: "0", Priority.LOW: "-10"}
 
 
-def build_approval_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_approval_sensor(
+    settings: Settings, job: ProfileJob, graph: AssetGraph
+) -> dg.SensorDefinition:
     """`approval_sensor`, ticking every `MDSTUDIO_SENSOR_INTERVAL_SECONDS`."""
 
     @dg.sensor(
         name="approval_sensor",
-        job=profile_tables_job,
+        job=job,
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=settings.sensor_interval_seconds,
         description="Reads the mdstudio outbox: records each event, requests due profiles.",
@@ -55,13 +58,13 @@ def build_approval_sensor(settings: Settings) -> dg.SensorDefinition:
     def approval_sensor(
         context: dg.SensorEvaluationContext, catalog: CatalogResource
     ) -> dg.SensorResult | dg.SkipReason:
-        return evaluate_approval_sensor(context, catalog)
+        return evaluate_approval_sensor(context, catalog, graph)
 
     return approval_sensor
 
 
 def evaluate_approval_sensor(
-    context: dg.SensorEvaluationContext, catalog: CatalogResource
+    context: dg.SensorEvaluationContext, catalog: CatalogResource, graph: AssetGraph
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick: the events after the cursor become observations and run requests."""
     settings = catalog.settings
@@ -79,7 +82,7 @@ def evaluate_approval_sensor(
             context.instance, [c.entity for c in candidates if not c.force], now, settings
         ),
     )
-    runs = pack_runs(profile_plan.batches, settings.tables_per_run)
+    runs = pack_runs(profile_plan.batches, settings.tables_per_run, graph=graph)
     store_observations(
         context.instance,
         [
@@ -122,11 +125,17 @@ class PlannedRun:
 
 
 def pack_runs(
-    batches: list[TableBatch], tables_per_run: int, slot: str | None = None
+    batches: list[TableBatch],
+    tables_per_run: int,
+    slot: str | None = None,
+    graph: AssetGraph | None = None,
 ) -> list[PlannedRun]:
     """Runs for the table batches: one tenant and one source per run, at most
     `tables_per_run` tables each. A run's key names the outbox events it serves (or, for a
-    schedule, its slot) and its first table, so Dagster refuses to launch it twice."""
+    schedule, its slot) and its first table, so Dagster refuses to launch it twice. A run
+    selects the table assets of its tables that `graph` has (a table bound since the code
+    location loaded has none yet: a run of such tables only selects the whole job, and
+    profiles only what its config names)."""
     by_source: dict[tuple[uuid.UUID, str], list[TableBatch]] = {}
     for batch in batches:
         by_source.setdefault((batch.tenant_id, batch.source), []).append(batch)
@@ -134,12 +143,17 @@ def pack_runs(
     for (tenant_id, source), group in by_source.items():
         for start in range(0, len(group), tables_per_run):
             chunk = group[start : start + tables_per_run]
-            runs.append(PlannedRun(_run_request(tenant_id, source, chunk, slot), chunk))
+            request = _run_request(tenant_id, source, chunk, slot, graph)
+            runs.append(PlannedRun(request, chunk))
     return runs
 
 
 def _run_request(
-    tenant_id: uuid.UUID, source: str, chunk: list[TableBatch], slot: str | None
+    tenant_id: uuid.UUID,
+    source: str,
+    chunk: list[TableBatch],
+    slot: str | None,
+    graph: AssetGraph | None,
 ) -> dg.RunRequest:
     entities = [entity for batch in chunk for entity in batch.entities]
     event_ids = [i for entity in entities for i in entity.candidate.event_ids]
@@ -148,9 +162,12 @@ def _run_request(
     )
     priority = Priority.highest(batch.priority for batch in chunk)
     where = f"{tenant_id}:{chunk[0].table_name}"  # the table name starts with its source
+    known = [graph.known_table(tenant_id, batch.table_name) for batch in chunk] if graph else []
+    selection = [key for key in known if key is not None]
     return dg.RunRequest(
         run_key=f"{slot}:{where}" if slot else f"events:{min(event_ids)}-{max(event_ids)}:{where}",
-        job_name=profile_tables_job.name,
+        job_name=JOB_NAME,
+        asset_selection=selection or None,
         run_config=dg.RunConfig(
             ops={
                 "profile_tables": ProfileRunConfig(
@@ -271,7 +288,7 @@ def recently_requested(
     since = now - settings.min_rerun
     found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
     records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=profile_tables_job.name, created_after=since),
+        filters=dg.RunsFilter(job_name=JOB_NAME, created_after=since),
         limit=10_000,
     )
     for record in records:

@@ -9,11 +9,13 @@ import sys
 import dagster as dg
 
 
-def test_definitions_load():
+def test_definitions_load(store_url, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     from mdstudio_pipelines.definitions import defs
 
-    assert isinstance(defs, dg.Definitions)
-    defs.resolve_all_job_defs()
+    definitions = defs()
+    assert isinstance(definitions, dg.Definitions)
+    definitions.resolve_all_job_defs()
 
 
 def test_core_runs_without_dagster():

@@ -252,6 +252,14 @@ def _kpi_rows(
     ]
 
 
+def tenant_labels(uow: UnitOfWork, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """How Dagster names each tenant (`rules.tenant_label`)."""
+    ids = sorted(set(tenant_ids))
+    with uow:
+        names = uow.lineage.tenant_names(ids)
+    return {t: rules.tenant_label(t, names.get(t)) for t in ids}
+
+
 # -- tenant names --------------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """Which entities get profiled, and when: the cost guards between "a profile is due" and a scan.
 
-A profile becomes due when an approval changes a binding (`metadata.profile.due`), when a steward
-asks for one (`metadata.profile.requested`, from `mdstudio profiles run`), or when a tier's
-schedule comes round. Before any warehouse is touched, each candidate passes the guards:
+A profile becomes due when an approval changes a binding (`metadata.profile.due`), when a KPI is
+approved with new inputs (`lineage.changed`: each input, reason `KPI_DEPENDENCY`), when a
+steward asks for one (`metadata.profile.requested`, from `mdstudio profiles run`), or when a
+tier's schedule comes round. Before any warehouse is touched, each candidate passes the guards:
 
 * `NO_BINDING`: the live entity has no binding (or is gone or deprecated): nothing to scan;
 * `COST_GUARD`: it was profiled, or a profile was requested, within the minimum rerun interval
@@ -112,6 +113,8 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
     events for one entity in a page collapse into one, forced if any was forced)."""
     merged: dict[Entity, ProfileCandidate] = {}
     for event in events:
+        for candidate in _kpi_dependencies(event):
+            merged.setdefault(candidate.entity, candidate)
         if event.type not in PROFILE_EVENTS:
             continue
         payload = event.payload
@@ -136,6 +139,26 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
             )
         merged[candidate.entity] = candidate
     return list(merged.values())
+
+
+def _kpi_dependencies(event: Event) -> list[ProfileCandidate]:
+    """A KPI approved with new inputs (`lineage.changed`) asks for a profile of each: the
+    guards then skip those profiled within the rerun interval (COST_GUARD) or unbound
+    (NO_BINDING), and the rest are scanned with the other due tables."""
+    if event.type != "lineage.changed":
+        return []
+    return [
+        ProfileCandidate(
+            tenant_id=event.tenant_id,
+            canonical_key=key,
+            trigger=Trigger.APPROVAL,
+            reason=ProfileReason.KPI_DEPENDENCY,
+            priority=Priority.NORMAL,
+            approval_id=event.correlation_id,
+            event_ids=(event.id,),
+        )
+        for key in event.payload["added_inputs"]
+    ]
 
 
 def plan(

@@ -20,7 +20,7 @@ from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, sa
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import sensors
 from mdstudio_pipelines.dagster_internals import store_observations
-from mdstudio_pipelines.definitions import defs
+from mdstudio_pipelines.definitions import defs as load_defs
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -79,6 +79,7 @@ class Env:
     def tick(self):
         """One sensor evaluation (it records its observations itself), with the side effects
         the daemon commits with the tick."""
+        defs = load_defs()  # built from the store as it is now, as a reloaded code location
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
@@ -97,17 +98,21 @@ class Env:
         return result
 
     def run(self, run_request):
-        job = defs.resolve_job_def("profile_tables_job")
-        return job.execute_in_process(
-            run_config=run_request.run_config, instance=self.instance, tags=run_request.tags
-        )
-
-    def run_allowing_failure(self, run_request):
-        job = defs.resolve_job_def("profile_tables_job")
+        job = load_defs().resolve_job_def("profile_tables_job")
         return job.execute_in_process(
             run_config=run_request.run_config,
             instance=self.instance,
             tags=run_request.tags,
+            asset_selection=run_request.asset_selection,
+        )
+
+    def run_allowing_failure(self, run_request):
+        job = load_defs().resolve_job_def("profile_tables_job")
+        return job.execute_in_process(
+            run_config=run_request.run_config,
+            instance=self.instance,
+            tags=run_request.tags,
+            asset_selection=run_request.asset_selection,
             raise_on_error=False,
         )
 
@@ -136,13 +141,13 @@ def env(store_url, tmp_path: Path, monkeypatch):
     engine.dispose()
 
 
-def test_definitions_name_what_the_issue_names():
-    assert {s.name for s in defs.sensors} == {"approval_sensor"}
-    assert {s.name for s in defs.schedules} == {
+def test_definitions_name_what_the_issue_names(env):
+    assert {s.name for s in load_defs().sensors} == {"approval_sensor"}
+    assert {s.name for s in load_defs().schedules} == {
         "tier1_profiling_schedule",
         "tier2_profiling_schedule",
     }
-    assert defs.resolve_assets_def(ENTITY_PROFILE).check_keys == {
+    assert load_defs().resolve_assets_def(ENTITY_PROFILE).check_keys == {
         dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK)
     }
 
@@ -196,7 +201,7 @@ def test_tier1_approval_becomes_one_run_that_profiles_and_checks(env):
 def test_retried_run_saves_its_profile_once(env):
     env.approve()
     [run_request] = env.tick().run_requests
-    job = defs.resolve_job_def("profile_tables_job")
+    job = load_defs().resolve_job_def("profile_tables_job")
     first = job.execute_in_process(run_config=run_request.run_config, instance=env.instance)
     # Same run id again (what a retried step does): the saved profile is not duplicated.
     result = profile_table(
@@ -246,7 +251,7 @@ def test_run_still_going_counts_for_the_cost_guard(env):
     env.approve()
     [request] = env.tick().run_requests
     # The daemon has launched the run, which has not saved a profile yet.
-    job = defs.resolve_job_def("profile_tables_job")
+    job = load_defs().resolve_job_def("profile_tables_job")
     env.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
     env.approve(binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]})
     assert env.tick().run_requests == []
@@ -256,7 +261,7 @@ def test_run_still_going_counts_for_the_cost_guard(env):
 def test_failed_and_cancelled_runs_do_not_count_for_the_cost_guard(env, status):
     env.approve()
     [request] = env.tick().run_requests
-    job = defs.resolve_job_def("profile_tables_job")
+    job = load_defs().resolve_job_def("profile_tables_job")
     run = env.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
     env.instance.handle_run_event(
         run.run_id,
@@ -352,8 +357,12 @@ def test_tables_of_one_source_share_runs_and_a_broken_table_spares_the_others(
     assert [r.tags["mdstudio/tables"] for r in requests] == ["2", "2"]
     assert len({r.run_key for r in requests}) == 2
     assert env.run(requests[0]).success
-    failed = defs.resolve_job_def("profile_tables_job").execute_in_process(
-        run_config=requests[1].run_config, instance=env.instance, raise_on_error=False
+    failed = (
+        load_defs()
+        .resolve_job_def("profile_tables_job")
+        .execute_in_process(
+            run_config=requests[1].run_config, instance=env.instance, raise_on_error=False
+        )
     )
     assert not failed.success
     with env.engine.connect() as connection:
@@ -395,7 +404,7 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
     env.approve(key="finance.revenue.unbound", binding=None)
     env.approve(key="finance.revenue.tier2", tier="tier2")
     resources = {"catalog": CatalogResource()}
-    tier1_profiling_schedule = defs.resolve_schedule_def("tier1_profiling_schedule")
+    tier1_profiling_schedule = load_defs().resolve_schedule_def("tier1_profiling_schedule")
     when = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
     context = dg.build_schedule_context(
         instance=env.instance, scheduled_execution_time=when, resources=resources
@@ -420,7 +429,7 @@ def test_tier2_schedule_covers_active_tier2_and_skips_deprecated_and_drafts(env)
     env.approve(key="finance.t2.deprecated", tier="tier2", status="deprecated")
     env.approve(key="finance.t2.draft", tier="tier2", lane="draft")
     env.approve(key="finance.t1.active")
-    tier2_profiling_schedule = defs.resolve_schedule_def("tier2_profiling_schedule")
+    tier2_profiling_schedule = load_defs().resolve_schedule_def("tier2_profiling_schedule")
     context = dg.build_schedule_context(
         instance=env.instance,
         scheduled_execution_time=dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC),
@@ -539,6 +548,7 @@ import orjson
 from mdstudio_pipelines.definitions import defs
 
 with dg.instance_for_test() as instance:
+    defs = defs()
     context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
     result = defs.resolve_sensor_def("approval_sensor")(context)
     print(result.cursor, len(result.run_requests))
@@ -717,8 +727,12 @@ def test_a_slow_pattern_on_postgres_fails_the_run_at_the_tier_timeout(
     monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
     env.approve(binding=SLOW_PATTERN_BINDING)
     [run_request] = env.tick().run_requests
-    failed = defs.resolve_job_def("profile_tables_job").execute_in_process(
-        run_config=run_request.run_config, instance=env.instance, raise_on_error=False
+    failed = (
+        load_defs()
+        .resolve_job_def("profile_tables_job")
+        .execute_in_process(
+            run_config=run_request.run_config, instance=env.instance, raise_on_error=False
+        )
     )
     assert not failed.success
     assert step_seconds(env.instance, failed.run_id) < 3
