@@ -187,6 +187,7 @@ def main() -> None:
         "MDSTUDIO_DATABASE_URL": urls["store"],
         "MDSTUDIO_SOURCE_BENCH_URL": urls["wh"],
         "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "1",
+        "MDSTUDIO_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9",  # no webserver to reload
     }
     os.environ.update(env)
     from mdstudio_core.config import Settings  # after the environment

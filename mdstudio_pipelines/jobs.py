@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import StoreTimeout
-from mdstudio_core.domain.lineage import CatalogSnapshot
+from mdstudio_core.domain.lineage import CatalogSnapshot, KpiTrust
 from mdstudio_core.domain.model import SkipReason, Tier, Trigger
 from mdstudio_core.service_layer import lineage
 from mdstudio_core.service_layer.profiling import ProfileTarget, SavedProfile, run_profiles
@@ -109,6 +109,7 @@ def profile_run(
     failed: dict[str, str] = {}
     labels = lineage.tenant_labels(catalog.uow(), {tenant for tenant, _ in planned})
     tables: dict[dg.AssetKey, dict] = {}
+    kpis: dict[tuple[uuid.UUID, str], KpiTrust] = {}
     for tenant_id, table in planned:
         context.log.info(f"profiling {len(table.canonical_keys)} entities on {table.table}")
         outcome = run_profiles(
@@ -144,9 +145,10 @@ def profile_run(
         if outcome.profiles:
             key = table_key_of(catalog.settings, labels[tenant_id], table.table)
             tables[key] = table_metadata(tenant_id, table.table, outcome.profiles)
-        for trust in outcome.kpis.values():
-            for event in kpi_events(catalog.settings, labels[tenant_id], tenant_id, trust):
-                context.log_event(event)
+        kpis.update({(tenant_id, key): trust for key, trust in outcome.kpis.items()})
+    for (tenant_id, _key), trust in kpis.items():  # once per run, as last computed
+        for event in kpi_events(catalog.settings, labels[tenant_id], tenant_id, trust):
+            context.log_event(event)
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} entities could not be profiled: "

@@ -21,7 +21,7 @@ import orjson
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.model import Priority
-from mdstudio_core.service_layer import profile_requests
+from mdstudio_core.service_layer import lineage, profile_requests
 from mdstudio_core.service_layer.profile_requests import Skip, TableBatch
 from mdstudio_pipelines.dagster_internals import store_observations
 from mdstudio_pipelines.jobs import JOB_NAME, ProfileJob, ProfileRunConfig, TableConfig
@@ -34,9 +34,11 @@ from mdstudio_pipelines.partitions import (
     RUN_REQUESTED,
     partition_key,
 )
+from mdstudio_pipelines.reload import RELOADER, fingerprint
 from mdstudio_pipelines.resources import CatalogResource
 
 PAGE_SIZE = 500
+LOCATION_NAME = "mdstudio"  # workspace.yaml's, when the tick does not say
 # A tick reads at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and stops paging after this long; a
 # backlog drains over several ticks, each well inside Dagster's 60 s evaluation limit.
 TICK_BUDGET_SECONDS = 20.0
@@ -66,8 +68,10 @@ def build_approval_sensor(
 def evaluate_approval_sensor(
     context: dg.SensorEvaluationContext, catalog: CatalogResource, graph: AssetGraph
 ) -> dg.SensorResult | dg.SkipReason:
-    """One tick: the events after the cursor become observations and run requests."""
+    """One tick: the events after the cursor become observations and run requests; a
+    catalog changed since the code location loaded asks the webserver for a reload."""
     settings = catalog.settings
+    reload_if_changed(context, catalog, graph)
     events = read_events(catalog, int(context.cursor or 0))
     if not events:
         return dg.SkipReason("no new events in mdm_event")
@@ -97,6 +101,23 @@ def evaluate_approval_sensor(
         ),
         cursor=str(events[-1].id),
     )
+
+
+def reload_if_changed(
+    context: dg.SensorEvaluationContext, catalog: CatalogResource, graph: AssetGraph
+) -> None:
+    """Compare the store's catalog with the one this location was built from, and request a
+    reload of the location (debounced, see `mdstudio_pipelines.reload`) when they differ."""
+    built = fingerprint(graph.snapshot.to_json())
+    current = fingerprint(lineage.load_snapshot(catalog.uow()).to_json())
+    origin = context.code_location_origin
+    location = origin.location_name if origin is not None else LOCATION_NAME
+    requested, error = RELOADER.reload(
+        catalog.settings.dagster_webserver_url, location, built, current
+    )
+    if requested:
+        outcome = f"failed ({error}); trying again later" if error else "done"
+        context.log.info(f"the catalog's structure changed: reload of {location} {outcome}")
 
 
 def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:

@@ -85,6 +85,8 @@ class Deployment:
             "MDSTUDIO_SOURCE_DEMO_URL": warehouse_url,
             "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "2",
             "MDSTUDIO_TABLES_PER_RUN": "1",  # one run per table: a tick launches several
+            # No webserver here: a reload request must reach nobody's (port 9 is discard).
+            "MDSTUDIO_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9",
             CRASH_FLAG: str(self.crash_flag),
             "PYTHONPATH": str(ROOT),
         }

@@ -1,0 +1,113 @@
+"""The pipelines' shared fixture: a temporary Dagster instance beside a store on each backend,
+the demo warehouse, and a driver for the sensor and the profiling job in process."""
+
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from demo import warehouse as demo_warehouse
+from mdstudio_core.service_layer import approvals
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from mdstudio_pipelines.definitions import defs as load_defs
+from mdstudio_pipelines.partitions import partition_key
+from mdstudio_pipelines.resources import CatalogResource
+from tests.factories import metadata_request, person
+
+# The demo orders table, by hand (see demo/warehouse.py), for the binding below:
+#   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95
+#       column = (0.4*1 + 0.3*0.95) / 0.7 = 0.685/0.7
+#   gross_amount min 0: nn=17, valid=15 -> completeness 0.85, validity 15/17
+#       column = (0.4*0.85 + 0.3*15/17) / 0.7
+#   currency allowed EUR/USD/GBP: nn=20, valid=16 ("usd", "XXX", "eur" and "" fail)
+#       column = (0.4*1 + 0.3*16/20) / 0.7
+DEMO_BINDING = {
+    "source": "demo",
+    "table": "orders",
+    "columns": [
+        {"name": "order_id", "unique": True},
+        {"name": "gross_amount", "min": 0},
+        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
+    ],
+}
+
+
+class Env:
+    def __init__(self, instance, engine, url, tenant):
+        self.instance, self.engine, self.url, self.tenant = instance, engine, url, tenant
+        self.cursor: str | None = None
+
+    def approve(
+        self, key="finance.revenue.gross_amount", tier="tier1", binding=DEMO_BINDING, **fields
+    ):
+        request = metadata_request(key=key, tier=tier, binding=binding, **fields)
+        approval = approvals.submit(UnitOfWork(self.engine), person(self.tenant, "alice"), request)
+        bob = person(self.tenant, "bob", approval.required_role)
+        return approvals.approve(UnitOfWork(self.engine), bob, approval.id)
+
+    def tick(self):
+        """One sensor evaluation (it records its observations itself), with the side effects
+        the daemon commits with the tick."""
+        defs = load_defs()  # built from the store as it is now, as a reloaded code location
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            definitions=defs,
+            resources={"catalog": CatalogResource()},
+        )
+        result = defs.resolve_sensor_def("approval_sensor")(context)
+        if isinstance(result, dg.SkipReason):
+            return result
+        assert not result.asset_events
+        for request in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        self.cursor = result.cursor
+        return result
+
+    def run(self, run_request):
+        job = load_defs().resolve_job_def("profile_tables_job")
+        return job.execute_in_process(
+            run_config=run_request.run_config,
+            instance=self.instance,
+            tags=run_request.tags,
+            asset_selection=run_request.asset_selection,
+        )
+
+    def run_allowing_failure(self, run_request):
+        job = load_defs().resolve_job_def("profile_tables_job")
+        return job.execute_in_process(
+            run_config=run_request.run_config,
+            instance=self.instance,
+            tags=run_request.tags,
+            asset_selection=run_request.asset_selection,
+            raise_on_error=False,
+        )
+
+    def observations(self, asset_key, key="finance.revenue.gross_amount"):
+        records = self.instance.fetch_observations(
+            dg.AssetRecordsFilter(
+                asset_key=asset_key, asset_partitions=[partition_key(self.tenant, key)]
+            ),
+            limit=100,
+            ascending=True,
+        ).records
+        return [
+            {k: getattr(v, "value", v) for k, v in r.asset_observation.metadata.items()}
+            for r in records
+        ]
+
+
+@pytest.fixture
+def env(store_url, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_URL", demo_warehouse.build(tmp_path / "warehouse.db"))
+    monkeypatch.delenv("MDSTUDIO_MIN_RERUN_HOURS", raising=False)
+    monkeypatch.setenv("MDSTUDIO_DAGSTER_WEBSERVER_URL", "http://127.0.0.1:9")  # nobody's
+    engine = sa.create_engine(store_url)
+    with dg.instance_for_test() as instance:
+        yield Env(instance, engine, store_url, uuid.uuid4())
+    engine.dispose()

@@ -1,0 +1,166 @@
+"""The catalog as Dagster's asset graph, in process on a real (temporary) instance: table and KPI
+assets built from the store, profiling runs that materialize the tables they select and the
+KPIs depending on them, the KPI check, the impact events, a UI-style "Materialize" of one table.
+The daemon and the webserver end to end are in test_lineage_e2e.py."""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from mdstudio_core.adapters import tables
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.lineage import tenant_label
+from mdstudio_core.service_layer import approvals, lineage, profile_requests
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from mdstudio_pipelines.definitions import defs as load_defs
+from mdstudio_pipelines.lineage import KPI_CHECK
+from tests.factories import kpi_request, person
+from tests.pipelines.conftest import Env
+
+REVENUE = "finance.revenue.gross_amount"
+COST = "finance.cost.cost_amount"
+KPI = "finance.kpi.gross_margin"
+
+
+def binding(table: str, columns: list[dict]) -> dict:
+    return {"source": "demo", "table": table, "columns": columns}
+
+
+def warehouse_sql(statement: str) -> None:
+    warehouse = sa.create_engine(Settings.from_env().source_url("demo") or "")
+    with warehouse.begin() as connection:
+        connection.exec_driver_sql(statement)
+    warehouse.dispose()
+
+
+def approve_kpi(env: Env, tier: str = "tier1"):
+    request = kpi_request(tier=tier)
+    approval = approvals.submit(UnitOfWork(env.engine), person(env.tenant, "alice"), request)
+    bob = person(env.tenant, "bob", approval.required_role)
+    return approvals.approve(UnitOfWork(env.engine), bob, approval.id)
+
+
+def scores(env: Env) -> dict[str, float]:
+    with env.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(tables.profiles.c.canonical_key, tables.profiles.c.quality_score).order_by(
+                tables.profiles.c.created_at
+            )
+        ).all()
+    return {key: score for key, score in rows}  # the latest of each
+
+
+def kpi_materializations(env: Env, key: dg.AssetKey) -> list[dict]:
+    records = env.instance.fetch_materializations(key, limit=20, ascending=True).records
+    return [
+        {k: getattr(v, "value", v) for k, v in r.asset_materialization.metadata.items()}
+        for r in records
+    ]
+
+
+def check_results(env: Env, key: dg.AssetKey) -> list:
+    history = env.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(key, KPI_CHECK), limit=20
+    )
+    return [h.event.dagster_event.asset_check_evaluation_data for h in reversed(history)]
+
+
+def test_tables_and_kpis_are_assets_and_profiles_materialize_both(env):
+    warehouse_sql("CREATE TABLE costs AS SELECT * FROM orders")
+    env.approve(REVENUE, binding=binding("orders", [{"name": "gross_amount", "min": 0}]))
+    currencies = {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]}
+    env.approve(COST, binding=binding("costs", [currencies]))
+    approve_kpi(env)
+    tenant = tenant_label(env.tenant, None)
+    orders = dg.AssetKey([tenant, "demo", "main", "orders"])
+    costs = dg.AssetKey([tenant, "demo", "main", "costs"])
+    kpi = dg.AssetKey([tenant, "kpi", KPI])
+
+    specs = {spec.key: spec for spec in load_defs().resolve_all_asset_specs()}
+    assert {dep.asset_key for dep in specs[kpi].deps} == {orders, costs}
+    assert specs[orders].metadata["mdstudio/tenant"] == str(env.tenant)
+    assert specs[orders].metadata["mdstudio/table"] == "demo.orders"
+    assert specs[orders].kinds == {"table", "sqlite"}
+    assert specs[orders].tags["mdstudio/tier"] == "tier1"
+    assert specs[orders].group_name == tenant
+    [column] = specs[orders].metadata["dagster/column_schema"].columns
+    assert column.name == "gross_amount" and column.tags["mdstudio/canonical_key"] == REVENUE
+    assert specs[kpi].metadata["mdstudio/canonical_key"] == KPI
+    assert specs[kpi].kinds == {"kpi"}
+    lineage_deps = specs[kpi].metadata["dagster/column_lineage"].deps_by_column[KPI]
+    assert {(d.asset_key, d.column_name) for d in lineage_deps} == {
+        (orders, "gross_amount"),
+        (costs, "currency"),
+    }
+
+    [request] = env.tick().run_requests  # both tables, one run (same source)
+    assert set(request.asset_selection) == {orders, costs}
+    assert env.run(request).success
+    latest = scores(env)
+    [table] = kpi_materializations(env, orders)
+    assert table["quality_score"] == latest[REVENUE]
+    [materialized] = kpi_materializations(env, kpi)
+    assert materialized["trust_score"] == min(latest[REVENUE], latest[COST])
+    assert materialized["weakest_input"] == min((latest[k], k) for k in (REVENUE, COST))[1]
+    assert materialized["trust_score"] == 86.39  # gross_amount's; currency scores 91.43
+    [check] = check_results(env, kpi)
+    assert check.passed is True
+    assert check.severity == dg.AssetCheckSeverity.ERROR  # a tier1 KPI
+
+    # Degrade one input's data and profile it again: a lower trust, a failing check, impacted.
+    warehouse_sql("UPDATE costs SET currency = 'XXX'")
+    profile_requests.request_profile(
+        UnitOfWork(env.engine), person(env.tenant, "carol"), COST, force=True
+    )
+    [request] = env.tick().run_requests
+    assert request.asset_selection == [costs]
+    assert env.run(request).success
+    first, second = kpi_materializations(env, kpi)
+    assert second["trust_score"] < first["trust_score"]
+    assert second["weakest_input"] == COST
+    assert check_results(env, kpi)[-1].passed is False
+    with env.engine.connect() as connection:
+        impacted = connection.execute(
+            sa.select(tables.events.c.payload).where(tables.events.c.type == "kpi.quality.impacted")
+        ).scalar_one()
+    assert impacted == {
+        "canonical_key": KPI,
+        "trust_score": second["trust_score"],
+        "weakest_input": COST,
+        "threshold": 80.0,
+    }
+
+
+def test_a_kpi_approved_on_unprofiled_inputs_asks_for_their_profiles(env):
+    """Cascade: a KPI whose inputs are new asks for a profile of each bound input that has
+    none within the rerun interval (KPI_DEPENDENCY); unbound ones are NO_BINDING skips."""
+    env.approve(REVENUE, tier="tier3")  # bound, never profiled (tier3 has no schedule)
+    env.tick()
+    approval = approve_kpi(env, tier="tier2")
+    [request] = env.tick().run_requests
+    assert request.tags["mdstudio/reason"] == "KPI_DEPENDENCY"
+    assert request.tags["mdstudio/approval_id"] == str(approval.id)
+    config = request.run_config["ops"]["profile_tables"]["config"]
+    assert [t["canonical_keys"] for t in config["tables"]] == [[REVENUE]]
+    skips = [
+        o
+        for o in env.observations(dg.AssetKey("entity_profile"), COST)
+        if o["event_type"] == "metadata.profile.skipped"
+    ]
+    assert [s["reason"] for s in skips] == ["NO_BINDING"]
+    assert env.run(request).success
+    reader = person(env.tenant, "x")
+    trust = lineage.kpi_trust(UnitOfWork(env.engine), reader, Settings.from_env(), KPI)
+    assert trust["trust_score"] is None  # COST does not exist
+    assert trust["unscored_inputs"] == [{"key": COST, "reason": "not found"}]
+
+
+def test_materializing_a_table_from_the_ui_profiles_every_field_bound_to_it(env):
+    env.approve(REVENUE, binding=binding("orders", [{"name": "gross_amount", "min": 0}]))
+    env.approve("finance.revenue.currency", binding=binding("orders", [{"name": "currency"}]))
+    defs = load_defs()
+    orders = dg.AssetKey([tenant_label(env.tenant, None), "demo", "main", "orders"])
+    job = defs.resolve_job_def("profile_tables_job")
+    result = job.execute_in_process(instance=env.instance, asset_selection=[orders])
+    assert result.success
+    assert set(scores(env)) == {REVENUE, "finance.revenue.currency"}
+    assert len(kpi_materializations(env, orders)) == 1
