@@ -47,7 +47,7 @@ def check_tenant_name(name: str) -> str:
     """A tenant name is an identifier (letters, digits, `_`; not starting with a digit), and
     never looks like another tenant's default label."""
     name = (name or "").strip()
-    if not re.fullmatch(IDENTIFIER_PATTERN, name):
+    if not re.fullmatch(IDENTIFIER_PATTERN, name) or len(name) > 63:
         raise InvalidInput(
             "must be an identifier: letters, digits and _, not starting with a digit (at most "
             "63 characters)",
