@@ -25,7 +25,7 @@ from mdstudio_core.service_layer import lineage, profile_requests
 from mdstudio_core.service_layer.profile_requests import Skip, TableBatch
 from mdstudio_pipelines.dagster_internals import store_observations
 from mdstudio_pipelines.jobs import JOB_NAME, ProfileJob, ProfileRunConfig, TableConfig
-from mdstudio_pipelines.lineage import AssetGraph
+from mdstudio_pipelines.lineage import AssetGraph, kpi_events
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -38,6 +38,8 @@ from mdstudio_pipelines.reload import RELOADER, fingerprint
 from mdstudio_pipelines.resources import CatalogResource
 
 PAGE_SIZE = 500
+# The changes of a field that change what its KPIs can be trusted with.
+REBINDING = frozenset({"binding", "status"})
 LOCATION_NAME = "mdstudio"  # workspace.yaml's, when the tick does not say
 # A tick reads at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and stops paging after this long; a
 # backlog drains over several ticks, each well inside Dagster's 60 s evaluation limit.
@@ -87,6 +89,7 @@ def evaluate_approval_sensor(
         ),
     )
     runs = pack_runs(profile_plan.batches, settings.tables_per_run, graph=graph)
+    report_rebound_kpis(context, catalog, events)
     store_observations(
         context.instance,
         [
@@ -118,6 +121,30 @@ def reload_if_changed(
     if requested:
         outcome = f"failed ({error}); trying again later" if error else "done"
         context.log.info(f"the catalog's structure changed: reload of {location} {outcome}")
+
+
+def report_rebound_kpis(
+    context: dg.SensorEvaluationContext, catalog: CatalogResource, events: list[Event]
+) -> None:
+    """A field's binding changed, or it was deprecated: its KPIs' trust was recomputed with
+    the approval (`approvals.approve`); the KPI assets get that trust as a materialization
+    and a `kpi_inputs_quality` evaluation, reported without a run."""
+    changed: dict[uuid.UUID, set[str]] = {}
+    for event in events:
+        fields = set(event.payload.get("changed_fields") or ())
+        if (
+            event.type == "metadata.changed"
+            and fields & REBINDING
+            and event.payload.get("previous_version")
+        ):
+            changed.setdefault(event.tenant_id, set()).add(event.entity_key)
+    if not changed:
+        return
+    labels = lineage.tenant_labels(catalog.uow(), changed)
+    for tenant_id, keys in changed.items():
+        for trust in lineage.dependents_trust(catalog.uow(), catalog.settings, tenant_id, keys):
+            for event in kpi_events(catalog.settings, labels[tenant_id], tenant_id, trust):
+                context.instance.report_runless_asset_event(event)
 
 
 def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:

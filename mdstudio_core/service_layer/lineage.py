@@ -157,6 +157,14 @@ def refresh_dependents(
     return record_trust(uow, settings, tenant_id, dependents(uow, tenant_id, field_keys))
 
 
+def dependents_trust(
+    uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, field_keys: Iterable[str]
+) -> list[KpiTrust]:
+    """The trust, now, of every active KPI depending on `field_keys` (nothing recorded)."""
+    with uow:
+        return _trusts(uow, settings, tenant_id, dependents(uow, tenant_id, field_keys))
+
+
 def refresh_kpis(
     uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, kpi_keys: Sequence[str]
 ) -> list[KpiTrust]:

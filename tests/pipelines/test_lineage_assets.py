@@ -164,3 +164,19 @@ def test_materializing_a_table_from_the_ui_profiles_every_field_bound_to_it(env)
     assert result.success
     assert set(scores(env)) == {REVENUE, "finance.revenue.currency"}
     assert len(kpi_materializations(env, orders)) == 1
+
+
+def test_unbinding_an_input_reports_its_kpis_new_trust(env):
+    env.approve(REVENUE, binding=binding("orders", [{"name": "gross_amount", "min": 0}]))
+    env.approve(COST, binding=binding("orders", [{"name": "currency"}]))
+    approve_kpi(env)
+    [request] = env.tick().run_requests
+    assert env.run(request).success
+    kpi = dg.AssetKey([tenant_label(env.tenant, None), "kpi", KPI])
+    assert kpi_materializations(env, kpi)[-1]["trust_score"] is not None
+    env.approve(REVENUE, binding=None)  # unbound: the KPI cannot be trusted any more
+    assert env.tick().run_requests == []
+    latest = kpi_materializations(env, kpi)[-1]
+    assert latest["trust_score"] is None
+    assert latest["unscored_inputs"] == f"{REVENUE} (unbound (or deprecated))"
+    assert check_results(env, kpi)[-1].passed is False
