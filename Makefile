@@ -40,6 +40,7 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/regex.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/lineage.py
 
 clean:
 	rm -rf $(VENV) .mdstudio .pytest_cache .ruff_cache .hypothesis

@@ -131,6 +131,21 @@ class SharedDeployment(Deployment):
             for n in nodes
         }
 
+    def automation(self, key: tuple[str, ...]) -> set[str]:
+        """The sensors and schedules the UI shows as the asset's automation."""
+        query = (
+            "query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode"
+            " { targetingInstigators { ... on Sensor { name } ... on Schedule { name } } } } }"
+        )
+        request = urllib.request.Request(
+            f"{self.webserver_url}/graphql",
+            data=json.dumps({"query": query, "variables": {"key": {"path": list(key)}}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            node = json.load(response)["data"]["assetNodeOrError"]
+        return {instigator["name"] for instigator in node["targetingInstigators"]}
+
     def approve_kpi(self) -> None:
         request = kpi_request(tier="tier1")
         approval = approvals.submit(UnitOfWork(self.store), person(self.tenant, "alice"), request)
@@ -212,6 +227,11 @@ def test_kpi_trust_lineage_and_a_structural_change_on_the_live_graph(shared):
         return graph.get(kpi) == {orders, costs}
 
     wait_for(kpi_in_graph, 120, "the KPI asset in the webserver's graph")
+    assert shared.automation(orders) == {
+        "approval_sensor",
+        "tier1_profiling_schedule",
+        "tier2_profiling_schedule",
+    }
 
     # The profiles land: the KPI is materialized with the lower input score as its trust.
     kpi_key = dg.AssetKey(list(kpi))
