@@ -21,7 +21,7 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
 from mdstudio_pipelines import resources
 from mdstudio_pipelines.partitions import CATALOG_ENTITY, ENTITY_PROFILE, partition_key
-from tests.pipelines.test_pipelines import DEMO_BINDING, Env
+from tests.pipelines.conftest import DEMO_BINDING, Env
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [
@@ -55,6 +55,7 @@ def env(store_url, proxy, tmp_path, monkeypatch):
     )
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", proxied)
     monkeypatch.delenv("MDSTUDIO_MIN_RERUN_HOURS", raising=False)
+    monkeypatch.setenv("MDSTUDIO_DAGSTER_WEBSERVER_URL", "http://127.0.0.1:9")  # nobody's
     engine = sa.create_engine(store_url)
     with dg.instance_for_test() as instance:
         yield Env(instance, engine, store_url, uuid.uuid4())
