@@ -13,15 +13,19 @@ offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade 
   (the deprecated `get_event_records` finds no check rows); the storage's
   `get_asset_check_execution_history` with a `PartitionKeyFilter` reads it from its index. The
   public route is the webserver's GraphQL (`assetCheckExecutions`).
-* `reconstruction_metadata`: what the code server stored with its definitions
-  (`Definitions.with_reconstruction_metadata`, public), read back in a run worker. Dagster's
-  public `dg.definitions` hands a loader no `DefinitionsLoadContext`; the context is the
-  module-level one in `dagster._core.definitions.definitions_load_context`.
+* `keep_for_reconstruction` / `reconstruction_metadata`: a value the code server keeps with
+  its definitions and a run worker reads back, so the worker rebuilds the same definitions
+  without the query that built them. Dagster hands what a loader added to the current
+  `DefinitionsLoadContext`'s pending reconstruction metadata to the run worker (the public
+  `Definitions.with_reconstruction_metadata` only adds definition metadata, which does not
+  travel), and the public `dg.definitions` gives its function no context: both go through the
+  module-level context of `dagster._core.definitions.definitions_load_context`.
 """
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 from dagster._core.definitions.definitions_load_context import (
@@ -31,6 +35,7 @@ from dagster._core.definitions.definitions_load_context import (
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import AssetObservationData
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 # What Dagster's own runless events carry (`dagster._core.instance.utils`): no run, no job.
 RUNLESS_RUN_ID = ""
@@ -80,6 +85,16 @@ def check_evaluations(
     )
 
 
+def keep_for_reconstruction(key: str, value: str) -> None:
+    """Keep `value` under `key` for the run workers of the definitions being initialized (a
+    no-op outside a code server's load)."""
+    if not DefinitionsLoadContext.is_set():
+        return
+    context = DefinitionsLoadContext.get()
+    if context.load_type is DefinitionsLoadType.INITIALIZATION:
+        context.add_to_pending_reconstruction_metadata(key, value)
+
+
 def reconstruction_metadata(key: str) -> str | None:
     """The value the code server stored under `key` when this process reconstructs its
     definitions (a run worker); None when it initializes them (the code server itself)."""
@@ -90,3 +105,13 @@ def reconstruction_metadata(key: str) -> str | None:
         return None
     value = context.reconstruction_metadata.get(key)
     return value if isinstance(value, str) else None
+
+
+@contextlib.contextmanager
+def no_defs_state_storage() -> Iterator[None]:
+    """Definitions built outside a code server (tests, benches) ask Dagster for the current
+    instance's "defs state storage", a context variable each instance sets while it lives and
+    resets when disposed. Instances disposed out of order (a module's next to a test's) leave
+    a disposed one there, and building definitions then fails; this clears it for a block."""
+    with set_defs_state_storage(None):
+        yield

@@ -2,10 +2,10 @@
 from the catalog when the location loads.
 
 The code server reads the store once (`lineage.load_snapshot`) and builds one asset per bound
-table per tenant and one per active KPI; the snapshot travels with the definitions as
-reconstruction metadata, so a run worker rebuilds exactly the same graph without reading the
-store again. The settings are read once, here, as the CLI reads them: a malformed `MDSTUDIO_*`
-variable fails the code location with a message naming it."""
+table per tenant and one per active KPI; the snapshot travels to run workers as reconstruction
+metadata, so a run worker rebuilds exactly the same graph without reading the store again.
+The settings are read once, here, as the CLI reads them: a malformed `MDSTUDIO_*` variable
+fails the code location with a message naming it."""
 
 import dagster as dg
 
@@ -13,7 +13,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.lineage import CatalogSnapshot
 from mdstudio_core.service_layer import lineage
 from mdstudio_pipelines.assets import catalog_entity, entity_profile
-from mdstudio_pipelines.dagster_internals import reconstruction_metadata
+from mdstudio_pipelines.dagster_internals import keep_for_reconstruction, reconstruction_metadata
 from mdstudio_pipelines.jobs import build_profile_job
 from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
 from mdstudio_pipelines.resources import CatalogResource
@@ -38,7 +38,7 @@ def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Defin
         sensors=[build_approval_sensor(settings, job, graph)],
         schedules=build_profiling_schedules(settings, job, graph),
         resources={"catalog": CatalogResource()},
-    ).with_reconstruction_metadata({SNAPSHOT_KEY: snapshot.to_json()})
+    )
 
 
 def current_snapshot(catalog: CatalogResource) -> CatalogSnapshot:
@@ -46,7 +46,9 @@ def current_snapshot(catalog: CatalogResource) -> CatalogSnapshot:
     stored = reconstruction_metadata(SNAPSHOT_KEY)
     if stored is not None:
         return CatalogSnapshot.from_json(stored)
-    return lineage.load_snapshot(catalog.uow())
+    snapshot = lineage.load_snapshot(catalog.uow())
+    keep_for_reconstruction(SNAPSHOT_KEY, snapshot.to_json())
+    return snapshot
 
 
 @dg.definitions

@@ -11,11 +11,13 @@ import dagster as dg
 
 def test_definitions_load(store_url, monkeypatch):
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    from mdstudio_pipelines.dagster_internals import no_defs_state_storage
     from mdstudio_pipelines.definitions import defs
 
-    definitions = defs()
-    assert isinstance(definitions, dg.Definitions)
-    definitions.resolve_all_job_defs()
+    with no_defs_state_storage():
+        definitions = defs()
+        assert isinstance(definitions, dg.Definitions)
+        definitions.resolve_all_job_defs()
 
 
 def test_core_runs_without_dagster():

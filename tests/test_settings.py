@@ -168,7 +168,7 @@ def test_http_server_fails_at_start_naming_the_variable(tmp_path):
 
 def test_code_location_fails_at_load_naming_the_variable(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-c", "import mdstudio_pipelines.definitions"],
+        [sys.executable, "-c", "from mdstudio_pipelines.definitions import defs; defs()"],
         env=_clean_env(MDSTUDIO_HOME=str(tmp_path), MDSTUDIO_TABLES_PER_RUN="x"),
         capture_output=True,
         text=True,

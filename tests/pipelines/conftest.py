@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from mdstudio_pipelines.dagster_internals import no_defs_state_storage
 from mdstudio_pipelines.definitions import defs as load_defs
 from mdstudio_pipelines.partitions import partition_key
 from mdstudio_pipelines.resources import CatalogResource
@@ -32,6 +33,13 @@ DEMO_BINDING = {
         {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
     ],
 }
+
+
+@pytest.fixture(autouse=True)
+def fresh_defs_state():
+    """No disposed instance of another test left as Dagster's current defs state storage."""
+    with no_defs_state_storage():
+        yield
 
 
 class Env:

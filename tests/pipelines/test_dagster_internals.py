@@ -72,3 +72,39 @@ def test_check_history_of_one_partition():
         for p, records in history.items()
     }
     assert evaluated == {"a": [True, True], "b": [False]}
+
+
+def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
+    store_url, tmp_path, monkeypatch
+):
+    """Loaded as the code server loads it, then reconstructed as a run worker does, from the
+    repository load data the code server hands over: the same assets, though the store the
+    worker would read is empty."""
+    import uuid
+
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.definitions.reconstruct import (
+        initialize_repository_def_from_pointer,
+        reconstruct_repository_def_from_pointer,
+    )
+
+    from mdstudio_core.adapters.database import create_store_engine
+    from mdstudio_core.service_layer import approvals
+    from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+    from mdstudio_pipelines.dagster_internals import no_defs_state_storage
+    from tests.factories import metadata_request, person
+
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    engine = create_store_engine(store_url)
+    tenant = uuid.uuid4()
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "a"), metadata_request())
+    approvals.approve(UnitOfWork(engine), person(tenant, "b", approval.required_role), approval.id)
+    engine.dispose()
+    pointer = ModuleCodePointer("mdstudio_pipelines.definitions", "defs", None)
+    with no_defs_state_storage():
+        served = initialize_repository_def_from_pointer(pointer)
+        keys = set(served.asset_graph.get_all_asset_keys())
+        assert dg.AssetKey([f"t_{tenant.hex[:8]}", "warehouse", "sales", "orders"]) in keys
+        monkeypatch.setenv("MDSTUDIO_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+        worker = reconstruct_repository_def_from_pointer(pointer, served.repository_load_data)
+        assert set(worker.asset_graph.get_all_asset_keys()) == keys
