@@ -89,7 +89,7 @@ def evaluate_approval_sensor(
         ),
     )
     runs = pack_runs(profile_plan.batches, settings.tables_per_run, graph=graph)
-    report_rebound_kpis(context, catalog, events)
+    report_changed_kpis(context, catalog, events)
     store_observations(
         context.instance,
         [
@@ -123,26 +123,37 @@ def reload_if_changed(
         context.log.info(f"the catalog's structure changed: reload of {location} {outcome}")
 
 
-def report_rebound_kpis(
+def report_changed_kpis(
     context: dg.SensorEvaluationContext, catalog: CatalogResource, events: list[Event]
 ) -> None:
-    """A field's binding changed, or it was deprecated: its KPIs' trust was recomputed with
-    the approval (`approvals.approve`); the KPI assets get that trust as a materialization
-    and a `kpi_inputs_quality` evaluation, reported without a run."""
-    changed: dict[uuid.UUID, set[str]] = {}
+    """A KPI approved (new or changed), or a field's binding changed or deprecated: the
+    KPIs' trust was recomputed with the approval (`approvals.approve`); the KPI assets get it
+    as a materialization and a `kpi_inputs_quality` evaluation, reported without a run."""
+    fields: dict[uuid.UUID, set[str]] = {}
+    kpis: dict[uuid.UUID, set[str]] = {}
     for event in events:
-        fields = set(event.payload.get("changed_fields") or ())
-        if (
+        changed = set(event.payload.get("changed_fields") or ())
+        if event.type == "kpi.changed":
+            kpis.setdefault(event.tenant_id, set()).add(event.entity_key)
+        elif (
             event.type == "metadata.changed"
-            and fields & REBINDING
+            and changed & REBINDING
             and event.payload.get("previous_version")
         ):
-            changed.setdefault(event.tenant_id, set()).add(event.entity_key)
-    if not changed:
+            fields.setdefault(event.tenant_id, set()).add(event.entity_key)
+    tenants = set(fields) | set(kpis)
+    if not tenants:
         return
-    labels = lineage.tenant_labels(catalog.uow(), changed)
-    for tenant_id, keys in changed.items():
-        for trust in lineage.dependents_trust(catalog.uow(), catalog.settings, tenant_id, keys):
+    labels = lineage.tenant_labels(catalog.uow(), tenants)
+    for tenant_id in tenants:
+        trusts = lineage.current_trust(
+            catalog.uow(),
+            catalog.settings,
+            tenant_id,
+            fields.get(tenant_id, ()),
+            kpis.get(tenant_id, ()),
+        )
+        for trust in trusts:
             for event in kpi_events(catalog.settings, labels[tenant_id], tenant_id, trust):
                 context.instance.report_runless_asset_event(event)
 

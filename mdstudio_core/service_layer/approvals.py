@@ -30,6 +30,7 @@ from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import (
     ApprovalStatus,
     Binding,
+    EntityStatus,
     EntityType,
     Identity,
     Lane,
@@ -93,6 +94,10 @@ def approve(
             lineage.refresh_dependents(
                 uow, settings or Settings(), identity.tenant_id, [decided.entity_key]
             )
+        elif decided.entity_type is EntityType.KPI:  # a new or changed KPI: its first trust
+            kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, decided.entity_key)
+            if kpi is not None and kpi.status is EntityStatus.ACTIVE:
+                lineage.record_trust(uow, settings or Settings(), identity.tenant_id, [kpi])
         _record(uow, decided, events)
     return decided
 

@@ -157,12 +157,23 @@ def refresh_dependents(
     return record_trust(uow, settings, tenant_id, dependents(uow, tenant_id, field_keys))
 
 
-def dependents_trust(
-    uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, field_keys: Iterable[str]
+def current_trust(
+    uow: UnitOfWork,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    field_keys: Iterable[str] = (),
+    kpi_keys: Iterable[str] = (),
 ) -> list[KpiTrust]:
-    """The trust, now, of every active KPI depending on `field_keys` (nothing recorded)."""
+    """The trust, now, of the active KPIs among `kpi_keys` and of those depending on
+    `field_keys` (nothing recorded)."""
+    wanted_kpis, wanted_fields = set(kpi_keys), set(field_keys)
     with uow:
-        return _trusts(uow, settings, tenant_id, dependents(uow, tenant_id, field_keys))
+        kpis = [
+            k
+            for k in uow.lineage.active_kpis(tenant_id)
+            if k.canonical_key in wanted_kpis or wanted_fields & set(k.depends_on)
+        ]
+        return _trusts(uow, settings, tenant_id, kpis)
 
 
 def refresh_kpis(

@@ -46,6 +46,7 @@ class Env:
     def __init__(self, instance, engine, url, tenant):
         self.instance, self.engine, self.url, self.tenant = instance, engine, url, tenant
         self.cursor: str | None = None
+        self.defs: dg.Definitions | None = None  # as the last tick saw them
 
     def approve(
         self, key="finance.revenue.gross_amount", tier="tier1", binding=DEMO_BINDING, **fields
@@ -58,7 +59,7 @@ class Env:
     def tick(self):
         """One sensor evaluation (it records its observations itself), with the side effects
         the daemon commits with the tick."""
-        defs = load_defs()  # built from the store as it is now, as a reloaded code location
+        defs = self.defs = load_defs()  # from the store as it is now (a reloaded location)
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
@@ -77,7 +78,7 @@ class Env:
         return result
 
     def run(self, run_request):
-        job = load_defs().resolve_job_def("profile_tables_job")
+        job = (self.defs or load_defs()).resolve_job_def("profile_tables_job")
         return job.execute_in_process(
             run_config=run_request.run_config,
             instance=self.instance,
@@ -86,7 +87,7 @@ class Env:
         )
 
     def run_allowing_failure(self, run_request):
-        job = load_defs().resolve_job_def("profile_tables_job")
+        job = (self.defs or load_defs()).resolve_job_def("profile_tables_job")
         return job.execute_in_process(
             run_config=run_request.run_config,
             instance=self.instance,

@@ -98,12 +98,14 @@ def test_tables_and_kpis_are_assets_and_profiles_materialize_both(env):
     latest = scores(env)
     [table] = kpi_materializations(env, orders)
     assert table["quality_score"] == latest[REVENUE]
-    [materialized] = kpi_materializations(env, kpi)
+    approved, materialized = kpi_materializations(env, kpi)
+    assert approved["trust_score"] is None  # reported by the tick: inputs never profiled yet
+    assert approved["unscored_inputs"] == f"{COST} (never profiled), {REVENUE} (never profiled)"
     assert materialized["trust_score"] == min(latest[REVENUE], latest[COST])
     assert materialized["weakest_input"] == min((latest[k], k) for k in (REVENUE, COST))[1]
     assert materialized["trust_score"] == 86.39  # gross_amount's; currency scores 91.43
-    [check] = check_results(env, kpi)
-    assert check.passed is True
+    unscored, check = check_results(env, kpi)
+    assert (unscored.passed, check.passed) == (False, True)
     assert check.severity == dg.AssetCheckSeverity.ERROR  # a tier1 KPI
 
     # Degrade one input's data and profile it again: a lower trust, a failing check, impacted.
@@ -114,7 +116,7 @@ def test_tables_and_kpis_are_assets_and_profiles_materialize_both(env):
     [request] = env.tick().run_requests
     assert request.asset_selection == [costs]
     assert env.run(request).success
-    first, second = kpi_materializations(env, kpi)
+    first, second = kpi_materializations(env, kpi)[-2:]
     assert second["trust_score"] < first["trust_score"]
     assert second["weakest_input"] == COST
     assert check_results(env, kpi)[-1].passed is False
