@@ -135,7 +135,6 @@ def test_a_stale_input_is_discounted(catalog, tenant):
 def test_a_binding_change_recomputes_its_kpis_trust_and_records_impact(catalog, tenant):
     with UnitOfWork(catalog) as uow:  # computed when the KPI was approved, before profiles
         assert uow.lineage.trust_states(tenant, [KPI])[KPI].trust_score is None
-    add_profile(catalog, tenant, REVENUE, 91.0)  # not through a run: the state is not updated
     unbound = changed(metadata_request(REVENUE), binding=None)
     del unbound["payload"]["binding"]
     approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), unbound)
@@ -143,7 +142,7 @@ def test_a_binding_change_recomputes_its_kpis_trust_and_records_impact(catalog, 
     shown = approvals.show_approval(
         UnitOfWork(catalog), person(tenant, "carol"), approval.id, SETTINGS
     )
-    assert shown["impact"] == [{"key": KPI, "tier": "tier1", "trust_score": 75.0}]  # now
+    assert shown["impact"] == [{"key": KPI, "tier": "tier1", "trust_score": 75.0}]
     approvals.approve(
         UnitOfWork(catalog), person(tenant, "bob", KERNEL_OWNER), approval.id, None, SETTINGS
     )
