@@ -12,7 +12,7 @@ from demo import warehouse as demo_warehouse
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.dagster_internals import no_defs_state_storage
-from mdstudio_pipelines.definitions import defs as load_defs
+from mdstudio_pipelines.definitions import defs
 from mdstudio_pipelines.partitions import partition_key
 from mdstudio_pipelines.resources import CatalogResource
 from tests.factories import metadata_request, person
@@ -33,6 +33,16 @@ DEMO_BINDING = {
         {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
     ],
 }
+
+
+def load_defs() -> dg.Definitions:
+    """The code location's definitions, from the store as it is now (as a reloaded location),
+    resolved at once: resolving them later, when a disposed instance of another test may be
+    left as Dagster's current defs state storage, fails (see `no_defs_state_storage`)."""
+    with no_defs_state_storage():
+        definitions = defs()
+        definitions.get_repository_def()
+    return definitions
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,9 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.lineage import tenant_label
 from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.definitions import defs as load_defs
 from mdstudio_pipelines.lineage import KPI_CHECK
 from tests.factories import kpi_request, person
-from tests.pipelines.conftest import Env
+from tests.pipelines.conftest import Env, load_defs
 
 REVENUE = "finance.revenue.gross_amount"
 COST = "finance.cost.cost_amount"

@@ -20,7 +20,6 @@ from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, sa
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import sensors
 from mdstudio_pipelines.dagster_internals import store_observations
-from mdstudio_pipelines.definitions import defs as load_defs
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -37,7 +36,7 @@ from tests.factories import (
     metadata_request,
     person,
 )
-from tests.pipelines.conftest import DEMO_BINDING
+from tests.pipelines.conftest import DEMO_BINDING, load_defs
 
 
 def expected_demo_score() -> float:
