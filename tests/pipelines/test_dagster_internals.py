@@ -83,6 +83,10 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     import uuid
 
     from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
     from dagster._core.definitions.reconstruct import (
         initialize_repository_def_from_pointer,
         reconstruct_repository_def_from_pointer,
@@ -101,7 +105,9 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     approvals.approve(UnitOfWork(engine), person(tenant, "b", approval.required_role), approval.id)
     engine.dispose()
     pointer = ModuleCodePointer("mdstudio_pipelines.definitions", "defs", None)
-    with no_defs_state_storage():
+    initializing = DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)
+    # Loading sets Dagster's process-wide load context; `scoped` puts the previous one back.
+    with no_defs_state_storage(), DefinitionsLoadContext.scoped(initializing):
         served = initialize_repository_def_from_pointer(pointer)
         keys = set(served.asset_graph.get_all_asset_keys())
         assert dg.AssetKey([f"t_{tenant.hex[:8]}", "warehouse", "sales", "orders"]) in keys
