@@ -19,7 +19,13 @@ from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import problems
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
-from mdstudio_core.entrypoints.http.routers import approvals, catalog, events, health
+from mdstudio_core.entrypoints.http.routers import (
+    approvals,
+    catalog,
+    events,
+    health,
+    incidents,
+)
 
 # Connections per process, and as many worker threads: 20 keep PostgreSQL's default 100
 # connections enough for a few server processes and the tools beside them.
@@ -65,7 +71,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.executor = executor
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     problems.install_error_handlers(app)
-    for router in (approvals.router, catalog.router, events.router, health.router):
+    for router in (
+        approvals.router,
+        catalog.router,
+        events.router,
+        health.router,
+        incidents.router,
+    ):
         app.include_router(router)
     app.openapi = problems.openapi(app)  # type: ignore[method-assign]
     return app

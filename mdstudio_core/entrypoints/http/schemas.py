@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.incidents import Incident
 from mdstudio_core.domain.model import CANONICAL_KEY_PATTERN, EntityStatus, Tier
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
@@ -47,6 +48,18 @@ class Rejection(BaseModel):
     reason: str = Field(description="Why the request is turned down (required, not blank).")
 
 
+class Acknowledgement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = None
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(description="Why the incident is closed (required, not blank).")
+
+
 class _Page(BaseModel):
     limit: int
     offset: int
@@ -75,6 +88,10 @@ def _approval_item() -> type[BaseModel]:
 
 
 ApprovalItem = _approval_item()
+
+
+class IncidentPage(_Page):
+    items: list[Incident]
 
 
 class ApprovalPage(_Page):
