@@ -35,6 +35,7 @@ from mdstudio_pipelines.partitions import (
 )
 from mdstudio_pipelines.resources import CatalogResource
 
+CONSUMER = "approval_sensor"
 PAGE_SIZE = 500
 # A tick reads at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and stops paging after this long; a
 # backlog drains over several ticks, each well inside Dagster's 60 s evaluation limit.
@@ -65,7 +66,9 @@ def evaluate_approval_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick: the events after the cursor become observations and run requests."""
     settings = catalog.settings
-    events = read_events(catalog, int(context.cursor or 0))
+    cursor = int(context.cursor or 0)
+    record_cursor(catalog, cursor)
+    events = read_events(catalog, cursor)
     if not events:
         return dg.SkipReason("no new events in mdm_event")
     now = dt.datetime.now(dt.UTC)
@@ -94,6 +97,15 @@ def evaluate_approval_sensor(
         ),
         cursor=str(events[-1].id),
     )
+
+
+def record_cursor(catalog: CatalogResource, cursor: int) -> None:
+    """Keep the committed cursor (the last tick's) in `mdm_consumer_cursor`, so the lag is
+    measurable outside Dagster; Dagster's own cursor stays the one that counts."""
+    with catalog.uow() as uow:
+        if uow.cursors.get(CONSUMER) != cursor:
+            uow.cursors.set(CONSUMER, cursor, dt.datetime.now(dt.UTC))
+            uow.commit()
 
 
 def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
@@ -198,10 +210,7 @@ def event_observation(event: Event) -> dg.AssetObservation:
             "event_id": event.id,
             "event_type": event.type,
             "actor": event.actor,
-            # Approval events are correlated by their approval; a manual profile request is not.
-            "approval_id": str(payload.get("approval_id") or event.correlation_id)
-            if event.type != "metadata.profile.requested"
-            else "",
+            "approval_id": _approval_id(event),
             "correlation_id": str(event.correlation_id),
             "entity_type": event.entity_type.value,
             "occurred_at": event.occurred_at.isoformat(),
@@ -212,6 +221,18 @@ def event_observation(event: Event) -> dg.AssetObservation:
             },
         },
     )
+
+
+def _approval_id(event: Event) -> str:
+    """The approval an event belongs to: named in its payload, else its correlation id for
+    approval and entity events. Profile and incident events are correlated by other ids."""
+    if "approval_id" in event.payload:
+        return str(event.payload["approval_id"] or "")
+    if event.type.startswith("approval.") or (
+        event.type.startswith("metadata.") and not event.type.startswith("metadata.profile.")
+    ):
+        return str(event.correlation_id)
+    return ""
 
 
 def decision_observations(skipped: list[Skip], runs: list[PlannedRun]) -> list[dg.AssetObservation]:

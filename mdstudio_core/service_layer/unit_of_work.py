@@ -9,9 +9,11 @@ from sqlalchemy import Connection, Engine
 
 from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
+    ConsumerCursors,
     EntityRepository,
     EventOutbox,
     IncidentRepository,
+    NotificationRepository,
     PolicyRepository,
     ProfileRepository,
     TokenRepository,
@@ -31,6 +33,8 @@ class UnitOfWork:
     entities: EntityRepository
     events: EventOutbox
     incidents: IncidentRepository
+    notifications: NotificationRepository
+    cursors: ConsumerCursors
     policies: PolicyRepository
     profiles: ProfileRepository
     tokens: TokenRepository
@@ -47,6 +51,8 @@ class UnitOfWork:
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
             self.incidents = IncidentRepository(self.connection)
+            self.notifications = NotificationRepository(self.connection)
+            self.cursors = ConsumerCursors(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.tokens = TokenRepository(self.connection)

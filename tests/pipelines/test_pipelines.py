@@ -137,7 +137,7 @@ def env(store_url, tmp_path: Path, monkeypatch):
 
 
 def test_definitions_name_what_the_issue_names():
-    assert {s.name for s in defs.sensors} == {"approval_sensor"}
+    assert {s.name for s in defs.sensors} == {"approval_sensor", "notification_sensor"}
     assert {s.name for s in defs.schedules} == {
         "tier1_profiling_schedule",
         "tier2_profiling_schedule",

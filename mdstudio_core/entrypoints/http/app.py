@@ -25,6 +25,7 @@ from mdstudio_core.entrypoints.http.routers import (
     events,
     health,
     incidents,
+    notifications,
 )
 
 # Connections per process, and as many worker threads: 20 keep PostgreSQL's default 100
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         events.router,
         health.router,
         incidents.router,
+        notifications.router,
     ):
         app.include_router(router)
     app.openapi = problems.openapi(app)  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.incidents import Incident
 from mdstudio_core.domain.model import CANONICAL_KEY_PATTERN, EntityStatus, Tier
+from mdstudio_core.domain.notifications import Delivery
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
 
@@ -60,6 +61,33 @@ class Resolution(BaseModel):
     reason: str = Field(description="Why the incident is closed (required, not blank).")
 
 
+class NewSubscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http(s) URL that receives the POSTs.")
+    events: list[str] | None = Field(
+        None, description="Event type patterns (`*` wildcard); default `quality.incident.*`."
+    )
+    min_tier: Tier | None = Field(None, description="Only events of this tier or stricter.")
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    url: str
+    host: str
+    events: list[str]
+    min_tier: Tier | None
+    created_at: dt.datetime
+    created_by: str
+    unsubscribed_at: dt.datetime | None
+    secret: str | None = Field(None, description="Only in the answer to subscribing.")
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
+
+
 class _Page(BaseModel):
     limit: int
     offset: int
@@ -92,6 +120,10 @@ ApprovalItem = _approval_item()
 
 class IncidentPage(_Page):
     items: list[Incident]
+
+
+class DeliveryPage(_Page):
+    items: list[Delivery]
 
 
 class ApprovalPage(_Page):
