@@ -139,7 +139,7 @@ def profile(score: float | None, key: str = KEY) -> ProfileResult:
         trigger=Trigger.SCHEDULE,
         sql="select 1",
         duration_ms=3,
-        profiled_at=NOW,
+        profiled_at=dt.datetime.now(dt.UTC),
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     func,
     insert,
@@ -909,3 +910,146 @@ class ConsumerCursors:
         self._connection.execute(
             dialect.insert(tables.consumer_cursors).values(values).on_conflict_do_nothing()
         )
+
+
+class CatalogMetrics:
+    """Aggregates `/metrics` reports, read from the store at scrape time so every replica
+    reports the same truth. Each is one grouped query."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def latest_scores(self) -> list[tuple[uuid.UUID, str, str, float]]:
+        """(tenant, canonical key, tier, score) of each tier1/tier2 field's latest profile."""
+        entity, profile = tables.global_metadata.c, tables.profiles.c
+        later = tables.profiles.alias("later").c
+        newest = (
+            select(func.max(later.created_at))
+            .where(later.tenant_id == entity.tenant_id, later.canonical_key == entity.canonical_key)
+            .correlate(tables.global_metadata)
+            .scalar_subquery()
+        )
+        query = (
+            select(entity.tenant_id, entity.canonical_key, entity.tier, profile.quality_score)
+            .join(
+                tables.profiles,
+                and_(
+                    profile.tenant_id == entity.tenant_id,
+                    profile.canonical_key == entity.canonical_key,
+                ),
+            )
+            .where(
+                entity.tier.in_([Tier.TIER1.value, Tier.TIER2.value]),
+                profile.created_at == newest,
+                profile.quality_score.is_not(None),
+            )
+        )
+        latest = {
+            (tenant, key): (tier, score)
+            for tenant, key, tier, score in self._connection.execute(query)
+        }
+        # Two profiles saved at the same instant would be two series with one name: one wins.
+        return [(tenant, key, tier, score) for (tenant, key), (tier, score) in latest.items()]
+
+    def open_incidents(self) -> list[tuple[uuid.UUID, str, int]]:
+        column = tables.quality_incidents.c
+        query = (
+            select(column.tenant_id, column.tier, func.count())
+            .where(column.status != IncidentStatus.RESOLVED.value)
+            .group_by(column.tenant_id, column.tier)
+        )
+        return [tuple(row) for row in self._connection.execute(query)]
+
+    def profile_outcomes(self) -> list[tuple[uuid.UUID, str, str, int]]:
+        """(tenant, tier, outcome, count): every profile event the outbox holds."""
+        column = tables.events.c
+        tier = column.payload["tier"].as_string()
+        query = (
+            select(column.tenant_id, tier, column.type, func.count())
+            .where(column.type.in_(PROFILE_OUTCOMES))
+            .group_by(column.tenant_id, tier, column.type)
+        )
+        return [
+            (tenant, tier, kind.rsplit(".", 1)[-1], count)
+            for tenant, tier, kind, count in self._connection.execute(query)
+        ]
+
+    def profile_durations(
+        self, buckets: Sequence[float]
+    ) -> list[tuple[str, list[int], int, float]]:
+        """Per tier: cumulative counts of profiles within each bucket (seconds), the count and
+        the sum of durations: a histogram computed by the database."""
+        profile, entity = tables.profiles.c, tables.global_metadata.c
+        seconds = profile.duration_ms / 1000.0
+        query = (
+            select(
+                entity.tier,
+                *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in buckets),
+                func.count(),
+                func.coalesce(func.sum(seconds), 0.0),
+            )
+            .join(
+                tables.global_metadata,
+                and_(
+                    entity.tenant_id == profile.tenant_id,
+                    entity.canonical_key == profile.canonical_key,
+                ),
+            )
+            .where(profile.duration_ms.is_not(None))
+            .group_by(entity.tier)
+        )
+        return [
+            (row[0], [int(n or 0) for n in row[1 : 1 + len(buckets)]], row[-2], float(row[-1]))
+            for row in self._connection.execute(query)
+        ]
+
+    def pending_approvals(self) -> list[tuple[uuid.UUID, str, str, int, dt.datetime]]:
+        """(tenant, tier, lane, count, oldest requested_at) of pending requests."""
+        column = tables.approvals.c
+        query = (
+            select(
+                column.tenant_id,
+                column.tier,
+                column.lane,
+                func.count(),
+                func.min(column.requested_at),
+            )
+            .where(column.status == ApprovalStatus.PENDING.value)
+            .group_by(column.tenant_id, column.tier, column.lane)
+        )
+        return [
+            (tenant, tier, lane, count, _utc(oldest))
+            for tenant, tier, lane, count, oldest in self._connection.execute(query)
+        ]
+
+    def decisions(self) -> list[tuple[uuid.UUID, str, int]]:
+        column = tables.approvals.c
+        query = (
+            select(column.tenant_id, column.status, func.count())
+            .where(column.status != ApprovalStatus.PENDING.value)
+            .group_by(column.tenant_id, column.status)
+        )
+        return [tuple(row) for row in self._connection.execute(query)]
+
+    def decision_times(self) -> Iterator[tuple[str, dt.datetime, dt.datetime]]:
+        """(tier, requested_at, decided_at) of decided requests, streamed."""
+        column = tables.approvals.c
+        query = select(column.tier, column.requested_at, column.decided_at).where(
+            column.decided_at.is_not(None)
+        )
+        for tier, requested, decided in self._connection.execution_options(yield_per=5000).execute(
+            query
+        ):
+            yield tier, _utc(requested), _utc(decided)
+
+    def last_event_id(self) -> int:
+        return self._connection.execute(select(func.max(tables.events.c.id))).scalar() or 0
+
+    def deliveries(self) -> list[tuple[str, int]]:
+        column = tables.notification_deliveries.c
+        query = select(column.status, func.count()).group_by(column.status)
+        return [tuple(row) for row in self._connection.execute(query)]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -9,6 +9,7 @@ the reason; `--json` output goes to standard out.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -825,7 +826,13 @@ def notifications_redeliver(delivery_id: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs)."""
+    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs, Prometheus
+    metrics at /metrics)."""
+    import tempfile
+
+    # Before prometheus-client is imported anywhere: the workers count requests in files
+    # here, which any worker's /metrics sums (a fresh directory, so no stale counts).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mdstudio-metrics-")
     import uvicorn
 
     uvicorn.run(

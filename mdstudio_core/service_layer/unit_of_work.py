@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine
 
 from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
+    CatalogMetrics,
     ConsumerCursors,
     EntityRepository,
     EventOutbox,
@@ -35,6 +36,7 @@ class UnitOfWork:
     incidents: IncidentRepository
     notifications: NotificationRepository
     cursors: ConsumerCursors
+    metrics: CatalogMetrics
     policies: PolicyRepository
     profiles: ProfileRepository
     tokens: TokenRepository
@@ -53,6 +55,7 @@ class UnitOfWork:
             self.incidents = IncidentRepository(self.connection)
             self.notifications = NotificationRepository(self.connection)
             self.cursors = ConsumerCursors(self.connection)
+            self.metrics = CatalogMetrics(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.tokens = TokenRepository(self.connection)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import problems
+from mdstudio_core.entrypoints.http.metrics import RequestMetrics
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
 from mdstudio_core.entrypoints.http.routers import (
     approvals,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.executor = executor
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     problems.install_error_handlers(app)
     for router in (
         approvals.router,
