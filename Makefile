@@ -37,6 +37,7 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/events_polling.py
 	$(BIN)/python bench/list_memory.py
+	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/regex.py
 	$(BIN)/python bench/pipeline.py
