@@ -30,6 +30,9 @@ from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 CONSUMER = "notification_sensor"
+# A run's group waits for the run to end, but no longer than this (a run stuck in a dead
+# worker must not silence its incidents).
+MAX_HOLD = dt.timedelta(hours=1)
 ADMIN_ROLE = "tenant_admin"
 
 
@@ -197,7 +200,8 @@ def send_due(
         subscription = targets.get(delivery.subscription_id)
         if subscription is None or subscription.unsubscribed_at is not None:
             continue  # nobody to tell any more; it stays as it was, visible
-        if delivery.attempts == 0 and held(delivery.group_key.split("/")[0]):
+        waited = now - delivery.created_at
+        if delivery.attempts == 0 and waited < MAX_HOLD and held(delivery.group_key.split("/")[0]):
             counts["held"] += 1
             continue
         outcome = _attempt(delivery, subscription, settings)
