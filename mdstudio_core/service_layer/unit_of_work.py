@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine
 
 from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
+    ConsoleSessionRepository,
     EntityRepository,
     EventOutbox,
     IncidentRepository,
@@ -28,6 +29,7 @@ class UnitOfWork:
 
     connection: Connection
     approvals: ApprovalRepository
+    console_sessions: ConsoleSessionRepository
     entities: EntityRepository
     events: EventOutbox
     incidents: IncidentRepository
@@ -44,6 +46,7 @@ class UnitOfWork:
             self.connection = self._engine.connect()
             self._transaction = self.connection.begin()
             self.approvals = ApprovalRepository(self.connection)
+            self.console_sessions = ConsoleSessionRepository(self.connection)
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
             self.incidents = IncidentRepository(self.connection)

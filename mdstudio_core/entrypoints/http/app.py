@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_core.entrypoints.http import problems
+from mdstudio_core.entrypoints.http import console, problems
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
 from mdstudio_core.entrypoints.http.routers import approvals, catalog, events, health
 
@@ -67,5 +67,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     problems.install_error_handlers(app)
     for router in (approvals.router, catalog.router, events.router, health.router):
         app.include_router(router)
+    console.install(app)  # the steward console, under /ui/
     app.openapi = problems.openapi(app)  # type: ignore[method-assign]
     return app
