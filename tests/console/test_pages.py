@@ -255,3 +255,18 @@ def test_incidents_are_acknowledged_then_resolved(browser, profiled, tenant):
     assert bob.post(f"/ui/incidents/{incident_id}/resolve", {"reason": "fixed"}).status_code == 303
     assert 'data-testid="incident-row"' not in bob.get("/ui/incidents").text
     assert bob.post(f"/ui/incidents/{uuid.uuid4()}/resolve", {"reason": "x"}).status_code == 404
+
+
+def test_the_inbox_pages_through_many_requests(browser, engine, tenant):
+    submitted = [
+        str(submit(engine, tenant, metadata_request(f"bulk.f{i:03d}", tier="tier2")).id)
+        for i in range(105)
+    ]
+    steward = browser(tenant, "sam", STEWARD)
+    first = steward.get("/ui/")
+    assert inbox_ids(first) == submitted[:100] and "Next page" in first.text
+    second = steward.get("/ui/?offset=100")
+    assert inbox_ids(second) == submitted[100:] and "Next page" not in second.text
+    assert inbox_ids(steward.get("/ui/?per_page=500")) == submitted
+    assert inbox_ids(steward.get("/ui/?per_page=1000")) == submitted
+    assert steward.get("/ui/?per_page=7").status_code == 422

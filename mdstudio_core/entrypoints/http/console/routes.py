@@ -39,7 +39,6 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/ui", include_in_schema=False, default_response_class=HTMLResponse)
 STATIC = Path(__file__).parent / "static"
-INBOX_PAGE = 100
 MY_REQUESTS = 100
 BAD_CSRF = "the form's CSRF token is missing or invalid: reload the page and submit it again"
 STALE = "changed since it was submitted: submit again"
@@ -131,42 +130,47 @@ async def inbox(request: Request) -> Response:
             "entity_type": views.choice(params, "entity_type", EntityType),
         }
         offset = views.offset_of(params)
+        per_page = views.per_page_of(params)
     except InvalidInput as exc:
         return render(request, "error.html", 422, None, title="Invalid filter", detail=str(exc))
     oldest_first = params.get("order", "oldest") != "newest"
 
     def load(uow: UnitOfWork, identity: Identity) -> dict[str, Any]:
-        decidable = approvals.list_approvals(
-            uow,
-            identity,
-            status=ApprovalStatus.PENDING,
-            **filters,
-            oldest_first=oldest_first,
-            decidable=True,
-            limit=INBOX_PAGE + 1,
-            offset=offset,
-        )
+        def page(start: int, limit: int) -> list[Any]:
+            return approvals.list_approvals(
+                uow,
+                identity,
+                status=ApprovalStatus.PENDING,
+                **filters,
+                oldest_first=oldest_first,
+                decidable=True,
+                limit=limit,
+                offset=start,
+            )
+
+        decidable = page(offset, per_page)
+        more = bool(page(offset + per_page, 1)) if len(decidable) == per_page else False
         mine = approvals.list_approvals(
             uow, identity, status=ApprovalStatus.PENDING, mine=True, limit=MY_REQUESTS
         )
-        return {"decidable": decidable, "mine": mine}
+        return {"decidable": decidable, "more": more, "mine": mine}
 
     try:
         identity, found = await as_user(request, load)
     except Unauthenticated:
         return to_login()
-    rows = [item.summary for item in found["decidable"]]
     return render(
         request,
         "inbox.html",
         identity=identity,
-        rows=rows[:INBOX_PAGE],
-        more=len(rows) > INBOX_PAGE,
+        rows=[item.summary for item in found["decidable"]],
+        more=found["more"],
         mine=[item.summary for item in found["mine"]],
         filters={k: v.value if v else "" for k, v in filters.items()},
         order="oldest" if oldest_first else "newest",
         offset=offset,
-        page_size=INBOX_PAGE,
+        page_size=per_page,
+        page_sizes=views.PAGE_SIZES,
         tiers=list(Tier),
         lanes=list(Lane),
         entity_types=list(EntityType),

@@ -35,6 +35,17 @@ def offset_of(params: dict[str, str]) -> int:
     return int(raw)
 
 
+PAGE_SIZES = (100, 500, 1000)
+
+
+def per_page_of(params: dict[str, str]) -> int:
+    """Rows per inbox page: 100 unless 500 or 1000 is asked for."""
+    raw = params.get("per_page") or str(PAGE_SIZES[0])
+    if not raw.isdigit() or int(raw) not in PAGE_SIZES:
+        raise InvalidInput(f"must be one of {', '.join(map(str, PAGE_SIZES))}", field="per_page")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class RequestView:
     """A request as its page shows it: the diff against the live entity, and whether the

@@ -60,6 +60,8 @@ def shown(value: Any) -> str:
         return "—"
     if isinstance(value, str):
         return value
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1 else f"{round(value, 4):g}"
     return orjson.dumps(value).decode()
 
 
