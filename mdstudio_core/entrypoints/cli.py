@@ -653,7 +653,8 @@ def tokens_revoke(token_id: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs)."""
+    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs) and the steward
+    console (/ui/)."""
     import uvicorn
 
     uvicorn.run(
