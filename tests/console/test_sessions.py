@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 
 import sqlalchemy as sa
 
@@ -136,6 +137,7 @@ def test_pages_need_a_session_and_answer_with_security_headers(browser, tenant):
     page = bob.get("/ui/")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
+    assert re.fullmatch(r"app;dur=\d+\.\d", page.headers["server-timing"])
     # Every stylesheet and script is served by us: no other origin appears on the page.
     assert "http://" not in page.text and "https://" not in page.text
     assert bob.get("/ui/static/console.css").status_code == 200

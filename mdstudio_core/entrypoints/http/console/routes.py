@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -31,13 +31,19 @@ from mdstudio_core.entrypoints.http.console.web import (
     redirect,
     render,
     secure,
+    start_clock,
     to_login,
 )
 from mdstudio_core.service_layer import approvals, catalog, console_sessions, incidents, profiling
 from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
-router = APIRouter(prefix="/ui", include_in_schema=False, default_response_class=HTMLResponse)
+router = APIRouter(
+    prefix="/ui",
+    include_in_schema=False,
+    default_response_class=HTMLResponse,
+    dependencies=[Depends(start_clock)],
+)
 STATIC = Path(__file__).parent / "static"
 MY_REQUESTS = 100
 BAD_CSRF = "the form's CSRF token is missing or invalid: reload the page and submit it again"

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,6 +89,11 @@ def csrf_token(session_id: str) -> str:
     return hmac.new(session_id.encode(), b"mdstudio-console-csrf", hashlib.sha256).hexdigest()
 
 
+def start_clock(request: Request) -> None:
+    """Note when the console began serving the request (see `render`'s Server-Timing)."""
+    request.state.console_started = time.perf_counter()
+
+
 def render(
     request: Request,
     template: str,
@@ -95,6 +101,8 @@ def render(
     identity: Identity | None = None,
     **context: Any,
 ) -> HTMLResponse:
+    """The page, with the server's time on it in `Server-Timing` (the browser's developer tools
+    and bench/console.py read it)."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
     html = templates.get_template(template).render(
         identity=identity,
@@ -102,7 +110,11 @@ def render(
         path=request.url.path,
         **context,
     )
-    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+    headers = dict(SECURITY_HEADERS)
+    started = getattr(request.state, "console_started", None)
+    if started is not None:
+        headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 def not_found(request: Request, identity: Identity | None, detail: str) -> HTMLResponse:
