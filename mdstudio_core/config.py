@@ -97,6 +97,7 @@ class Settings(BaseModel):
     trusted_header_auth: bool = False
     max_body_bytes: Count = 1024 * 1024
     max_payload_bytes: Count = 64 * 1024
+    console_session_hours: Positive = 8.0
     min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
     tier1_timeout_seconds: Positive = 600.0
     tier2_timeout_seconds: Positive = 600.0
@@ -191,6 +192,12 @@ class Settings(BaseModel):
     def min_rerun(self) -> dt.timedelta:
         """How soon an entity may be profiled again (`MDSTUDIO_MIN_RERUN_HOURS`)."""
         return dt.timedelta(hours=self.min_rerun_hours)
+
+    @property
+    def console_session_lifetime(self) -> dt.timedelta:
+        """How long a console sign-in lasts at most (`MDSTUDIO_CONSOLE_SESSION_HOURS`); never
+        past its token's expiry."""
+        return dt.timedelta(hours=self.console_session_hours)
 
     @property
     def quality_thresholds(self) -> QualityThresholds:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     insert,
     select,
@@ -131,11 +132,23 @@ class ApprovalRepository:
         limit: int = 50,
         offset: int = 0,
         include_payload: bool = False,
+        required_roles: Collection[str] | None = None,
+        requested_by: str | None = None,
+        not_requested_by: str | None = None,
+        oldest_first: bool = False,
     ) -> list[ApprovalListing]:
-        """The inbox: newest first, served by the (tenant, status, requested_at) index. The
-        payload and current state are read as JSON text, and only with `include_payload`."""
+        """The inbox: newest first (or oldest first), served by the (tenant, status,
+        requested_at) index. The payload and current state are read as JSON text, and only with
+        `include_payload`. `required_roles` keeps the requests one of those roles decides;
+        `requested_by` and `not_requested_by` keep or drop one requester's."""
         column = tables.approvals.c
         filters = [column.tenant_id == tenant_id]
+        if required_roles is not None:
+            filters.append(column.required_role.in_(sorted(required_roles)))
+        if requested_by is not None:
+            filters.append(column.requested_by == requested_by)
+        if not_requested_by is not None:
+            filters.append(column.requested_by != not_requested_by)
         for value, col in (
             (status, column.status),
             (entity_type, column.entity_type),
@@ -155,7 +168,13 @@ class ApprovalRepository:
         query = (
             select(*selected)
             .where(and_(*filters))
-            .order_by(column.requested_at.desc(), column.id.desc())
+            .order_by(
+                *(
+                    (column.requested_at, column.id)
+                    if oldest_first
+                    else (column.requested_at.desc(), column.id.desc())
+                )
+            )
             .limit(limit)
             .offset(offset)
         )
@@ -1053,3 +1072,70 @@ class CatalogMetrics:
 
 def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+_SESSION_IDENTITY = (
+    select(tables.api_tokens, tables.console_sessions.c.expires_at.label("session_expires_at"))
+    .join_from(
+        tables.console_sessions,
+        tables.api_tokens,
+        tables.api_tokens.c.id == tables.console_sessions.c.token_id,
+    )
+    .where(
+        tables.console_sessions.c.session_hash == bindparam("session_hash"),
+        tables.console_sessions.c.expires_at > bindparam("now"),
+        tables.api_tokens.c.revoked_at.is_(None),
+        (tables.api_tokens.c.expires_at.is_(None))
+        | (tables.api_tokens.c.expires_at > bindparam("now")),
+    )
+)
+
+
+class ConsoleSessionRepository:
+    """Steward console sessions, by the SHA-256 of their opaque id, each tied to a token."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(
+        self,
+        session_hash: str,
+        token: ApiToken,
+        created_at: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> None:
+        self._connection.execute(
+            insert(tables.console_sessions).values(
+                session_hash=session_hash,
+                tenant_id=token.tenant_id,
+                token_id=token.id,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+        )
+
+    def live_token(self, session_hash: str, now: dt.datetime) -> ApiToken | None:
+        """The token of a session that has not expired, while that token is live (one probe
+        by primary key, joined to the token: revocation ends the session at once)."""
+        row = self._connection.execute(
+            _SESSION_IDENTITY, {"session_hash": session_hash, "now": now}
+        ).first()
+        return _token(row) if row else None
+
+    def end(self, session_hash: str) -> None:
+        self._connection.execute(
+            delete(tables.console_sessions).where(
+                tables.console_sessions.c.session_hash == session_hash
+            )
+        )
+
+    def end_for_token(
+        self, token_id: uuid.UUID, *, expired_before: dt.datetime | None = None
+    ) -> None:
+        """End a token's sessions (all of them, or only those expired before a time)."""
+        query = delete(tables.console_sessions).where(
+            tables.console_sessions.c.token_id == token_id
+        )
+        if expired_before is not None:
+            query = query.where(tables.console_sessions.c.expires_at <= expired_before)
+        self._connection.execute(query)

@@ -826,8 +826,8 @@ def notifications_redeliver(delivery_id: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs, Prometheus
-    metrics at /metrics)."""
+    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs), the steward
+    console (/ui/) and Prometheus metrics (/metrics)."""
     import tempfile
 
     # Before prometheus-client is imported anywhere: the workers count requests in files

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine
 from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
     CatalogMetrics,
+    ConsoleSessionRepository,
     ConsumerCursors,
     EntityRepository,
     EventOutbox,
@@ -31,6 +32,7 @@ class UnitOfWork:
 
     connection: Connection
     approvals: ApprovalRepository
+    console_sessions: ConsoleSessionRepository
     entities: EntityRepository
     events: EventOutbox
     incidents: IncidentRepository
@@ -50,6 +52,7 @@ class UnitOfWork:
             self.connection = self._engine.connect()
             self._transaction = self.connection.begin()
             self.approvals = ApprovalRepository(self.connection)
+            self.console_sessions = ConsoleSessionRepository(self.connection)
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
             self.incidents = IncidentRepository(self.connection)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_core.entrypoints.http import problems
+from mdstudio_core.entrypoints.http import console, problems
 from mdstudio_core.entrypoints.http.metrics import RequestMetrics
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
 from mdstudio_core.entrypoints.http.routers import (
@@ -83,5 +83,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         notifications.router,
     ):
         app.include_router(router)
+    console.install(app)  # the steward console, under /ui/
     app.openapi = problems.openapi(app)  # type: ignore[method-assign]
     return app
