@@ -26,7 +26,7 @@ dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when 
 	$(DEV_ENV) $(BIN)/mdstudio db upgrade
 	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
-test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers
+test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
 	$(BIN)/pytest
 
 lint: install
@@ -37,10 +37,12 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/events_polling.py
 	$(BIN)/python bench/list_memory.py
+	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/regex.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/lineage.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .mdstudio .pytest_cache .ruff_cache .hypothesis

@@ -8,14 +8,21 @@ output, so the transcript doubles as a tutorial. Re-running starts from scratch.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.server
 import json
 import os
+import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -37,6 +44,7 @@ ENV = {
     # The finance team asks more of its tier1 fields than the default 80.
     "MDSTUDIO_TIER1_MIN_SCORE": "95",
     "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "3",
+    "MDSTUDIO_NOTIFY_INTERVAL_SECONDS": "3",
     "MDSTUDIO_TENANT": TENANT,
 }
 for unset in ("MDSTUDIO_DAGSTER_STORAGE_URL",):
@@ -138,6 +146,68 @@ def wait_for_profiles(key: str, count: int, timeout: float = 240) -> None:
     sys.exit(f"demo: no profile of {key} after {timeout:.0f}s; see {HOME / 'daemon.log'}")
 
 
+class Receiver:
+    """A team's webhook endpoint, as Slack or an on-call tool would be: it checks each
+    delivery's signature with the secret it was given at subscription."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.arrived: queue.Queue[tuple[bool, dict]] = queue.Queue()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                expected = (
+                    "sha256=" + hmac.new(receiver.secret.encode(), body, hashlib.sha256).hexdigest()
+                )
+                signed = hmac.compare_digest(expected, self.headers["X-Mdstudio-Signature"])
+                receiver.arrived.put((signed, json.loads(body)))
+                self.send_response(204 if signed else 401)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/finance-oncall"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def show_metrics(pattern: str) -> None:
+    """`mdstudio serve` for a moment, and the lines of its /metrics that match."""
+    port = free_port()
+    server = subprocess.Popen(
+        [MDSTUDIO, "serve", "--port", str(port), "--no-access-log"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    text = response.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("demo: mdstudio serve did not answer")
+                time.sleep(0.3)
+        print(f"$ curl -s {url} | grep {pattern}")
+        print("\n".join(line for line in text.splitlines() if line.startswith(pattern)))
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
 def main() -> None:
     shutil.rmtree(HOME, ignore_errors=True)
     say("Create the metadata store and the demo warehouse (SQLite files under .mdstudio/demo)")
@@ -194,12 +264,46 @@ def main() -> None:
     say("The event stream the approval left behind (the outbox Dagster reads)")
     mdstudio("events", "list", user="dave")
 
+    say("Ada, the tenant admin, subscribes the finance on-call webhook to quality incidents")
+    receiver = Receiver()
+    subscription = json.loads(
+        mdstudio(
+            "notifications",
+            "subscribe",
+            "--url",
+            receiver.url,
+            "--json",
+            user="ada",
+            roles="tenant_admin",
+        )
+    )
+    receiver.secret = subscription["secret"]  # shown once; the receiver keeps it
+
     say("Dagster's daemon starts: approval_sensor reads the outbox, requests a profiling run")
     daemon = start_daemon()
     try:
         wait_for_profiles("finance.revenue.gross_amount", 1)
         say("The saved profile (tier1 minimum here is 95, MDSTUDIO_TIER1_MIN_SCORE)")
         mdstudio("profiles", "history", "finance.revenue.gross_amount", user="dave")
+
+        say("The score fails the tier1 check: a quality incident opens")
+        mdstudio("incidents", "list", user="dave")
+        say("notification_sensor tells the on-call webhook: one signed message for the run")
+        try:
+            signed, message = receiver.arrived.get(timeout=120)
+        except queue.Empty:
+            sys.exit(f"demo: no notification arrived; see {HOME / 'daemon.log'}")
+        print(
+            f"receiver: delivery {message['delivery_id']}, signature "
+            + ("verified" if signed else "WRONG")
+        )
+        print("\n".join(f"receiver: {line}" for line in message["text"].splitlines()))
+        if not signed:
+            sys.exit("demo: the delivery's signature did not verify")
+        mdstudio("notifications", "deliveries", user="ada", roles="tenant_admin")
+
+        say("What Prometheus scrapes from `mdstudio serve` (deploy/prometheus, Grafana dashboard)")
+        show_metrics("mdstudio_quality_")
 
         say("A description-only edit is not structural: no profiling is asked for")
         edit = json.loads(json.dumps(GROSS_AMOUNT))

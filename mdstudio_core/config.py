@@ -73,6 +73,11 @@ def _comma_list(value: object) -> object:
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 TenantList = Annotated[frozenset[uuid.UUID], BeforeValidator(_comma_list)]
 SchemaList = Annotated[frozenset[Identifier], BeforeValidator(_comma_list)]
+# Host names or shell-style patterns (`*.example.com`), lower-case.
+HostList = Annotated[
+    frozenset[Annotated[str, Field(pattern=r"^[a-z0-9*?.\[\]:-]+$")]],
+    BeforeValidator(lambda value: _comma_list(value.lower() if isinstance(value, str) else value)),
+]
 
 
 class Settings(BaseModel):
@@ -93,6 +98,7 @@ class Settings(BaseModel):
     trusted_header_auth: bool = False
     max_body_bytes: Count = 1024 * 1024
     max_payload_bytes: Count = 64 * 1024
+    console_session_hours: Positive = 8.0
     min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
     tier1_timeout_seconds: Positive = 600.0
     tier2_timeout_seconds: Positive = 600.0
@@ -108,6 +114,12 @@ class Settings(BaseModel):
     sensor_max_bytes: Count = 16 * 1024 * 1024
     incident_open_after: Count = 1
     incident_recovery_margin: Annotated[float, Field(ge=0, le=100)] = 2.0
+    notify_max_attempts: Count = 8
+    notify_backoff_seconds: Positive = 30.0
+    notify_timeout_seconds: Positive = 5.0
+    notify_interval_seconds: Count = 15
+    notify_allowed_hosts: HostList | None = None
+    metrics_token: str | None = None
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
     dagster_storage_url: str | None = None
@@ -189,6 +201,12 @@ class Settings(BaseModel):
     def min_rerun(self) -> dt.timedelta:
         """How soon an entity may be profiled again (`MDSTUDIO_MIN_RERUN_HOURS`)."""
         return dt.timedelta(hours=self.min_rerun_hours)
+
+    @property
+    def console_session_lifetime(self) -> dt.timedelta:
+        """How long a console sign-in lasts at most (`MDSTUDIO_CONSOLE_SESSION_HOURS`); never
+        past its token's expiry."""
+        return dt.timedelta(hours=self.console_session_hours)
 
     @property
     def quality_thresholds(self) -> QualityThresholds:

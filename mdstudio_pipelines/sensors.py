@@ -37,6 +37,7 @@ from mdstudio_pipelines.partitions import (
 from mdstudio_pipelines.reload import RELOADER, fingerprint
 from mdstudio_pipelines.resources import CatalogResource
 
+CONSUMER = "approval_sensor"
 PAGE_SIZE = 500
 # The changes of a field that change what its KPIs can be trusted with.
 REBINDING = frozenset({"binding", "status"})
@@ -73,8 +74,10 @@ def evaluate_approval_sensor(
     """One tick: the events after the cursor become observations and run requests; a
     catalog changed since the code location loaded asks the webserver for a reload."""
     settings = catalog.settings
+    cursor = int(context.cursor or 0)
+    record_cursor(catalog, cursor)
     reload_if_changed(context, catalog, graph)
-    events = read_events(catalog, int(context.cursor or 0))
+    events = read_events(catalog, cursor)
     if not events:
         return dg.SkipReason("no new events in mdm_event")
     now = dt.datetime.now(dt.UTC)
@@ -156,6 +159,15 @@ def report_changed_kpis(
         for trust in trusts:
             for event in kpi_events(catalog.settings, labels[tenant_id], tenant_id, trust):
                 context.instance.report_runless_asset_event(event)
+
+
+def record_cursor(catalog: CatalogResource, cursor: int) -> None:
+    """Keep the committed cursor (the last tick's) in `mdm_consumer_cursor`, so the lag is
+    measurable outside Dagster; Dagster's own cursor stays the one that counts."""
+    with catalog.uow() as uow:
+        if uow.cursors.get(CONSUMER) != cursor:
+            uow.cursors.set(CONSUMER, cursor, dt.datetime.now(dt.UTC))
+            uow.commit()
 
 
 def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
@@ -274,10 +286,7 @@ def event_observation(event: Event) -> dg.AssetObservation:
             "event_id": event.id,
             "event_type": event.type,
             "actor": event.actor,
-            # Approval events are correlated by their approval; a manual profile request is not.
-            "approval_id": str(payload.get("approval_id") or event.correlation_id)
-            if event.type != "metadata.profile.requested"
-            else "",
+            "approval_id": _approval_id(event),
             "correlation_id": str(event.correlation_id),
             "entity_type": event.entity_type.value,
             "occurred_at": event.occurred_at.isoformat(),
@@ -288,6 +297,18 @@ def event_observation(event: Event) -> dg.AssetObservation:
             },
         },
     )
+
+
+def _approval_id(event: Event) -> str:
+    """The approval an event belongs to: named in its payload, else its correlation id for
+    approval and entity events. Profile and incident events are correlated by other ids."""
+    if "approval_id" in event.payload:
+        return str(event.payload["approval_id"] or "")
+    if event.type.startswith("approval.") or (
+        event.type.startswith("metadata.") and not event.type.startswith("metadata.profile.")
+    ):
+        return str(event.correlation_id)
+    return ""
 
 
 def decision_observations(skipped: list[Skip], runs: list[PlannedRun]) -> list[dg.AssetObservation]:

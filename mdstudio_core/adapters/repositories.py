@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -16,13 +16,16 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
+    delete,
     func,
     insert,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.approvals import Approval, ApprovalListing
@@ -41,6 +44,7 @@ from mdstudio_core.domain.model import (
     Tier,
     stored_binding,
 )
+from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.domain.quality import StoredProfile
 
 # The outbox's visibility rule on PostgreSQL (see `EventOutbox.append`): a writer announces a
@@ -129,11 +133,23 @@ class ApprovalRepository:
         limit: int = 50,
         offset: int = 0,
         include_payload: bool = False,
+        required_roles: Collection[str] | None = None,
+        requested_by: str | None = None,
+        not_requested_by: str | None = None,
+        oldest_first: bool = False,
     ) -> list[ApprovalListing]:
-        """The inbox: newest first, served by the (tenant, status, requested_at) index. The
-        payload and current state are read as JSON text, and only with `include_payload`."""
+        """The inbox: newest first (or oldest first), served by the (tenant, status,
+        requested_at) index. The payload and current state are read as JSON text, and only with
+        `include_payload`. `required_roles` keeps the requests one of those roles decides;
+        `requested_by` and `not_requested_by` keep or drop one requester's."""
         column = tables.approvals.c
         filters = [column.tenant_id == tenant_id]
+        if required_roles is not None:
+            filters.append(column.required_role.in_(sorted(required_roles)))
+        if requested_by is not None:
+            filters.append(column.requested_by == requested_by)
+        if not_requested_by is not None:
+            filters.append(column.requested_by != not_requested_by)
         for value, col in (
             (status, column.status),
             (entity_type, column.entity_type),
@@ -153,7 +169,13 @@ class ApprovalRepository:
         query = (
             select(*selected)
             .where(and_(*filters))
-            .order_by(column.requested_at.desc(), column.id.desc())
+            .order_by(
+                *(
+                    (column.requested_at, column.id)
+                    if oldest_first
+                    else (column.requested_at.desc(), column.id.desc())
+                )
+            )
             .limit(limit)
             .offset(offset)
         )
@@ -734,6 +756,390 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
 def _incident(row: Row[Any]) -> Incident:
     values = row._asdict()
     return Incident(**values | {"tier": Tier(row.tier), "status": IncidentStatus(row.status)})
+
+
+class NotificationRepository:
+    """`mdm_notification_subscription` and `mdm_notification_delivery`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def subscribe(self, subscription: Subscription) -> None:
+        row = dataclasses.asdict(subscription)
+        row["events"] = list(subscription.events)
+        row["min_tier"] = subscription.min_tier.value if subscription.min_tier else None
+        self._connection.execute(insert(tables.notification_subscriptions).values(row))
+
+    def subscription(self, tenant_id: uuid.UUID, subscription_id: uuid.UUID) -> Subscription | None:
+        column = tables.notification_subscriptions.c
+        row = self._connection.execute(
+            select(tables.notification_subscriptions).where(
+                column.id == subscription_id, column.tenant_id == tenant_id
+            )
+        ).first()
+        return _subscription(row) if row else None
+
+    def subscriptions(
+        self, tenant_id: uuid.UUID | None = None, *, active_only: bool = True
+    ) -> list[Subscription]:
+        """A tenant's subscriptions (every tenant's with None), oldest first."""
+        column = tables.notification_subscriptions.c
+        query = select(tables.notification_subscriptions).order_by(column.created_at, column.id)
+        if tenant_id is not None:
+            query = query.where(column.tenant_id == tenant_id)
+        if active_only:
+            query = query.where(column.unsubscribed_at.is_(None))
+        return [_subscription(row) for row in self._connection.execute(query)]
+
+    def unsubscribe(self, subscription_id: uuid.UUID, at: dt.datetime) -> None:
+        self._connection.execute(
+            update(tables.notification_subscriptions)
+            .where(tables.notification_subscriptions.c.id == subscription_id)
+            .values(unsubscribed_at=at)
+        )
+
+    def open_delivery(self, subscription_id: uuid.UUID, group_key: str) -> Delivery | None:
+        """The group's delivery if it has not been tried yet (more events may join it)."""
+        column = tables.notification_deliveries.c
+        row = self._connection.execute(
+            select(tables.notification_deliveries).where(
+                column.subscription_id == subscription_id,
+                column.group_key == group_key,
+                column.status == DeliveryStatus.PENDING.value,
+                column.attempts == 0,
+            )
+        ).first()
+        return _delivery(row) if row else None
+
+    def exists(self, subscription_id: uuid.UUID, group_key: str) -> bool:
+        column = tables.notification_deliveries.c
+        query = select(column.id).where(
+            column.subscription_id == subscription_id, column.group_key == group_key
+        )
+        return self._connection.execute(query).first() is not None
+
+    def add_delivery(self, delivery: Delivery) -> None:
+        self._connection.execute(
+            insert(tables.notification_deliveries).values(_delivery_row(delivery))
+        )
+
+    def save_delivery(self, delivery: Delivery, *, expected_attempts: int | None = None) -> bool:
+        """Store a delivery's new state; with `expected_attempts`, only if nobody recorded
+        another attempt meanwhile (compare-and-set). Whether it was stored."""
+        column = tables.notification_deliveries.c
+        query = update(tables.notification_deliveries).where(column.id == delivery.id)
+        if expected_attempts is not None:
+            query = query.where(column.attempts == expected_attempts)
+        return self._connection.execute(query.values(_delivery_row(delivery))).rowcount == 1
+
+    def delivery(self, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> Delivery | None:
+        column = tables.notification_deliveries.c
+        row = self._connection.execute(
+            select(tables.notification_deliveries).where(
+                column.id == delivery_id, column.tenant_id == tenant_id
+            )
+        ).first()
+        return _delivery(row) if row else None
+
+    def deliveries(
+        self,
+        tenant_id: uuid.UUID,
+        status: DeliveryStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Delivery]:
+        """A tenant's deliveries, newest first."""
+        column = tables.notification_deliveries.c
+        query = select(tables.notification_deliveries).where(column.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(column.status == status.value)
+        query = query.order_by(column.created_at.desc(), column.id).limit(limit).offset(offset)
+        return [_delivery(row) for row in self._connection.execute(query)]
+
+    def due(self, now: dt.datetime, limit: int) -> list[Delivery]:
+        """Deliveries to try now (every tenant's), the longest waiting first."""
+        column = tables.notification_deliveries.c
+        query = (
+            select(tables.notification_deliveries)
+            .where(
+                column.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
+                column.next_attempt_at <= now,
+            )
+            .order_by(column.next_attempt_at, column.id)
+            .limit(limit)
+        )
+        return [_delivery(row) for row in self._connection.execute(query)]
+
+
+def _subscription(row: Row[Any]) -> Subscription:
+    values = row._asdict()
+    return Subscription(
+        **values
+        | {
+            "events": tuple(row.events),
+            "min_tier": Tier(row.min_tier) if row.min_tier else None,
+        }
+    )
+
+
+def _delivery_row(delivery: Delivery) -> dict[str, Any]:
+    return dataclasses.asdict(delivery) | {"status": delivery.status.value}
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    return Delivery(**row._asdict() | {"status": DeliveryStatus(row.status)})
+
+
+class ConsumerCursors:
+    """`mdm_consumer_cursor`: how far each reader of the outbox has read (deployment-wide)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get(self, consumer: str, *, for_update: bool = False) -> int:
+        """The consumer's last event id (0 before it first reads); `for_update` holds it to
+        commit, so two readers of one consumer take turns."""
+        column = tables.consumer_cursors.c
+        query = select(column.last_event_id).where(column.consumer == consumer)
+        if for_update:
+            self._ensure(consumer)
+            query = query.with_for_update()
+        return self._connection.execute(query).scalar() or 0
+
+    def set(self, consumer: str, last_event_id: int, at: dt.datetime) -> None:
+        self._ensure(consumer)
+        self._connection.execute(
+            update(tables.consumer_cursors)
+            .where(tables.consumer_cursors.c.consumer == consumer)
+            .values(last_event_id=last_event_id, updated_at=at)
+        )
+
+    def all(self) -> dict[str, int]:
+        column = tables.consumer_cursors.c
+        return dict(self._connection.execute(select(column.consumer, column.last_event_id)).all())
+
+    def _ensure(self, consumer: str) -> None:
+        """The consumer's row exists (inserted once; a concurrent insert is not an error)."""
+        column = tables.consumer_cursors.c
+        if self._connection.execute(
+            select(column.consumer).where(column.consumer == consumer)
+        ).first():
+            return
+        values = {"consumer": consumer, "last_event_id": 0, "updated_at": dt.datetime.now(dt.UTC)}
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        self._connection.execute(
+            dialect.insert(tables.consumer_cursors).values(values).on_conflict_do_nothing()
+        )
+
+
+class CatalogMetrics:
+    """Aggregates `/metrics` reports, read from the store at scrape time so every replica
+    reports the same truth. Each is one grouped query."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def latest_scores(self) -> list[tuple[uuid.UUID, str, str, float]]:
+        """(tenant, canonical key, tier, score) of each tier1/tier2 field's latest profile."""
+        entity, profile = tables.global_metadata.c, tables.profiles.c
+        later = tables.profiles.alias("later").c
+        newest = (
+            select(func.max(later.created_at))
+            .where(later.tenant_id == entity.tenant_id, later.canonical_key == entity.canonical_key)
+            .correlate(tables.global_metadata)
+            .scalar_subquery()
+        )
+        query = (
+            select(entity.tenant_id, entity.canonical_key, entity.tier, profile.quality_score)
+            .join(
+                tables.profiles,
+                and_(
+                    profile.tenant_id == entity.tenant_id,
+                    profile.canonical_key == entity.canonical_key,
+                ),
+            )
+            .where(
+                entity.tier.in_([Tier.TIER1.value, Tier.TIER2.value]),
+                profile.created_at == newest,
+                profile.quality_score.is_not(None),
+            )
+        )
+        latest = {
+            (tenant, key): (tier, score)
+            for tenant, key, tier, score in self._connection.execute(query)
+        }
+        # Two profiles saved at the same instant would be two series with one name: one wins.
+        return [(tenant, key, tier, score) for (tenant, key), (tier, score) in latest.items()]
+
+    def open_incidents(self) -> list[tuple[uuid.UUID, str, int]]:
+        column = tables.quality_incidents.c
+        query = (
+            select(column.tenant_id, column.tier, func.count())
+            .where(column.status != IncidentStatus.RESOLVED.value)
+            .group_by(column.tenant_id, column.tier)
+        )
+        return [tuple(row) for row in self._connection.execute(query)]
+
+    def profile_outcomes(self) -> list[tuple[uuid.UUID, str, str, int]]:
+        """(tenant, tier, outcome, count): every profile event the outbox holds."""
+        column = tables.events.c
+        tier = column.payload["tier"].as_string()
+        query = (
+            select(column.tenant_id, tier, column.type, func.count())
+            .where(column.type.in_(PROFILE_OUTCOMES))
+            .group_by(column.tenant_id, tier, column.type)
+        )
+        return [
+            (tenant, tier, kind.rsplit(".", 1)[-1], count)
+            for tenant, tier, kind, count in self._connection.execute(query)
+        ]
+
+    def profile_durations(
+        self, buckets: Sequence[float]
+    ) -> list[tuple[str, list[int], int, float]]:
+        """Per tier: cumulative counts of profiles within each bucket (seconds), the count and
+        the sum of durations: a histogram computed by the database."""
+        profile, entity = tables.profiles.c, tables.global_metadata.c
+        seconds = profile.duration_ms / 1000.0
+        query = (
+            select(
+                entity.tier,
+                *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in buckets),
+                func.count(),
+                func.coalesce(func.sum(seconds), 0.0),
+            )
+            .join(
+                tables.global_metadata,
+                and_(
+                    entity.tenant_id == profile.tenant_id,
+                    entity.canonical_key == profile.canonical_key,
+                ),
+            )
+            .where(profile.duration_ms.is_not(None))
+            .group_by(entity.tier)
+        )
+        return [
+            (row[0], [int(n or 0) for n in row[1 : 1 + len(buckets)]], row[-2], float(row[-1]))
+            for row in self._connection.execute(query)
+        ]
+
+    def pending_approvals(self) -> list[tuple[uuid.UUID, str, str, int, dt.datetime]]:
+        """(tenant, tier, lane, count, oldest requested_at) of pending requests."""
+        column = tables.approvals.c
+        query = (
+            select(
+                column.tenant_id,
+                column.tier,
+                column.lane,
+                func.count(),
+                func.min(column.requested_at),
+            )
+            .where(column.status == ApprovalStatus.PENDING.value)
+            .group_by(column.tenant_id, column.tier, column.lane)
+        )
+        return [
+            (tenant, tier, lane, count, _utc(oldest))
+            for tenant, tier, lane, count, oldest in self._connection.execute(query)
+        ]
+
+    def decisions(self) -> list[tuple[uuid.UUID, str, int]]:
+        column = tables.approvals.c
+        query = (
+            select(column.tenant_id, column.status, func.count())
+            .where(column.status != ApprovalStatus.PENDING.value)
+            .group_by(column.tenant_id, column.status)
+        )
+        return [tuple(row) for row in self._connection.execute(query)]
+
+    def decision_times(self) -> Iterator[tuple[str, dt.datetime, dt.datetime]]:
+        """(tier, requested_at, decided_at) of decided requests, streamed."""
+        column = tables.approvals.c
+        query = select(column.tier, column.requested_at, column.decided_at).where(
+            column.decided_at.is_not(None)
+        )
+        for tier, requested, decided in self._connection.execution_options(yield_per=5000).execute(
+            query
+        ):
+            yield tier, _utc(requested), _utc(decided)
+
+    def last_event_id(self) -> int:
+        return self._connection.execute(select(func.max(tables.events.c.id))).scalar() or 0
+
+    def deliveries(self) -> list[tuple[str, int]]:
+        column = tables.notification_deliveries.c
+        query = select(column.status, func.count()).group_by(column.status)
+        return [tuple(row) for row in self._connection.execute(query)]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+_SESSION_IDENTITY = (
+    select(tables.api_tokens, tables.console_sessions.c.expires_at.label("session_expires_at"))
+    .join_from(
+        tables.console_sessions,
+        tables.api_tokens,
+        tables.api_tokens.c.id == tables.console_sessions.c.token_id,
+    )
+    .where(
+        tables.console_sessions.c.session_hash == bindparam("session_hash"),
+        tables.console_sessions.c.expires_at > bindparam("now"),
+        tables.api_tokens.c.revoked_at.is_(None),
+        (tables.api_tokens.c.expires_at.is_(None))
+        | (tables.api_tokens.c.expires_at > bindparam("now")),
+    )
+)
+
+
+class ConsoleSessionRepository:
+    """Steward console sessions, by the SHA-256 of their opaque id, each tied to a token."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(
+        self,
+        session_hash: str,
+        token: ApiToken,
+        created_at: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> None:
+        self._connection.execute(
+            insert(tables.console_sessions).values(
+                session_hash=session_hash,
+                tenant_id=token.tenant_id,
+                token_id=token.id,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+        )
+
+    def live_token(self, session_hash: str, now: dt.datetime) -> ApiToken | None:
+        """The token of a session that has not expired, while that token is live (one probe
+        by primary key, joined to the token: revocation ends the session at once)."""
+        row = self._connection.execute(
+            _SESSION_IDENTITY, {"session_hash": session_hash, "now": now}
+        ).first()
+        return _token(row) if row else None
+
+    def end(self, session_hash: str) -> None:
+        self._connection.execute(
+            delete(tables.console_sessions).where(
+                tables.console_sessions.c.session_hash == session_hash
+            )
+        )
+
+    def end_for_token(
+        self, token_id: uuid.UUID, *, expired_before: dt.datetime | None = None
+    ) -> None:
+        """End a token's sessions (all of them, or only those expired before a time)."""
+        query = delete(tables.console_sessions).where(
+            tables.console_sessions.c.token_id == token_id
+        )
+        if expired_before is not None:
+            query = query.where(tables.console_sessions.c.expires_at <= expired_before)
+        self._connection.execute(query)
 
 
 class LineageRepository:

@@ -213,6 +213,20 @@ api_tokens = Table(
     Index("ix_mdm_api_token_tenant", "tenant_id", "created_at"),
 )
 
+# Steward console sessions. The cookie carries an opaque id; only its SHA-256 is stored (a
+# leaked table opens no session). A session lives no longer than its token, and only while the
+# token is live: revoking the token ends its sessions.
+console_sessions = Table(
+    "mdm_console_session",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("token_id", Uuid, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_mdm_console_session_token", "token_id"),
+)
+
 # Quality incidents: at most one that is not resolved per entity (a partial unique index, which
 # both backends have), so two runs judging one entity at once cannot open two.
 quality_incidents = Table(

@@ -207,13 +207,13 @@ def parse_approval_id(value: uuid.UUID | str) -> uuid.UUID:
         raise InvalidInput("not a valid approval id (a UUID)", field="approval_id") from exc
 
 
-def check_reason(reason: str | None) -> str | None:
+def check_reason(reason: str | None, field: str = "reason") -> str | None:
     """A decision note, stripped; bounded and free of NUL (PostgreSQL text cannot hold it)."""
     reason = (reason or "").strip() or None
     if reason is not None:
         if len(reason) > 10_000:
-            raise InvalidInput("must be at most 10000 characters", field="reason")
-        check_no_nul(reason, "reason")
+            raise InvalidInput("must be at most 10000 characters", field=field)
+        check_no_nul(reason, field)
     return reason
 
 

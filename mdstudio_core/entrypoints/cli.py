@@ -9,6 +9,7 @@ the reason; `--json` output goes to standard out.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ from mdstudio_core.adapters.warehouse import (
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
+from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import (
     ApiToken,
     ApprovalStatus,
@@ -41,10 +43,13 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
+from mdstudio_core.domain.notifications import DeliveryStatus
 from mdstudio_core.service_layer import (
     approvals,
     catalog,
+    incidents,
     lineage,
+    notifications,
     profile_requests,
     profiling,
     tokens,
@@ -715,13 +720,181 @@ def tokens_revoke(token_id: str) -> None:
     emit(record, lambda: print_record(record))
 
 
+@cli.group("incidents")
+def incidents_group() -> None:
+    """Quality incidents: opened by failing checks, resolved by recovery or by a person."""
+
+
+INCIDENT_SUMMARY = (
+    "id",
+    "status",
+    "canonical_key",
+    "tier",
+    "last_score",
+    "opened_at",
+    "acknowledged_by",
+    "resolved_by",
+    "resolution",
+    "previous_incident_id",
+)
+
+
+def emit_incident(incident: Incident) -> None:
+    record = jsonable(incident)
+    emit(record, lambda: print_record(record, INCIDENT_SUMMARY))
+
+
+@incidents_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in IncidentStatus]))
+@click.option("--tier", type=click.Choice([t.value for t in Tier]))
+@click.option("--entity", "entity_key", help="Only incidents of this canonical key.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@common_options
+def incidents_list(
+    status: str | None, tier: str | None, entity_key: str | None, limit: int, offset: int
+) -> None:
+    """The tenant's incidents, newest first."""
+    records = jsonable(
+        incidents.list_incidents(
+            runtime().uow(),
+            identity(),
+            status=IncidentStatus(status) if status else None,
+            tier=Tier(tier) if tier else None,
+            entity_key=entity_key,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    emit(records, lambda: print_table(records, INCIDENT_SUMMARY[:6]))
+
+
+@incidents_group.command("show")
+@click.argument("incident_id")
+@common_options
+def incidents_show(incident_id: str) -> None:
+    """One incident."""
+    emit_incident(incidents.get_incident(runtime().uow(), identity(), incident_id))
+
+
+@incidents_group.command("ack")
+@click.argument("incident_id")
+@click.option("--note", help="What is being done about it.")
+@common_options
+def incidents_ack(incident_id: str, note: str | None) -> None:
+    """Acknowledge: someone is on it (the role deciding the entity's tier, or tenant_admin)."""
+    run = runtime()
+    emit_incident(incidents.acknowledge(run.uow(), identity(), incident_id, note, run.settings))
+
+
+@incidents_group.command("resolve")
+@click.argument("incident_id")
+@click.option("--reason", required=True, help="Why it is closed.")
+@common_options
+def incidents_resolve(incident_id: str, reason: str) -> None:
+    """Close an incident with a reason (the role deciding the entity's tier, or tenant_admin)."""
+    run = runtime()
+    emit_incident(incidents.resolve(run.uow(), identity(), incident_id, reason, run.settings))
+
+
+@cli.group("notifications")
+def notifications_group() -> None:
+    """Webhooks told about quality incidents (and other events), one message per run."""
+
+
+SUBSCRIPTION_SUMMARY = ("id", "host", "events", "min_tier", "created_by", "created_at")
+DELIVERY_SUMMARY = (
+    "id",
+    "status",
+    "attempts",
+    "group_key",
+    "next_attempt_at",
+    "last_status_code",
+    "last_error",
+)
+
+
+@notifications_group.command("subscribe")
+@click.option("--url", required=True, help="http(s) URL that receives the POSTs.")
+@click.option("--events", help="Comma-separated event type patterns (default quality.incident.*).")
+@click.option(
+    "--min-tier",
+    type=click.Choice([t.value for t in Tier]),
+    help="Only events of this tier or stricter.",
+)
+@common_options
+def notifications_subscribe(url: str, events: str | None, min_tier: str | None) -> None:
+    """Subscribe a webhook (tenant_admin). The signing secret is printed once."""
+    run = runtime()
+    patterns = events.split(",") if events else None
+    secret, subscription = notifications.subscribe(
+        run.uow(), identity(), url, patterns, min_tier, run.settings
+    )
+    record = jsonable({**subscription.public(), "secret": secret})
+    emit(
+        record,
+        lambda: (
+            print_record(record, SUBSCRIPTION_SUMMARY),
+            click.echo(f"secret:     {secret}"),
+            click.echo("the secret signs every delivery; it is shown only this once", err=True),
+        ),
+    )
+
+
+@notifications_group.command("list")
+@common_options
+def notifications_list() -> None:
+    """The tenant's active subscriptions (never their secrets)."""
+    found = notifications.list_subscriptions(runtime().uow(), identity())
+    records = jsonable([subscription.public() for subscription in found])
+    emit(records, lambda: print_table(records, SUBSCRIPTION_SUMMARY))
+
+
+@notifications_group.command("unsubscribe")
+@click.argument("subscription_id")
+@common_options
+def notifications_unsubscribe(subscription_id: str) -> None:
+    """End a subscription."""
+    record = jsonable(
+        notifications.unsubscribe(runtime().uow(), identity(), subscription_id).public()
+    )
+    emit(record, lambda: print_record(record, SUBSCRIPTION_SUMMARY))
+
+
+@notifications_group.command("deliveries")
+@click.option("--status", type=click.Choice([s.value for s in DeliveryStatus]))
+@click.option("--limit", type=int, default=100, show_default=True)
+@common_options
+def notifications_deliveries(status: str | None, limit: int) -> None:
+    """The tenant's deliveries, newest first."""
+    records = jsonable(
+        notifications.list_deliveries(runtime().uow(), identity(), status, limit=limit)
+    )
+    emit(records, lambda: print_table(records, DELIVERY_SUMMARY))
+
+
+@notifications_group.command("redeliver")
+@click.argument("delivery_id")
+@common_options
+def notifications_redeliver(delivery_id: str) -> None:
+    """Send a delivery again at the next tick (a dead one, say)."""
+    record = jsonable(notifications.redeliver(runtime().uow(), identity(), delivery_id))
+    emit(record, lambda: print_record(record, DELIVERY_SUMMARY))
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs)."""
+    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs), the steward
+    console (/ui/) and Prometheus metrics (/metrics)."""
+    import tempfile
+
+    # Before prometheus-client is imported anywhere: the workers count requests in files
+    # here, which any worker's /metrics sums (a fresh directory, so no stale counts).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mdstudio-metrics-")
     import uvicorn
 
     uvicorn.run(

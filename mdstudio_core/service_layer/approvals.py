@@ -160,9 +160,14 @@ def list_approvals(
     limit: int = 50,
     offset: int = 0,
     include_payload: bool = False,
+    decidable: bool = False,
+    mine: bool = False,
+    oldest_first: bool = False,
 ) -> list[ApprovalListing]:
     """The tenant's requests, newest first (the approver's inbox with `status=pending`); their
-    payload and current state only with `include_payload`."""
+    payload and current state only with `include_payload`. `decidable` keeps those the caller
+    may decide (a role they hold, not their own: the console's inbox), `mine` the caller's
+    own."""
     check_page(limit, offset, "offset")
     with uow:
         return uow.approvals.list(
@@ -175,6 +180,10 @@ def list_approvals(
             limit=limit,
             offset=offset,
             include_payload=include_payload,
+            required_roles=identity.roles if decidable else None,
+            not_requested_by=identity.user if decidable else None,
+            requested_by=identity.user if mine else None,
+            oldest_first=oldest_first,
         )
 
 

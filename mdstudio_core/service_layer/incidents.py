@@ -93,7 +93,7 @@ def acknowledge(
     settings: Settings,
 ) -> Incident:
     """Someone is on it (the role that decides the entity's tier, or a tenant admin)."""
-    note = check_reason(note)
+    note = check_reason(note, field="note")
     incident_id = parse_incident_id(incident_id)
     with uow:
         incident, role = _load(uow, identity, incident_id)

@@ -93,6 +93,7 @@ def revoke_token(uow: UnitOfWork, token_id: uuid.UUID | str) -> ApiToken:
         if uow.tokens.get(token_uuid) is None:
             raise NotFound(f"token {token_uuid} not found")
         uow.tokens.revoke(token_uuid, _now())
+        uow.console_sessions.end_for_token(token_uuid)  # its console sessions end with it
         token = uow.tokens.get(token_uuid)
         uow.commit()
     assert token is not None
@@ -102,13 +103,18 @@ def revoke_token(uow: UnitOfWork, token_id: uuid.UUID | str) -> ApiToken:
 def authenticate(uow: UnitOfWork, secret: str) -> Identity:
     """The identity a token fixes. Raises `Unauthenticated` for anything but a live token, with
     the same message whether it is malformed, unknown, expired or revoked."""
+    return live_token(uow, secret).identity
+
+
+def live_token(uow: UnitOfWork, secret: str) -> ApiToken:
+    """The record of a live token (see `authenticate`)."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > _MAX_TOKEN_LENGTH:
         raise Unauthenticated(INVALID_TOKEN)
     with uow:
         token = uow.tokens.by_hash(_hash(secret))
     if token is None or not token.live_at(_now()):
         raise Unauthenticated(INVALID_TOKEN)
-    return token.identity
+    return token
 
 
 def _hash(secret: str) -> str:

@@ -9,10 +9,14 @@ from sqlalchemy import Connection, Engine
 
 from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
+    CatalogMetrics,
+    ConsoleSessionRepository,
+    ConsumerCursors,
     EntityRepository,
     EventOutbox,
     IncidentRepository,
     LineageRepository,
+    NotificationRepository,
     PolicyRepository,
     ProfileRepository,
     TokenRepository,
@@ -29,10 +33,14 @@ class UnitOfWork:
 
     connection: Connection
     approvals: ApprovalRepository
+    console_sessions: ConsoleSessionRepository
     entities: EntityRepository
     events: EventOutbox
     incidents: IncidentRepository
     lineage: LineageRepository
+    notifications: NotificationRepository
+    cursors: ConsumerCursors
+    metrics: CatalogMetrics
     policies: PolicyRepository
     profiles: ProfileRepository
     tokens: TokenRepository
@@ -46,10 +54,14 @@ class UnitOfWork:
             self.connection = self._engine.connect()
             self._transaction = self.connection.begin()
             self.approvals = ApprovalRepository(self.connection)
+            self.console_sessions = ConsoleSessionRepository(self.connection)
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
             self.incidents = IncidentRepository(self.connection)
             self.lineage = LineageRepository(self.connection)
+            self.notifications = NotificationRepository(self.connection)
+            self.cursors = ConsumerCursors(self.connection)
+            self.metrics = CatalogMetrics(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.tokens = TokenRepository(self.connection)

@@ -17,9 +17,17 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_core.entrypoints.http import problems
+from mdstudio_core.entrypoints.http import console, problems
+from mdstudio_core.entrypoints.http.metrics import RequestMetrics
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
-from mdstudio_core.entrypoints.http.routers import approvals, catalog, events, health
+from mdstudio_core.entrypoints.http.routers import (
+    approvals,
+    catalog,
+    events,
+    health,
+    incidents,
+    notifications,
+)
 
 # Connections per process, and as many worker threads: 20 keep PostgreSQL's default 100
 # connections enough for a few server processes and the tools beside them.
@@ -64,8 +72,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.executor = executor
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     problems.install_error_handlers(app)
-    for router in (approvals.router, catalog.router, events.router, health.router):
+    for router in (
+        approvals.router,
+        catalog.router,
+        events.router,
+        health.router,
+        incidents.router,
+        notifications.router,
+    ):
         app.include_router(router)
+    console.install(app)  # the steward console, under /ui/
     app.openapi = problems.openapi(app)  # type: ignore[method-assign]
     return app

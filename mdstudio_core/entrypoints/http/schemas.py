@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.incidents import Incident
 from mdstudio_core.domain.model import CANONICAL_KEY_PATTERN, EntityStatus, Tier
+from mdstudio_core.domain.notifications import Delivery
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
 
@@ -45,6 +47,45 @@ class Rejection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(description="Why the request is turned down (required, not blank).")
+
+
+class Acknowledgement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = None
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(description="Why the incident is closed (required, not blank).")
+
+
+class NewSubscription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="http(s) URL that receives the POSTs.")
+    events: list[str] | None = Field(
+        None, description="Event type patterns (`*` wildcard); default `quality.incident.*`."
+    )
+    min_tier: Tier | None = Field(None, description="Only events of this tier or stricter.")
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    url: str
+    host: str
+    events: list[str]
+    min_tier: Tier | None
+    created_at: dt.datetime
+    created_by: str
+    unsubscribed_at: dt.datetime | None
+    secret: str | None = Field(None, description="Only in the answer to subscribing.")
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
 
 
 class _Page(BaseModel):
@@ -95,6 +136,14 @@ def _approval_out() -> type[BaseModel]:
 
 
 ApprovalOut = _approval_out()
+
+
+class IncidentPage(_Page):
+    items: list[Incident]
+
+
+class DeliveryPage(_Page):
+    items: list[Delivery]
 
 
 class ApprovalPage(_Page):

@@ -1,11 +1,14 @@
-"""`/healthz`: reachable and migrated, without authentication."""
+"""`/healthz` (reachable and migrated) and `/metrics` (Prometheus), for operators."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from mdstudio_core.adapters import migrations
+from mdstudio_core.entrypoints.http import metrics
 from mdstudio_core.entrypoints.http.problems import documented, problem
 from mdstudio_core.entrypoints.http.schemas import Health, JsonResponse
 
@@ -21,3 +24,20 @@ def healthz(request: Request) -> Response:
             503, "unavailable", "the store has no schema: run `mdstudio db upgrade`", "/healthz"
         )
     return JsonResponse({"status": "ok", "revision": revision})
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}, 401: {}},
+)
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus metrics. Open unless `MDSTUDIO_METRICS_TOKEN` is set; then the scraper sends
+    it as a bearer token."""
+    state = request.app.state
+    if not metrics.authorised(state.settings, request.headers.get("authorization")):
+        return problem(401, "unauthorized", "the metrics token is missing or wrong", "/metrics")
+    body, content_type = await asyncio.get_running_loop().run_in_executor(
+        state.executor, metrics.exposition, state.engine, state.settings
+    )
+    return Response(body, media_type=content_type)

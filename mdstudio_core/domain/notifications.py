@@ -1,0 +1,199 @@
+"""Webhook notifications: who hears about which events, how one profiling run's incidents
+become one message, what a receiver gets (signed, with an idempotency key), and when a failed
+delivery is tried again. Nothing here touches a store or the network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import hmac
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from mdstudio_core.domain.errors import InvalidInput
+from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.model import Tier
+
+DEFAULT_EVENTS = ("quality.incident.*",)
+EVENT_PATTERN = re.compile(r"^[a-z0-9_.*]{1,100}$")
+MAX_BACKOFF = dt.timedelta(hours=1)
+ERROR_EXCERPT_CHARS = 200
+SIGNATURE_HEADER = "X-Mdstudio-Signature"
+DELIVERY_HEADER = "X-Mdstudio-Delivery"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # not tried yet, or tried and due again
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the last attempt failed; it will be tried again
+    DEAD = "dead"  # out of attempts; `notifications redeliver` sends it again
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A tenant's webhook. The secret signs each body; it is shown once, at subscription."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    url: str
+    events: tuple[str, ...]
+    min_tier: Tier | None
+    created_at: dt.datetime
+    created_by: str
+    secret: str = field(repr=False)
+    unsubscribed_at: dt.datetime | None = None
+
+    @property
+    def host(self) -> str:
+        return host_of(self.url)
+
+    def wants(self, event: Event) -> bool:
+        """The event's type matches a pattern, and its tier (if it has one) is at least as
+        strict as `min_tier` (tier1 is the strictest)."""
+        if not any(fnmatch.fnmatchcase(event.type, pattern) for pattern in self.events):
+            return False
+        tier = event.payload.get("tier")
+        return self.min_tier is None or tier is None or Tier(tier) <= self.min_tier
+
+    def public(self) -> dict[str, Any]:
+        """What listings show: everything but the secret."""
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "url": self.url,
+            "host": self.host,
+            "events": list(self.events),
+            "min_tier": self.min_tier,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "unsubscribed_at": self.unsubscribed_at,
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to one subscription: the events of one group (a profiling run's, or a
+    single event's). Its id is the receiver's idempotency key."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    subscription_id: uuid.UUID
+    group_key: str
+    events: list[dict[str, Any]]
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: dt.datetime
+    created_at: dt.datetime
+    last_error: str | None = None
+    last_status_code: int | None = None
+    delivered_at: dt.datetime | None = None
+
+
+def check_url(url: str, allowed_hosts: Iterable[str] | None) -> str:
+    """An http(s) URL whose host the operator allows (`MDSTUDIO_NOTIFY_ALLOWED_HOSTS`; unset
+    allows any host)."""
+    url = (url or "").strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError as exc:
+        raise InvalidInput("not a valid URL", field="url") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("must be an http:// or https:// URL with a host", field="url")
+    if len(url) > 2000:
+        raise InvalidInput("must be at most 2000 characters", field="url")
+    if allowed_hosts is not None:
+        host = parts.hostname.lower()
+        names = (host, f"{host}:{port}") if port else (host,)
+        if not any(fnmatch.fnmatchcase(n, p) for n in names for p in allowed_hosts):
+            raise InvalidInput(
+                f"host {host} is not allowed (MDSTUDIO_NOTIFY_ALLOWED_HOSTS)", field="url"
+            )
+    return url
+
+
+def host_of(url: str) -> str:
+    """What logs and errors may name of a destination: its host, never the path (a Slack or
+    Teams webhook URL is itself a credential)."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+def check_event_patterns(patterns: Sequence[str] | None) -> tuple[str, ...]:
+    chosen = tuple(p.strip() for p in (patterns or ()) if p.strip()) or DEFAULT_EVENTS
+    for pattern in chosen:
+        if not EVENT_PATTERN.match(pattern):
+            raise InvalidInput(
+                f"{pattern!r} is not an event pattern (letters, digits, '.', '_', '*')",
+                field="events",
+            )
+    return chosen
+
+
+def group_key(event: Event) -> str:
+    """Events of one profiling run travel together; any other event alone."""
+    run_id = event.payload.get("run_id")
+    return f"run:{run_id}" if run_id else f"event:{event.id}"
+
+
+def backoff(attempts: int, base: dt.timedelta) -> dt.timedelta:
+    """The wait after the `attempts`-th failure: base, 2x, 4x, ... up to an hour. With the
+    defaults (30 s, 8 attempts) a receiver down for 30 minutes still gets everything."""
+    return min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+
+
+def message(delivery: Delivery) -> dict[str, Any]:
+    """The JSON body. `text` is what Slack and Teams incoming webhooks display as is."""
+    return {
+        "delivery_id": str(delivery.id),
+        "tenant_id": str(delivery.tenant_id),
+        "text": summary(delivery.events),
+        "events": delivery.events,
+    }
+
+
+def summary(events: Sequence[dict[str, Any]]) -> str:
+    lines = [_line(event) for event in events]
+    head = "mdstudio: " + ("1 quality event" if len(lines) == 1 else f"{len(lines)} quality events")
+    return "\n".join([head, *lines])
+
+
+def _line(event: dict[str, Any]) -> str:
+    payload = event.get("payload", {})
+    kind = str(event.get("type", "event"))
+    what = (
+        f"incident {kind.removeprefix('quality.incident.')}"
+        if kind.startswith("quality.incident.")
+        else kind
+    )
+    score, threshold = payload.get("quality_score"), payload.get("threshold")
+    measured = (
+        f" score {score:g} (minimum {threshold:g})"
+        if isinstance(score, int | float) and isinstance(threshold, int | float)
+        else ""
+    )
+    tier = payload.get("tier")
+    severity = {"tier1": "critical", "tier2": "warning"}.get(tier, "info")
+    reason = payload.get("reason") or payload.get("note")
+    return f"- [{severity}] {tier or ''} {event.get('entity_key')}: {what}{measured}" + (
+        f": {reason}" if reason else ""
+    )
+
+
+def signature(secret: str, body: bytes) -> str:
+    """`X-Mdstudio-Signature`: `sha256=` and the HMAC-SHA256 of the exact body bytes."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def excerpt(text: str) -> str:
+    """At most a short excerpt of a receiver's answer is kept."""
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_EXCERPT_CHARS else text[: ERROR_EXCERPT_CHARS - 3] + "..."

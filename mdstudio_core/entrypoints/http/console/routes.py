@@ -1,0 +1,414 @@
+"""The console's pages and forms under `/ui/`. Every rule (tenant, roles, four-eyes, staleness)
+is the services'; a refused action is shown on the page with the rule's own words."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from mdstudio_core.adapters.warehouse import ProfileError
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
+from mdstudio_core.domain.incidents import IncidentStatus
+from mdstudio_core.domain.model import ApprovalStatus, EntityType, Identity, Lane, Tier
+from mdstudio_core.entrypoints.http.console import views
+from mdstudio_core.entrypoints.http.console.web import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    as_user,
+    blocking,
+    csrf_ok,
+    forbidden,
+    form,
+    login_csrf_ok,
+    new_login_csrf,
+    not_found,
+    redirect,
+    render,
+    secure,
+    start_clock,
+    to_login,
+)
+from mdstudio_core.service_layer import approvals, catalog, console_sessions, incidents, profiling
+from mdstudio_core.service_layer.tokens import Unauthenticated
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+
+router = APIRouter(
+    prefix="/ui",
+    include_in_schema=False,
+    default_response_class=HTMLResponse,
+    dependencies=[Depends(start_clock)],
+)
+STATIC = Path(__file__).parent / "static"
+MY_REQUESTS = 100
+BAD_CSRF = "the form's CSRF token is missing or invalid: reload the page and submit it again"
+STALE = "changed since it was submitted: submit again"
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console on `app`: its stylesheet first, then the pages (the last of which
+    answers any other `/ui/` path with the 404 page)."""
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
+    app.include_router(router)
+
+
+# -- signing in ------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return _login_form(request)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    fields = await form(request)
+    if not login_csrf_ok(request, fields):
+        return forbidden(request, BAD_CSRF)
+    engine, settings = request.app.state.engine, request.app.state.settings
+    try:
+        session = await blocking(
+            request,
+            lambda: console_sessions.open_session(
+                UnitOfWork(engine), fields.get("token", ""), settings.console_session_lifetime
+            ),
+        )
+    except Unauthenticated as exc:
+        return _login_form(request, str(exc), 401)
+    response = redirect("/ui/")
+    lifetime = session.expires_at - dt.datetime.now(dt.UTC)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.id,
+        max_age=max(1, int(lifetime.total_seconds())),
+        expires=session.expires_at,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    fields = await form(request)
+    if not csrf_ok(request, fields):
+        return forbidden(request, BAD_CSRF)
+    engine, session_id = request.app.state.engine, request.cookies.get(SESSION_COOKIE, "")
+    await blocking(request, lambda: console_sessions.end_session(UnitOfWork(engine), session_id))
+    response = to_login()
+    response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
+    return response
+
+
+def _login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+    token = new_login_csrf()
+    response = render(request, "login.html", status, csrf=token, error=error)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        path="/ui/login",
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+    )
+    return response
+
+
+# -- the inbox -------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def inbox(request: Request) -> Response:
+    params = dict(request.query_params)
+    try:
+        filters = {
+            "tier": views.choice(params, "tier", Tier),
+            "lane": views.choice(params, "lane", Lane),
+            "entity_type": views.choice(params, "entity_type", EntityType),
+        }
+        offset = views.offset_of(params)
+        per_page = views.per_page_of(params)
+    except InvalidInput as exc:
+        return render(request, "error.html", 422, None, title="Invalid filter", detail=str(exc))
+    oldest_first = params.get("order", "oldest") != "newest"
+
+    def load(uow: UnitOfWork, identity: Identity) -> dict[str, Any]:
+        def page(start: int, limit: int) -> list[Any]:
+            return approvals.list_approvals(
+                uow,
+                identity,
+                status=ApprovalStatus.PENDING,
+                **filters,
+                oldest_first=oldest_first,
+                decidable=True,
+                limit=limit,
+                offset=start,
+            )
+
+        decidable = page(offset, per_page)
+        more = bool(page(offset + per_page, 1)) if len(decidable) == per_page else False
+        mine = approvals.list_approvals(
+            uow, identity, status=ApprovalStatus.PENDING, mine=True, limit=MY_REQUESTS
+        )
+        return {"decidable": decidable, "more": more, "mine": mine}
+
+    try:
+        identity, found = await as_user(request, load)
+    except Unauthenticated:
+        return to_login()
+    return render(
+        request,
+        "inbox.html",
+        identity=identity,
+        rows=[item.summary for item in found["decidable"]],
+        more=found["more"],
+        mine=[item.summary for item in found["mine"]],
+        filters={k: v.value if v else "" for k, v in filters.items()},
+        order="oldest" if oldest_first else "newest",
+        offset=offset,
+        page_size=per_page,
+        page_sizes=views.PAGE_SIZES,
+        tiers=list(Tier),
+        lanes=list(Lane),
+        entity_types=list(EntityType),
+        done=params.get("done"),
+        done_key=params.get("key"),
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
+# -- a request -------------------------------------------------------------------------------
+
+
+@router.get("/approvals/{approval_id}")
+async def request_page(request: Request, approval_id: str) -> Response:
+    return await _request_page(request, approval_id)
+
+
+@router.post("/approvals/{approval_id}/evidence")
+async def evidence(request: Request, approval_id: str) -> Response:
+    """Profile the proposed binding now (nothing is saved) and show it beside the diff."""
+    if not csrf_ok(request, await form(request)):
+        return forbidden(request, BAD_CSRF)
+    try:
+        identity, _ = await as_user(
+            request, lambda uow, who: approvals.get_approval(uow, who, approval_id)
+        )
+    except Unauthenticated:
+        return to_login()
+    except (NotFound, InvalidInput) as exc:
+        return not_found(request, None, str(exc))
+    state = request.app.state
+
+    def preview() -> profiling.Preview:
+        return profiling.preview_approval(
+            UnitOfWork(state.engine), state.settings, identity, approval_id
+        )
+
+    try:
+        found: profiling.Preview | None = await blocking(request, preview)
+        problem = None
+    except (MdstudioError, ProfileError) as exc:
+        found, problem = None, str(exc)
+    return await _request_page(request, approval_id, evidence=found, evidence_error=problem)
+
+
+@router.post("/approvals/{approval_id}/approve")
+async def approve(request: Request, approval_id: str) -> Response:
+    return await _decide(request, approval_id, "approved", approvals.approve)
+
+
+@router.post("/approvals/{approval_id}/reject")
+async def reject(request: Request, approval_id: str) -> Response:
+    return await _decide(request, approval_id, "rejected", approvals.reject)
+
+
+@router.post("/approvals/{approval_id}/cancel")
+async def cancel(request: Request, approval_id: str) -> Response:
+    return await _decide(request, approval_id, "cancelled", approvals.cancel)
+
+
+async def _decide(request: Request, approval_id: str, done: str, command: Any) -> Response:
+    fields = await form(request)
+    if not csrf_ok(request, fields):
+        return forbidden(request, BAD_CSRF)
+    reason = fields.get("reason")
+    try:
+        _, decided = await as_user(request, lambda uow, who: command(uow, who, approval_id, reason))
+    except Unauthenticated:
+        return to_login()
+    except NotFound as exc:
+        return not_found(request, None, str(exc))
+    except InvalidInput as exc:
+        if exc.field == "approval_id":
+            return not_found(request, None, str(exc))
+        return await _request_page(request, approval_id, error=str(exc), status=422)
+    except Forbidden as exc:
+        return await _request_page(request, approval_id, error=str(exc), status=403)
+    except Conflict as exc:
+        return await _request_page(request, approval_id, conflict=str(exc), status=409)
+    return redirect(f"/ui/?done={done}&key={quote(decided.entity_key, safe='')}")
+
+
+async def _request_page(
+    request: Request,
+    approval_id: str,
+    *,
+    error: str | None = None,
+    conflict: str | None = None,
+    status: int = 200,
+    evidence: profiling.Preview | None = None,
+    evidence_error: str | None = None,
+) -> Response:
+    def load(uow: UnitOfWork, identity: Identity) -> views.RequestView:
+        approval = approvals.get_approval(uow, identity, approval_id)
+        try:
+            live = catalog.get_entity(uow, identity, approval.entity_key, approval.entity_type)
+        except NotFound:
+            live = None
+        return views.RequestView.of(approval, live)
+
+    try:
+        identity, view = await as_user(request, load)
+    except Unauthenticated:
+        return to_login()
+    except (NotFound, InvalidInput) as exc:
+        return not_found(request, None, str(exc))
+    if conflict is not None:  # stale reads as the rule; already decided as the service says
+        error = f"{view.approval.entity_key} {STALE} ({conflict})" if view.stale else conflict
+    return render(
+        request,
+        "approval.html",
+        status,
+        identity,
+        view=view,
+        error=error,
+        evidence=evidence,
+        evidence_error=evidence_error,
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
+# -- an entity -------------------------------------------------------------------------------
+
+
+@router.get("/entities/{key:path}")
+async def entity_page(request: Request, key: str) -> Response:
+    def load(uow: UnitOfWork, identity: Identity) -> dict[str, Any]:
+        for entity_type in EntityType:
+            try:
+                entity = catalog.get_entity(uow, identity, key, entity_type)
+                break
+            except NotFound:
+                continue
+        else:
+            raise NotFound(f"no entity {key!r} in this tenant")
+        profiles = (
+            catalog.profile_history(uow, identity, key, 60)
+            if entity.entity_type is EntityType.GLOBAL_METADATA
+            else []
+        )
+        found = incidents.list_incidents(uow, identity, entity_key=key, limit=20)
+        return {
+            "entity": entity,
+            "profiles": profiles,
+            "incident": next((i for i in found if i.active), None),
+            "history": [a.summary for a in approvals.list_approvals(uow, identity, entity_key=key)],
+            "events": catalog.list_events(uow, identity, entity_key=key, limit=200),
+        }
+
+    try:
+        identity, page = await as_user(request, load)
+    except Unauthenticated:
+        return to_login()
+    except (NotFound, InvalidInput) as exc:
+        return not_found(request, None, str(exc))
+    profiles = page["profiles"]
+    return render(
+        request,
+        "entity.html",
+        identity=identity,
+        chart=views.score_chart(profiles),
+        latest=profiles[0] if profiles else None,
+        columns=views.column_rows(profiles[0] if profiles else None),
+        **page,
+    )
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+
+@router.get("/incidents")
+async def incidents_page(request: Request) -> Response:
+    return await _incidents_page(request)
+
+
+@router.post("/incidents/{incident_id}/acknowledge")
+async def acknowledge(request: Request, incident_id: str) -> Response:
+    return await _handle_incident(request, incident_id, incidents.acknowledge, "note")
+
+
+@router.post("/incidents/{incident_id}/resolve")
+async def resolve(request: Request, incident_id: str) -> Response:
+    return await _handle_incident(request, incident_id, incidents.resolve, "reason")
+
+
+async def _handle_incident(
+    request: Request, incident_id: str, command: Any, field: str
+) -> Response:
+    fields = await form(request)
+    if not csrf_ok(request, fields):
+        return forbidden(request, BAD_CSRF)
+    settings = request.app.state.settings
+    try:
+        await as_user(
+            request, lambda uow, who: command(uow, who, incident_id, fields.get(field), settings)
+        )
+    except Unauthenticated:
+        return to_login()
+    except NotFound as exc:
+        return not_found(request, None, str(exc))
+    except InvalidInput as exc:
+        if exc.field == "incident_id":
+            return not_found(request, None, str(exc))
+        return await _incidents_page(request, str(exc), 422)
+    except Forbidden as exc:
+        return await _incidents_page(request, str(exc), 403)
+    except Conflict as exc:
+        return await _incidents_page(request, str(exc), 409)
+    return redirect("/ui/incidents")
+
+
+async def _incidents_page(
+    request: Request, error: str | None = None, status: int = 200
+) -> Response:
+    def load(uow: UnitOfWork, identity: Identity) -> list[Any]:
+        found = [
+            incident
+            for status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+            for incident in incidents.list_incidents(uow, identity, status=status, limit=500)
+        ]
+        return sorted(found, key=lambda incident: incident.opened_at, reverse=True)
+
+    try:
+        identity, found = await as_user(request, load)
+    except Unauthenticated:
+        return to_login()
+    return render(request, "incidents.html", status, identity, incidents=found, error=error)
+
+
+# -- anything else ---------------------------------------------------------------------------
+
+
+@router.get("/{rest:path}")
+async def unknown(request: Request, rest: str) -> Response:
+    return not_found(request, None, f"there is no page at /ui/{rest}")

@@ -1,0 +1,144 @@
+"""What the pages show, computed from the services' answers: nothing here touches the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from mdstudio_core.domain.approvals import Approval
+from mdstudio_core.domain.diff import EntityDiff, diff_entity
+from mdstudio_core.domain.errors import InvalidInput
+from mdstudio_core.domain.model import ApprovalStatus, EntityType, LiveEntity
+from mdstudio_core.domain.quality import StoredProfile
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def choice(params: dict[str, str], name: str, enum: type[E]) -> E | None:
+    """An optional filter of the query string; an unknown value is invalid input naming it."""
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise InvalidInput(f"must be one of {allowed}", field=name) from None
+
+
+def offset_of(params: dict[str, str]) -> int:
+    raw = params.get("offset") or "0"
+    if not raw.isdigit() or len(raw) > 9:
+        raise InvalidInput("must be a non-negative whole number", field="offset")
+    return int(raw)
+
+
+PAGE_SIZES = (100, 500, 1000)
+
+
+def per_page_of(params: dict[str, str]) -> int:
+    """Rows per inbox page: 100 unless 500 or 1000 is asked for."""
+    raw = params.get("per_page") or str(PAGE_SIZES[0])
+    if not raw.isdigit() or int(raw) not in PAGE_SIZES:
+        raise InvalidInput(f"must be one of {', '.join(map(str, PAGE_SIZES))}", field="per_page")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as its page shows it: the diff against the live entity, and whether the
+    entity moved on since the request was made."""
+
+    approval: Approval
+    live: LiveEntity | None
+    diff: EntityDiff
+    stale: bool
+    has_binding: bool
+
+    @classmethod
+    def of(cls, approval: Approval, live: LiveEntity | None) -> RequestView:
+        live_version = live.version if live else None
+        return cls(
+            approval=approval,
+            live=live,
+            diff=diff_entity(live.as_dict() if live else None, approval.payload),
+            stale=approval.status is ApprovalStatus.PENDING
+            and live_version != approval.base_version,
+            has_binding=approval.entity_type is EntityType.GLOBAL_METADATA
+            and bool(approval.payload.get("binding")),
+        )
+
+    @property
+    def pending(self) -> bool:
+        return self.approval.status is ApprovalStatus.PENDING
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    x: float
+    y: float
+    score: float
+    label: str
+
+
+@dataclass(frozen=True)
+class ScoreChart:
+    """The quality score over time as SVG coordinates (0-100 on the y axis, one point per
+    profile, oldest on the left)."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    bottom: int
+    right: int
+    points: list[ChartPoint]
+    gridlines: list[tuple[float, int]]
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)
+
+    @property
+    def latest(self) -> ChartPoint:
+        return self.points[-1]
+
+
+def score_chart(profiles: Sequence[StoredProfile]) -> ScoreChart | None:
+    """The chart of a profile history given newest first; None when nothing was scored."""
+    scored = [p for p in reversed(profiles) if p.quality_score is not None]
+    if not scored:
+        return None
+    width, height, left, right, top, bottom = 640, 220, 44, 16, 16, 36
+    span_x, span_y = width - left - right, height - top - bottom
+
+    def y_of(score: float) -> float:
+        return top + span_y * (1 - score / 100)
+
+    step = span_x / (len(scored) - 1) if len(scored) > 1 else 0.0
+    points = [
+        ChartPoint(
+            x=left + (i * step if len(scored) > 1 else span_x / 2),
+            y=y_of(float(p.quality_score or 0)),
+            score=float(p.quality_score or 0),
+            label=p.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+        for i, p in enumerate(scored)
+    ]
+    return ScoreChart(
+        width=width,
+        height=height,
+        left=left,
+        top=top,
+        bottom=height - bottom,
+        right=width - right,
+        points=points,
+        gridlines=[(y_of(v), v) for v in (0, 25, 50, 75, 100)],
+    )
+
+
+def column_rows(profile: StoredProfile | None) -> list[dict[str, Any]]:
+    """The latest profile's per-column measures."""
+    return list(profile.columns or []) if profile else []

@@ -1,0 +1,273 @@
+"""Webhook notifications: subscriptions (a tenant admin's), turning outbox events into
+deliveries, and sending them with retries.
+
+`collect` reads the outbox after the `notification_sensor` cursor kept in the store and writes
+the deliveries and the new cursor in one transaction: an event becomes a delivery exactly once,
+whatever crashes. `send_due` posts outside any transaction and records each attempt with a
+compare-and-set, so two senders never record one attempt twice; a receiver may see a delivery
+again only when a sender dies between its POST and that record (its id is the idempotency key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import orjson
+
+from mdstudio_core.adapters import webhooks
+from mdstudio_core.config import Settings
+from mdstudio_core.domain import notifications as rules
+from mdstudio_core.domain.errors import Forbidden, InvalidInput, NotFound
+from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.model import Identity, Tier
+from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
+from mdstudio_core.service_layer.catalog import check_page
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+
+CONSUMER = "notification_sensor"
+# A run's group waits for the run to end, but no longer than this (a run stuck in a dead
+# worker must not silence its incidents).
+MAX_HOLD = dt.timedelta(hours=1)
+ADMIN_ROLE = "tenant_admin"
+
+
+def subscribe(
+    uow: UnitOfWork,
+    identity: Identity,
+    url: str,
+    events: Sequence[str] | None,
+    min_tier: Tier | str | None,
+    settings: Settings,
+) -> tuple[str, Subscription]:
+    """A new webhook; the signing secret is returned here and never shown again."""
+    _check_admin(identity)
+    subscription = Subscription(
+        id=uuid.uuid4(),
+        tenant_id=identity.tenant_id,
+        url=rules.check_url(url, settings.notify_allowed_hosts),
+        events=rules.check_event_patterns(events),
+        min_tier=_tier(min_tier),
+        created_at=_now(),
+        created_by=identity.user,
+        secret=secrets.token_urlsafe(32),
+    )
+    with uow:
+        uow.notifications.subscribe(subscription)
+        uow.commit()
+    return subscription.secret, subscription
+
+
+def list_subscriptions(uow: UnitOfWork, identity: Identity) -> list[Subscription]:
+    _check_admin(identity)
+    with uow:
+        return uow.notifications.subscriptions(identity.tenant_id)
+
+
+def unsubscribe(
+    uow: UnitOfWork, identity: Identity, subscription_id: uuid.UUID | str
+) -> Subscription:
+    _check_admin(identity)
+    subscription_id = _uuid(subscription_id, "subscription_id")
+    with uow:
+        found = uow.notifications.subscription(identity.tenant_id, subscription_id)
+        if found is None or found.unsubscribed_at is not None:
+            raise NotFound(f"subscription {subscription_id} not found")
+        now = _now()
+        uow.notifications.unsubscribe(subscription_id, now)
+        uow.commit()
+    return replace(found, unsubscribed_at=now)
+
+
+def list_deliveries(
+    uow: UnitOfWork,
+    identity: Identity,
+    status: DeliveryStatus | str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Delivery]:
+    _check_admin(identity)
+    check_page(limit, offset, "offset")
+    if status is not None:
+        try:
+            status = DeliveryStatus(status)
+        except ValueError as exc:
+            raise InvalidInput("not a delivery status", field="status") from exc
+    with uow:
+        return uow.notifications.deliveries(identity.tenant_id, status, limit, offset)
+
+
+def redeliver(uow: UnitOfWork, identity: Identity, delivery_id: uuid.UUID | str) -> Delivery:
+    """Send a delivery again (a dead one, or one already delivered) at the next tick."""
+    _check_admin(identity)
+    delivery_id = _uuid(delivery_id, "delivery_id")
+    with uow:
+        delivery = uow.notifications.delivery(identity.tenant_id, delivery_id)
+        if delivery is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        again = replace(delivery, status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=_now())
+        uow.notifications.save_delivery(again)
+        uow.commit()
+    return again
+
+
+# -- the sensor's side ------------------------------------------------------------------------
+
+
+def collect(uow: UnitOfWork, max_events: int) -> int:
+    """Turn the outbox events after the cursor into deliveries, one per subscription and group
+    (a profiling run's events together), and advance the cursor: one transaction. Returns how
+    many events were read."""
+    with uow:
+        cursor = uow.cursors.get(CONSUMER, for_update=True)
+        events = uow.events.list(after=cursor, limit=max_events)
+        if not events:
+            return 0
+        subscriptions: dict[uuid.UUID, list[Subscription]] = {}
+        for subscription in uow.notifications.subscriptions():
+            subscriptions.setdefault(subscription.tenant_id, []).append(subscription)
+        now = _now()
+        for event in events:
+            for subscription in subscriptions.get(event.tenant_id, ()):
+                if subscription.wants(event):
+                    _add_to_delivery(uow, subscription, event, now)
+        uow.cursors.set(CONSUMER, events[-1].id, now)
+        uow.commit()
+    return len(events)
+
+
+def _add_to_delivery(
+    uow: UnitOfWork, subscription: Subscription, event: Event, now: dt.datetime
+) -> None:
+    """Join the group's delivery while it is untried; a late event of a group already sent
+    goes in a delivery of its own."""
+    group = rules.group_key(event)
+    record = orjson.loads(orjson.dumps(event))
+    open_delivery = uow.notifications.open_delivery(subscription.id, group)
+    if open_delivery is not None:
+        uow.notifications.save_delivery(
+            replace(open_delivery, events=[*open_delivery.events, record])
+        )
+        return
+    if uow.notifications.exists(subscription.id, group):  # tried already
+        group = f"{group}/{event.id}"
+    uow.notifications.add_delivery(
+        Delivery(
+            id=uuid.uuid4(),
+            tenant_id=subscription.tenant_id,
+            subscription_id=subscription.id,
+            group_key=group,
+            events=[record],
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class SendReport:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0
+
+
+def send_due(
+    uow_factory: Callable[[], UnitOfWork],
+    settings: Settings,
+    *,
+    held: Callable[[str], bool] = lambda _group: False,
+    budget_seconds: float = 20.0,
+    limit: int = 200,
+) -> SendReport:
+    """Post the deliveries that are due, within a time budget (a sensor tick stays short).
+    `held(group_key)` keeps a group back while its profiling run may still add events."""
+    now = _now()
+    with uow_factory() as uow:
+        due = uow.notifications.due(now, limit)
+        targets = {s.id: s for s in uow.notifications.subscriptions(active_only=False)}
+    counts = {"delivered": 0, "failed": 0, "dead": 0, "held": 0}
+    deadline = time.monotonic() + budget_seconds
+    for delivery in due:
+        if time.monotonic() > deadline:
+            break
+        subscription = targets.get(delivery.subscription_id)
+        if subscription is None or subscription.unsubscribed_at is not None:
+            continue  # nobody to tell any more; it stays as it was, visible
+        waited = now - delivery.created_at
+        if delivery.attempts == 0 and waited < MAX_HOLD and held(delivery.group_key.split("/")[0]):
+            counts["held"] += 1
+            continue
+        outcome = _attempt(delivery, subscription, settings)
+        with uow_factory() as uow:
+            if uow.notifications.save_delivery(outcome, expected_attempts=delivery.attempts):
+                uow.commit()
+                counts[outcome.status.value] += 1
+    return SendReport(**counts)
+
+
+def _attempt(delivery: Delivery, subscription: Subscription, settings: Settings) -> Delivery:
+    body = orjson.dumps(rules.message(delivery))
+    result = webhooks.post(
+        subscription.url,
+        body,
+        {
+            rules.DELIVERY_HEADER: str(delivery.id),
+            rules.SIGNATURE_HEADER: rules.signature(subscription.secret, body),
+        },
+        settings.notify_timeout_seconds,
+    )
+    now = _now()
+    attempts = delivery.attempts + 1
+    if result.ok:
+        return replace(
+            delivery,
+            status=DeliveryStatus.DELIVERED,
+            attempts=attempts,
+            delivered_at=now,
+            last_status_code=result.status_code,
+            last_error=None,
+        )
+    out_of_attempts = attempts >= settings.notify_max_attempts
+    wait = rules.backoff(attempts, dt.timedelta(seconds=settings.notify_backoff_seconds))
+    return replace(
+        delivery,
+        status=DeliveryStatus.DEAD if out_of_attempts else DeliveryStatus.FAILED,
+        attempts=attempts,
+        next_attempt_at=now + wait,
+        last_status_code=result.status_code,
+        last_error=result.error,
+    )
+
+
+def _check_admin(identity: Identity) -> None:
+    if ADMIN_ROLE not in identity.roles:
+        raise Forbidden(f"role {ADMIN_ROLE} is required to manage notifications")
+
+
+def _tier(value: Tier | str | None) -> Tier | None:
+    if value is None or isinstance(value, Tier):
+        return value
+    try:
+        return Tier(value)
+    except ValueError as exc:
+        raise InvalidInput("must be tier1, tier2 or tier3", field="min_tier") from exc
+
+
+def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidInput("not a valid id (a UUID)", field=field) from exc
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,182 @@
+"""`GET /metrics`: the catalog's truth read from the store at scrape time (SQLite and
+PostgreSQL), requests by route template, the optional bearer; and under `mdstudio serve
+--workers 2`, requests counted across workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.model import Tier
+from mdstudio_core.entrypoints.http import create_app
+from mdstudio_core.service_layer import approvals
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from tests.factories import metadata_request, person
+from tests.http.test_serve import _free_port
+from tests.test_incidents import save
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found, name, **labels):
+    return found.get((name, frozenset(labels.items())))
+
+
+def test_the_catalog_as_prometheus_sees_it(engine, tenant):
+    client = TestClient(create_app(Settings.from_env(), engine))
+    save(engine, tenant, 40.0, "run-1")
+    save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
+    save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
+    alice = person(tenant, "alice")
+    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    decided = approvals.submit(
+        UnitOfWork(engine), alice, metadata_request(key="finance.revenue.other")
+    )
+    approvals.reject(UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), decided.id, "no")
+    client.get(f"/approvals/{uuid.uuid4()}")  # 401, under its template
+    client.get("/no/such/path")
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    found = samples(response.text)
+    t = str(tenant)
+    # Only fields with a score count, and the catalog tables hold none yet: the scores come
+    # from profiles of live fields, so the approval above adds no score.
+    assert value(found, "mdstudio_quality_threshold", tier="tier1") == 80
+    assert value(found, "mdstudio_quality_threshold", tier="tier2") == 70
+    assert value(found, "mdstudio_quality_incidents_open", tenant=t, tier="tier1") == 1
+    assert value(found, "mdstudio_quality_incidents_open", tenant=t, tier="tier2") is None
+    assert value(found, "mdstudio_profiles_total", tenant=t, tier="tier1", outcome="completed") == 1
+    assert value(found, "mdstudio_approvals_pending", tenant=t, tier="tier1", lane="kernel") == 1
+    assert value(found, "mdstudio_approval_oldest_pending_seconds", tenant=t) >= 0
+    assert value(found, "mdstudio_approvals_decided_total", tenant=t, decision="rejected") == 1
+    assert value(found, "mdstudio_approval_decision_seconds_count", tier="tier1") == 1
+    assert value(found, "mdstudio_outbox_last_event_id") > 0
+    assert value(found, "mdstudio_outbox_consumer_lag_events", consumer="approval_sensor") == (
+        value(found, "mdstudio_outbox_last_event_id")
+    )
+    requests = value(
+        found,
+        "mdstudio_http_requests_total",
+        method="GET",
+        route="/approvals/{approval_id}",
+        status="401",
+    )
+    assert requests >= 1
+    assert value(
+        found, "mdstudio_http_requests_total", method="GET", route="unmatched", status="404"
+    )
+    assert "/no/such/path" not in response.text and str(pending.id) not in response.text
+
+
+def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, tenant):
+    from tests.pipelines.conftest import DEMO_BINDING
+
+    client = TestClient(create_app(Settings.from_env(), engine))
+    for key, tier in (
+        ("finance.revenue.gross_amount", "tier1"),
+        ("sales.orders.region", "tier2"),
+        ("sales.orders.channel", "tier3"),
+    ):
+        approval = approvals.submit(
+            UnitOfWork(engine),
+            person(tenant, "alice"),
+            metadata_request(key=key, tier=tier, binding=DEMO_BINDING),
+        )
+        approvals.approve(
+            UnitOfWork(engine), person(tenant, "bob", approval.required_role), approval.id
+        )
+    save(engine, tenant, 40.0, "run-1")
+    save(engine, tenant, 88.25, "run-2")  # newer: the one reported
+    save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
+    save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
+    found = samples(client.get("/metrics").text)
+    t = str(tenant)
+    assert (
+        value(
+            found,
+            "mdstudio_quality_score",
+            tenant=t,
+            entity="finance.revenue.gross_amount",
+            tier="tier1",
+        )
+        == 88.25
+    )
+    assert (
+        value(found, "mdstudio_quality_score", tenant=t, entity="sales.orders.region", tier="tier2")
+        == 75.5
+    )
+    assert (
+        value(
+            found, "mdstudio_quality_score", tenant=t, entity="sales.orders.channel", tier="tier3"
+        )
+        is None
+    )
+    assert value(found, "mdstudio_profile_duration_seconds_count", tier="tier1") == 2
+
+
+def test_a_metrics_token_is_required_when_set(engine, monkeypatch):
+    monkeypatch.setenv("MDSTUDIO_METRICS_TOKEN", "scrape-me")
+    client = TestClient(create_app(Settings.from_env(), engine))
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert ok.status_code == 200 and "mdstudio_quality_threshold" in ok.text
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_requests_are_counted_across_workers(store_url, engine):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mdstudio_core.entrypoints.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--no-access-log",
+        ],
+        env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        for _ in range(40):  # new connections: both workers take some
+            httpx.get(f"{base}/healthz", headers={"Connection": "close"})
+        found = samples(httpx.get(f"{base}/metrics").text)
+        served = value(
+            found, "mdstudio_http_requests_total", method="GET", route="/healthz", status="200"
+        )
+        assert served >= 41  # every worker's count, whichever worker answered the scrape
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
