@@ -270,3 +270,17 @@ def test_the_inbox_pages_through_many_requests(browser, engine, tenant):
     assert inbox_ids(steward.get("/ui/?per_page=500")) == submitted
     assert inbox_ids(steward.get("/ui/?per_page=1000")) == submitted
     assert steward.get("/ui/?per_page=7").status_code == 422
+
+
+def test_a_request_on_a_field_shows_the_kpis_that_depend_on_it(browser, engine, tenant):
+    for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
+        approve(engine, tenant, submit(engine, tenant, metadata_request(key)))
+    kpi = submit(engine, tenant, kpi_request())
+    approve(engine, tenant, kpi, role=STEWARD)
+    change = submit(engine, tenant, changed(metadata_request(), label="Gross amount (EUR)"))
+    page = browser(tenant, "olga", KERNEL_OWNER).get(f"/ui/approvals/{change.id}").text
+    rows = re.findall(r'<tr data-testid="impact-row">\s*<th[^>]*><a[^>]*>([^<]+)</a>', page)
+    assert rows == ["finance.kpi.gross_margin"]
+    new_field = submit(engine, tenant, metadata_request("finance.revenue.new_field"))
+    page = browser(tenant, "olga", KERNEL_OWNER).get(f"/ui/approvals/{new_field.id}").text
+    assert 'data-testid="impact-row"' not in page

@@ -34,7 +34,14 @@ from mdstudio_core.entrypoints.http.console.web import (
     start_clock,
     to_login,
 )
-from mdstudio_core.service_layer import approvals, catalog, console_sessions, incidents, profiling
+from mdstudio_core.service_layer import (
+    approvals,
+    catalog,
+    console_sessions,
+    incidents,
+    lineage,
+    profiling,
+)
 from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -275,7 +282,11 @@ async def _request_page(
             live = catalog.get_entity(uow, identity, approval.entity_key, approval.entity_type)
         except NotFound:
             live = None
-        return views.RequestView.of(approval, live)
+        impact: list[dict[str, Any]] = []
+        if live is not None and approval.entity_type is EntityType.GLOBAL_METADATA:
+            settings = request.app.state.settings
+            impact = lineage.impact(uow, identity, settings, approval.entity_key)["kpis"]
+        return views.RequestView.of(approval, live, impact)
 
     try:
         identity, view = await as_user(request, load)

@@ -56,13 +56,17 @@ class RequestView:
     diff: EntityDiff
     stale: bool
     has_binding: bool
+    impact: list[dict[str, Any]]  # the KPIs depending on the field, with their trust
 
     @classmethod
-    def of(cls, approval: Approval, live: LiveEntity | None) -> RequestView:
+    def of(
+        cls, approval: Approval, live: LiveEntity | None, impact: list[dict[str, Any]]
+    ) -> RequestView:
         live_version = live.version if live else None
         return cls(
             approval=approval,
             live=live,
+            impact=impact,
             diff=diff_entity(live.as_dict() if live else None, approval.payload),
             stale=approval.status is ApprovalStatus.PENDING
             and live_version != approval.base_version,
