@@ -19,7 +19,7 @@ from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import sensors
-from mdstudio_pipelines.dagster_internals import store_observations
+from mdstudio_pipelines.dagster_internals import no_defs_state_storage, store_observations
 from mdstudio_pipelines.partitions import (
     CATALOG_ENTITIES,
     CATALOG_ENTITY,
@@ -392,9 +392,12 @@ def test_materializing_one_partition_from_the_ui_profiles_that_entity(env, monke
     from mdstudio_pipelines.assets import entity_profile
 
     resources = {"catalog": CatalogResource()}
-    result = dg.materialize(
-        [entity_profile], partition_key=pk, instance=env.instance, resources=resources
-    )
+    # Each materialize builds definitions; a run may leave an instance it made (and that is
+    # collected at any moment) as Dagster's defs state storage (`no_defs_state_storage`).
+    with no_defs_state_storage():
+        result = dg.materialize(
+            [entity_profile], partition_key=pk, instance=env.instance, resources=resources
+        )
     assert result.success
     [materialization] = result.asset_materializations_for_node("entity_profile")
     assert materialization.metadata["quality_score"].value == expected_demo_score()
@@ -411,13 +414,14 @@ def test_materializing_one_partition_from_the_ui_profiles_that_entity(env, monke
     env.approve(key="finance.revenue.unbound", binding=None)
     unbound = partition_key(env.tenant, "finance.revenue.unbound")
     env.instance.add_dynamic_partitions(CATALOG_ENTITIES.name, [unbound])
-    failed = dg.materialize(
-        [entity_profile],
-        partition_key=unbound,
-        instance=env.instance,
-        resources=resources,
-        raise_on_error=False,
-    )
+    with no_defs_state_storage():
+        failed = dg.materialize(
+            [entity_profile],
+            partition_key=unbound,
+            instance=env.instance,
+            resources=resources,
+            raise_on_error=False,
+        )
     assert not failed.success
 
 
