@@ -15,7 +15,7 @@ from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mdstudio_core.domain.incidents import IncidentStatus
+from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import Lane, Tier
 from mdstudio_core.service_layer import incidents
 from mdstudio_core.service_layer.profiling import ProfileTarget, record_failures, run_profiles
@@ -260,3 +260,79 @@ def test_a_malformed_incident_id_is_invalid_input_naming_the_field(catalog, tena
         with pytest.raises(InvalidInput) as caught:
             call()
         assert caught.value.field == "incident_id"
+
+
+def test_an_entity_is_judged_on_its_own_outcomes_in_its_own_tenant(catalog, tenant, demo_url):
+    """Two failures in a row open an incident here; a failure of another entity, or of the same
+    key in another tenant, is not one of them, and a passing profile breaks the streak."""
+    patient = Settings.from_env(
+        {"MDSTUDIO_INCIDENT_OPEN_AFTER": "2", "MDSTUDIO_SOURCE_DEMO_URL": demo_url}
+    )
+    other_tenant = uuid.uuid4()
+    approve_metadata(catalog, other_tenant, key=KEY, binding=DEMO_BINDING)
+    fail(catalog, other_tenant, run_id="run-b", settings=patient)
+    fail(catalog, tenant, key=TIER2_KEY, tier=Tier.TIER2, run_id="run-1", settings=patient)
+    fail(catalog, tenant, key=KEY, run_id="run-2", settings=patient)
+    assert listed(catalog, tenant) == []
+    run_profiles(UnitOfWork(catalog), patient, tenant, [ProfileTarget(KEY)], run_id="run-3")
+    fail(catalog, tenant, key=KEY, run_id="run-4", settings=patient)
+    assert listed(catalog, tenant) == []
+    fail(catalog, tenant, key=KEY, run_id="run-5", settings=patient)
+    [opened] = listed(catalog, tenant)
+    assert opened.canonical_key == KEY
+
+
+def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(engine, tenant):
+    """Written through the repository with chosen ids and times, so that neither the ids' order
+    nor another entity's incidents can stand in for the right one."""
+    t0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+
+    def resolved(n: int, key: str, days: int) -> Incident:
+        return Incident(
+            id=uuid.UUID(int=n),
+            tenant_id=tenant,
+            canonical_key=key,
+            tier=Tier.TIER1,
+            status=IncidentStatus.RESOLVED,
+            opened_at=t0,
+            opening_profile_id=None,
+            last_score=None,
+            resolved_by="mdstudio",
+            resolved_at=t0 + dt.timedelta(days=days),
+            resolution="ok",
+        )
+
+    with UnitOfWork(engine) as uow:
+        uow.incidents.add(resolved(1, KEY, days=1))
+        uow.incidents.add(resolved(2, KEY, days=2))  # resolved last
+        uow.incidents.add(resolved(3, TIER2_KEY, days=3))  # another entity's, later still
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        active, previous = uow.incidents.latest(tenant, KEY)
+        assert (active, previous.id) == (None, uuid.UUID(int=2))
+        for n in (1, 2, 3):
+            assert uow.incidents.get(tenant, uuid.UUID(int=n)).id == uuid.UUID(int=n)
+        assert uow.incidents.get(uuid.uuid4(), uuid.UUID(int=1)) is None
+        # Listed newest first; incidents opened at the same time, by id; all by default.
+        assert [i.id for i in uow.incidents.list(tenant)] == [uuid.UUID(int=n) for n in (1, 2, 3)]
+
+
+def test_handling_is_refused_with_the_reason(catalog, tenant):
+    fail(catalog, tenant)
+    [opened] = listed(catalog, tenant)
+    steward = person(tenant, "sam", STEWARD)
+    with pytest.raises(Forbidden) as caught:
+        incidents.acknowledge(UnitOfWork(catalog), steward, opened.id, None, Settings())
+    assert str(caught.value) == (
+        f"role {KERNEL_OWNER} (the role that decides this tier) or tenant_admin is required to "
+        "handle this incident"
+    )
+    owner = person(tenant, "olga", KERNEL_OWNER)
+    with pytest.raises(InvalidInput) as caught:
+        opened.resolve(
+            owner, KERNEL_OWNER, "", dt.datetime.now(dt.UTC), Settings().quality_thresholds
+        )
+    assert caught.value.reason == "a reason is required to resolve an incident"
+    with pytest.raises(InvalidInput) as caught:
+        incidents.get_incident(UnitOfWork(catalog), owner, "nope")
+    assert caught.value.reason == "not a valid incident id (a UUID)"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.events import NewEvent, validate_event
-from mdstudio_core.domain.model import EntityStatus, EntityType, Tier
+from mdstudio_core.domain.model import ApiToken, EntityStatus, EntityType, Tier
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
@@ -198,3 +198,24 @@ def test_the_outbox_appends_in_order_and_pages_by_id_count_and_bytes(engine, ten
         assert uow.events.list(after=first, max_bytes=2 * size) == big[:2]
         assert uow.events.list(after=first, max_bytes=3 * size - 1) == big[:2]
         assert uow.events.list(after=first, max_bytes=3 * size) == big
+
+
+def test_what_a_run_saved_is_looked_up_in_that_run_only(engine, tenant):
+    saved = stored_profile(tenant, KEY, T0)
+    with UnitOfWork(engine) as uow:
+        uow.profiles.add(saved)
+        assert uow.profiles.saved_in_run(saved.run_id, [saved.entity_urn]) == {saved.entity_urn}
+        assert uow.profiles.saved_in_run("another-run", [saved.entity_urn]) == set()
+
+
+def test_a_token_is_dead_from_the_instant_it_expires():
+    token = ApiToken(uuid.uuid4(), uuid.uuid4(), "ana", ("steward",), T0, T0, None)
+    assert not token.live_at(T0)
+    assert token.live_at(T0 - dt.timedelta(microseconds=1))
+
+
+def test_a_live_entity_is_shown_with_its_tenant(engine, tenant):
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    with UnitOfWork(engine) as uow:
+        shown = uow.entities.get(EntityType.GLOBAL_METADATA, tenant, KEY).as_dict()
+    assert shown["tenant_id"] == str(tenant) and shown["canonical_key"] == KEY
