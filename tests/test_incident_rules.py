@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
+from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.incidents import (
     Incident,
     IncidentPolicy,
@@ -252,3 +253,19 @@ def test_a_resolved_incident_is_not_resolved_twice():
     actor = person(TENANT, "olga", KERNEL_OWNER)
     with pytest.raises(Conflict, match="already resolved"):
         incident(IncidentStatus.RESOLVED).resolve(actor, KERNEL_OWNER, "again", NOW, THRESHOLDS)
+
+
+def test_an_event_read_back_is_shown_as_json():
+    _, new = judge([failed(), failed()])
+    shown = Event(**dataclasses.asdict(new), id=42).to_json()
+    assert shown == {
+        "id": 42,
+        "type": "quality.incident.opened",
+        "tenant_id": str(TENANT),
+        "entity_type": "GLOBAL_METADATA",
+        "entity_key": KEY,
+        "correlation_id": str(new.correlation_id),
+        "actor": "mdstudio",
+        "occurred_at": "2026-03-01T12:00:00+00:00",
+        "payload": new.payload,
+    }

@@ -126,6 +126,8 @@ def test_merged_events_keep_every_id_the_highest_priority_and_any_force():
     assert merged.event_ids == (1, 2, 3)
     assert merged.force is True
     assert merged.priority is Priority.HIGH
+    [urgent] = candidates_from_events([due(1, priority="high"), due(2, priority="low")])
+    assert urgent.priority is Priority.HIGH
     [later] = candidates_from_events([due(1, priority="low"), due(2, priority="normal")])
     assert (later.priority, later.force, later.approval_id) == (
         Priority.NORMAL,

@@ -236,19 +236,20 @@ def test_a_failing_table_costs_only_its_own_entities(engine, tenant, demo_url):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     broken = "finance.broken"
     approve_metadata(engine, tenant, key=broken, binding={**DEMO_BINDING, "table": "orders_gone"})
+    elsewhere = "finance.elsewhere"  # the demo warehouse has no schema `sales`
+    approve_metadata(engine, tenant, key=elsewhere, binding={**DEMO_BINDING, "schema": "sales"})
 
     outcome = run_profiles(
         UnitOfWork(engine),
         settings(demo_url),
         tenant,
-        [ProfileTarget(KEY), ProfileTarget(broken)],
+        [ProfileTarget(KEY), ProfileTarget(broken), ProfileTarget(elsewhere)],
         run_id="r",
     )
     assert [saved.result.canonical_key for saved in outcome.profiles] == [KEY]
-    assert list(outcome.failed) == [broken]
+    assert sorted(outcome.failed) == [broken, elsewhere]
     assert "orders_gone" in outcome.failed[broken]  # the ProfileError's own text: what to fix
-    [(_, key, payload)] = events(engine, "metadata.profile.failed")
-    assert key == broken
+    [payload] = [p for _, k, p in events(engine, "metadata.profile.failed") if k == broken]
     assert payload == {
         "canonical_key": broken,
         "tier": "tier1",
@@ -408,3 +409,18 @@ def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(engine, t
     with pytest.raises(InvalidInput, match="only GLOBAL_METADATA") as caught:
         preview_approval(UnitOfWork(engine), settings(demo_url), alice, kpi.id)
     assert caught.value.field == "approval_id"
+
+
+def test_each_column_keeps_its_type_and_range_as_measured(engine, tenant, demo_url):
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    outcome = run_profiles(
+        UnitOfWork(engine), settings(demo_url), tenant, [ProfileTarget(KEY)], run_id="r"
+    )
+    [saved] = outcome.profiles
+    measured = [(c.name, c.data_type, c.min, c.max) for c in saved.result.columns]
+    assert measured == [  # demo/warehouse.py, by hand
+        ("order_id", "integer", 1, 20),
+        ("gross_amount", "float", -15.0, 300.0),
+        ("currency", "varchar(3)", "", "usd"),
+    ]
+    assert saved.result.tenant_id == tenant

@@ -74,12 +74,14 @@ def test_a_batch_lookup_returns_exactly_the_entities_asked_for(engine, tenant):
 
 def test_a_scheduled_pass_reads_active_bound_entities_of_one_tier(engine, tenant):
     approve_metadata(engine, tenant, key="finance.t1", binding=DEMO_BINDING)
+    approve_metadata(engine, tenant, key="finance.a_t1", binding=DEMO_BINDING)
     approve_metadata(engine, tenant, key="finance.t2", tier="tier2", binding=DEMO_BINDING)
     approve_metadata(engine, tenant, key="finance.unbound", binding=None)
     approve_metadata(engine, tenant, key="finance.draft", binding=DEMO_BINDING, lane="draft")
     with UnitOfWork(engine) as uow:
-        [bound] = uow.entities.bound(Tier.TIER1)
+        [first, bound] = uow.entities.bound(Tier.TIER1)  # by key within a tenant
         [tier2] = uow.entities.bound(Tier.TIER2)
+    assert first.canonical_key == "finance.a_t1"
     assert (bound.canonical_key, bound.entity_type, bound.status) == (
         "finance.t1",
         EntityType.GLOBAL_METADATA,
@@ -122,7 +124,7 @@ def test_profile_history_is_newest_first_twenty_by_default(engine, tenant):
 
 
 def test_tokens_are_listed_oldest_first_then_by_id(engine, tenant):
-    ids = [uuid.UUID(int=n) for n in (3, 1, 2)]
+    ids = [uuid.UUID(int=n) for n in (3, 2, 1)]
     with UnitOfWork(engine) as uow:
         for n, token_id in enumerate(ids):
             at = T0 if n else T0 - dt.timedelta(days=1)  # the first is the oldest
