@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -10,7 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.domain.model import Identity
+from mdstudio_core.domain.model import Identity, entity_urn
+from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.service_layer import approvals
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 STEWARD = "metadata_steward"
 KERNEL_OWNER = "kernel_owner"
@@ -171,3 +175,54 @@ def create_blobs(url: str) -> None:
             "|| k), '') FROM generate_series(1, 6000) k) AS body FROM generate_series(1, 40) g"
         )
     engine.dispose()
+
+
+def approve_metadata(engine: Engine, tenant: uuid.UUID, **request: Any) -> uuid.UUID:
+    """Submit `metadata_request(**request)` as alice and approve it as bob holding the role it
+    needs: the entity is live. Returns the approval's id."""
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(**request)
+    )
+    decider = person(tenant, "bob", pending.required_role)
+    return approvals.approve(UnitOfWork(engine), decider, pending.id).id
+
+
+# The demo orders table (demo/warehouse.py) bound by one field; its score, 91.89, is computed by
+# hand in tests/pipelines/test_pipelines.py.
+DEMO_BINDING = {
+    "source": "demo",
+    "table": "orders",
+    "columns": [
+        {"name": "order_id", "unique": True},
+        {"name": "gross_amount", "min": 0},
+        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
+    ],
+}
+DEMO_SCORE = 91.89
+
+
+def stored_profile(
+    tenant: uuid.UUID, key: str, at: dt.datetime, score: float | None = 90.0
+) -> StoredProfile:
+    """A saved profile of `key`, taken at `at` in a run of its own."""
+    return StoredProfile(
+        id=uuid.uuid4(),
+        tenant_id=tenant,
+        entity_urn=entity_urn(tenant, key),
+        canonical_key=key,
+        quality_score=score,
+        completeness=None,
+        uniqueness=None,
+        validity=None,
+        row_count=1,
+        columns=[],
+        score_note=None,
+        details={},
+        trigger="manual",
+        approval_id=None,
+        run_id=str(uuid.uuid4()),
+        sql=None,
+        sample=None,
+        duration_ms=1,
+        created_at=at,
+    )

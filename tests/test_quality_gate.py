@@ -37,3 +37,11 @@ def test_thresholds_are_per_tier_and_described():
     unscored = quality_gate(Tier.TIER1, None, "table is empty", thresholds)
     assert unscored.description == "not scored (table is empty)"
     assert quality_gate(Tier.TIER3, 5, None, thresholds).threshold is None
+
+
+def test_an_unscored_profile_without_a_note_is_described_as_such():
+    verdict = quality_gate(Tier.TIER2, None, None, QualityThresholds())
+    assert verdict.description == "not scored (no scored column)"
+    assert quality_gate(Tier.TIER3, 42.5, None, QualityThresholds()).description == (
+        "tier3: informational, score 42.5"
+    )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -473,7 +474,8 @@ class EventOutbox:
 
 def _bounded_by_bytes(page: Select[Any], max_bytes: int) -> Select[Any]:
     """The rows of `page` (ordered by id) whose payloads, summed in order, stay within
-    `max_bytes`: the first row always, the next ones while the running total allows."""
+    `max_bytes`: the first row always (alone when it is larger), the next ones while the running
+    total, theirs included, is at most `max_bytes`."""
     rows = page.subquery()
     size = func.length(cast(rows.c.payload, Text))
     sized = select(
@@ -481,7 +483,7 @@ def _bounded_by_bytes(page: Select[Any], max_bytes: int) -> Select[Any]:
     ).subquery()
     return (
         select(*(sized.c[name] for name in tables.events.c.keys()))  # noqa: SIM118
-        .where(sized.c.running - sized.c.size < max_bytes)
+        .where(or_(sized.c.running <= max_bytes, sized.c.running == sized.c.size))
         .order_by(sized.c.id)
     )
 

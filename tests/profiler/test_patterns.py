@@ -36,12 +36,28 @@ ACCEPTED = [
     r"a\.b\-c\\d\t",
     "a|",
     "x}",
+    # bracket expressions away from the start, with a leading ] or -, escapes as range ends
+    r"ab[^x]",
+    r"[-a]",
+    r"[]-a]",
+    r"[^-\d]",
+    r"[\.-a]",
+    r"[+-\.]",
+    r"[a-cx-z]",
+    r"(?i)a+",
+    r"^X",
+    r"X*",
 ]
 
 # (pattern, what the refusal names)
 REFUSED = [
     (r"(\w)\1", r"\1 at position 4 is not accepted: backreferences"),
-    (r"(?=a)", "(?= at position 0 is not accepted: the only group constructs"),
+    (
+        r"(?=a)",
+        "(?= at position 0 is not accepted: the only group constructs are (...) and (?:...); "
+        "lookaround, named groups and inline flags do not run on both engines ((?i) is accepted "
+        "at the very start only)",
+    ),
     (r"a(?!b)", "(?! at position 1"),
     (r"(?<=a)b", "(?< at position 0"),
     (r"(?P<user>[a-z]+)@", "(?P at position 0"),
@@ -66,10 +82,34 @@ REFUSED = [
     (r"[[:nope:]]", "[:nope:] at position 1 is not accepted"),
     (r"[\d-z]", "- at position 3 is not accepted: a range must join two single characters"),
     (r"[a-\w]", "- at position 2 is not accepted: a range must end at a single character"),
-    (r"(?i)é", "(?i) at position 0 is not accepted: case-insensitive matching of non-ASCII"),
+    (
+        r"(?i)é",
+        "(?i) at position 0 is not accepted: case-insensitive matching of non-ASCII letters "
+        "differs (PostgreSQL folds ASCII letters only); spell both cases out, e.g. [éÉ]",
+    ),
     ("([a-z]", "not a regular expression RE2 accepts: missing )"),
     ("[a-z", "[ at position 0 is not accepted: the bracket expression is not closed"),
-    ("a\\", "at position 1 is not accepted: the pattern ends in a lone backslash"),
+    ("a\\", "\\ at position 1 is not accepted: the pattern ends in a lone backslash"),
+    ("[\\", "\\ at position 1 is not accepted: the pattern ends in a lone backslash"),
+    ("[\\d", "[ at position 0 is not accepted: the bracket expression is not closed"),
+    ("[a-", "[ at position 0 is not accepted: the bracket expression is not closed"),
+    (r"[\d-z", "- at position 3 is not accepted: a range must join two single characters"),
+    (r"[]\d-z]", "- at position 4 is not accepted: a range must join two single characters"),
+    (r"[^a-\d]", "- at position 3 is not accepted: a range must end at a single character"),
+    (r"[a-c-e]", "- at position 4 is not accepted: a range must join two single characters"),
+    (r"\A*", "* at position 2 is not accepted: there is nothing before it to repeat"),
+    (r"*a", "* at position 0 is not accepted: there is nothing before it to repeat"),
+    (r"(?i)*", "* at position 4 is not accepted: there is nothing before it to repeat"),
+    (r"(?:*a)", "* at position 3 is not accepted: there is nothing before it to repeat"),
+    (r"(*a)", "* at position 1 is not accepted: there is nothing before it to repeat"),
+    ("\\d\\", "\\ at position 2 is not accepted: the pattern ends in a lone backslash"),
+    ("[a]\\", "\\ at position 3 is not accepted: the pattern ends in a lone backslash"),
+    (
+        r"x[[=a=]]",
+        "[ at position 2 is not accepted: inside brackets only [:name:] classes are accepted "
+        "([.x.] and [=x=] do not run on both engines); write \\[ for a literal [",
+    ),
+    (r"[[:word:][:nope:]]", "[:nope:] at position 9 is not accepted: not a character class both"),
 ]
 
 

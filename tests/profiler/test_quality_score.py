@@ -170,3 +170,44 @@ def test_rule_that_cannot_apply_leaves_validity_unscored() -> None:
 def test_no_columns() -> None:
     s = quality_score([])
     assert s.quality_score is None and s.score_note == "no columns bound"
+
+
+def test_every_unscored_dimension_says_why_in_the_column_notes() -> None:
+    """The notes are what a steward reads under a profile: each names the dimension left out and
+    why, once, after the measurement's own notes."""
+    measured = col("all_null", n=4, nn=0, unique=True, rules=["min"]).model_copy(
+        update={"notes": ["sampled"]}
+    )
+    s = quality_score(
+        [
+            col("empty", n=0, nn=0, unique=True, rules=["min"]),
+            col("optional", n=1, nn=1, nullable=True),
+            measured,
+            col("unmeasured", n=3, nn=3, rules=["pattern"]),
+            col("cast", n=3, nn=3, not_applied=["min"]),
+        ]
+    )
+    assert {c.name: c.notes for c in s.columns} == {
+        "empty": ["not scored: table is empty"],
+        "optional": [
+            "completeness not scored: column is declared nullable",
+            "column not scored: no dimension applies (nullable, no unique, no rules)",
+        ],
+        "all_null": [
+            "sampled",
+            "uniqueness not scored: no non-null values",
+            "validity not scored: no non-null values",
+        ],
+        "unmeasured": ["validity not scored: valid count not measured"],
+        "cast": ["validity not scored: a declared value rule cannot apply to this column"],
+    }
+    assert s.score_note is None
+
+
+def test_the_score_note_says_why_nothing_was_scored() -> None:
+    assert quality_score([]).score_note == "no columns bound"
+    assert quality_score([col(n=0, nn=0)]).score_note == "table is empty"
+    assert quality_score([col(n=2, nn=2, nullable=True)]).score_note == (
+        "no column has a scored dimension (every column is nullable without unique or value "
+        "rules, or has no non-null values)"
+    )
