@@ -890,11 +890,19 @@ def notifications_redeliver(delivery_id: str) -> None:
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs), the steward
     console (/ui/) and Prometheus metrics (/metrics)."""
+    import atexit
+    import shutil
+    import signal
     import tempfile
 
     # Before prometheus-client is imported anywhere: the workers count requests in files
     # here, which any worker's /metrics sums (a fresh directory, so no stale counts).
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mdstudio-metrics-")
+    counts = tempfile.mkdtemp(prefix="mdstudio-metrics-")
+    atexit.register(shutil.rmtree, counts, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = counts
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again with the handler it found:
+    # make that handler an exit, so the directory above is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     import uvicorn
 
     uvicorn.run(
