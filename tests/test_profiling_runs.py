@@ -17,15 +17,17 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import InvalidInput, NotFound
-from mdstudio_core.domain.model import Tier, Trigger, entity_urn
+from mdstudio_core.domain.model import Binding, Tier, Trigger, entity_urn
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.profiling import (
+    BoundEntity,
     ProfileTarget,
     RunOutcome,
     load_profiled,
     preview_approval,
     preview_entity,
+    profile_table,
     record_failures,
     run_profiles,
     table_label,
@@ -424,3 +426,62 @@ def test_each_column_keeps_its_type_and_range_as_measured(engine, tenant, demo_u
         ("currency", "varchar(3)", "", "usd"),
     ]
     assert saved.result.tenant_id == tenant
+
+
+def test_an_entity_skipped_or_refused_spares_the_targets_after_it(engine, tenant, demo_url):
+    """Unbound, refused and profiled targets in one run: each is handled on its own, and the
+    refusal is recorded under the run; a source open to the tenant is profiled."""
+    approve_metadata(engine, tenant, key="finance.unbound", binding=None)
+    refused = "finance.refused"
+    approve_metadata(engine, tenant, key=refused, binding={**DEMO_BINDING, "source": "closed"})
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    run_settings = settings(
+        demo_url,
+        MDSTUDIO_SOURCE_DEMO_TENANTS=str(tenant),
+        MDSTUDIO_SOURCE_CLOSED_URL=demo_url,
+        MDSTUDIO_SOURCE_CLOSED_TENANTS=str(uuid.uuid4()),
+    )
+    targets = [ProfileTarget(key) for key in ("finance.unbound", refused, KEY)]
+
+    outcome = run_profiles(UnitOfWork(engine), run_settings, tenant, targets, run_id="r")
+
+    assert list(outcome.unbound) == ["finance.unbound"]
+    assert list(outcome.failed) == [refused]
+    assert [saved.result.canonical_key for saved in outcome.profiles] == [KEY]
+    [(_, key, payload)] = events(engine, "metadata.profile.failed")
+    assert (key, payload["run_id"]) == (refused, "r")
+
+
+def test_a_run_profiles_with_the_limits_of_its_entities_tier(engine, tenant, demo_url):
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    hurried = settings(demo_url, MDSTUDIO_TIER1_TIMEOUT_SECONDS="0.000000001")
+
+    outcome = run_profiles(UnitOfWork(engine), hurried, tenant, [ProfileTarget(KEY)], run_id="r")
+
+    assert outcome.profiles == []
+    assert "exceeded the statement timeout of 1e-09 s" in outcome.failed[KEY]
+
+
+def test_a_retried_failure_still_records_the_entities_not_recorded_yet(engine, tenant):
+    other = "finance.revenue.other"
+    for key in (KEY, other):
+        approve_metadata(engine, tenant, key=key, binding=DEMO_BINDING)
+    real = Settings.from_env({})
+    record_failures(UnitOfWork(engine), real, tenant, [(KEY, Tier.TIER1)], "r", "down")
+    both = [(KEY, Tier.TIER1), (other, Tier.TIER1)]
+    record_failures(UnitOfWork(engine), real, tenant, both, "r", "down")
+    assert [key for _, key, _ in events(engine, "metadata.profile.failed")] == [KEY, other]
+
+
+def test_a_profile_carries_each_dimension_and_names_its_table_with_the_schema(demo_url):
+    demo = sa.create_engine(demo_url)
+    scores = []
+    for binding in (DEMO_BINDING, {**DEMO_BINDING, "schema": "main"}):
+        entity = BoundEntity(KEY, Binding.model_validate(binding))
+        [result] = profile_table([entity], engine_for=lambda _source: demo)
+        scores.append((result.table, result.completeness, result.uniqueness, result.validity))
+    demo.dispose()
+    assert scores == [
+        ("orders", 0.95, 0.95, pytest.approx(0.8411764705882353)),
+        ("main.orders", 0.95, 0.95, pytest.approx(0.8411764705882353)),
+    ]

@@ -12,14 +12,17 @@ import pytest
 from pydantic import BaseModel, ValidationError, model_validator
 
 from mdstudio_core.domain.approvals import (
+    MAX_JSON_DEPTH,
     ApprovalListing,
     _invalid,
+    check_depth,
     check_no_nul,
     check_policy_change,
+    check_reason,
     parse_approval_id,
     validate_request,
 )
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from mdstudio_core.domain.events import validate_event
 from mdstudio_core.domain.model import ApprovalStatus, Binding, ColumnRule, Tier
 from mdstudio_core.service_layer import approvals, tokens
@@ -260,3 +263,142 @@ def test_a_binding_is_stored_under_its_public_names_without_empty_fields():
     assert orjson.loads(orjson.dumps(stored)) == stored
     no_schema = Binding.model_validate({"source": "wh", "table": "t", "columns": [{"name": "id"}]})
     assert "schema" not in no_schema.to_json()
+
+
+# -- the bounds and refusals of request validation, exactly (each was a surviving mutant) ------
+
+
+def nested(depth: int) -> object:
+    """A JSON value `depth` levels deep (a scalar counts no level): lists and objects alternate,
+    with a scalar sibling at every level."""
+    value: object = 1
+    for level in range(depth):
+        value = {"x": value, "s": 0} if level % 2 else [value, 0]
+    return value
+
+
+def test_json_is_refused_one_level_past_the_depth_limit_naming_the_deepest_path():
+    check_depth(nested(MAX_JSON_DEPTH))
+    check_depth(nested(3), limit=3)
+    check_depth("a string is no level", limit=0)
+    refused = refusal(check_depth, nested(MAX_JSON_DEPTH + 1))
+    assert refused.reason == f"is nested deeper than {MAX_JSON_DEPTH} levels"
+    assert refused.field == "[0].x" * 16
+    assert refusal(check_depth, [[]], limit=1).field == "[0]"
+    assert refusal(check_depth, {"a": {"b": {}}}, limit=2).field == "a.b"
+    assert refusal(check_depth, {"a": 1}, limit=0).field == "request"
+
+
+def test_a_request_nested_too_deeply_names_the_payload_path():
+    request = metadata_request()
+    request["payload"]["binding"] = nested(MAX_JSON_DEPTH - 1)
+    refused = refusal(validate_request, request)
+    assert refused.field == "payload.binding" + "[0].x" * 15
+    assert refused.reason == f"is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def test_a_request_that_is_no_object_is_named_as_the_request():
+    refused = refusal(validate_request, ["GLOBAL_METADATA"])
+    assert (refused.field, refused.reason) == ("request", "the request must be a JSON object")
+
+
+def test_a_payload_json_cannot_store_is_refused_as_the_payload():
+    refused = refusal(validate_request, metadata_request(label=2**64))
+    assert refused.field == "payload"
+    assert refused.reason.startswith("is not storable JSON: ")
+
+
+def test_a_payload_of_exactly_the_allowed_size_passes_and_one_byte_more_is_refused():
+    request = metadata_request()
+    size = len(orjson.dumps(request["payload"]))
+    validate_request(request, max_payload_bytes=size)
+    with pytest.raises(PayloadTooLarge) as caught:
+        validate_request(request, max_payload_bytes=size - 1)
+    assert caught.value.field == "payload"
+    assert caught.value.reason == (
+        f"is {size} bytes of JSON, more than the {size - 1} allowed (MDSTUDIO_MAX_PAYLOAD_BYTES)"
+    )
+
+
+def test_a_nul_character_in_a_request_is_refused_naming_its_field():
+    refused = refusal(validate_request, metadata_request(description="a\x00b"))
+    assert (refused.field, refused.reason) == (
+        "payload.description",
+        "must not contain NUL characters",
+    )
+
+
+def test_a_request_on_a_lane_its_tier_may_not_use_is_told_which_lanes_it_may():
+    refused = refusal(validate_request, metadata_request(tier="tier1", lane="governed"))
+    assert (refused.field, refused.reason) == (
+        "lane",
+        "tier1 changes go through the draft or kernel lane",
+    )
+
+
+def test_a_key_or_tier_contradicting_the_payload_is_refused_with_both_values():
+    request = metadata_request()
+    request["entity_key"] = "finance.revenue.other"
+    refused = refusal(validate_request, request)
+    assert (refused.field, refused.reason) == (
+        "entity_key",
+        "does not match payload.canonical_key ('finance.revenue.gross_amount')",
+    )
+    request = metadata_request(tier="tier2")
+    request["payload"]["tier"] = "tier3"
+    refused = refusal(validate_request, request)
+    assert (refused.field, refused.reason) == (
+        "payload.tier",
+        "tier3 does not match the request's tier tier2",
+    )
+
+
+def plain_json(value: object) -> bool:
+    """Whether `value` is made of JSON's own types only (no enum, date or other subclass)."""
+    if type(value) is dict:
+        return all(type(k) is str and plain_json(v) for k, v in value.items())
+    if type(value) is list:
+        return all(plain_json(item) for item in value)
+    return value is None or type(value) in (str, int, float, bool)
+
+
+def test_the_state_of_a_request_and_a_binding_with_date_bounds_are_plain_json():
+    binding = {
+        "schema": "sales",
+        "table": "orders",
+        "columns": [{"name": "ordered_on", "min": "2020-01-01", "max": "2030-12-31"}],
+    }
+    assert Binding.model_validate(binding).to_json() == {
+        "source": "warehouse",
+        "schema": "sales",
+        "table": "orders",
+        "columns": [
+            {
+                "name": "ordered_on",
+                "nullable": False,
+                "unique": False,
+                "min": "2020-01-01",
+                "max": "2030-12-31",
+            }
+        ],
+    }
+    _, state = validate_request(metadata_request(binding=binding))
+    assert plain_json(state)
+    assert state["status"] == "active"
+    assert state["binding"]["columns"][0]["min"] == "2020-01-01"
+
+
+def test_a_decision_note_is_stripped_bounded_at_ten_thousand_characters_and_may_be_empty():
+    assert check_reason(None) is None
+    assert check_reason("   ") is None
+    assert check_reason("  looks right ") == "looks right"
+    assert check_reason("x" * 10_000) == "x" * 10_000
+    refused = refusal(check_reason, "x" * 10_001, field="note")
+    assert (refused.field, refused.reason) == ("note", "must be at most 10000 characters")
+
+
+def test_a_token_is_mds_and_43_characters_and_authenticates_as_its_identity(engine, tenant):
+    identity = person(tenant, "alice", "metadata_steward")
+    secret, _ = tokens.create_token(UnitOfWork(engine), identity)
+    assert secret.startswith("mds_") and len(secret) == len("mds_") + 43
+    assert tokens.authenticate(UnitOfWork(engine), secret) == identity

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import ApiToken, EntityStatus, EntityType, Tier
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -221,3 +222,62 @@ def test_a_live_entity_is_shown_with_its_tenant(engine, tenant):
     with UnitOfWork(engine) as uow:
         shown = uow.entities.get(EntityType.GLOBAL_METADATA, tenant, KEY).as_dict()
     assert shown["tenant_id"] == str(tenant) and shown["canonical_key"] == KEY
+
+
+def test_entities_are_read_back_with_their_type_and_listed_by_key(engine, tenant):
+    for key in ("finance.revenue.zeta", "finance.revenue.alpha", "finance.revenue.mid"):
+        approve_metadata(engine, tenant, key=key, binding=None)
+    with UnitOfWork(engine) as uow:
+        found = uow.entities.get(EntityType.GLOBAL_METADATA, tenant, "finance.revenue.mid")
+        listed = uow.entities.list(EntityType.GLOBAL_METADATA, tenant)
+    assert found is not None and found.entity_type is EntityType.GLOBAL_METADATA
+    assert [entity.canonical_key for entity in listed] == [
+        "finance.revenue.alpha",
+        "finance.revenue.mid",
+        "finance.revenue.zeta",
+    ]
+
+
+def incident(tenant: uuid.UUID, status: IncidentStatus, opened_at: dt.datetime) -> Incident:
+    resolved = status is IncidentStatus.RESOLVED
+    return Incident(
+        id=uuid.uuid4(),
+        tenant_id=tenant,
+        canonical_key=KEY,
+        tier=Tier.TIER1,
+        status=status,
+        opened_at=opened_at,
+        opening_profile_id=None,
+        last_score=50.0,
+        resolved_by="bob" if resolved else None,
+        resolved_at=opened_at + dt.timedelta(hours=1) if resolved else None,
+    )
+
+
+def test_an_entitys_latest_incidents_are_its_active_one_and_its_last_resolved_one(engine, tenant):
+    open_one = incident(tenant, IncidentStatus.OPEN, T0)
+    with UnitOfWork(engine) as uow:
+        uow.incidents.add(open_one)
+        assert uow.incidents.latest(tenant, KEY) == (open_one, None)
+        resolved = incident(tenant, IncidentStatus.RESOLVED, T0 - dt.timedelta(days=1))
+        uow.incidents.add(resolved)
+        assert uow.incidents.latest(tenant, KEY) == (open_one, resolved)
+
+
+def test_incidents_are_listed_a_hundred_at_a_time_by_default(engine, tenant):
+    with UnitOfWork(engine) as uow:
+        for minute in range(101):
+            opened = T0 + dt.timedelta(minutes=minute)
+            uow.incidents.add(incident(tenant, IncidentStatus.RESOLVED, opened))
+        listed = uow.incidents.list(tenant)
+    assert len(listed) == 100
+    assert listed[0].opened_at == T0 + dt.timedelta(minutes=100)
+
+
+def test_the_unit_of_work_keeps_the_outbox_readers_cursors(engine):
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.get("a_reader") == 0
+        uow.cursors.set("a_reader", 7, T0)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.get("a_reader") == 7
