@@ -45,6 +45,7 @@ from mdstudio_core.domain.model import (
     Priority,
     ProfileReason,
     Tier,
+    parse_id,
 )
 
 # Who approves what, unless a tenant overrides it. Overrides may name a tier or "*" for every
@@ -199,12 +200,7 @@ def validate_request(
 
 
 def parse_approval_id(value: uuid.UUID | str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise InvalidInput("not a valid approval id (a UUID)", field="approval_id") from exc
+    return parse_id(value, "approval_id")
 
 
 def check_reason(reason: str | None, field: str = "reason") -> str | None:

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from mdstudio_core.domain.errors import InvalidInput
 from mdstudio_core.domain.patterns import check_pattern
 
 
@@ -475,3 +476,15 @@ class ProfileLimits:
             if any(s is None for s in samples)
             else min(s for s in samples if s is not None),
         )
+
+
+def parse_id(value: uuid.UUID | str, field: str) -> uuid.UUID:
+    """An id given at an edge (CLI argument, form field): a UUID, else invalid input naming
+    the field (`approval_id` reads "not a valid approval id (a UUID)")."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        what = field.replace("_", " ")
+        raise InvalidInput(f"not a valid {what} (a UUID)", field=field) from exc

@@ -10,9 +10,9 @@ import uuid
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import incidents as rules
 from mdstudio_core.domain.approvals import TIER_LANE, check_reason, required_role
-from mdstudio_core.domain.errors import InvalidInput, NotFound
+from mdstudio_core.domain.errors import NotFound
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
-from mdstudio_core.domain.model import Identity, Tier
+from mdstudio_core.domain.model import Identity, Tier, parse_id
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -77,7 +77,7 @@ def list_incidents(
 
 
 def get_incident(uow: UnitOfWork, identity: Identity, incident_id: uuid.UUID | str) -> Incident:
-    incident_id = parse_incident_id(incident_id)
+    incident_id = parse_id(incident_id, "incident_id")
     with uow:
         incident = uow.incidents.get(identity.tenant_id, incident_id)
     if incident is None:
@@ -94,7 +94,7 @@ def acknowledge(
 ) -> Incident:
     """Someone is on it (the role that decides the entity's tier, or a tenant admin)."""
     note = check_reason(note, field="note")
-    incident_id = parse_incident_id(incident_id)
+    incident_id = parse_id(incident_id, "incident_id")
     with uow:
         incident, role = _load(uow, identity, incident_id)
         updated, event = incident.acknowledge(
@@ -115,7 +115,7 @@ def resolve(
 ) -> Incident:
     """Closed by a person, with the reason."""
     reason = check_reason(reason)
-    incident_id = parse_incident_id(incident_id)
+    incident_id = parse_id(incident_id, "incident_id")
     with uow:
         incident, role = _load(uow, identity, incident_id)
         updated, event = incident.resolve(
@@ -125,15 +125,6 @@ def resolve(
         uow.events.append([event])
         uow.commit()
     return updated
-
-
-def parse_incident_id(value: uuid.UUID | str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise InvalidInput("not a valid incident id (a UUID)", field="incident_id") from exc
 
 
 def _load(uow: UnitOfWork, identity: Identity, incident_id: uuid.UUID) -> tuple[Incident, str]:

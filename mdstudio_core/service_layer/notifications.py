@@ -24,7 +24,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain import notifications as rules
 from mdstudio_core.domain.errors import Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
-from mdstudio_core.domain.model import Identity, Tier
+from mdstudio_core.domain.model import Identity, Tier, parse_id
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -72,7 +72,7 @@ def unsubscribe(
     uow: UnitOfWork, identity: Identity, subscription_id: uuid.UUID | str
 ) -> Subscription:
     _check_admin(identity)
-    subscription_id = _uuid(subscription_id, "subscription_id")
+    subscription_id = parse_id(subscription_id, "subscription_id")
     with uow:
         found = uow.notifications.subscription(identity.tenant_id, subscription_id)
         if found is None or found.unsubscribed_at is not None:
@@ -104,7 +104,7 @@ def list_deliveries(
 def redeliver(uow: UnitOfWork, identity: Identity, delivery_id: uuid.UUID | str) -> Delivery:
     """Send a delivery again (a dead one, or one already delivered) at the next tick."""
     _check_admin(identity)
-    delivery_id = _uuid(delivery_id, "delivery_id")
+    delivery_id = parse_id(delivery_id, "delivery_id")
     with uow:
         delivery = uow.notifications.delivery(identity.tenant_id, delivery_id)
         if delivery is None:
@@ -258,15 +258,6 @@ def _tier(value: Tier | str | None) -> Tier | None:
         return Tier(value)
     except ValueError as exc:
         raise InvalidInput("must be tier1, tier2 or tier3", field="min_tier") from exc
-
-
-def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise InvalidInput("not a valid id (a UUID)", field=field) from exc
 
 
 def _now() -> dt.datetime:

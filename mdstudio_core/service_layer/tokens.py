@@ -15,7 +15,7 @@ import secrets
 import uuid
 
 from mdstudio_core.domain.errors import InvalidInput, NotFound
-from mdstudio_core.domain.model import ApiToken, Identity
+from mdstudio_core.domain.model import ApiToken, Identity, parse_id
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 TOKEN_PREFIX = "mds_"
@@ -85,10 +85,7 @@ def list_tokens(uow: UnitOfWork, tenant_id: uuid.UUID | None = None) -> list[Api
 
 def revoke_token(uow: UnitOfWork, token_id: uuid.UUID | str) -> ApiToken:
     """End a token now. Revoking it again changes nothing (it stays revoked since the first)."""
-    try:
-        token_uuid = uuid.UUID(str(token_id))
-    except ValueError as exc:
-        raise InvalidInput("not a valid token id (a UUID)", field="token_id") from exc
+    token_uuid = parse_id(token_id, "token_id")
     with uow:
         if uow.tokens.get(token_uuid) is None:
             raise NotFound(f"token {token_uuid} not found")
