@@ -208,12 +208,12 @@ def main() -> None:
         defs = load_defs()
         tracemalloc.start()
         started = time.perf_counter()
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=instance,
             definitions=defs,
             resources={"catalog": CatalogResource()},
-        )
-        result = defs.resolve_sensor_def("approval_sensor")(context)
+        ) as context:
+            result = defs.resolve_sensor_def("approval_sensor")(context)
         in_process_s = time.perf_counter() - started
         peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()

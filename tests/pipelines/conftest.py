@@ -1,6 +1,7 @@
 """The pipelines' shared fixture: a temporary Dagster instance beside a store on each backend,
 the demo warehouse, and a driver for the sensor and the profiling job in process."""
 
+import datetime as dt
 import uuid
 from pathlib import Path
 
@@ -70,13 +71,13 @@ class Env:
         """One sensor evaluation (it records its observations itself), with the side effects
         the daemon commits with the tick."""
         defs = self.defs = load_defs()  # from the store as it is now (a reloaded location)
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             definitions=defs,
             resources={"catalog": CatalogResource()},
-        )
-        result = defs.resolve_sensor_def("approval_sensor")(context)
+        ) as context:
+            result = defs.resolve_sensor_def("approval_sensor")(context)
         if isinstance(result, dg.SkipReason):
             return result
         assert not result.asset_events
@@ -86,6 +87,19 @@ class Env:
             )
         self.cursor = result.cursor
         return result
+
+    def schedule(self, name: str, when: dt.datetime):
+        """One evaluation of the schedule `name` for its tick at `when`. The context is closed
+        at once: an evaluation context enters an instance of its own, and one left for the
+        garbage collector resets Dagster's current defs state storage whenever it is collected,
+        to a disposed instance's (`load_defs` then fails in a later test)."""
+        schedule = load_defs().resolve_schedule_def(name)
+        with dg.build_schedule_context(
+            instance=self.instance,
+            scheduled_execution_time=when,
+            resources={"catalog": CatalogResource()},
+        ) as context:
+            return schedule(context)
 
     def run(self, run_request):
         job = (self.defs or load_defs()).resolve_job_def("profile_tables_job")

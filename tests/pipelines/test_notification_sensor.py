@@ -22,10 +22,10 @@ from tests.webhook_receiver import Receiver
 
 def notification_tick(env):
     defs = load_defs()
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=env.instance, definitions=defs, resources={"catalog": CatalogResource()}
-    )
-    return defs.resolve_sensor_def("notification_sensor")(context)
+    ) as context:
+        return defs.resolve_sensor_def("notification_sensor")(context)
 
 
 def cursors(env):

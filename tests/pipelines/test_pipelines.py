@@ -308,20 +308,12 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
     env.approve()
     env.approve(key="finance.revenue.unbound", binding=None)
     env.approve(key="finance.revenue.tier2", tier="tier2")
-    resources = {"catalog": CatalogResource()}
-    tier1_profiling_schedule = load_defs().resolve_schedule_def("tier1_profiling_schedule")
     when = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
-    context = dg.build_schedule_context(
-        instance=env.instance, scheduled_execution_time=when, resources=resources
-    )
-    [request] = tier1_profiling_schedule(context)
+    [request] = env.schedule("tier1_profiling_schedule", when)
     assert request.run_key.startswith("tier1_profiling_schedule:2026-11-26T02:00:")
     assert request.tags["mdstudio/trigger"] == "schedule"
     assert env.run(request).success
-    context = dg.build_schedule_context(
-        instance=env.instance, scheduled_execution_time=when, resources=resources
-    )
-    assert isinstance(tier1_profiling_schedule(context), dg.SkipReason)
+    assert isinstance(env.schedule("tier1_profiling_schedule", when), dg.SkipReason)
     skips = [
         o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
     ]
@@ -334,13 +326,8 @@ def test_tier2_schedule_covers_active_tier2_and_skips_deprecated_and_drafts(env)
     env.approve(key="finance.t2.deprecated", tier="tier2", status="deprecated")
     env.approve(key="finance.t2.draft", tier="tier2", lane="draft")
     env.approve(key="finance.t1.active")
-    tier2_profiling_schedule = load_defs().resolve_schedule_def("tier2_profiling_schedule")
-    context = dg.build_schedule_context(
-        instance=env.instance,
-        scheduled_execution_time=dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC),
-        resources={"catalog": CatalogResource()},
-    )
-    [request] = tier2_profiling_schedule(context)
+    when = dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC)
+    [request] = env.schedule("tier2_profiling_schedule", when)
     [table] = request.run_config["ops"]["profile_tables"]["config"]["tables"]
     assert table["canonical_keys"] == ["finance.t2.active"]
     assert request.tags["mdstudio/tier"] == "tier2"
@@ -458,8 +445,10 @@ from mdstudio_pipelines.definitions import defs
 
 with dg.instance_for_test() as instance:
     defs = defs()
-    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
-    result = defs.resolve_sensor_def("approval_sensor")(context)
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=defs.resources
+    ) as context:
+        result = defs.resolve_sensor_def("approval_sensor")(context)
     print(result.cursor, len(result.run_requests))
 """
 
