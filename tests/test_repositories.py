@@ -1,6 +1,8 @@
 """Repository contracts the services lean on, checked directly on both backends: the entity
 compare-and-set, batch lookups returning only what was asked, profile history's page and order,
-a run saving an entity once, and token listing order. (Surviving mutants of `make mutation`
+a run saving an entity once, token listing order, notification subscriptions and deliveries
+(order, paging, when due, which are open), console sessions, the outbox readers' cursors, and
+the lineage reads (tenant names, the graph, latest profiles, KPI trust). (Surviving mutants of `make mutation`
 showed that no test told these apart from their broken variants.)"""
 
 from __future__ import annotations
@@ -8,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
+from mdstudio_core.domain.lineage import TrustState
 from mdstudio_core.domain.model import ApiToken, EntityStatus, EntityType, Tier
+from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
@@ -281,3 +286,260 @@ def test_the_unit_of_work_keeps_the_outbox_readers_cursors(engine):
         uow.commit()
     with UnitOfWork(engine) as uow:
         assert uow.cursors.get("a_reader") == 7
+
+
+def subscription(tenant: uuid.UUID, n: int, created_at: dt.datetime) -> Subscription:
+    return Subscription(
+        id=uuid.UUID(int=n),
+        tenant_id=tenant,
+        url=f"https://hooks.example.com/{n}",
+        events=("quality.*",),
+        min_tier=None,
+        created_at=created_at,
+        created_by="ana",
+        secret="s3cret",
+    )
+
+
+def test_subscriptions_are_found_by_id_and_listed_oldest_first_then_by_id(engine, tenant):
+    with UnitOfWork(engine) as uow:
+        for n, at in [(3, T0 - dt.timedelta(days=1)), (2, T0), (1, T0)]:  # 1 and 2 tie
+            uow.notifications.subscribe(subscription(tenant, n, at))
+        uow.notifications.subscribe(subscription(uuid.uuid4(), 4, T0))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        listed = [s.id.int for s in uow.notifications.subscriptions(tenant)]
+        found = uow.notifications.subscription(tenant, uuid.UUID(int=1))
+        elsewhere = uow.notifications.subscription(tenant, uuid.UUID(int=4))
+    assert listed == [3, 1, 2]
+    assert found == subscription(tenant, 1, T0)
+    assert elsewhere is None
+
+
+SUBSCRIPTION = uuid.UUID(int=100)
+
+
+def delivery(
+    tenant: uuid.UUID,
+    n: int,
+    *,
+    subscription_id: uuid.UUID = SUBSCRIPTION,
+    group_key: str | None = None,
+    status: DeliveryStatus = DeliveryStatus.PENDING,
+    attempts: int = 0,
+    next_attempt_at: dt.datetime = T0,
+    created_at: dt.datetime = T0,
+) -> Delivery:
+    return Delivery(
+        id=uuid.UUID(int=n),
+        tenant_id=tenant,
+        subscription_id=subscription_id,
+        group_key=group_key or f"run:{n}",
+        events=[{"n": n}],
+        status=status,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        created_at=created_at,
+    )
+
+
+def test_a_tenants_deliveries_are_listed_newest_first_then_by_id_a_page_at_a_time(engine, tenant):
+    later = T0 + dt.timedelta(hours=1)
+    with UnitOfWork(engine) as uow:
+        for n, at in [(3, later), (2, T0), (1, T0)]:  # 1 and 2 tie
+            uow.notifications.add_delivery(delivery(tenant, n, created_at=at))
+        uow.notifications.add_delivery(delivery(tenant, 4, status=DeliveryStatus.DEAD))
+        uow.notifications.add_delivery(delivery(uuid.uuid4(), 5, created_at=later))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+
+        def page(**kwargs: Any) -> list[int]:
+            return [d.id.int for d in uow.notifications.deliveries(tenant, **kwargs)]
+
+        assert page(status=DeliveryStatus.PENDING) == [3, 1, 2]
+        assert page(status=DeliveryStatus.PENDING, limit=2) == [3, 1]
+        assert page(status=DeliveryStatus.PENDING, offset=1) == [1, 2]
+        assert page() == [3, 1, 2, 4]
+
+
+def test_deliveries_are_due_once_their_time_has_come_the_longest_waiting_first(engine, tenant):
+    """Pending or failed deliveries whose next attempt is at or before now, by that time then
+    by id, every tenant's; delivered and dead ones never."""
+    hour = dt.timedelta(hours=1)
+    with UnitOfWork(engine) as uow:
+        for n, status, at in [
+            (4, DeliveryStatus.PENDING, T0 - hour),
+            (2, DeliveryStatus.FAILED, T0),
+            (3, DeliveryStatus.PENDING, T0 - hour),
+            (5, DeliveryStatus.PENDING, T0 + dt.timedelta(microseconds=1)),
+            (6, DeliveryStatus.DELIVERED, T0 - 2 * hour),
+            (7, DeliveryStatus.DEAD, T0 - 2 * hour),
+        ]:
+            owner = tenant if n % 2 else uuid.uuid4()
+            uow.notifications.add_delivery(
+                delivery(owner, n, status=status, attempts=n % 2, next_attempt_at=at)
+            )
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert [d.id.int for d in uow.notifications.due(T0, 10)] == [3, 4, 2]
+        assert [d.id.int for d in uow.notifications.due(T0, 2)] == [3, 4]
+
+
+def test_an_open_delivery_is_one_of_that_subscription_and_group_not_tried_yet(engine, tenant):
+    """New events join the group's delivery only while it has not been tried; `exists` says
+    whether the subscription has any delivery of the group."""
+    mine, theirs = SUBSCRIPTION, uuid.UUID(int=200)
+    untried = delivery(tenant, 1, subscription_id=mine, group_key="run:1")
+    with UnitOfWork(engine) as uow:
+        uow.notifications.add_delivery(untried)
+        uow.notifications.add_delivery(
+            delivery(tenant, 2, subscription_id=mine, group_key="run:2", attempts=1)
+        )
+        assert uow.notifications.open_delivery(mine, "run:1") == untried
+        assert uow.notifications.open_delivery(theirs, "run:1") is None
+        assert uow.notifications.open_delivery(mine, "run:2") is None  # tried, due again
+        assert uow.notifications.exists(mine, "run:1")
+        assert uow.notifications.exists(mine, "run:2")
+        assert not uow.notifications.exists(theirs, "run:1")
+        assert not uow.notifications.exists(mine, "run:3")
+
+
+def test_ending_a_tokens_expired_sessions_ends_those_expired_by_then_only(engine, tenant):
+    hour = dt.timedelta(hours=1)
+    token_id, other_id = uuid.UUID(int=1), uuid.UUID(int=2)
+    with UnitOfWork(engine) as uow:
+        uow.tokens.add(token_id, "hash-1", person(tenant, "ana", "steward"), T0 - 9 * hour, None)
+        uow.tokens.add(other_id, "hash-2", person(tenant, "bo", "steward"), T0 - 9 * hour, None)
+        [token, other] = sorted(uow.tokens.list(tenant), key=lambda t: t.id)
+        for session, owner, expires_at in [
+            ("old", token, T0 - hour),
+            ("just", token, T0),
+            ("new", token, T0 + hour),
+            ("theirs", other, T0 - hour),
+        ]:
+            uow.console_sessions.add(session, owner, T0 - 2 * hour, expires_at)
+        uow.console_sessions.end_for_token(token_id, expired_before=T0)
+        live = {
+            session: getattr(uow.console_sessions.live_token(session, T0 - 2 * hour), "id", None)
+            for session in ("old", "just", "new", "theirs")
+        }
+    assert live == {"old": None, "just": None, "new": token_id, "theirs": other_id}
+
+
+def test_each_outbox_reader_keeps_its_own_cursor_from_zero(engine):
+    """Reading a cursor creates nothing; locking one creates it at 0; each `set` moves only
+    that reader's cursor and stamps the time."""
+    later = T0 + dt.timedelta(hours=2)
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.get("unread") == 0
+        assert uow.cursors.get("locked", for_update=True) == 0
+        uow.cursors.set("a_reader", 7, T0)
+        uow.cursors.set("b_reader", 3, T0)
+        uow.cursors.set("a_reader", 9, later)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.all() == {"locked": 0, "a_reader": 9, "b_reader": 3}
+        column = tables.consumer_cursors.c
+        stamped = dict(uow.connection.execute(sa.select(column.consumer, column.updated_at)).all())
+    assert (stamped["a_reader"], stamped["b_reader"]) == (later, T0)
+
+
+A, B = uuid.UUID(int=1), uuid.UUID(int=2)
+
+
+def test_tenant_names_are_set_per_tenant_read_by_id_and_taken_by_another(engine):
+    with UnitOfWork(engine) as uow:
+        uow.lineage.set_tenant_name(A, "acme", "ana", T0)
+        uow.lineage.set_tenant_name(B, "beta", "bo", T0)
+        uow.lineage.set_tenant_name(A, "acme_eu", "ana", T0)  # renames A only
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.lineage.tenant_names() == {A: "acme_eu", B: "beta"}
+        assert uow.lineage.tenant_names([A]) == {A: "acme_eu"}
+        assert uow.lineage.tenant_names([]) == {}
+        assert uow.lineage.name_taken("beta", A) is True
+        assert uow.lineage.name_taken("acme_eu", A) is False  # its own name
+        assert uow.lineage.name_taken("gamma", A) is False
+
+
+def add_entity(
+    uow: UnitOfWork,
+    entity_type: EntityType,
+    tenant: uuid.UUID,
+    key: str,
+    status: EntityStatus = EntityStatus.ACTIVE,
+    binding: dict[str, Any] | None = DEMO_BINDING,
+) -> None:
+    if entity_type is EntityType.KPI:
+        fields = {"name": key, "expression": "a / b", "depends_on": ["finance.a", "finance.b"]}
+    else:
+        fields = {"label": key, "domain": "finance", "data_type": "int", "binding": binding}
+    state = {"canonical_key": key, "tier": "tier2", "status": status.value, **fields}
+    uow.entities.insert(entity_type, tenant, uuid.uuid4(), state, "ana", T0)
+
+
+def test_the_lineage_graph_reads_every_tenants_live_bound_fields_and_active_kpis(engine):
+    """By tenant, then key; deprecated or unbound fields and draft or deprecated KPIs are left
+    out."""
+    field, kpi = EntityType.GLOBAL_METADATA, EntityType.KPI
+    with UnitOfWork(engine) as uow:
+        for entity_type in (field, kpi):
+            for tenant, key in [(B, "finance.a"), (A, "finance.b"), (A, "finance.a")]:
+                add_entity(uow, entity_type, tenant, key)
+            add_entity(uow, entity_type, A, "finance.c", EntityStatus.DEPRECATED)
+        add_entity(uow, field, A, "finance.d", binding=None)
+        add_entity(uow, kpi, A, "finance.e", EntityStatus.DRAFT)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        fields = uow.lineage.bound_fields()
+        kpis = uow.lineage.active_kpis()
+        b_kpis = uow.lineage.active_kpis(B)
+    listed = [(A, "finance.a"), (A, "finance.b"), (B, "finance.a")]
+    assert [(e.tenant_id, e.canonical_key) for e in fields] == listed
+    assert [(e.tenant_id, e.canonical_key) for e in kpis] == listed
+    assert [(e.tenant_id, e.canonical_key) for e in b_kpis] == [(B, "finance.a")]
+    assert {e.entity_type for e in fields} == {field}
+    assert {e.entity_type for e in kpis} == {kpi}
+
+
+def test_the_latest_profile_of_each_asked_field_is_its_own_tenants_newest(engine):
+    hour = dt.timedelta(hours=1)
+    with UnitOfWork(engine) as uow:
+        for tenant, key, at, score in [
+            (A, "finance.k1", T0, 80.0),
+            (A, "finance.k1", T0 + hour, 85.0),
+            (B, "finance.k1", T0 + 2 * hour, 60.0),
+            (A, "finance.k2", T0, None),
+            (A, "finance.k3", T0, 10.0),
+        ]:
+            uow.profiles.add(stored_profile(tenant, key, at, score))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        latest = uow.lineage.latest_profiles(A, ["finance.k1", "finance.k2", "finance.none"])
+    assert latest == {"finance.k1": (85.0, T0 + hour), "finance.k2": (None, T0)}
+
+
+def trust(tenant: uuid.UUID, key: str, score: float) -> TrustState:
+    inputs = [{"canonical_key": "finance.a", "score": score}]
+    return TrustState(tenant, key, score, "finance.a", inputs, T0)
+
+
+def test_a_kpis_trust_state_is_saved_and_read_per_tenant_and_key(engine):
+    a1, a2, b1 = (
+        trust(A, "finance.k1", 80.0),
+        trust(A, "finance.k2", 70.0),
+        trust(B, "finance.k1", 60.0),
+    )
+    with UnitOfWork(engine) as uow:
+        for state in (a1, a2, b1):
+            uow.lineage.save_trust(state, exists=False)
+        a1 = dataclasses.replace(a1, trust_score=40.0, impacted=True, below_streak=2)
+        uow.lineage.save_trust(a1, exists=True)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.lineage.trust_states(A, ["finance.k1", "finance.k2"]) == {
+            "finance.k1": a1,
+            "finance.k2": a2,
+        }
+        assert uow.lineage.trust_states(A, ["finance.k1"]) == {"finance.k1": a1}
+        assert uow.lineage.trust_states(B, ["finance.k1", "finance.k2"]) == {"finance.k1": b1}
