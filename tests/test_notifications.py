@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 
@@ -21,6 +22,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain import notifications as rules
 from mdstudio_core.domain.errors import Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.model import Tier
+from mdstudio_core.domain.notifications import Delivery, DeliveryStatus
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -31,6 +33,7 @@ from tests.webhook_receiver import Receiver
 
 KEY = "finance.revenue.gross_amount"
 OTHER = "finance.revenue.net_amount"
+HOUR = dt.timedelta(hours=1)
 
 
 @pytest.fixture
@@ -342,3 +345,242 @@ def test_the_http_api(engine, tenant, monkeypatch, receiver):
     assert client.delete(f"/notifications/{listed['id']}", headers=other).status_code == 404
     assert client.delete(f"/notifications/{listed['id']}", headers=headers).status_code == 200
     assert client.get("/notifications", headers=headers).json()["items"] == []
+
+
+# -- what the services say, and how a tick treats each delivery -------------------------------
+
+THIRD = "finance.revenue.tax_amount"
+
+
+def now():
+    return dt.datetime.now(dt.UTC)
+
+
+def add_deliveries(engine, subscription, groups, status=DeliveryStatus.PENDING, start=None):
+    """Deliveries written straight to the store, one a second from `start`."""
+    start = start or now()
+    with UnitOfWork(engine) as uow:
+        for n, group in enumerate(groups):
+            at = start + dt.timedelta(seconds=n)
+            delivery = Delivery(
+                id=uuid.uuid4(),
+                tenant_id=subscription.tenant_id,
+                subscription_id=subscription.id,
+                group_key=group,
+                events=[],
+                status=status,
+                attempts=0,
+                next_attempt_at=at,
+                created_at=at,
+            )
+            uow.notifications.add_delivery(delivery)
+        uow.commit()
+
+
+REFUSALS = {
+    "min_tier": (
+        lambda uow, who, settings: notifications.subscribe(
+            uow, who, "https://x.example/h", None, "tier9", settings
+        ),
+        "min_tier: must be tier1, tier2 or tier3",
+    ),
+    "status": (
+        lambda uow, who, settings: notifications.list_deliveries(uow, who, "lost"),
+        "status: not a delivery status",
+    ),
+    "offset": (
+        lambda uow, who, settings: notifications.list_deliveries(uow, who, offset=-1),
+        "offset: must not be negative",
+    ),
+    "delivery_id": (
+        lambda uow, who, settings: notifications.redeliver(uow, who, "nope"),
+        "delivery_id: not a valid delivery id (a UUID)",
+    ),
+    "subscription_id": (
+        lambda uow, who, settings: notifications.unsubscribe(uow, who, "nope"),
+        "subscription_id: not a valid subscription id (a UUID)",
+    ),
+}
+
+
+@pytest.mark.parametrize("field", list(REFUSALS))
+def test_a_refusal_names_the_field_and_says_why(engine, tenant, settings, field):
+    """What the CLI and the API show an admin who typed something wrong."""
+    call, text = REFUSALS[field]
+    with pytest.raises(InvalidInput) as refused:
+        call(UnitOfWork(engine), admin(tenant), settings)
+    assert refused.value.field == field and str(refused.value) == text
+
+
+def test_an_unknown_id_is_not_found_by_name(engine, tenant):
+    missing = uuid.uuid4()
+    with pytest.raises(NotFound) as absent:
+        notifications.redeliver(UnitOfWork(engine), admin(tenant), missing)
+    assert str(absent.value) == f"delivery {missing} not found"
+    with pytest.raises(NotFound) as absent:
+        notifications.unsubscribe(UnitOfWork(engine), admin(tenant), missing)
+    assert str(absent.value) == f"subscription {missing} not found"
+
+
+def test_the_secret_has_256_bits_and_the_operator_allow_list_applies(
+    engine, tenant, monkeypatch, receiver
+):
+    monkeypatch.setenv("MDSTUDIO_NOTIFY_ALLOWED_HOSTS", "*.slack.com")
+    settings = Settings.from_env()
+    with pytest.raises(InvalidInput, match=r"host 127\.0\.0\.1 is not allowed"):
+        subscribe(engine, tenant, receiver.url, settings)
+    secret, _ = subscribe(engine, tenant, "https://hooks.slack.com/services/T/B/X", settings)
+    assert len(secret) == 43  # 32 random bytes, URL-safe base64
+
+
+def test_unsubscribing_returns_when_and_a_second_time_is_not_found(engine, tenant, settings):
+    _, subscription = subscribe(engine, tenant, "https://x.example/h", settings)
+    before = now()
+    ended = notifications.unsubscribe(UnitOfWork(engine), admin(tenant), subscription.id)
+    assert ended.id == subscription.id and before <= ended.unsubscribed_at <= now()
+    with pytest.raises(NotFound):
+        notifications.unsubscribe(UnitOfWork(engine), admin(tenant), subscription.id)
+
+
+def test_deliveries_are_listed_newest_first_by_status_and_page(engine, tenant, settings):
+    _, subscription = subscribe(engine, tenant, "https://x.example/h", settings)
+    add_deliveries(engine, subscription, ["a", "b", "c"], start=now() - HOUR)
+    add_deliveries(engine, subscription, ["d"], DeliveryStatus.DEAD)
+    who, uow = admin(tenant), lambda: UnitOfWork(engine)
+
+    def groups(*args, **kwargs):
+        return [d.group_key for d in notifications.list_deliveries(uow(), who, *args, **kwargs)]
+
+    assert groups() == ["d", "c", "b", "a"]
+    assert groups("pending") == ["c", "b", "a"] and groups("dead") == ["d"]
+    assert groups(limit=2) == ["d", "c"]
+    assert groups(offset=1) == ["c", "b", "a"]
+    assert groups("pending", limit=1, offset=1) == ["b"]
+
+
+def test_collect_reads_at_most_max_events_and_skips_tenants_without_subscriptions(
+    engine, tenant, settings
+):
+    save(engine, tenant, 40.0, "run-1")  # nobody in this tenant listens
+    _, subscription = subscribe(engine, uuid.uuid4(), "https://x.example/h", settings)
+    read = notifications.collect(UnitOfWork(engine), 1)
+    assert read == 1 and notifications.collect(UnitOfWork(engine), 1000) > 0
+    assert notifications.collect(UnitOfWork(engine), 1000) == 0  # nothing new
+    assert deliveries(engine, subscription.tenant_id) == []
+
+
+def test_a_late_event_of_a_sent_run_gets_its_own_delivery_held_like_its_run(
+    engine, tenant, settings, receiver
+):
+    subscribe(engine, tenant, receiver.url, settings)
+    save(engine, tenant, 40.0, "run-1")
+    assert tick(engine, settings).delivered == 1
+    save(engine, tenant, 30.0, "run-1", key=OTHER)
+    in_progress = tick(engine, settings, held=lambda group: group == "run:run-1")
+    assert in_progress == notifications.SendReport(held=1)
+    [late, sent] = deliveries(engine, tenant)
+    [event] = late.events
+    assert late.group_key == f"run:run-1/{event['id']}" and sent.group_key == "run:run-1"
+    assert tick(engine, settings).delivered == 1 and len(receiver.received) == 2
+
+
+def test_a_tick_counts_every_outcome_and_goes_on_past_held_and_orphaned_deliveries(
+    engine, tenant, settings, receiver
+):
+    _, gone = subscribe(engine, tenant, receiver.url, settings)
+    save(engine, tenant, 40.0, "run-0")
+    notifications.collect(UnitOfWork(engine), 1000)  # gone's delivery is due first
+    notifications.unsubscribe(UnitOfWork(engine), admin(tenant), gone.id)
+    subscribe(engine, tenant, receiver.url, settings)
+    for run, key in (("run-1", OTHER), ("run-2", THIRD), ("run-3", "finance.revenue.fee")):
+        save(engine, tenant, 40.0, run, key=key)
+        notifications.collect(UnitOfWork(engine), 1000)
+    every_run = tick(engine, settings, held=lambda group: True)
+    assert every_run == notifications.SendReport(held=3)
+    report = tick(engine, settings, held=lambda group: group == "run:run-1")
+    assert report == notifications.SendReport(delivered=2, held=1)
+    assert len(receiver.received) == 2
+    [orphan] = [d for d in deliveries(engine, tenant) if d.subscription_id == gone.id]
+    assert orphan.status == "pending" and orphan.attempts == 0  # it stays, visible
+
+
+def test_a_tick_sends_at_most_its_limit_200_by_default(engine, tenant, settings):
+    _, subscription = subscribe(engine, tenant, "https://x.example/h", settings)
+    groups = [f"run:{n}" for n in range(201)]
+    add_deliveries(engine, subscription, groups, start=now() - dt.timedelta(minutes=5))
+    send = notifications.send_due
+    held = {"held": lambda group: True}
+    assert send(lambda: UnitOfWork(engine), settings, **held).held == 200
+    assert send(lambda: UnitOfWork(engine), settings, limit=5, **held).held == 5
+
+
+def test_a_tick_out_of_time_stops_and_reports_what_it_did(engine, tenant, settings, receiver):
+    subscribe(engine, tenant, receiver.url, settings)
+    save(engine, tenant, 40.0, "run-1")
+    assert tick(engine, settings, budget_seconds=-1) == notifications.SendReport()
+    assert receiver.received == []
+
+
+def test_a_retry_waits_its_backoff_and_a_redelivery_starts_afresh(
+    engine, tenant, monkeypatch, receiver
+):
+    """The failure's status and error give way to the success's; a redelivery is due now
+    with every attempt back."""
+    monkeypatch.setenv("MDSTUDIO_NOTIFY_BACKOFF_SECONDS", "30")
+    settings = Settings.from_env()
+    subscribe(engine, tenant, receiver.url, settings)
+    receiver.status = 503
+    save(engine, tenant, 40.0, "run-1")
+    before = now()
+    assert tick(engine, settings).failed == 1
+    [failed] = deliveries(engine, tenant)
+    assert failed.next_attempt_at >= before + dt.timedelta(seconds=30)
+    assert tick(engine, settings) == notifications.SendReport()  # not due yet
+    receiver.status = 200
+    before = now()
+    again = notifications.redeliver(UnitOfWork(engine), admin(tenant), failed.id)
+    assert again.status == "pending" and again.attempts == 0
+    assert before <= again.next_attempt_at <= now()
+    assert tick(engine, settings).delivered == 1
+    [delivered] = deliveries(engine, tenant)
+    assert delivered.attempts == 1 and delivered.last_status_code == 200
+    assert delivered.last_error is None and before <= delivered.delivered_at <= now()
+
+
+def test_a_receiver_slower_than_the_timeout_fails_the_attempt(
+    engine, tenant, monkeypatch, receiver
+):
+    monkeypatch.setenv("MDSTUDIO_NOTIFY_TIMEOUT_SECONDS", "0.2")
+    settings = Settings.from_env()
+    answer = threading.Event()
+    receiver.on_post = lambda: answer.wait(10)
+    subscribe(engine, tenant, receiver.url, settings)
+    save(engine, tenant, 40.0, "run-1")
+    try:
+        assert tick(engine, settings).failed == 1
+    finally:
+        answer.set()
+    [failed] = deliveries(engine, tenant)
+    assert failed.last_error == "ReadTimeout reaching 127.0.0.1"
+
+
+def test_two_senders_record_one_attempt_once(engine, tenant, settings, receiver):
+    """Another sender takes the same due delivery while this one's POST is in flight: the
+    first to finish records the attempt; the other's record is refused and not counted."""
+    subscribe(engine, tenant, receiver.url, settings)
+    save(engine, tenant, 40.0, "run-1")
+    notifications.collect(UnitOfWork(engine), 1000)
+    raced, other = threading.Event(), []
+
+    def race():
+        if not raced.is_set():
+            raced.set()
+            other.append(notifications.send_due(lambda: UnitOfWork(engine), settings))
+
+    receiver.on_post = race
+    assert notifications.send_due(lambda: UnitOfWork(engine), settings) == (
+        notifications.SendReport()
+    )
+    assert other == [notifications.SendReport(delivered=1)]
+    [delivery] = deliveries(engine, tenant)
+    assert delivery.attempts == 1 and len(receiver.received) == 2

@@ -1,10 +1,12 @@
 """A real HTTP receiver on loopback for webhook tests: records every POST, answers with the
-status the test sets."""
+status the test sets (after `on_post`, when set, has run: a slow receiver, or another sender
+racing this one)."""
 
 from __future__ import annotations
 
 import http.server
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -20,6 +22,7 @@ class Receiver:
     status: int = 200
     answer: bytes = b"ok"
     received: list[Received] = field(default_factory=list)
+    on_post: Callable[[], None] | None = None
     server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -36,6 +39,8 @@ class Receiver:
                 receiver.received.append(
                     Received(self.path, dict(self.headers.items()), self.rfile.read(length))
                 )
+                if receiver.on_post is not None:
+                    receiver.on_post()
                 self.send_response(receiver.status)
                 self.end_headers()
                 self.wfile.write(receiver.answer)

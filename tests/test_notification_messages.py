@@ -1,0 +1,229 @@
+"""What an on-call person reads: the exact text of a webhook message (Slack and Teams show
+`text` as is), the body's fields, what a subscription listing shows, and the exact refusals of
+a subscription's URL. Pure rules: no store, no network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from mdstudio_core.domain import notifications as rules
+from mdstudio_core.domain.errors import InvalidInput
+from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.model import EntityType, Tier
+from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
+
+KEY = "finance.revenue.gross_amount"
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def record(kind, **payload):
+    """An event as a delivery keeps it (the outbox event's JSON)."""
+    return {"type": kind, "entity_key": KEY, "payload": payload}
+
+
+# -- one line per event ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "line"),
+    [
+        (
+            record("quality.incident.opened", tier="tier1", quality_score=40.0, threshold=80),
+            f"- [critical] tier1 {KEY}: incident opened score 40 (minimum 80)",
+        ),
+        (
+            record(
+                "quality.incident.acknowledged",
+                tier="tier2",
+                quality_score=70.5,
+                threshold=75.0,
+                note="looking into it",
+            ),
+            f"- [warning] tier2 {KEY}: incident acknowledged score 70.5 (minimum 75): "
+            "looking into it",
+        ),
+        (
+            record("quality.incident.resolved", tier="tier3", quality_score=None, reason="fixed"),
+            f"- [info] tier3 {KEY}: incident resolved: fixed",
+        ),
+        (
+            record("quality.incident.opened", tier="tier1", quality_score=55.0, threshold=None),
+            f"- [critical] tier1 {KEY}: incident opened",
+        ),
+        (
+            record("metadata.profile.failed", tier="tier1", error="boom"),
+            f"- [critical] tier1 {KEY}: metadata.profile.failed",
+        ),
+        (record("metadata.changed"), f"- [info]  {KEY}: metadata.changed"),
+    ],
+    ids=[
+        "opened",
+        "acknowledged-with-note",
+        "resolved-with-reason",
+        "no-threshold",
+        "other",
+        "no-tier",
+    ],
+)
+def test_each_event_is_one_line_with_its_severity_tier_key_what_and_why(event, line):
+    """Severity from the tier, an incident's transition, the score against its minimum only
+    when both are known, then the reason or the note."""
+    assert rules.summary([event]) == f"mdstudio: 1 quality event\n{line}"
+
+
+def test_a_record_without_type_or_payload_still_gives_a_line():
+    """A partial record must not break the whole message."""
+    assert (
+        rules.summary([{"entity_key": KEY}]) == f"mdstudio: 1 quality event\n- [info]  {KEY}: event"
+    )
+
+
+def test_the_header_counts_the_events_and_each_has_its_line():
+    opened = record("quality.incident.opened", tier="tier1", quality_score=40.0, threshold=80)
+    profiled = record("metadata.profile.completed", tier="tier2", quality_score=99.5, threshold=80)
+    assert rules.summary([opened, profiled]) == (
+        "mdstudio: 2 quality events\n"
+        f"- [critical] tier1 {KEY}: incident opened score 40 (minimum 80)\n"
+        f"- [warning] tier2 {KEY}: metadata.profile.completed score 99.5 (minimum 80)"
+    )
+    assert rules.summary([]) == "mdstudio: 0 quality events"
+
+
+def test_the_body_names_the_delivery_and_the_tenant_and_carries_the_events():
+    events = [record("quality.incident.opened", tier="tier1", quality_score=40.0, threshold=80)]
+    delivery = Delivery(
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        subscription_id=uuid.uuid4(),
+        group_key="run:run-1",
+        events=events,
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt_at=NOW,
+        created_at=NOW,
+    )
+    assert rules.message(delivery) == {
+        "delivery_id": str(delivery.id),
+        "tenant_id": str(delivery.tenant_id),
+        "text": rules.summary(events),
+        "events": events,
+    }
+
+
+# -- grouping, excerpts, hosts -----------------------------------------------------------------
+
+
+def event(payload):
+    return Event(
+        type="metadata.changed",
+        tenant_id=uuid.uuid4(),
+        entity_type=EntityType.GLOBAL_METADATA,
+        entity_key=KEY,
+        correlation_id=uuid.uuid4(),
+        actor="ada",
+        occurred_at=NOW,
+        payload=payload,
+        id=42,
+    )
+
+
+def test_a_runs_events_share_a_group_and_any_other_event_travels_alone():
+    assert rules.group_key(event({"run_id": "run-7"})) == "run:run-7"
+    assert rules.group_key(event({})) == "event:42"
+    assert rules.group_key(event({"run_id": None})) == "event:42"
+
+
+def test_a_receivers_answer_is_kept_as_a_short_one_line_excerpt():
+    """Whitespace collapses; up to 200 characters are kept whole, longer ends in '...'."""
+    assert rules.excerpt("  bad\n\tgateway  ") == "bad gateway"
+    exactly = "x" * 200
+    assert rules.excerpt(exactly) == exactly
+    assert rules.excerpt("y" * 201) == "y" * 197 + "..."
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://hooks.slack.com/services/T/B/X", "hooks.slack.com"),
+        ("mailto:ops@example.com", "?"),
+        ("http://[::1/x", "?"),  # urlsplit raises on it
+    ],
+)
+def test_only_the_host_of_a_destination_is_ever_named(url, host):
+    assert rules.host_of(url) == host
+
+
+def test_a_listing_shows_everything_but_the_secret():
+    subscription = Subscription(
+        id=uuid.uuid4(),
+        tenant_id=uuid.uuid4(),
+        url="https://hooks.example.com/h",
+        events=("quality.incident.*",),
+        min_tier=Tier.TIER2,
+        created_at=NOW,
+        created_by="ada",
+        secret="s3cret",
+        unsubscribed_at=NOW,
+    )
+    assert subscription.public() == {
+        "id": subscription.id,
+        "tenant_id": subscription.tenant_id,
+        "url": "https://hooks.example.com/h",
+        "host": "hooks.example.com",
+        "events": ["quality.incident.*"],
+        "min_tier": Tier.TIER2,
+        "created_at": NOW,
+        "created_by": "ada",
+        "unsubscribed_at": NOW,
+    }
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("http://h:99999/", "url: not a valid URL"),
+        ("ftp://example.com/x", "url: must be an http:// or https:// URL with a host"),
+        (None, "url: must be an http:// or https:// URL with a host"),
+        ("https://e.example/" + "p" * 1983, "url: must be at most 2000 characters"),
+    ],
+    ids=["bad-port", "not-http", "none", "2001-characters"],
+)
+def test_a_refused_url_says_why(url, error):
+    with pytest.raises(InvalidInput) as refused:
+        rules.check_url(url, None)
+    assert str(refused.value) == error and refused.value.field == "url"
+
+
+def test_a_url_of_2000_characters_is_accepted():
+    url = "https://e.example/" + "p" * 1982
+    assert len(url) == 2000 and rules.check_url(url, None) == url
+
+
+def test_an_allowed_host_may_be_pinned_to_a_port():
+    """`host:port` entries allow that port only; a URL without a port matches bare hosts."""
+    pinned = frozenset({"127.0.0.1:8080", "hooks.example.com:*"})
+    assert rules.check_url("http://127.0.0.1:8080/x", pinned) == "http://127.0.0.1:8080/x"
+    assert rules.check_url("https://hooks.example.com:8443/x", pinned)
+    for refused_url, host in (
+        ("http://127.0.0.1:9090/x", "127.0.0.1"),
+        ("https://hooks.example.com/x", "hooks.example.com"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            rules.check_url(refused_url, pinned)
+        assert str(refused.value) == (
+            f"url: host {host} is not allowed (MDSTUDIO_NOTIFY_ALLOWED_HOSTS)"
+        )
+
+
+def test_a_bad_event_pattern_says_what_a_pattern_may_hold():
+    with pytest.raises(InvalidInput) as refused:
+        rules.check_event_patterns(["quality incident"])
+    assert str(refused.value) == (
+        "events: 'quality incident' is not an event pattern (letters, digits, '.', '_', '*')"
+    )
