@@ -55,29 +55,29 @@ def record(kind, **payload):
         ),
         (
             record("metadata.profile.failed", tier="tier1", error="boom"),
-            f"- [critical] tier1 {KEY}: metadata.profile.failed",
+            f"- [critical] tier1 {KEY}: metadata.profile.failed: boom",
         ),
-        (record("metadata.changed"), f"- [info]  {KEY}: metadata.changed"),
+        (record("metadata.changed"), f"- [info] {KEY}: metadata.changed"),
     ],
     ids=[
         "opened",
         "acknowledged-with-note",
         "resolved-with-reason",
         "no-threshold",
-        "other",
+        "failed-with-its-error",
         "no-tier",
     ],
 )
 def test_each_event_is_one_line_with_its_severity_tier_key_what_and_why(event, line):
     """Severity from the tier, an incident's transition, the score against its minimum only
-    when both are known, then the reason or the note."""
+    when both are known, then the reason, the note or the error."""
     assert rules.summary([event]) == f"mdstudio: 1 quality event\n{line}"
 
 
 def test_a_record_without_type_or_payload_still_gives_a_line():
     """A partial record must not break the whole message."""
     assert (
-        rules.summary([{"entity_key": KEY}]) == f"mdstudio: 1 quality event\n- [info]  {KEY}: event"
+        rules.summary([{"entity_key": KEY}]) == f"mdstudio: 1 quality event\n- [info] {KEY}: event"
     )
 
 

@@ -182,8 +182,9 @@ def _line(event: dict[str, Any]) -> str:
     )
     tier = payload.get("tier")
     severity = {"tier1": "critical", "tier2": "warning"}.get(tier, "info")
-    reason = payload.get("reason") or payload.get("note")
-    return f"- [{severity}] {tier or ''} {event.get('entity_key')}: {what}{measured}" + (
+    reason = payload.get("reason") or payload.get("note") or payload.get("error")
+    tier_word = f"{tier} " if tier else ""
+    return f"- [{severity}] {tier_word}{event.get('entity_key')}: {what}{measured}" + (
         f": {reason}" if reason else ""
     )
 
