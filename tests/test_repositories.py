@@ -2,8 +2,8 @@
 compare-and-set, batch lookups returning only what was asked, profile history's page and order,
 a run saving an entity once, token listing order, notification subscriptions and deliveries
 (order, paging, when due, which are open), console sessions, the outbox readers' cursors, and
-the lineage reads (tenant names, the graph, latest profiles, KPI trust). (Surviving mutants of `make mutation`
-showed that no test told these apart from their broken variants.)"""
+the lineage reads (tenant names, the graph, latest profiles, KPI trust). (Surviving mutants of
+`make mutation` showed that no test told these apart from their broken variants.)"""
 
 from __future__ import annotations
 
