@@ -1176,7 +1176,8 @@ class LineageRepository:
             self._connection.execute(insert(tables.tenants).values(tenant_id=tenant_id, **values))
 
     def bound_fields(self) -> list[LiveEntity]:
-        """Every tenant's active (not deprecated) bound fields."""
+        """Every tenant's bound fields that are not deprecated, drafts included: the asset graph
+        shows where a draft reads from, though only active fields are profiled."""
         table = tables.global_metadata
         query = (
             select(table)
