@@ -9,7 +9,12 @@ import uuid
 
 import pytest
 
-from mdstudio_core.domain.approvals import Approval, effective_policy, validate_request
+from mdstudio_core.domain.approvals import (
+    Approval,
+    effective_policy,
+    field_binding_change,
+    validate_request,
+)
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
 from mdstudio_core.domain.model import (
     ApprovalStatus,
@@ -248,3 +253,27 @@ def test_draft_lane_keeps_drafts_only():
     assert caught.value.field == "lane"
     draft = submitted(metadata_request("k.z", tier="tier2", lane="draft"))
     assert draft.required_role == STEWARD
+
+
+ORDERS = {"source": "wh", "table": "orders", "columns": [{"name": "amount"}]}
+REFUNDS = {"source": "wh", "table": "refunds", "columns": [{"name": "amount"}]}
+
+
+@pytest.mark.parametrize(
+    ("old_status", "new_status", "new_binding", "change"),
+    [
+        ("active", "deprecated", ORDERS, "deprecated"),
+        ("deprecated", "deprecated", ORDERS, None),
+        ("active", "active", None, "unbound"),
+        ("active", "active", REFUNDS, "rebound"),
+        ("active", "active", ORDERS, None),
+    ],
+)
+def test_a_fields_binding_change_is_named_only_when_there_is_one(
+    old_status, new_status, new_binding, change
+):
+    """What the KPIs reading a field bound to orders are told: it is deprecated (once), loses
+    its binding or is bound elsewhere; None when it stays deprecated or keeps its binding."""
+    old = {"status": old_status, "binding": ORDERS}
+    new = {"status": new_status, "binding": new_binding}
+    assert field_binding_change(old, new) == change
