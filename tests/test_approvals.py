@@ -468,6 +468,14 @@ def test_inbox_filters_and_orders_newest_first(engine, tenant):
         approvals.list_approvals(UnitOfWork(engine), alice, limit=0)
 
 
+def test_mine_lists_only_the_callers_own_requests(engine, tenant):
+    """The console's "my requests": another user's pending request is not the caller's."""
+    own = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request("a.k"))
+    approvals.submit(UnitOfWork(engine), person(tenant, "bob"), metadata_request("b.k"))
+    mine = approvals.list_approvals(UnitOfWork(engine), person(tenant, "alice"), mine=True)
+    assert [a.id for a in mine] == [own.id]
+
+
 def test_events_page_by_cursor(engine, tenant):
     for i in range(3):
         submit_and_approve(engine, tenant, metadata_request(f"finance.k{i}", tier="tier3"))
