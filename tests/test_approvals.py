@@ -218,6 +218,36 @@ def test_kpi_events(engine, tenant):
     assert kpis[0].depends_on == ("finance.revenue.gross_amount", "finance.cost.cost_amount")
 
 
+def _trust_states(engine, tenant, key):
+    with UnitOfWork(engine) as uow:
+        return uow.lineage.trust_states(tenant, [key])
+
+
+def test_only_an_active_kpi_gets_a_trust_when_approved(engine, tenant):
+    """A draft or deprecated KPI is no live figure: its approval records no trust."""
+    for status in ("draft", "deprecated"):
+        kpi = changed(kpi_request(f"finance.kpi.{status}", tier="tier3"), status=status)
+        submit_and_approve(engine, tenant, kpi)
+        assert _trust_states(engine, tenant, f"finance.kpi.{status}") == {}
+    submit_and_approve(engine, tenant, kpi_request("finance.kpi.live", tier="tier3"))
+    assert list(_trust_states(engine, tenant, "finance.kpi.live")) == ["finance.kpi.live"]
+
+
+def test_a_binding_change_approved_without_settings_retrusts_its_kpis(engine, tenant):
+    """`settings` is optional: unbinding an input still recomputes its KPI's trust (by
+    Settings())."""
+    key, kpi = "finance.revenue.gross_amount", "finance.kpi.gross_margin"
+    submit_and_approve(engine, tenant, metadata_request(key, tier="tier2"))
+    submit_and_approve(engine, tenant, kpi_request(kpi))
+    before = _trust_states(engine, tenant, kpi)[kpi]
+    unbound = metadata_request(key, tier="tier2", binding=None)
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), unbound)
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", approval.required_role), approval.id
+    )
+    assert _trust_states(engine, tenant, kpi)[kpi].computed_at > before.computed_at
+
+
 @pytest.mark.parametrize("request_builder", [business_rule_request, glossary_request])
 def test_rules_and_glossary_write_only_approval_approved(engine, tenant, request_builder):
     approval = submit_and_approve(engine, tenant, request_builder())
