@@ -264,7 +264,10 @@ def test_required_role_is_the_strictest_of_lane_tier_and_live_tier(lane, tier, l
 def test_draft_lane_keeps_drafts_only():
     with pytest.raises(InvalidInput) as caught:
         submitted(metadata_request("k.x", tier="tier2", lane="draft", status="active"))
-    assert caught.value.field == "lane"
+    assert str(caught.value) == (
+        "lane: the draft lane only keeps drafts: set payload.status to draft, or submit "
+        "through the governed lane to make it live"
+    )
     first = submitted(metadata_request("k.y", tier="tier2"))
     active = live_entity(first)
     with pytest.raises(InvalidInput) as caught:
