@@ -233,6 +233,19 @@ def test_only_an_active_kpi_gets_a_trust_when_approved(engine, tenant):
     assert list(_trust_states(engine, tenant, "finance.kpi.live")) == ["finance.kpi.live"]
 
 
+def test_another_tenants_tier1_kpi_does_not_raise_the_role_for_deprecating_a_field(engine, tenant):
+    """Only the tenant's own tier1 KPIs make a field's deprecation a tier1 decision."""
+    other = uuid.uuid4()
+    for owner in (tenant, other):
+        submit_and_approve(engine, owner, metadata_request("finance.x", tier="tier2"))
+    kpi = changed(kpi_request("finance.kpi.x", tier="tier1"), depends_on=["finance.x"])
+    submit_and_approve(engine, other, kpi)
+    deprecated = metadata_request("finance.x", tier="tier2", status="deprecated")
+    for owner, role in ((tenant, STEWARD), (other, KERNEL_OWNER)):
+        submitted = approvals.submit(UnitOfWork(engine), person(owner, "alice"), deprecated)
+        assert submitted.required_role == role
+
+
 def test_a_binding_change_approved_without_settings_retrusts_its_kpis(engine, tenant):
     """`settings` is optional: unbinding an input still recomputes its KPI's trust (by
     Settings())."""
