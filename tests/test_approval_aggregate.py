@@ -9,7 +9,12 @@ import uuid
 
 import pytest
 
-from mdstudio_core.domain.approvals import Approval, effective_policy, validate_request
+from mdstudio_core.domain.approvals import (
+    Approval,
+    effective_policy,
+    field_binding_change,
+    validate_request,
+)
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
 from mdstudio_core.domain.model import (
     ApprovalStatus,
@@ -136,6 +141,25 @@ def test_kpi_events_and_tier2_priority():
     assert events[2].payload["priority"] == "normal"
 
 
+def test_a_kpi_update_reports_only_the_inputs_it_adds_and_removes():
+    """The lineage events compare the new inputs with the live KPI's, not with nothing."""
+    live = live_entity(submitted(kpi_request()))
+    inputs = ["finance.revenue.gross_amount", "finance.revenue.net_amount"]
+    update = submitted(changed(kpi_request(), depends_on=inputs), live=live)
+    _, events = update.approve(CAROL_STEWARD, live, NOW, None)
+    added, removed = ["finance.revenue.net_amount"], ["finance.cost.cost_amount"]
+    assert [e.type for e in events][1:3] == ["kpi.changed", "lineage.changed"]
+    assert (events[1].payload["added_inputs"], events[1].payload["removed_inputs"]) == (
+        added,
+        removed,
+    )
+    assert events[2].payload == {
+        "canonical_key": "finance.kpi.gross_margin",
+        "added_inputs": added,
+        "removed_inputs": removed,
+    }
+
+
 def test_four_eyes_before_role():
     approval = submitted()
     alice_as_owner = Identity(TENANT, "alice", frozenset({KERNEL_OWNER}))
@@ -240,7 +264,10 @@ def test_required_role_is_the_strictest_of_lane_tier_and_live_tier(lane, tier, l
 def test_draft_lane_keeps_drafts_only():
     with pytest.raises(InvalidInput) as caught:
         submitted(metadata_request("k.x", tier="tier2", lane="draft", status="active"))
-    assert caught.value.field == "lane"
+    assert str(caught.value) == (
+        "lane: the draft lane only keeps drafts: set payload.status to draft, or submit "
+        "through the governed lane to make it live"
+    )
     first = submitted(metadata_request("k.y", tier="tier2"))
     active = live_entity(first)
     with pytest.raises(InvalidInput) as caught:
@@ -248,3 +275,36 @@ def test_draft_lane_keeps_drafts_only():
     assert caught.value.field == "lane"
     draft = submitted(metadata_request("k.z", tier="tier2", lane="draft"))
     assert draft.required_role == STEWARD
+
+
+ORDERS = {"source": "wh", "table": "orders", "columns": [{"name": "amount"}]}
+REFUNDS = {"source": "wh", "table": "refunds", "columns": [{"name": "amount"}]}
+
+
+@pytest.mark.parametrize(
+    ("old_status", "new_status", "new_binding", "change"),
+    [
+        ("active", "deprecated", ORDERS, "deprecated"),
+        ("deprecated", "deprecated", ORDERS, None),
+        ("active", "active", None, "unbound"),
+        ("active", "active", REFUNDS, "rebound"),
+        ("active", "active", ORDERS, None),
+    ],
+)
+def test_a_fields_binding_change_is_named_only_when_there_is_one(
+    old_status, new_status, new_binding, change
+):
+    """What the KPIs reading a field bound to orders are told: it is deprecated (once), loses
+    its binding or is bound elsewhere; None when it stays deprecated or keeps its binding."""
+    old = {"status": old_status, "binding": ORDERS}
+    new = {"status": new_status, "binding": new_binding}
+    assert field_binding_change(old, new) == change
+
+
+def test_a_field_with_no_live_binding_has_no_binding_change():
+    """Binding a new field, or one that was unbound, moves no KPI's inputs: None, not rebound."""
+    assert submitted().binding_change() is None
+    unbound = live_entity(submitted(metadata_request(binding=None)))
+    assert submitted(metadata_request(), live=unbound).binding_change() is None
+    bound = live_entity(submitted())
+    assert submitted(metadata_request(binding=None), live=bound).binding_change() == "unbound"

@@ -218,6 +218,49 @@ def test_kpi_events(engine, tenant):
     assert kpis[0].depends_on == ("finance.revenue.gross_amount", "finance.cost.cost_amount")
 
 
+def _trust_states(engine, tenant, key):
+    with UnitOfWork(engine) as uow:
+        return uow.lineage.trust_states(tenant, [key])
+
+
+def test_only_an_active_kpi_gets_a_trust_when_approved(engine, tenant):
+    """A draft or deprecated KPI is no live figure: its approval records no trust."""
+    for status in ("draft", "deprecated"):
+        kpi = changed(kpi_request(f"finance.kpi.{status}", tier="tier3"), status=status)
+        submit_and_approve(engine, tenant, kpi)
+        assert _trust_states(engine, tenant, f"finance.kpi.{status}") == {}
+    submit_and_approve(engine, tenant, kpi_request("finance.kpi.live", tier="tier3"))
+    assert list(_trust_states(engine, tenant, "finance.kpi.live")) == ["finance.kpi.live"]
+
+
+def test_another_tenants_tier1_kpi_does_not_raise_the_role_for_deprecating_a_field(engine, tenant):
+    """Only the tenant's own tier1 KPIs make a field's deprecation a tier1 decision."""
+    other = uuid.uuid4()
+    for owner in (tenant, other):
+        submit_and_approve(engine, owner, metadata_request("finance.x", tier="tier2"))
+    kpi = changed(kpi_request("finance.kpi.x", tier="tier1"), depends_on=["finance.x"])
+    submit_and_approve(engine, other, kpi)
+    deprecated = metadata_request("finance.x", tier="tier2", status="deprecated")
+    for owner, role in ((tenant, STEWARD), (other, KERNEL_OWNER)):
+        submitted = approvals.submit(UnitOfWork(engine), person(owner, "alice"), deprecated)
+        assert submitted.required_role == role
+
+
+def test_a_binding_change_approved_without_settings_retrusts_its_kpis(engine, tenant):
+    """`settings` is optional: unbinding an input still recomputes its KPI's trust (by
+    Settings())."""
+    key, kpi = "finance.revenue.gross_amount", "finance.kpi.gross_margin"
+    submit_and_approve(engine, tenant, metadata_request(key, tier="tier2"))
+    submit_and_approve(engine, tenant, kpi_request(kpi))
+    before = _trust_states(engine, tenant, kpi)[kpi]
+    unbound = metadata_request(key, tier="tier2", binding=None)
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), unbound)
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", approval.required_role), approval.id
+    )
+    assert _trust_states(engine, tenant, kpi)[kpi].computed_at > before.computed_at
+
+
 @pytest.mark.parametrize("request_builder", [business_rule_request, glossary_request])
 def test_rules_and_glossary_write_only_approval_approved(engine, tenant, request_builder):
     approval = submit_and_approve(engine, tenant, request_builder())
@@ -466,6 +509,14 @@ def test_inbox_filters_and_orders_newest_first(engine, tenant):
     assert approvals.list_approvals(UnitOfWork(engine), person(uuid.uuid4(), "x")) == []
     with pytest.raises(InvalidInput, match="limit"):
         approvals.list_approvals(UnitOfWork(engine), alice, limit=0)
+
+
+def test_mine_lists_only_the_callers_own_requests(engine, tenant):
+    """The console's "my requests": another user's pending request is not the caller's."""
+    own = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request("a.k"))
+    approvals.submit(UnitOfWork(engine), person(tenant, "bob"), metadata_request("b.k"))
+    mine = approvals.list_approvals(UnitOfWork(engine), person(tenant, "alice"), mine=True)
+    assert [a.id for a in mine] == [own.id]
 
 
 def test_events_page_by_cursor(engine, tenant):

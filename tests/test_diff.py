@@ -77,3 +77,11 @@ def test_a_rule_removed_from_a_kept_column_and_an_identical_proposal():
     ]
     same = diff_entity(LIVE, dict(LIVE))
     assert same.rows == [] and set(same.unchanged) == {"label", "owner", "description", "binding"}
+
+
+def test_a_field_left_empty_on_either_side_reads_as_unchanged():
+    """A field None in the live state and missing from the proposal (or the other way round)
+    has not changed: it is listed as unchanged, in the proposal's order, not dropped."""
+    diff = diff_entity({"label": "Amount", "description": None}, {"label": "Amount", "owner": None})
+    assert diff.rows == []
+    assert diff.unchanged == ["label", "owner", "description"]

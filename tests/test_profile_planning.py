@@ -136,6 +136,23 @@ def test_merged_events_keep_every_id_the_highest_priority_and_any_force():
     )
 
 
+def test_a_kpis_new_inputs_are_approval_candidates_of_normal_priority():
+    """`lineage.changed` asks, in the KPI's tenant and for its approval, for each added input."""
+    change = event(9, "lineage.changed", "finance.margin", added_inputs=["a", "b"])
+    assert candidates_from_events([change]) == [
+        ProfileCandidate(
+            tenant_id=TENANT,
+            canonical_key=key,
+            trigger=Trigger.APPROVAL,
+            reason=ProfileReason.KPI_DEPENDENCY,
+            priority=Priority.NORMAL,
+            approval_id=change.correlation_id,
+            event_ids=(9,),
+        )
+        for key in ("a", "b")
+    ]
+
+
 def test_the_same_key_in_two_tenants_is_two_candidates():
     other_tenant = uuid.UUID(int=0x52)
     found = candidates_from_events([due(1), due(2, tenant=other_tenant)])

@@ -30,6 +30,7 @@ from mdstudio_core.service_layer.profiling import (
     profile_table,
     record_failures,
     run_profiles,
+    save_profiles,
     table_label,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -191,6 +192,7 @@ def test_the_saved_row_is_the_profile_as_measured(engine, tenant, demo_url):
     assert scored.sql_params and scored.sql and scored.completeness is not None
     assert (unscored.quality_score, unscored.score_note) == (None, "table is empty")
     assert [saved.verdict.passed for saved in outcome.profiles] == [True, False]
+    assert outcome.profiles[1].verdict.description == "not scored (table is empty)"
 
 
 def test_a_retried_run_neither_scans_nor_saves_nor_reports_twice(engine, tenant, demo_url):
@@ -332,6 +334,26 @@ def test_failures_without_a_run_are_each_recorded(engine, tenant):
         record_failures(UnitOfWork(engine), real, tenant, [(KEY, Tier.TIER1)], None, "down")
     failed = events(engine, "metadata.profile.failed")
     assert [payload["run_id"] for _, _, payload in failed] == [None, None]
+
+
+def test_profiles_saved_without_a_run_are_each_kept(engine, tenant, demo_url):
+    """With no run id there is no idempotency key: saving twice keeps two profiles."""
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    demo = sa.create_engine(demo_url)
+    [result] = profile_table(
+        [BoundEntity(KEY, Binding.model_validate(DEMO_BINDING))], engine_for=lambda _source: demo
+    )
+    demo.dispose()
+    saved = [
+        save_profiles(
+            UnitOfWork(engine), Settings.from_env({}), tenant, [(result, Tier.TIER1)], None
+        )
+        for _ in range(2)
+    ]
+    ids = [profiles[0].profile_id for profiles in saved]
+    assert ids[0] != ids[1]
+    assert {row.id for row in profile_rows(engine)} == set(ids)
+    assert len(events(engine, "metadata.profile.completed")) == 2
 
 
 def test_a_table_is_labelled_with_its_schema_when_it_has_one():
