@@ -456,3 +456,47 @@ def test_tenant_naming_refusals_say_why(catalog, tenant):
     assert refusal(Conflict, name, UnitOfWork(catalog), rival, LAST_TENANT, "acme") == (
         "the name acme is taken by another tenant"
     )
+
+
+def test_an_unbound_field_has_no_table_and_changing_it_breaks_nothing(catalog, tenant):
+    """A tier1 KPI on a field that was never bound: the field's lineage shows no table, and a
+    change to it is not a binding change, so it stays the field's own tier's decision."""
+    approve(catalog, tenant, metadata_request("finance.loose", tier="tier2", binding=None))
+    approve(catalog, tenant, kpi_on("finance.kpi.loose", "finance.loose", tier="tier1"))
+    shown = lineage.lineage(UnitOfWork(catalog), person(tenant, "r"), SETTINGS, "finance.loose")
+    assert shown == {
+        "key": "finance.loose",
+        "entity_type": "GLOBAL_METADATA",
+        "table": None,
+        "columns": [],
+        "kpis": [{"key": "finance.kpi.loose", "tier": "tier1", "trust_score": None}],
+    }
+    relabelled = metadata_request("finance.loose", tier="tier2", binding=None, label="Loose")
+    submitted = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), relabelled)
+    assert submitted.required_role == STEWARD
+
+
+def test_a_name_taken_between_the_check_and_the_write_is_a_conflict(catalog, tenant):
+    """Another tenant names itself the same right after the check: the unique constraint
+    refuses the write, reported as the same conflict."""
+    rival = uuid.uuid4()
+    taken = []
+
+    def rival_takes_the_name(conn, cursor, statement, parameters, context, executemany):
+        if not taken and statement.startswith("SELECT") and "FROM mdm_tenant" in statement:
+            taken.append(rival)
+            now = dt.datetime.now(dt.UTC)
+            conn.execute(
+                sa.insert(tables.tenants).values(
+                    tenant_id=rival, name="acme", updated_at=now, updated_by="rival"
+                )
+            )
+
+    admin = person(tenant, "root", "tenant_admin")
+    sa.event.listen(catalog, "after_cursor_execute", rival_takes_the_name)
+    try:
+        message = refusal(Conflict, lineage.name_tenant, UnitOfWork(catalog), admin, tenant, "acme")
+    finally:
+        sa.event.remove(catalog, "after_cursor_execute", rival_takes_the_name)
+    assert taken == [rival]
+    assert message == "the name acme is taken by another tenant"
