@@ -500,3 +500,20 @@ def test_a_name_taken_between_the_check_and_the_write_is_a_conflict(catalog, ten
         sa.event.remove(catalog, "after_cursor_execute", rival_takes_the_name)
     assert taken == [rival]
     assert message == "the name acme is taken by another tenant"
+
+
+def test_unbinding_an_input_of_a_tier1_kpi_needs_the_tier1_role_in_that_tenant_only(
+    catalog, tenant
+):
+    """The same tier2 field in two tenants, a tier1 KPI on it in one: unbinding it there is a
+    tier1 change, in the other tenant the field's own tier decides."""
+    binding = {"source": "warehouse", "table": "t", "columns": [{"name": "c"}]}
+    for owner in (tenant, LAST_TENANT):
+        approve(catalog, owner, metadata_request("finance.x", tier="tier2", binding=binding))
+    approve(catalog, tenant, kpi_on("finance.kpi.x", "finance.x", tier="tier1"))
+    unbound = metadata_request("finance.x", tier="tier2", binding=None)
+    roles = [
+        approvals.submit(UnitOfWork(catalog), person(owner, "alice"), unbound).required_role
+        for owner in (tenant, LAST_TENANT)
+    ]
+    assert roles == [KERNEL_OWNER, STEWARD]
