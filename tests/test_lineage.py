@@ -185,3 +185,99 @@ def test_a_lineage_change_asks_for_a_profile_of_each_added_input():
         ("b", ProfileReason.KPI_DEPENDENCY),
     ]
     assert all(c.approval_id == approval and c.event_ids == (7,) for c in candidates)
+
+
+def test_the_trust_record_names_the_kpi_its_tier_and_every_input():
+    trust = kpi_trust("k", Tier.TIER2, [profiled("a", 72.126, 1)], PERIODS, NOW)
+    assert trust.as_dict() == {
+        "key": "k",
+        "entity_type": "KPI",
+        "tier": "tier2",
+        "trust_score": 72.13,  # rounded to 2 decimals
+        "weakest_input": "a",
+        "inputs": [trust.inputs[0].as_dict()],
+        "unscored_inputs": [],
+    }
+
+
+def test_an_input_scored_zero_gives_a_trust_of_zero():
+    """0.0 is a score, not a missing one."""
+    trust = kpi_trust(
+        "k", Tier.TIER1, [profiled("a", 0.0, 1), profiled("b", 50.0, 1)], PERIODS, NOW
+    )
+    assert (trust.trust_score, trust.weakest_input) == (0.0, "a")
+
+
+def test_an_input_that_cannot_be_scored_has_no_effective_score():
+    """Even when an older profile left a score behind (an input unbound since)."""
+    unbound = InputState("x", Tier.TIER1, bound=False, quality_score=90.0, profiled=True)
+    trust = kpi_trust("k", Tier.TIER1, [unbound, InputState("y", None, bound=False)], PERIODS, NOW)
+    assert [(i.key, i.effective_score) for i in trust.inputs] == [("x", None), ("y", None)]
+
+
+def test_schedule_periods_of_stepped_and_unrestricted_fields():
+    """A stepped field is read as its unit: every 6 hours is hourly, every 5 minutes minutely."""
+    assert schedule_period("0 */6 * * *") == dt.timedelta(hours=1)
+    assert schedule_period("*/5 * * * *") == dt.timedelta(minutes=1)
+    assert schedule_period("* * * * *") == dt.timedelta(minutes=1)
+
+
+def test_a_trust_exactly_at_the_minimum_is_not_below_it():
+    state, event = _assess(80.0)
+    assert (state.impacted, state.below_streak, event) == (False, 0, None)
+
+
+def test_the_state_keeps_the_trust_and_recovery_resets_the_streak():
+    state, _ = _assess(79.0)
+    assert (state.trust_score, state.weakest_input, state.impacted) == (79.0, "a", True)
+    state, event = _assess(95.0, state)
+    assert event.type == "kpi.quality.recovered"
+    assert (state.trust_score, state.impacted, state.below_streak) == (95.0, False, 0)
+
+
+def test_a_tenant_name_may_have_63_characters():
+    assert check_tenant_name("x" * 63) == "x" * 63
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "9lives",
+            "name: must be an identifier: letters, digits and _, not starting with a digit "
+            "(at most 63 characters)",
+        ),
+        ("t_0123abcd", "name: t_ and 8 hex digits is reserved for unnamed tenants"),
+    ],
+)
+def test_a_refused_tenant_name_says_why(name, message):
+    with pytest.raises(InvalidInput) as refused:
+        check_tenant_name(name)
+    assert str(refused.value) == message
+
+
+def test_table_of_finds_the_table_binding_the_field_in_that_tenant():
+    orders = TableNode(
+        TENANT, "acme", "wh", None, "orders", (FieldNode("a", Tier.TIER1, None, "int", ()),)
+    )
+    items = TableNode(
+        TENANT, "acme", "wh", None, "items", (FieldNode("b", Tier.TIER1, None, "int", ()),)
+    )
+    snapshot = CatalogSnapshot(tenants={TENANT: "acme"}, tables=(orders, items))
+    assert snapshot.table_of(TENANT, "b") is items
+    assert snapshot.table_of(TENANT, "nope") is None
+    assert snapshot.table_of(uuid.uuid4(), "a") is None
+
+
+def test_equal_snapshots_give_the_same_json():
+    """The text is fingerprinted to tell whether the catalog changed: key order must not count."""
+
+    def snapshot(column):
+        field = FieldNode("f", Tier.TIER1, "team", "int", (column,))
+        return CatalogSnapshot(
+            tenants={TENANT: "acme"}, tables=(TableNode(TENANT, "acme", "wh", None, "t", (field,)),)
+        )
+
+    one, other = snapshot({"name": "c", "min": 0}), snapshot({"min": 0, "name": "c"})
+    assert one == other
+    assert one.to_json() == other.to_json()
