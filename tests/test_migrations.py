@@ -58,10 +58,9 @@ def test_upgrade_from_empty_twice_via_cli(empty_url, monkeypatch):
     engine = create_store_engine(empty_url)
     inspector = sa.inspect(engine)
     assert {c["name"] for c in inspector.get_columns("mdm_approval")} == APPROVAL_COLUMNS
-    inbox = [
-        i for i in inspector.get_indexes("mdm_approval") if i["name"] == "ix_mdm_approval_inbox"
-    ]
-    assert inbox[0]["column_names"] == ["tenant_id", "status", "requested_at"]
+    indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("mdm_approval")}
+    assert indexes["ix_mdm_approval_inbox"] == ["tenant_id", "status", "requested_at", "id"]
+    assert indexes["ix_mdm_approval_recent"] == ["tenant_id", "requested_at", "id"]
     for table in tables.metadata.sorted_tables:  # every table is per tenant but the global ones
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert ("tenant_id" in columns) is (table not in tables.GLOBAL_TABLES), table.name

@@ -12,13 +12,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories import ApprovalRepository
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.lineage import TrustState
-from mdstudio_core.domain.model import ApiToken, EntityStatus, EntityType, Tier
+from mdstudio_core.domain.model import ApiToken, ApprovalStatus, EntityStatus, EntityType, Tier
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -543,3 +545,44 @@ def test_a_kpis_trust_state_is_saved_and_read_per_tenant_and_key(engine):
         }
         assert uow.lineage.trust_states(A, ["finance.k1"]) == {"finance.k1": a1}
         assert uow.lineage.trust_states(B, ["finance.k1", "finance.k2"]) == {"finance.k1": b1}
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows every scan of an EXPLAIN (ANALYZE, FORMAT JSON) plan read, summed over its nodes."""
+    own = plan["Actual Rows"] * plan["Actual Loops"] if "Scan" in plan["Node Type"] else 0
+    return own + sum(_rows_read(child) for child in plan.get("Plans", []))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("status", [ApprovalStatus.APPROVED, None], ids=["by-status", "all"])
+def test_an_inbox_page_reads_the_page_not_the_history(engine, status):
+    """A tenant's inbox grows without end: a page of 20 must come from an index in order, not
+    from sorting every request the tenant ever made (before migration 0008, the listing without
+    a status filter read all 2,000 here)."""
+    tenant = uuid.uuid4()
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO mdm_approval (id, tenant_id, entity_type, entity_key, tier, lane,"
+            " payload, status, requested_by, required_role, requested_at)"
+            " SELECT gen_random_uuid(), %(tenant)s, 'global_metadata', 'k' || g, 'tier3',"
+            " 'governed', '{}'::json, 'approved', 'alice', 'metadata_steward',"
+            " now() - g * interval '1 second' FROM generate_series(1, 2000) AS g",
+            {"tenant": tenant},
+        )
+        connection.exec_driver_sql("ANALYZE mdm_approval")
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        statements.append((statement, parameters))
+
+    with engine.connect() as connection:
+        sa.event.listen(connection, "before_cursor_execute", capture)
+        page = ApprovalRepository(connection).list(tenant, status=status, limit=20)
+        sa.event.remove(connection, "before_cursor_execute", capture)
+        [(statement, parameters)] = statements
+        [[[plan]]] = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
+        ).all()
+    assert [listing.summary["entity_key"] for listing in page] == [f"k{g}" for g in range(1, 21)]
+    assert _rows_read(plan["Plan"]) <= 21

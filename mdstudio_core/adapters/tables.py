@@ -90,7 +90,10 @@ approvals = Table(
     Column("requested_at", UtcDateTime, server_default=text("CURRENT_TIMESTAMP")),
     Column("decided_at", UtcDateTime),
     Column("required_role", String(100), nullable=False),
-    Index("ix_mdm_approval_inbox", "tenant_id", "status", "requested_at"),
+    # A page of the inbox, newest first with the id as tie-break, read from the index alone
+    # (migration 0008): with a status filter, and without one.
+    Index("ix_mdm_approval_inbox", "tenant_id", "status", "requested_at", "id"),
+    Index("ix_mdm_approval_recent", "tenant_id", "requested_at", "id"),
     Index("ix_mdm_approval_entity", "tenant_id", "entity_type", "entity_key"),
 )
 
