@@ -59,7 +59,7 @@ MUTATION_ENV := MDSTUDIO_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0
 	MDSTUDIO_REQUIRE_POSTGRES=0 HYPOTHESIS_PROFILE=ci
 MUTATION_CHILDREN ?= 2
 
-mutation: install  ## the mutation score (about 50 min on 2 shared, busy cores)
+mutation: install  ## the mutation score (over an hour on 2 shared, busy cores: 71 min for 6288 mutants)
 	rm -rf mutants
 	$(MUTATION_ENV) nice -n 19 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN)
 	$(BIN)/python tools/mutation_score.py
