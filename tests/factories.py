@@ -11,13 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.domain.model import Identity, entity_urn
+from mdstudio_core.domain.incidents import Incident, IncidentStatus
+from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, Tier, entity_urn
+from mdstudio_core.domain.notifications import Delivery, DeliveryStatus
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 STEWARD = "metadata_steward"
 KERNEL_OWNER = "kernel_owner"
+T0 = dt.datetime(2026, 2, 1, 8, tzinfo=dt.UTC)  # a fixed time for rows written directly
+SUBSCRIPTION = uuid.UUID(int=100)
 
 
 def person(tenant: uuid.UUID, user: str, *roles: str) -> Identity:
@@ -225,4 +229,71 @@ def stored_profile(
         sample=None,
         duration_ms=1,
         created_at=at,
+    )
+
+
+def add_entity(
+    uow: UnitOfWork,
+    entity_type: EntityType,
+    tenant: uuid.UUID,
+    key: str,
+    status: EntityStatus = EntityStatus.ACTIVE,
+    binding: dict[str, Any] | None = DEMO_BINDING,
+    tier: Tier = Tier.TIER2,
+) -> None:
+    """A live field or KPI written straight to the catalog, as an approval would leave it."""
+    if entity_type is EntityType.KPI:
+        fields = {"name": key, "expression": "a / b", "depends_on": ["finance.a", "finance.b"]}
+    else:
+        fields = {"label": key, "domain": "finance", "data_type": "int", "binding": binding}
+    state = {"canonical_key": key, "tier": tier.value, "status": status.value, **fields}
+    uow.entities.insert(entity_type, tenant, uuid.uuid4(), state, "ana", T0)
+
+
+def incident(
+    tenant: uuid.UUID,
+    status: IncidentStatus,
+    opened_at: dt.datetime = T0,
+    *,
+    tier: Tier = Tier.TIER1,
+    key: str = "finance.revenue.gross_amount",
+) -> Incident:
+    """An incident of `key`; a resolved one was resolved an hour after it opened."""
+    resolved = status is IncidentStatus.RESOLVED
+    return Incident(
+        id=uuid.uuid4(),
+        tenant_id=tenant,
+        canonical_key=key,
+        tier=tier,
+        status=status,
+        opened_at=opened_at,
+        opening_profile_id=None,
+        last_score=50.0,
+        resolved_by="bob" if resolved else None,
+        resolved_at=opened_at + dt.timedelta(hours=1) if resolved else None,
+    )
+
+
+def delivery(
+    tenant: uuid.UUID,
+    n: int,
+    *,
+    subscription_id: uuid.UUID = SUBSCRIPTION,
+    group_key: str | None = None,
+    status: DeliveryStatus = DeliveryStatus.PENDING,
+    attempts: int = 0,
+    next_attempt_at: dt.datetime = T0,
+    created_at: dt.datetime = T0,
+) -> Delivery:
+    """Delivery number `n` (its id is `UUID(int=n)`), of run `n` unless `group_key` is given."""
+    return Delivery(
+        id=uuid.UUID(int=n),
+        tenant_id=tenant,
+        subscription_id=subscription_id,
+        group_key=group_key or f"run:{n}",
+        events=[{"n": n}],
+        status=status,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        created_at=created_at,
     )

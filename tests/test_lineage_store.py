@@ -14,12 +14,19 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.lineage import CatalogSnapshot, FieldNode, KpiNode, TableNode
-from mdstudio_core.domain.model import Tier, entity_urn
-from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.domain.model import Tier
 from mdstudio_core.service_layer import approvals, lineage
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
-from tests.factories import KERNEL_OWNER, STEWARD, changed, kpi_request, metadata_request, person
+from tests.factories import (
+    KERNEL_OWNER,
+    STEWARD,
+    changed,
+    kpi_request,
+    metadata_request,
+    person,
+    stored_profile,
+)
 
 REVENUE = "finance.revenue.gross_amount"
 COST = "finance.cost.cost_amount"
@@ -38,29 +45,7 @@ def approve(engine, tenant, request):
 
 def add_profile(engine, tenant, key, score, at=None):
     with UnitOfWork(engine) as uow:
-        uow.profiles.add(
-            StoredProfile(
-                id=uuid.uuid4(),
-                tenant_id=tenant,
-                entity_urn=entity_urn(tenant, key),
-                canonical_key=key,
-                quality_score=score,
-                completeness=None,
-                uniqueness=None,
-                validity=None,
-                row_count=1,
-                columns=[],
-                score_note=None,
-                details={},
-                trigger="manual",
-                approval_id=None,
-                run_id=None,
-                sql=None,
-                sample=None,
-                duration_ms=1,
-                created_at=at or dt.datetime.now(dt.UTC),
-            )
-        )
+        uow.profiles.add(stored_profile(tenant, key, at or dt.datetime.now(dt.UTC), score))
         uow.commit()
 
 

@@ -13,28 +13,25 @@ from typing import Any
 import pytest
 
 from mdstudio_core.domain.events import NewEvent, validate_event
-from mdstudio_core.domain.incidents import Incident, IncidentStatus
+from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.model import EntityType, Tier
-from mdstudio_core.domain.notifications import Delivery, DeliveryStatus
+from mdstudio_core.domain.notifications import DeliveryStatus
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import DEMO_BINDING, approve_metadata, metadata_request, person, stored_profile
+from tests.factories import (
+    T0,
+    add_entity,
+    approve_metadata,
+    delivery,
+    incident,
+    metadata_request,
+    person,
+    stored_profile,
+)
 
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)
-T0 = dt.datetime(2026, 2, 1, 8, tzinfo=dt.UTC)
+FIELD = EntityType.GLOBAL_METADATA
 HOUR = dt.timedelta(hours=1)
-
-
-def add_field(uow: UnitOfWork, tenant: uuid.UUID, key: str, tier: Tier) -> None:
-    state = {
-        "canonical_key": key,
-        "tier": tier.value,
-        "label": key,
-        "domain": "finance",
-        "data_type": "decimal(18,2)",
-        "binding": DEMO_BINDING,
-    }
-    uow.entities.insert(EntityType.GLOBAL_METADATA, tenant, uuid.uuid4(), state, "alice", T0)
 
 
 def add_profile(
@@ -54,10 +51,10 @@ def test_a_fields_latest_score_is_its_own_newest_profiles_when_it_has_a_score(en
     newer or simultaneous profile of the same key, or a sibling field's, does not count); an
     unscored newest profile reports nothing rather than an older score."""
     with UnitOfWork(engine) as uow:
-        add_field(uow, A, "finance.k1", Tier.TIER1)
-        add_field(uow, B, "finance.k1", Tier.TIER1)
-        add_field(uow, A, "finance.k2", Tier.TIER2)
-        add_field(uow, A, "finance.k3", Tier.TIER3)
+        add_entity(uow, FIELD, A, "finance.k1", tier=Tier.TIER1)
+        add_entity(uow, FIELD, B, "finance.k1", tier=Tier.TIER1)
+        add_entity(uow, FIELD, A, "finance.k2", tier=Tier.TIER2)
+        add_entity(uow, FIELD, A, "finance.k3", tier=Tier.TIER3)
         add_profile(uow, A, "finance.k1", T0 + HOUR, 85.0)  # the newest, saved first
         add_profile(uow, A, "finance.k1", T0, 80.0)
         add_profile(uow, B, "finance.k1", T0 + 2 * HOUR, 60.0)
@@ -71,29 +68,18 @@ def test_a_fields_latest_score_is_its_own_newest_profiles_when_it_has_a_score(en
     assert sorted(scores) == [(A, "finance.k1", "tier1", 85.0), (B, "finance.k1", "tier1", 60.0)]
 
 
-def incident(tenant: uuid.UUID, tier: Tier, status: IncidentStatus) -> Incident:
-    return Incident(
-        id=uuid.uuid4(),
-        tenant_id=tenant,
-        canonical_key=f"finance.f{uuid.uuid4().hex[:8]}",
-        tier=tier,
-        status=status,
-        opened_at=T0,
-        opening_profile_id=None,
-        last_score=50.0,
-    )
-
-
 def test_unresolved_incidents_are_counted_by_tenant_and_tier(engine):
     with UnitOfWork(engine) as uow:
-        for tenant, tier, status in [
-            (A, Tier.TIER1, IncidentStatus.OPEN),
-            (A, Tier.TIER1, IncidentStatus.ACKNOWLEDGED),
-            (A, Tier.TIER1, IncidentStatus.RESOLVED),
-            (A, Tier.TIER2, IncidentStatus.OPEN),
-            (B, Tier.TIER1, IncidentStatus.OPEN),
-        ]:
-            uow.incidents.add(incident(tenant, tier, status))
+        for n, (tenant, tier, status) in enumerate(
+            [
+                (A, Tier.TIER1, IncidentStatus.OPEN),
+                (A, Tier.TIER1, IncidentStatus.ACKNOWLEDGED),
+                (A, Tier.TIER1, IncidentStatus.RESOLVED),
+                (A, Tier.TIER2, IncidentStatus.OPEN),
+                (B, Tier.TIER1, IncidentStatus.OPEN),
+            ]
+        ):  # a field each: a field has one active incident at most
+            uow.incidents.add(incident(tenant, status, tier=tier, key=f"finance.f{n}"))
         uow.commit()
     with UnitOfWork(engine) as uow:
         counts = uow.metrics.open_incidents()
@@ -157,9 +143,9 @@ def test_profile_durations_are_a_cumulative_histogram_per_tier(engine):
     """Buckets are in seconds and include their bound; the count and sum follow; a bucket no
     profile falls in reads 0. A profile counts under its own tenant's field's tier."""
     with UnitOfWork(engine) as uow:
-        add_field(uow, A, "finance.k1", Tier.TIER1)
-        add_field(uow, A, "finance.k2", Tier.TIER2)
-        add_field(uow, B, "finance.k1", Tier.TIER2)
+        add_entity(uow, FIELD, A, "finance.k1", tier=Tier.TIER1)
+        add_entity(uow, FIELD, A, "finance.k2", tier=Tier.TIER2)
+        add_entity(uow, FIELD, B, "finance.k1", tier=Tier.TIER2)
         for duration in (1000, 1001, 2500):
             add_profile(uow, A, "finance.k1", T0, duration_ms=duration)
         add_profile(uow, A, "finance.k1", T0, duration_ms=None)  # not timed: not counted
@@ -211,24 +197,12 @@ def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
     assert sorted(decisions) == [(A, "approved", 2), (A, "rejected", 1), (B, "approved", 1)]
 
 
-def delivery(status: DeliveryStatus) -> Delivery:
-    return Delivery(
-        id=uuid.uuid4(),
-        tenant_id=A,
-        subscription_id=uuid.uuid4(),
-        group_key=f"event:{uuid.uuid4()}",
-        events=[],
-        status=status,
-        attempts=0,
-        next_attempt_at=T0,
-        created_at=T0,
-    )
-
-
 def test_deliveries_are_counted_by_status(engine):
     with UnitOfWork(engine) as uow:
-        for status in (DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.DEAD):
-            uow.notifications.add_delivery(delivery(status))
+        for n, status in enumerate(
+            (DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.DEAD)
+        ):
+            uow.notifications.add_delivery(delivery(A, n, status=status))
         uow.commit()
     with UnitOfWork(engine) as uow:
         assert sorted(uow.metrics.deliveries()) == [("dead", 1), ("pending", 2)]

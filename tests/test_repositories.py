@@ -18,22 +18,26 @@ import sqlalchemy as sa
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories import ApprovalRepository
 from mdstudio_core.domain.events import NewEvent, validate_event
-from mdstudio_core.domain.incidents import Incident, IncidentStatus
+from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.lineage import TrustState
 from mdstudio_core.domain.model import ApiToken, ApprovalStatus, EntityStatus, EntityType, Tier
-from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
+from mdstudio_core.domain.notifications import DeliveryStatus, Subscription
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     DEMO_BINDING,
+    SUBSCRIPTION,
+    T0,
+    add_entity,
     approve_metadata,
+    delivery,
+    incident,
     metadata_request,
     person,
     stored_profile,
 )
 
 KEY = "finance.revenue.gross_amount"
-T0 = dt.datetime(2026, 2, 1, 8, tzinfo=dt.UTC)
 
 
 def utc(at: dt.datetime) -> dt.datetime:
@@ -245,22 +249,6 @@ def test_entities_are_read_back_with_their_type_and_listed_by_key(engine, tenant
     ]
 
 
-def incident(tenant: uuid.UUID, status: IncidentStatus, opened_at: dt.datetime) -> Incident:
-    resolved = status is IncidentStatus.RESOLVED
-    return Incident(
-        id=uuid.uuid4(),
-        tenant_id=tenant,
-        canonical_key=KEY,
-        tier=Tier.TIER1,
-        status=status,
-        opened_at=opened_at,
-        opening_profile_id=None,
-        last_score=50.0,
-        resolved_by="bob" if resolved else None,
-        resolved_at=opened_at + dt.timedelta(hours=1) if resolved else None,
-    )
-
-
 def test_an_entitys_latest_incidents_are_its_active_one_and_its_last_resolved_one(engine, tenant):
     open_one = incident(tenant, IncidentStatus.OPEN, T0)
     with UnitOfWork(engine) as uow:
@@ -316,33 +304,6 @@ def test_subscriptions_are_found_by_id_and_listed_oldest_first_then_by_id(engine
     assert listed == [3, 1, 2]
     assert found == subscription(tenant, 1, T0)
     assert elsewhere is None
-
-
-SUBSCRIPTION = uuid.UUID(int=100)
-
-
-def delivery(
-    tenant: uuid.UUID,
-    n: int,
-    *,
-    subscription_id: uuid.UUID = SUBSCRIPTION,
-    group_key: str | None = None,
-    status: DeliveryStatus = DeliveryStatus.PENDING,
-    attempts: int = 0,
-    next_attempt_at: dt.datetime = T0,
-    created_at: dt.datetime = T0,
-) -> Delivery:
-    return Delivery(
-        id=uuid.UUID(int=n),
-        tenant_id=tenant,
-        subscription_id=subscription_id,
-        group_key=group_key or f"run:{n}",
-        events=[{"n": n}],
-        status=status,
-        attempts=attempts,
-        next_attempt_at=next_attempt_at,
-        created_at=created_at,
-    )
 
 
 def test_a_tenants_deliveries_are_listed_newest_first_then_by_id_a_page_at_a_time(engine, tenant):
@@ -462,22 +423,6 @@ def test_tenant_names_are_set_per_tenant_read_by_id_and_taken_by_another(engine)
         assert uow.lineage.name_taken("beta", A) is True
         assert uow.lineage.name_taken("acme_eu", A) is False  # its own name
         assert uow.lineage.name_taken("gamma", A) is False
-
-
-def add_entity(
-    uow: UnitOfWork,
-    entity_type: EntityType,
-    tenant: uuid.UUID,
-    key: str,
-    status: EntityStatus = EntityStatus.ACTIVE,
-    binding: dict[str, Any] | None = DEMO_BINDING,
-) -> None:
-    if entity_type is EntityType.KPI:
-        fields = {"name": key, "expression": "a / b", "depends_on": ["finance.a", "finance.b"]}
-    else:
-        fields = {"label": key, "domain": "finance", "data_type": "int", "binding": binding}
-    state = {"canonical_key": key, "tier": "tier2", "status": status.value, **fields}
-    uow.entities.insert(entity_type, tenant, uuid.uuid4(), state, "ana", T0)
 
 
 def test_the_lineage_graph_reads_every_tenants_live_bound_fields_and_active_kpis(engine):
