@@ -9,14 +9,33 @@ DEV_ENV := MDSTUDIO_HOME=$(MDSTUDIO_HOME) \
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(MDSTUDIO_HOME)/dagster} \
 	MDSTUDIO_DATABASE_URL=$${MDSTUDIO_DATABASE_URL:-sqlite:///$(MDSTUDIO_HOME)/mdstudio.db}
 
-.PHONY: install demo dev test lint bench mutation clean
+.PHONY: install lock demo dev test lint bench mutation clean
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+# Exactly the tested set: every package pinned, with its hashes, in requirements-dev.lock (the
+# runtime's requirements.lock plus the `dev` extra); the project itself goes on top, without
+# dependencies of its own choosing.
+$(INSTALLED): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# The lock files, resolved from PyPI alone for Linux x86_64 / CPython 3.11 (this machine's and the
+# image's platform); the machine's own pip settings (local wheel folders, extra indexes) are left
+# out so the hashes are PyPI's. tests/test_dependencies.py fails when pyproject.toml and the
+# lock files disagree.
+LOCK_ENV := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
+PIP_COMPILE := $(LOCK_ENV) $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --no-strip-extras \
+	--no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+	--resolver backtracking --upgrade
+
+lock:  ## refresh requirements.lock and requirements-dev.lock from pyproject.toml
+	test -x $(BIN)/pip-compile || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+		$(BIN)/pip install --quiet --disable-pip-version-check 'pip-tools>=7.4'; }
+	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra dev --output-file requirements-dev.lock pyproject.toml
 
 demo: install  ## the story end to end on the embedded SQLite default (no service needed)
 	$(BIN)/python demo/story.py
