@@ -882,6 +882,14 @@ def notifications_redeliver(delivery_id: str) -> None:
     emit(record, lambda: print_record(record, DELIVERY_SUMMARY))
 
 
+METRICS_OFF = (
+    "mdstudio serve: metrics are off (/metrics answers 404). To turn them on, set "
+    "MDSTUDIO_METRICS_TOKEN to a long random secret and have Prometheus send it as a bearer "
+    "token (see deploy/prometheus/prometheus.yml)."
+)
+METRICS_ON = "mdstudio serve: metrics at /metrics, for a bearer of MDSTUDIO_METRICS_TOKEN."
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
@@ -889,7 +897,7 @@ def notifications_redeliver(delivery_id: str) -> None:
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs), the steward
-    console (/ui/) and Prometheus metrics (/metrics)."""
+    console (/ui/) and, with MDSTUDIO_METRICS_TOKEN set, Prometheus metrics (/metrics)."""
     import atexit
     import shutil
     import signal
@@ -904,6 +912,10 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     # make that handler an exit, so the directory above is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     import uvicorn
+
+    from mdstudio_core.entrypoints.http import metrics
+
+    click.echo(METRICS_ON if metrics.enabled(runtime().settings) else METRICS_OFF, err=True)
 
     uvicorn.run(
         "mdstudio_core.entrypoints.http:create_app",
