@@ -30,7 +30,7 @@ from mdstudio_core.adapters.warehouse import (
     SourceUnavailable,
     UnknownSource,
 )
-from mdstudio_core.config import Settings
+from mdstudio_core.config import Settings, scrub
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
@@ -44,6 +44,7 @@ from mdstudio_core.domain.model import (
     Tier,
 )
 from mdstudio_core.domain.notifications import DeliveryStatus
+from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer import (
     approvals,
     catalog,
@@ -949,9 +950,14 @@ def _read_file(path: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI, turning domain errors into their exit codes. The settings are read once,
-    here: a malformed one stops every command (exit 1) with a message naming the variable."""
+    here: a malformed one stops every command (exit 1) with a message naming the variable.
+    Every error text printed, and every log record, is scrubbed of credentials."""
+    scrubbed = scrub  # until the settings, which know the configured passwords, are read
     try:
-        run = Runtime(Settings.from_env())
+        settings = Settings.from_env()
+        scrubbed = settings.scrub
+        scrub_log_records(settings)
+        run = Runtime(settings)
         try:
             cli.main(args=argv, prog_name="mdstudio", standalone_mode=False, obj=run)
         finally:
@@ -963,10 +969,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except MdstudioError as exc:
         kind = type(exc).__name__
-        click.echo(f"error ({kind}): {exc}", err=True)
+        click.echo(f"error ({kind}): {scrubbed(str(exc))}", err=True)
         sys.exit(next((code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)), 1))
     except ProfileError as exc:
-        click.echo(f"error ({type(exc).__name__}): {exc}", err=True)
+        click.echo(f"error ({type(exc).__name__}): {scrubbed(str(exc))}", err=True)
         # The warehouse or its configuration failed (1); the binding names what is not
         # there or cannot be matched (2).
         sys.exit(1 if isinstance(exc, UnknownSource | SourceUnavailable | ProfileTimeout) else 2)
@@ -974,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             click.echo("error: the store has no schema yet: run `mdstudio db upgrade`", err=True)
         else:
-            click.echo(f"error: database unavailable: {exc.orig}", err=True)
+            click.echo(f"error: database unavailable: {scrubbed(str(exc.orig))}", err=True)
         sys.exit(1)
     sys.exit(0)
 
