@@ -107,7 +107,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return field_path(parts) or "body"
 
 
-def detail(request: Request, error: object) -> str:
+def error_text(request: Request, error: object) -> str:
     """An error's text as a problem shows it: scrubbed also of the passwords of the store and
     sources this server is configured with (`Settings.scrub`)."""
     return request.app.state.settings.scrub(str(error))  # type: ignore[no-any-return]
@@ -119,19 +119,23 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:
         return problem(
-            422, "invalid-input", detail(request, exc), request.url.path, field=exc.field
+            422, "invalid-input", error_text(request, exc), request.url.path, field=exc.field
         )
 
     @app.exception_handler(PayloadTooLarge)
     async def payload_too_large(request: Request, exc: PayloadTooLarge) -> Response:
         return problem(
-            413, "payload-too-large", detail(request, exc), request.url.path, field=exc.field
+            413, "payload-too-large", error_text(request, exc), request.url.path, field=exc.field
         )
 
     @app.exception_handler(MalformedJson)
     async def malformed_json(request: Request, exc: MalformedJson) -> Response:
         return problem(
-            400, "malformed-json", f"body: {detail(request, exc)}", request.url.path, field="body"
+            400,
+            "malformed-json",
+            f"body: {error_text(request, exc)}",
+            request.url.path,
+            field="body",
         )
 
     for error, (status, kind) in _DOMAIN_ERRORS.items():
@@ -142,7 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             401,
             "unauthenticated",
-            detail(request, exc),
+            error_text(request, exc),
             request.url.path,
             headers={"WWW-Authenticate": 'Bearer realm="mdstudio"'},
         )
@@ -173,7 +177,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             exc.status_code,
             kind,
-            detail(request, exc.detail),
+            error_text(request, exc.detail),
             request.url.path,
             headers=exc.headers,
         )
@@ -187,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def _domain_handler(status: int, kind: str) -> Callable[[Request, Exception], Any]:
     async def handle(request: Request, exc: Exception) -> Response:
-        return problem(status, kind, detail(request, exc), request.url.path)
+        return problem(status, kind, error_text(request, exc), request.url.path)
 
     return handle
 
