@@ -38,6 +38,7 @@ ADMIN_URL = os.environ.get(
     "MDSTUDIO_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 TENANTS = [uuid.uuid4() for _ in range(5)]
+TOKEN = uuid.uuid4().hex  # /metrics is off without MDSTUDIO_METRICS_TOKEN
 NOW = dt.datetime.now(dt.UTC)
 
 
@@ -166,7 +167,7 @@ def http_scrape(url: str) -> float:
             str(port),
             "--no-access-log",
         ],
-        env={**os.environ, "MDSTUDIO_DATABASE_URL": url},
+        env={**os.environ, "MDSTUDIO_DATABASE_URL": url, "MDSTUDIO_METRICS_TOKEN": TOKEN},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -180,7 +181,10 @@ def http_scrape(url: str) -> float:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
-        return median_seconds(lambda: httpx.get(f"{base}/metrics", timeout=60).raise_for_status())
+        scraper = {"Authorization": f"Bearer {TOKEN}"}
+        return median_seconds(
+            lambda: httpx.get(f"{base}/metrics", headers=scraper, timeout=60).raise_for_status()
+        )
     finally:
         server.terminate()
         server.wait(15)

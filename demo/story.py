@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import queue
+import secrets
 import shutil
 import signal
 import socket
@@ -46,6 +47,8 @@ ENV = {
     "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "3",
     "MDSTUDIO_NOTIFY_INTERVAL_SECONDS": "3",
     "MDSTUDIO_TENANT": TENANT,
+    # /metrics is off without a token; Prometheus would send this one as a bearer token.
+    "MDSTUDIO_METRICS_TOKEN": secrets.token_urlsafe(32),
 }
 for unset in ("MDSTUDIO_DAGSTER_STORAGE_URL",):
     ENV.pop(unset, None)
@@ -194,14 +197,17 @@ def show_metrics(pattern: str) -> None:
         while True:
             try:
                 url = f"http://127.0.0.1:{port}/metrics"
-                with urllib.request.urlopen(url, timeout=2) as response:
+                bearer = {"Authorization": f"Bearer {ENV['MDSTUDIO_METRICS_TOKEN']}"}
+                scrape = urllib.request.Request(url, headers=bearer)
+                with urllib.request.urlopen(scrape, timeout=2) as response:
                     text = response.read().decode()
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     sys.exit("demo: mdstudio serve did not answer")
                 time.sleep(0.3)
-        print(f"$ curl -s {url} | grep {pattern}")
+        bearer_header = '"Authorization: Bearer $MDSTUDIO_METRICS_TOKEN"'
+        print(f"$ curl -s -H {bearer_header} {url} | grep {pattern}")
         print("\n".join(line for line in text.splitlines() if line.startswith(pattern)))
     finally:
         server.terminate()

@@ -12,9 +12,10 @@ import datetime as dt
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import make_url
@@ -51,9 +52,28 @@ def source_variable(source: str, part: str = "URL") -> str:
     return f"{PREFIX}SOURCE_{source.upper()}_{part}"
 
 
+# A URL's authority as SQLAlchemy reads it: a user name without `:` or `/`, a password up to
+# the first `@`, then the host (with its port). A user name or host holding `@` is a password's
+# `@` left unencoded: the rest of the password would be taken for the host name, and quoted in
+# "failed to resolve host" errors.
+_AUTHORITY = re.compile(
+    r"^[^:/?#]+://(?:(?P<user>[^:/]*)(?::(?P<password>[^@]*))?@)?(?P<host>[^/?#]*)"
+)
+# What `scrub` looks at: runs of text without spaces, quotes or angle brackets.
+_WORD = re.compile(r"[^\s'\"<>]+")
+HIDDEN = "***"
+
+
 def check_url(url: str) -> str:
-    """`url` if SQLAlchemy can parse it. The error never repeats the URL: it may hold a
-    password, and a password with `@` or `:` in it is the usual reason it does not parse."""
+    """`url` if SQLAlchemy can parse it and its authority holds at most one `@`. The error never
+    repeats the URL: it may hold a password, and a password with `@` or `:` in it is the usual
+    reason it is refused."""
+    authority = _AUTHORITY.match(url)
+    if authority and "@" in (authority["user"] or "") + authority["host"]:
+        raise ValueError(
+            "holds more than one @ before its host: write an @ in the password (or user name) "
+            "as %40 (the value is not shown: it holds a password)"
+        )
     try:
         make_url(url)
     except (ArgumentError, ValueError):
@@ -62,6 +82,47 @@ def check_url(url: str) -> str:
             "name and password: @ as %40, : as %3A, / as %2F)"
         ) from None
     return url
+
+
+def scrub(text: str, urls: Iterable[str | None] = ()) -> str:
+    """`text` without credentials: the one filter every error text passes before it leaves the
+    process (CLI output, HTTP problems, console pages, events, logs), behind `check_url`.
+
+    In any URL in the text, everything between `//` and its last `@` (user, password, and any
+    part of a password that spilled past an unencoded `@`) becomes `***`, as does a
+    `user:password@` before a host without a scheme; and so does every piece of the password of
+    each of `urls` (the configured store and sources) wherever it appears, since a driver may
+    quote a host or an option without its URL. Linear in the text's length."""
+    text = _WORD.sub(_scrub_word, text)
+    secrets = {piece for url in urls if url for piece in _secrets(url)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
+def _scrub_word(match: re.Match[str]) -> str:
+    word = match.group()
+    last_at = word.rfind("@")
+    if last_at < 0:
+        return word
+    scheme_end = word.find("//")
+    if 0 <= scheme_end < last_at:
+        return word[: scheme_end + 2] + HIDDEN + word[last_at:]
+    start = word.rfind("/", 0, last_at) + 1
+    if ":" in word[start:last_at]:
+        return word[:start] + HIDDEN + word[last_at:]
+    return word
+
+
+def _secrets(url: str) -> set[str]:
+    """What of `url` must never be shown: its password (as written and decoded), and what a
+    driver would take for part of the host name if an `@` was left unencoded in it."""
+    authority = _AUTHORITY.match(url)
+    if authority is None:
+        return set()
+    password, spilled = authority["password"], authority["host"].rpartition("@")[0]
+    found = {password, unquote(password)} if password else set()
+    return found | {piece for piece in re.split("[@:]", spilled) if piece}
 
 
 def _comma_list(value: object) -> object:
@@ -234,6 +295,11 @@ class Settings(BaseModel):
             )
             for tier in Tier
         }
+
+    def scrub(self, text: str) -> str:
+        """`text` as it may leave the process: no credentials of any URL in it, nor any piece
+        of the passwords of the store and sources configured here (`scrub`)."""
+        return scrub(text, [self.database_url, self.dagster_storage_url, *self.sources.values()])
 
     def source_url(self, source: str) -> str | None:
         return self.sources.get(source.upper())

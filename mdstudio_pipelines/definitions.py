@@ -11,6 +11,7 @@ import dagster as dg
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.lineage import CatalogSnapshot
+from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer import lineage
 from mdstudio_pipelines.assets import catalog_entity, entity_profile
 from mdstudio_pipelines.dagster_internals import keep_for_reconstruction, reconstruction_metadata
@@ -55,4 +56,5 @@ def current_snapshot(catalog: CatalogResource) -> CatalogSnapshot:
 @dg.definitions
 def defs() -> dg.Definitions:
     catalog = CatalogResource()
+    scrub_log_records(catalog.settings)  # the code server's and each run worker's logs
     return build_definitions(catalog.settings, current_snapshot(catalog))

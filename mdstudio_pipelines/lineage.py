@@ -2,9 +2,9 @@
 active KPI depending on the tables of its inputs, built from a `CatalogSnapshot` of the store.
 
 Asset keys: `[<tenant>, <source>, <schema>, <table>]` and `[<tenant>, "kpi", <canonical_key>]`,
-`<tenant>` being the tenant's name or `t_` and the first 8 hex digits of its id (one asset group
-per tenant). A binding without a schema reads the source's default schema, named in the key
-(`public` on PostgreSQL, `main` on SQLite)."""
+`<tenant>` being the tenant's name or, unnamed, `t_` and its whole id, last group first
+(`domain.lineage.tenant_label`; one asset group per tenant). A binding without a schema reads
+the source's default schema, named in the key (`public` on PostgreSQL, `main` on SQLite)."""
 
 import functools
 import re

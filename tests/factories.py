@@ -28,6 +28,12 @@ def person(tenant: uuid.UUID, user: str, *roles: str) -> Identity:
     return Identity(tenant_id=tenant, user=user, roles=frozenset(roles))
 
 
+def unnamed_label(tenant: uuid.UUID) -> str:
+    """An unnamed tenant's label in Dagster, as the README spells it: `t_` and its id's groups,
+    last first."""
+    return "t_" + "_".join(reversed(str(tenant).split("-")))
+
+
 def metadata_request(
     key: str = "finance.revenue.gross_amount",
     tier: str = "tier1",

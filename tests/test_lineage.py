@@ -146,13 +146,23 @@ def test_a_tier3_kpi_is_never_impacted():
 
 
 def test_tenant_labels_and_names():
-    assert tenant_label(TENANT, None) == "t_12345678"
+    assert tenant_label(TENANT, None) == "t_456789abcdef_8123_4def_9abc_12345678"
     assert tenant_label(TENANT, "acme") == "acme"
     assert check_tenant_name(" acme_eu ") == "acme_eu"
-    for bad in ("", "9lives", "a-b", "a b", "t_0123abcd", "x" * 64):
+    for ok in ("t_x", "T_0123abcd", "t0123", "team_0123", "tenant_f"):
+        assert check_tenant_name(ok) == ok
+    unnamed = tenant_label(uuid.uuid4(), None)
+    for bad in ("", "9lives", "a-b", "a b", "t_0123abcd", "t_", "t_abc_", unnamed, "x" * 64):
         with pytest.raises(InvalidInput) as refused:
             check_tenant_name(bad)
         assert refused.value.field == "name"
+
+
+def test_time_ordered_ids_sharing_their_leading_digits_get_different_labels():
+    first = uuid.UUID("0190a1b2-0000-7abc-8def-0123456789ab")
+    second = uuid.UUID("0190a1b2-1111-7abc-8def-0123456789ab")
+    assert tenant_label(first, None) == "t_0123456789ab_8def_7abc_0000_0190a1b2"
+    assert tenant_label(second, None) == "t_0123456789ab_8def_7abc_1111_0190a1b2"
 
 
 def test_the_snapshot_travels_as_json():
@@ -247,7 +257,7 @@ def test_a_tenant_name_may_have_63_characters():
             "name: must be an identifier: letters, digits and _, not starting with a digit "
             "(at most 63 characters)",
         ),
-        ("t_0123abcd", "name: t_ and 8 hex digits is reserved for unnamed tenants"),
+        ("t_0123abcd", "name: t_ followed by hex digits and _ is reserved for unnamed tenants"),
     ],
 )
 def test_a_refused_tenant_name_says_why(name, message):

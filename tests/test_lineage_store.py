@@ -26,6 +26,7 @@ from tests.factories import (
     metadata_request,
     person,
     stored_profile,
+    unnamed_label,
 )
 
 REVENUE = "finance.revenue.gross_amount"
@@ -69,7 +70,7 @@ def catalog(engine, tenant):
 def test_the_snapshot_groups_fields_by_table_and_names_tenants(catalog, tenant):
     snapshot = lineage.load_snapshot(UnitOfWork(catalog))
     [table] = snapshot.tables
-    assert (table.tenant, table.label) == (f"t_{tenant.hex[:8]}", "warehouse.sales.orders")
+    assert (table.tenant, table.label) == (unnamed_label(tenant), "warehouse.sales.orders")
     assert [f.canonical_key for f in table.fields] == [COST, REVENUE]
     [kpi] = snapshot.kpis
     assert kpi.inputs == (COST, REVENUE)
@@ -298,7 +299,7 @@ def test_the_snapshot_holds_every_tenants_tables_fields_and_kpis(catalog, tenant
         catalog, LAST_TENANT, metadata_request("finance.b", binding=dated_binding("aaa", None, "x"))
     )
     snapshot = lineage.load_snapshot(UnitOfWork(catalog))
-    here, there = f"t_{tenant.hex[:8]}", f"t_{LAST_TENANT.hex[:8]}"
+    here, there = unnamed_label(tenant), unnamed_label(LAST_TENANT)
 
     def node(key, column, tier=Tier.TIER1):
         return FieldNode(key, tier, "finance-data", "decimal(18,2)", (column,))
@@ -403,7 +404,7 @@ def test_tenant_labels_are_names_or_default_labels(catalog, tenant):
     admin = person(tenant, "root", "tenant_admin")
     lineage.name_tenant(UnitOfWork(catalog), admin, tenant, "acme")
     labels = lineage.tenant_labels(UnitOfWork(catalog), [LAST_TENANT, tenant, tenant])
-    assert labels == {tenant: "acme", LAST_TENANT: f"t_{LAST_TENANT.hex[:8]}"}
+    assert labels == {tenant: "acme", LAST_TENANT: unnamed_label(LAST_TENANT)}
 
 
 def refusal(error, service, *args):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -37,16 +38,41 @@ def tool(name: str) -> str:
     return found
 
 
-def test_the_alert_rules_pass_promtool():
+def deployed_config(tmp_path: Path, token: str) -> dict:
+    """deploy/prometheus/prometheus.yml as an operator installs it: its token file (here under
+    `tmp_path`, holding `token`) and its rules beside it."""
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    token_file = tmp_path / "mdstudio-metrics-token"
+    token_file.write_text(token + "\n")
+    job["authorization"]["credentials_file"] = str(token_file)
+    config["rule_files"] = [str(DEPLOY / "prometheus" / "rules.yml")]
+    return config
+
+
+def test_the_alert_rules_pass_promtool(tmp_path):
     promtool = tool("promtool")
     folder = DEPLOY / "prometheus"
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(deployed_config(tmp_path, "t0ken")))
     for args in (
         ["check", "rules", "rules.yml"],
-        ["check", "config", "prometheus.yml"],
+        # As shipped: the token file is the operator's (/etc/prometheus/...), not the repo's.
+        ["check", "config", "--syntax-only", "prometheus.yml"],
+        ["check", "config", str(tmp_path / "prometheus.yml")],
         ["test", "rules", "rules_test.yml"],
     ):
         result = subprocess.run([promtool, *args], cwd=folder, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_sends_a_bearer_token_from_a_file():
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/etc/prometheus/mdstudio-metrics-token",
+    }
 
 
 def test_every_alert_is_tested_and_names_where_it_happened():
@@ -114,6 +140,7 @@ def test_prometheus_scrapes_mdstudio_and_every_dashboard_query_evaluates(
 ):
     prometheus = tool("prometheus")
     tenant = uuid.uuid4()
+    token = secrets.token_urlsafe(32)
     serve_port, prometheus_port = _free_port(), _free_port()
     server = start(
         [
@@ -125,11 +152,10 @@ def test_prometheus_scrapes_mdstudio_and_every_dashboard_query_evaluates(
             str(serve_port),
             "--no-access-log",
         ],
-        env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
+        env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url, "MDSTUDIO_METRICS_TOKEN": token},
     )
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    config = deployed_config(tmp_path, token)
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(DEPLOY / "prometheus" / "rules.yml")]
     config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{serve_port}"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     scraper = start(

@@ -31,7 +31,9 @@ TENANT_ADMIN_ROLE = "tenant_admin"
 STALE_FACTOR = 0.8
 # How old a profile may be, in schedule periods of its field's tier, before it is stale.
 STALE_AFTER_PERIODS = 2
-_DEFAULT_LABEL = re.compile(r"^t_[0-9a-f]{8}$")
+# What an unnamed tenant's label looks like (`tenant_label`), and more: `t_` then hex digits and
+# underscores, so no name can be any unnamed tenant's label, whatever form labels had.
+_DEFAULT_LABEL = re.compile(r"^t_[0-9a-f_]*$")
 
 
 # -- tenants --------------------------------------------------------------------------------
@@ -39,8 +41,13 @@ _DEFAULT_LABEL = re.compile(r"^t_[0-9a-f]{8}$")
 
 def tenant_label(tenant_id: uuid.UUID, name: str | None) -> str:
     """What a tenant is called in Dagster (first part of its asset keys, its asset group): its
-    name, else `t_` and the first 8 hex digits of its id."""
-    return name or f"t_{tenant_id.hex[:8]}"
+    name, else `t_` and its whole id, the id's groups last first
+    (`0190a1b2-0000-7abc-8def-0123456789ab` is `t_0123456789ab_8def_7abc_0000_0190a1b2`).
+
+    The whole id, because two tenants may then never share a label, whatever their ids; last
+    group first, because that is the random part (time-ordered ids share their leading digits),
+    so the labels in Dagster's lists differ where they start."""
+    return name or "t_" + "_".join(reversed(str(tenant_id).split("-")))
 
 
 def check_tenant_name(name: str) -> str:
@@ -54,7 +61,9 @@ def check_tenant_name(name: str) -> str:
             field="name",
         )
     if _DEFAULT_LABEL.match(name):
-        raise InvalidInput("t_ and 8 hex digits is reserved for unnamed tenants", field="name")
+        raise InvalidInput(
+            "t_ followed by hex digits and _ is reserved for unnamed tenants", field="name"
+        )
     return name
 
 

@@ -30,7 +30,7 @@ from mdstudio_core.adapters.warehouse import (
     SourceUnavailable,
     UnknownSource,
 )
-from mdstudio_core.config import Settings
+from mdstudio_core.config import Settings, scrub
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
@@ -44,6 +44,7 @@ from mdstudio_core.domain.model import (
     Tier,
 )
 from mdstudio_core.domain.notifications import DeliveryStatus
+from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer import (
     approvals,
     catalog,
@@ -882,6 +883,14 @@ def notifications_redeliver(delivery_id: str) -> None:
     emit(record, lambda: print_record(record, DELIVERY_SUMMARY))
 
 
+METRICS_OFF = (
+    "mdstudio serve: metrics are off (/metrics answers 404). To turn them on, set "
+    "MDSTUDIO_METRICS_TOKEN to a long random secret and have Prometheus send it as a bearer "
+    "token (see deploy/prometheus/prometheus.yml)."
+)
+METRICS_ON = "mdstudio serve: metrics at /metrics, for a bearer of MDSTUDIO_METRICS_TOKEN."
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
@@ -889,7 +898,7 @@ def notifications_redeliver(delivery_id: str) -> None:
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs), the steward
-    console (/ui/) and Prometheus metrics (/metrics)."""
+    console (/ui/) and, with MDSTUDIO_METRICS_TOKEN set, Prometheus metrics (/metrics)."""
     import atexit
     import shutil
     import signal
@@ -904,6 +913,10 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     # make that handler an exit, so the directory above is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     import uvicorn
+
+    from mdstudio_core.entrypoints.http import metrics
+
+    click.echo(METRICS_ON if metrics.enabled(runtime().settings) else METRICS_OFF, err=True)
 
     uvicorn.run(
         "mdstudio_core.entrypoints.http:create_app",
@@ -937,9 +950,14 @@ def _read_file(path: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI, turning domain errors into their exit codes. The settings are read once,
-    here: a malformed one stops every command (exit 1) with a message naming the variable."""
+    here: a malformed one stops every command (exit 1) with a message naming the variable.
+    Every error text printed, and every log record, is scrubbed of credentials."""
+    scrubbed = scrub  # until the settings, which know the configured passwords, are read
     try:
-        run = Runtime(Settings.from_env())
+        settings = Settings.from_env()
+        scrubbed = settings.scrub
+        scrub_log_records(settings)
+        run = Runtime(settings)
         try:
             cli.main(args=argv, prog_name="mdstudio", standalone_mode=False, obj=run)
         finally:
@@ -951,10 +969,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except MdstudioError as exc:
         kind = type(exc).__name__
-        click.echo(f"error ({kind}): {exc}", err=True)
+        click.echo(f"error ({kind}): {scrubbed(str(exc))}", err=True)
         sys.exit(next((code for cls, code in EXIT_CODES.items() if isinstance(exc, cls)), 1))
     except ProfileError as exc:
-        click.echo(f"error ({type(exc).__name__}): {exc}", err=True)
+        click.echo(f"error ({type(exc).__name__}): {scrubbed(str(exc))}", err=True)
         # The warehouse or its configuration failed (1); the binding names what is not
         # there or cannot be matched (2).
         sys.exit(1 if isinstance(exc, UnknownSource | SourceUnavailable | ProfileTimeout) else 2)
@@ -962,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             click.echo("error: the store has no schema yet: run `mdstudio db upgrade`", err=True)
         else:
-            click.echo(f"error: database unavailable: {exc.orig}", err=True)
+            click.echo(f"error: database unavailable: {scrubbed(str(exc.orig))}", err=True)
         sys.exit(1)
     sys.exit(0)
 

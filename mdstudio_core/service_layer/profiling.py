@@ -319,7 +319,7 @@ def run_profiles(
                 engine_for=engine_for,
             )
         except Exception as exc:  # one table's fault must spare the others
-            message = _failure_message(exc, group[0].binding)
+            message = _failure_message(settings, exc, group[0].binding)
             failed = [(entity.canonical_key, tiers[entity.canonical_key]) for entity in group]
             record_failures(uow, settings, tenant_id, failed, run_id, message)
             outcome.failed.update({key: message for key, _ in failed})
@@ -331,12 +331,13 @@ def run_profiles(
     return outcome
 
 
-def _failure_message(exc: Exception, binding: Binding) -> str:
-    """What a failed table's entities record. A `ProfileError` says what to fix; any other
-    error's text is not ours to show (a driver may quote a URL and its password): its type, the
+def _failure_message(settings: Settings, exc: Exception, binding: Binding) -> str:
+    """What a failed table's entities record (their `metadata.profile.failed` events, hence
+    `GET /events` and webhooks). A `ProfileError` says what to fix, scrubbed of credentials (it
+    may quote a driver's error); any other error's text is not ours to show: its type, the
     table and where it was raised are logged instead."""
     if isinstance(exc, warehouse.ProfileError):
-        return str(exc)
+        return settings.scrub(str(exc))
     message = f"{type(exc).__name__} while profiling {table_label(binding)}"
     logger.warning("%s at\n%s", message, "".join(traceback.format_tb(exc.__traceback__)))
     return message

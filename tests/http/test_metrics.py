@@ -1,6 +1,7 @@
 """`GET /metrics`: the catalog's truth read from the store at scrape time (SQLite and
-PostgreSQL), requests by route template, the optional bearer; and under `mdstudio serve
---workers 2`, requests counted across workers."""
+PostgreSQL), requests by route template and standard method, only for the bearer of
+`MDSTUDIO_METRICS_TOKEN` (no token: no metrics, 404); and under `mdstudio serve --workers 2`,
+requests counted across workers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ from tests.factories import metadata_request, person
 from tests.http.test_serve import _free_port
 from tests.test_incidents import save
 
+TOKEN = "scrape-me-0123456789"
+SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def scraped(engine) -> TestClient:
+    """A client of an app with metrics on, sending the scraper's bearer token."""
+    settings = Settings.from_env({"MDSTUDIO_METRICS_TOKEN": TOKEN})
+    return TestClient(create_app(settings, engine), headers=SCRAPER)
+
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     return {
@@ -38,7 +48,7 @@ def value(found, name, **labels):
 
 
 def test_the_catalog_as_prometheus_sees_it(engine, tenant):
-    client = TestClient(create_app(Settings.from_env(), engine))
+    client = scraped(engine)
     save(engine, tenant, 40.0, "run-1")
     save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
     save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
@@ -88,7 +98,7 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
 def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, tenant):
     from tests.pipelines.conftest import DEMO_BINDING
 
-    client = TestClient(create_app(Settings.from_env(), engine))
+    client = scraped(engine)
     for key, tier in (
         ("finance.revenue.gross_amount", "tier1"),
         ("sales.orders.region", "tier2"),
@@ -136,12 +146,54 @@ def test_a_metrics_token_is_required_when_set(engine, monkeypatch):
     client = TestClient(create_app(Settings.from_env(), engine))
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Basic scrape-me"}).status_code == 401
     ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert ok.status_code == 200 and "mdstudio_quality_threshold" in ok.text
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_requests_are_counted_across_workers(store_url, engine):
+def test_without_a_token_there_are_no_metrics(engine, tenant, monkeypatch):
+    monkeypatch.delenv("MDSTUDIO_METRICS_TOKEN", raising=False)
+    save(engine, tenant, 40.0, "run-1")
+    client = TestClient(create_app(Settings.from_env(), engine))
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
+        answer = client.get("/metrics", headers=headers)
+        assert answer.status_code == 404
+        assert str(tenant) not in answer.text and "mdstudio_" not in answer.text
+    # The same answer as a path that does not exist: nothing tells there could be metrics.
+    nowhere = client.get("/nowhere")
+    assert answer.json() == {**nowhere.json(), "instance": "/metrics"}
+    assert answer.headers["content-type"] == nowhere.headers["content-type"]
+
+
+def other_requests(client: TestClient) -> float:
+    """Requests counted under `method="other"` so far (the counters live as long as the
+    process)."""
+    return sum(
+        count
+        for (name, labels), count in samples(client.get("/metrics").text).items()
+        if name == "mdstudio_http_requests_total" and dict(labels)["method"] == "other"
+    )
+
+
+def test_only_standard_methods_are_labels(engine):
+    client = scraped(engine)
+    before = other_requests(client)
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        client.request(method, "/healthz")
+    for invented in ("BREW", "PROPFIND", "X" * 200):
+        client.request(invented, "/healthz")
+    found = samples(client.get("/metrics").text)
+    methods = {
+        dict(labels)["method"]
+        for name, labels in found
+        if name in ("mdstudio_http_requests_total", "mdstudio_http_request_duration_seconds_count")
+    }
+    assert methods == {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert other_requests(client) == before + 3
+
+
+def serve(store_url: str, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """`mdstudio serve` on a free port with these settings, once it answers; and its base URL."""
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -151,32 +203,61 @@ def test_requests_are_counted_across_workers(store_url, engine):
             "serve",
             "--port",
             str(port),
-            "--workers",
-            "2",
             "--no-access-log",
+            *args,
         ],
-        env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "MDSTUDIO_METRICS_TOKEN"},
+            "MDSTUDIO_DATABASE_URL": store_url,
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=2)
+            return server, base
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail("server did not start: " + server.communicate()[1].decode())
+            time.sleep(0.2)
+
+
+def stop(server: subprocess.Popen) -> str:
+    """End the server; what it wrote to standard error."""
+    server.terminate()
+    return server.communicate(timeout=15)[1].decode()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_serve_says_at_start_that_metrics_are_off_and_how_to_turn_them_on(store_url, engine):
+    server, base = serve(store_url)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+        assert httpx.get(f"{base}/metrics").status_code == 404
+    finally:
+        said = stop(server)
+    assert (
+        "mdstudio serve: metrics are off (/metrics answers 404). To turn them on, set "
+        "MDSTUDIO_METRICS_TOKEN to a long random secret and have Prometheus send it as a bearer "
+        "token (see deploy/prometheus/prometheus.yml)."
+    ) in said
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_requests_are_counted_across_workers(store_url, engine):
+    server, base = serve(store_url, "--workers", "2", MDSTUDIO_METRICS_TOKEN=TOKEN)
+    try:
         for _ in range(40):  # new connections: both workers take some
             httpx.get(f"{base}/healthz", headers={"Connection": "close"})
-        found = samples(httpx.get(f"{base}/metrics").text)
+        found = samples(httpx.get(f"{base}/metrics", headers=SCRAPER).text)
         served = value(
             found, "mdstudio_http_requests_total", method="GET", route="/healthz", status="200"
         )
         assert served >= 41  # every worker's count, whichever worker answered the scrape
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        said = stop(server)
+    assert "mdstudio serve: metrics at /metrics, for a bearer of MDSTUDIO_METRICS_TOKEN." in said

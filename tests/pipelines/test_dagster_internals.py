@@ -9,6 +9,7 @@ import dagster as dg
 
 from mdstudio_pipelines import dagster_internals
 from mdstudio_pipelines.dagster_internals import check_evaluations, store_observations
+from tests.factories import unnamed_label
 
 PINNED = "1.13.27"
 ASSET = dg.AssetKey("probe")
@@ -110,7 +111,7 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     with no_defs_state_storage(), DefinitionsLoadContext.scoped(initializing):
         served = initialize_repository_def_from_pointer(pointer)
         keys = set(served.asset_graph.get_all_asset_keys())
-        assert dg.AssetKey([f"t_{tenant.hex[:8]}", "warehouse", "sales", "orders"]) in keys
+        assert dg.AssetKey([unnamed_label(tenant), "warehouse", "sales", "orders"]) in keys
         monkeypatch.setenv("MDSTUDIO_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
         worker = reconstruct_repository_def_from_pointer(pointer, served.repository_load_data)
         assert set(worker.asset_graph.get_all_asset_keys()) == keys

@@ -3,16 +3,19 @@ assets built from the store, profiling runs that materialize the tables they sel
 KPIs depending on them, the KPI check, the impact events, a UI-style "Materialize" of one table.
 The daemon and the webserver end to end are in test_lineage_e2e.py."""
 
+import uuid
+
 import dagster as dg
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.lineage import tenant_label
+from mdstudio_core.domain.model import EntityType, Tier
 from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lineage import KPI_CHECK
-from tests.factories import kpi_request, person
+from tests.factories import add_entity, kpi_request, person, unnamed_label
 from tests.pipelines.conftest import Env, load_defs
 
 REVENUE = "finance.revenue.gross_amount"
@@ -181,3 +184,34 @@ def test_unbinding_an_input_reports_its_kpis_new_trust(env):
     assert latest["trust_score"] is None
     assert latest["unscored_inputs"] == f"{REVENUE} (unbound (or deprecated))"
     assert check_results(env, kpi)[-1].passed is False
+
+
+# Tenant ids that differ from the first in one hex digit each, at every position: any label
+# that keeps less than the whole id gives two of them the same label. The first two share their
+# leading 8 digits (the rule before issue 18 named both `t_0190a1b2`) and their last group.
+BASE = "0190a1b2000070008000000000000a11"
+CLOSE_IDS = [uuid.UUID(BASE)] + [
+    uuid.UUID(BASE[:i] + format((int(BASE[i], 16) + 1) % 16, "x") + BASE[i + 1 :])
+    for i in range(32)
+]
+
+
+def test_unnamed_tenants_whose_ids_nearly_match_never_share_a_label(env):
+    uow = UnitOfWork(env.engine)
+    with uow:
+        for tenant in CLOSE_IDS:
+            add_entity(uow, EntityType.GLOBAL_METADATA, tenant, REVENUE, tier=Tier.TIER1)
+        uow.commit()
+
+    definitions = load_defs()  # the code location loads: no two tenants' assets conflict
+    dg.Definitions.validate_loadable(definitions)
+    assert tenant_label(CLOSE_IDS[0], None) == "t_000000000a11_8000_7000_0000_0190a1b2"
+    specs = {spec.key: spec for spec in definitions.resolve_all_asset_specs()}
+    keys = {dg.AssetKey([tenant_label(t, None), "demo", "main", "orders"]) for t in CLOSE_IDS}
+    assert len(keys) == len(CLOSE_IDS) and keys <= set(specs)
+    assert {specs[k].metadata["mdstudio/tenant"] for k in keys} == {str(t) for t in CLOSE_IDS}
+    assert len({specs[k].group_name for k in keys}) == len(CLOSE_IDS)
+    # The same labels on every load (a run worker, the sensor, the next reload).
+    assert lineage.tenant_labels(UnitOfWork(env.engine), CLOSE_IDS) == {
+        t: unnamed_label(t) for t in CLOSE_IDS
+    }

@@ -28,6 +28,7 @@ from mdstudio_core.entrypoints.http.routers import (
     incidents,
     notifications,
 )
+from mdstudio_core.entrypoints.logs import scrub_log_records
 
 # Connections per process, and as many worker threads: 20 keep PostgreSQL's default 100
 # connections enough for a few server processes and the tools beside them.
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """The application. `settings` default to the environment's; without `engine`, one is made
     for the settings' store (and disposed of at shutdown)."""
     settings = settings or Settings.from_env()
+    scrub_log_records(settings)
     owns_engine = engine is None
     store = engine or create_store_engine(
         settings.store_url,

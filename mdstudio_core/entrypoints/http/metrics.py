@@ -53,9 +53,19 @@ HTTP_DURATION = Histogram(
 )
 
 
+# The methods counted by name; any other counts as `other`, so no client can add series.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The `method` label of a request: the method when it is a standard one, else `other`."""
+    return method if method in STANDARD_METHODS else "other"
+
+
 class RequestMetrics:
-    """Counts each request under its route template (`/approvals/{approval_id}`): a label per
-    raw path would grow without bound. Requests no route matched count as `unmatched`."""
+    """Counts each request under its route template (`/approvals/{approval_id}`) and its method
+    (`method_label`): a label per raw path or invented method would grow without bound.
+    Requests no route matched count as `unmatched`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -77,7 +87,7 @@ class RequestMetrics:
             await self.app(scope, receive, record_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
+            method = method_label(scope["method"])
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
 
@@ -248,10 +258,17 @@ def exposition(engine: Engine, settings: Settings) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
+def enabled(settings: Settings) -> bool:
+    """`/metrics` exists only with `MDSTUDIO_METRICS_TOKEN`: it shows every tenant's keys,
+    scores and backlog, so it is never open to whoever reaches the server."""
+    return bool(settings.metrics_token)
+
+
 def authorised(settings: Settings, authorization: str | None) -> bool:
-    """No token by default; with `MDSTUDIO_METRICS_TOKEN`, the scraper's bearer must match."""
+    """The scraper's bearer token is `MDSTUDIO_METRICS_TOKEN` (compared in constant time); never
+    without one set."""
     if not settings.metrics_token:
-        return True
+        return False
     scheme, _, given = (authorization or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), settings.metrics_token.encode()

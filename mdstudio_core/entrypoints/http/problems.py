@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mdstudio_core.config import scrub
 from mdstudio_core.domain.errors import (
     Conflict,
     Forbidden,
@@ -56,13 +57,14 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """An RFC 9457 problem: `type` names the kind of failure, `field` the offending input."""
+    """An RFC 9457 problem: `type` names the kind of failure, `field` the offending input. The
+    detail and the instance are scrubbed of any URL's credentials (`config.scrub`)."""
     body: dict[str, Any] = {
         "type": f"urn:mdstudio:problem:{kind}",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": detail,
-        "instance": instance,
+        "detail": scrub(detail),
+        "instance": scrub(instance),
     }
     if field is not None:
         body["field"] = field
@@ -105,20 +107,36 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return field_path(parts) or "body"
 
 
+def error_text(request: Request, error: object) -> str:
+    """An error's text as a problem shows it: scrubbed also of the passwords of the store and
+    sources this server is configured with (`Settings.scrub`)."""
+    return request.app.state.settings.scrub(str(error))  # type: ignore[no-any-return]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map each failure to its status once, for every route."""
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:
-        return problem(422, "invalid-input", str(exc), request.url.path, field=exc.field)
+        return problem(
+            422, "invalid-input", error_text(request, exc), request.url.path, field=exc.field
+        )
 
     @app.exception_handler(PayloadTooLarge)
     async def payload_too_large(request: Request, exc: PayloadTooLarge) -> Response:
-        return problem(413, "payload-too-large", str(exc), request.url.path, field=exc.field)
+        return problem(
+            413, "payload-too-large", error_text(request, exc), request.url.path, field=exc.field
+        )
 
     @app.exception_handler(MalformedJson)
     async def malformed_json(request: Request, exc: MalformedJson) -> Response:
-        return problem(400, "malformed-json", f"body: {exc}", request.url.path, field="body")
+        return problem(
+            400,
+            "malformed-json",
+            f"body: {error_text(request, exc)}",
+            request.url.path,
+            field="body",
+        )
 
     for error, (status, kind) in _DOMAIN_ERRORS.items():
         app.add_exception_handler(error, _domain_handler(status, kind))
@@ -128,7 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             401,
             "unauthenticated",
-            str(exc),
+            error_text(request, exc),
             request.url.path,
             headers={"WWW-Authenticate": 'Bearer realm="mdstudio"'},
         )
@@ -157,7 +175,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = "not-found" if exc.status_code == 404 else "http-error"
         return problem(
-            exc.status_code, kind, str(exc.detail), request.url.path, headers=exc.headers
+            exc.status_code,
+            kind,
+            error_text(request, exc.detail),
+            request.url.path,
+            headers=exc.headers,
         )
 
     @app.exception_handler(OperationalError)
@@ -169,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def _domain_handler(status: int, kind: str) -> Callable[[Request, Exception], Any]:
     async def handle(request: Request, exc: Exception) -> Response:
-        return problem(status, kind, str(exc), request.url.path)
+        return problem(status, kind, error_text(request, exc), request.url.path)
 
     return handle
 

@@ -94,6 +94,10 @@ def start_clock(request: Request) -> None:
     request.state.console_started = time.perf_counter()
 
 
+# The context values of a page that hold an error's text.
+ERROR_TEXTS = ("error", "detail", "evidence_error")
+
+
 def render(
     request: Request,
     template: str,
@@ -102,8 +106,13 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     """The page, with the server's time on it in `Server-Timing` (the browser's developer tools
-    and bench/console.py read it)."""
+    and bench/console.py read it). The error texts it shows (`ERROR_TEXTS`) are scrubbed of
+    credentials (`Settings.scrub`): a warehouse's error may quote them."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
+    scrub = request.app.state.settings.scrub
+    for name in ERROR_TEXTS:
+        if isinstance(context.get(name), str):
+            context[name] = scrub(context[name])
     html = templates.get_template(template).render(
         identity=identity,
         csrf=csrf_token(session_id) if identity else context.pop("csrf", ""),

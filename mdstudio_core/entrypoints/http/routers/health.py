@@ -29,12 +29,14 @@ def healthz(request: Request) -> Response:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}, 401: {}},
+    responses={200: {"content": {"text/plain": {}}}, 401: {}, 404: {}},
 )
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus metrics. Open unless `MDSTUDIO_METRICS_TOKEN` is set; then the scraper sends
-    it as a bearer token."""
+    """Prometheus metrics, for a scraper sending `MDSTUDIO_METRICS_TOKEN` as a bearer token.
+    Without that setting there are no metrics: 404, as for any path that does not exist."""
     state = request.app.state
+    if not metrics.enabled(state.settings):
+        return problem(404, "not-found", "Not Found", "/metrics")
     if not metrics.authorised(state.settings, request.headers.get("authorization")):
         return problem(401, "unauthorized", "the metrics token is missing or wrong", "/metrics")
     body, content_type = await asyncio.get_running_loop().run_in_executor(
