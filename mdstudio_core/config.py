@@ -160,6 +160,9 @@ class Settings(BaseModel):
     max_body_bytes: Count = 1024 * 1024
     max_payload_bytes: Count = 64 * 1024
     console_session_hours: Positive = 8.0
+    console_idle_minutes: Positive = 30.0
+    console_login_attempts_per_minute: Count = 10
+    api_docs: bool = False
     min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
     tier1_timeout_seconds: Positive = 600.0
     tier2_timeout_seconds: Positive = 600.0
@@ -268,6 +271,12 @@ class Settings(BaseModel):
         """How long a console sign-in lasts at most (`MDSTUDIO_CONSOLE_SESSION_HOURS`); never
         past its token's expiry."""
         return dt.timedelta(hours=self.console_session_hours)
+
+    @property
+    def console_idle_timeout(self) -> dt.timedelta:
+        """How long a console session may go unused before it ends
+        (`MDSTUDIO_CONSOLE_IDLE_MINUTES`), besides its absolute lifetime."""
+        return dt.timedelta(minutes=self.console_idle_minutes)
 
     @property
     def quality_thresholds(self) -> QualityThresholds:

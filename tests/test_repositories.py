@@ -367,7 +367,7 @@ def test_an_open_delivery_is_one_of_that_subscription_and_group_not_tried_yet(en
         assert not uow.notifications.exists(mine, "run:3")
 
 
-def test_ending_a_tokens_expired_sessions_ends_those_expired_by_then_only(engine, tenant):
+def test_ending_a_tokens_stale_sessions_ends_those_expired_or_idle_by_then_only(engine, tenant):
     hour = dt.timedelta(hours=1)
     token_id, other_id = uuid.UUID(int=1), uuid.UUID(int=2)
     with UnitOfWork(engine) as uow:
@@ -378,15 +378,59 @@ def test_ending_a_tokens_expired_sessions_ends_those_expired_by_then_only(engine
             ("old", token, T0 - hour),
             ("just", token, T0),
             ("new", token, T0 + hour),
+            ("idle", token, T0 + hour),
+            ("just_idle", token, T0 + hour),
             ("theirs", other, T0 - hour),
         ]:
             uow.console_sessions.add(session, owner, T0 - 2 * hour, expires_at)
-        uow.console_sessions.end_for_token(token_id, expired_before=T0)
+        for session, seen in [("new", T0 - hour), ("just_idle", T0 - 1.5 * hour)]:
+            uow.console_sessions.seen(session, seen, T0)
+        uow.console_sessions.end_stale(token_id, T0, idle_since=T0 - 1.5 * hour)
         live = {
-            session: getattr(uow.console_sessions.live_token(session, T0 - 2 * hour), "id", None)
-            for session in ("old", "just", "new", "theirs")
+            session: getattr(
+                (
+                    uow.console_sessions.live_session(session, T0 - 2 * hour, T0 - 3 * hour)
+                    or [None]
+                )[0],
+                "id",
+                None,
+            )
+            for session in ("old", "just", "new", "idle", "just_idle", "theirs")
         }
-    assert live == {"old": None, "just": None, "new": token_id, "theirs": other_id}
+    assert live == {
+        "old": None,
+        "just": None,
+        "new": token_id,
+        "idle": None,
+        "just_idle": None,
+        "theirs": other_id,
+    }
+
+
+def test_a_live_session_is_one_not_expired_nor_idle_with_a_live_token(engine, tenant):
+    """`live_session` gives the token and the last-seen time; `seen` moves that time only when
+    it is older than its bound; ending a token's sessions ends them all."""
+    hour = dt.timedelta(hours=1)
+    token_id = uuid.UUID(int=3)
+    with UnitOfWork(engine) as uow:
+        uow.tokens.add(token_id, "hash-3", person(tenant, "cy", "steward"), T0 - 9 * hour, None)
+        [token] = uow.tokens.list(tenant)
+        uow.console_sessions.add("s", token, T0 - hour, T0 + hour)
+        found, seen = uow.console_sessions.live_session("s", T0, T0 - 2 * hour)
+        assert (found.id, seen) == (token_id, T0 - hour)
+        assert uow.console_sessions.live_session("s", T0, T0 - hour) is None  # idle since then
+        assert uow.console_sessions.live_session("s", T0 + hour, T0 - 2 * hour) is None  # expired
+        uow.console_sessions.seen("s", T0, unless_seen_since=T0 - hour)  # seen at T0 - hour: kept
+        assert uow.console_sessions.live_session("s", T0, T0 - 2 * hour)[1] == T0 - hour
+        uow.console_sessions.seen("s", T0, unless_seen_since=T0 - hour / 2)
+        assert uow.console_sessions.live_session("s", T0, T0 - hour)[1] == T0
+        uow.tokens.revoke(token_id, T0)
+        assert uow.console_sessions.live_session("s", T0, T0 - hour) is None  # token revoked
+        uow.console_sessions.end_for_token(token_id)
+        count = uow.connection.execute(
+            sa.select(sa.func.count()).select_from(tables.console_sessions)
+        ).scalar()
+    assert count == 0
 
 
 def test_each_outbox_reader_keeps_its_own_cursor_from_zero(engine):

@@ -36,6 +36,9 @@ def test_defaults(tmp_path, monkeypatch):
     assert settings.sensor_max_events == 2000
     assert settings.store_timeouts == StoreTimeouts(statement_s=30.0, lock_s=10.0)
     assert settings.sources == {}
+    assert settings.console_idle_timeout == dt.timedelta(minutes=30)
+    assert settings.console_login_attempts_per_minute == 10
+    assert settings.api_docs is False
 
 
 @pytest.mark.parametrize(
@@ -80,6 +83,17 @@ def test_defaults(tmp_path, monkeypatch):
         ),
         ("MDSTUDIO_TIER1_PROFILING_CRON", "*/5 * * * *", lambda s: s.tier1_profiling_cron),
         (
+            "MDSTUDIO_CONSOLE_IDLE_MINUTES",
+            "5",
+            lambda s: s.console_idle_timeout == dt.timedelta(minutes=5),
+        ),
+        (
+            "MDSTUDIO_CONSOLE_LOGIN_ATTEMPTS_PER_MINUTE",
+            "3",
+            lambda s: s.console_login_attempts_per_minute == 3,
+        ),
+        ("MDSTUDIO_API_DOCS", "1", lambda s: s.api_docs is True),
+        (
             "MDSTUDIO_DATABASE_URL",
             "postgres://u:p@db/md",
             lambda s: s.store_url == "postgresql+psycopg://u:p@db/md",
@@ -114,6 +128,11 @@ def test_each_variable_is_read_by_its_name(variable, value, read):
         ("MDSTUDIO_DAGSTER_STORAGE_URL", "postgresql://dagster@db/dagster"),
         ("MDSTUDIO_DATABASE_URL", "not a url"),
         ("MDSTUDIO_SOURCE_WH_TENANTS", "acme"),
+        ("MDSTUDIO_CONSOLE_IDLE_MINUTES", "-5"),
+        ("MDSTUDIO_CONSOLE_IDLE_MINUTES", "soon"),
+        ("MDSTUDIO_CONSOLE_LOGIN_ATTEMPTS_PER_MINUTE", "-1"),
+        ("MDSTUDIO_CONSOLE_LOGIN_ATTEMPTS_PER_MINUTE", "2.5"),
+        ("MDSTUDIO_API_DOCS", "maybe"),
     ],
 )
 def test_a_malformed_value_names_its_variable(variable, value):

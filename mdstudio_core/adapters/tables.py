@@ -218,7 +218,8 @@ api_tokens = Table(
 
 # Steward console sessions. The cookie carries an opaque id; only its SHA-256 is stored (a
 # leaked table opens no session). A session lives no longer than its token, and only while the
-# token is live: revoking the token ends its sessions.
+# token is live: revoking the token ends its sessions. `last_seen_at` (written at most once a
+# minute) ends a session left idle.
 console_sessions = Table(
     "mdm_console_session",
     metadata,
@@ -227,7 +228,30 @@ console_sessions = Table(
     Column("token_id", Uuid, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
     Index("ix_mdm_console_session_token", "token_id"),
+)
+
+# Console sign-in attempts per client address (its SHA-256) and minute (Unix time // 60), in
+# the store so that every server process sharing it counts the same attempts. Only the current
+# minute's rows are kept.
+console_login_attempts = Table(
+    "mdm_console_login_attempt",
+    metadata,
+    Column("client_hash", String(64), primary_key=True),
+    Column("minute", Integer, primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Index("ix_mdm_console_login_attempt_minute", "minute"),
+)
+
+# Keys only the server knows (the console's sign-in CSRF key), each made once by whichever
+# process needs it first and then shared by all.
+server_keys = Table(
+    "mdm_server_key",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 # Quality incidents: at most one that is not resolved per entity (a partial unique index, which
@@ -334,7 +358,7 @@ kpi_trust = Table(
 )
 
 # Tables of the deployment, not of a tenant; every other table is keyed by tenant.
-GLOBAL_TABLES = frozenset({consumer_cursors})
+GLOBAL_TABLES = frozenset({consumer_cursors, console_login_attempts, server_keys})
 
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,

@@ -76,7 +76,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[Server]:
-    """`mdstudio serve` on a SQLite store of its own, with the demo warehouse as a source."""
+    """`mdstudio serve` on a SQLite store of its own, with the demo warehouse as a source and
+    the API docs on."""
     home = tmp_path_factory.mktemp("console")
     store_url = f"sqlite:///{home / 'mdstudio.db'}"
     engine = create_store_engine(store_url)
@@ -88,6 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[
             **os.environ,
             "MDSTUDIO_DATABASE_URL": store_url,
             "MDSTUDIO_SOURCE_DEMO_URL": demo_warehouse.build(home / "wh.db"),
+            "MDSTUDIO_API_DOCS": "1",  # for test_the_api_docs_load_nothing_from_another_origin
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -302,3 +304,28 @@ def test_readable_at_desktop_and_phone_widths(steward, server, width):
         )
         assert overflow <= 0, f"{path} scrolls sideways at {width} px"
         owner.shot(f"{name}-{width}")
+
+
+@pytest.mark.parametrize(
+    ("path", "title"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")]
+)
+def test_the_api_docs_load_nothing_from_another_origin(chromium, server, tmp_path, path, title):
+    """Swagger UI and ReDoc render the API (its title and a route) from this origin's files
+    alone: no request for anything elsewhere, no policy violation, no script error."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    requests: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(server.base + path)
+    page.wait_for_selector(title, timeout=30_000)
+    page.get_by_text("/approvals/{approval_id}/reject").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / f"{path.strip('/')}.png"))
+    assert "mdstudio" in page.locator(title).first.inner_text()
+    own = (server.base + "/", f"blob:{server.base}/")
+    assert [url for url in requests if not url.startswith(own)] == []
+    assert f"{server.base}/openapi.json" in requests
+    assert problems == []
+    context.close()

@@ -314,7 +314,9 @@ def test_unknown_routes_and_methods_are_problems(client):
     assert is_problem(client.delete("/approvals"), 405)
 
 
-def test_openapi_document_and_interactive_docs(client):
+def test_openapi_document(client):
+    """The schema stays served (tools and the docs pages read it); the interactive docs are off
+    unless MDSTUDIO_API_DOCS=1 (tests/http/test_docs.py)."""
     document = client.get("/openapi.json").json()
     assert {"/approvals", "/approvals/{approval_id}/reject", "/events", "/healthz"} <= set(
         document["paths"]
@@ -322,7 +324,6 @@ def test_openapi_document_and_interactive_docs(client):
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     problem = document["paths"]["/approvals"]["post"]["responses"]["422"]["content"]
     assert "application/problem+json" in problem
-    assert client.get("/docs").status_code == 200
 
 
 # -- bounded sizes ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_core.entrypoints.http import console, problems
+from mdstudio_core.entrypoints.http import console, docs, problems
 from mdstudio_core.entrypoints.http.metrics import RequestMetrics
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
 from mdstudio_core.entrypoints.http.routers import (
@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             "problems (`application/problem+json`) naming the offending `field`."
         ),
         lifespan=lifespan,
+        # FastAPI's own pages load their programs from a CDN: ours (`docs`) only when asked.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = store
     app.state.settings = settings
@@ -86,5 +89,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     ):
         app.include_router(router)
     console.install(app)  # the steward console, under /ui/
+    if settings.api_docs:
+        docs.install(app)  # /docs and /redoc
     app.openapi = problems.openapi(app)  # type: ignore[method-assign]
     return app

@@ -19,18 +19,22 @@ from mdstudio_core.domain.model import ApprovalStatus, EntityType, Identity, Lan
 from mdstudio_core.entrypoints.http.console import views
 from mdstudio_core.entrypoints.http.console.web import (
     LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
+    LOGIN_CSRF_LIFETIME_S,
     as_user,
     blocking,
+    clear_session_cookie,
     csrf_ok,
     forbidden,
     form,
+    login_csrf_key,
     login_csrf_ok,
     new_login_csrf,
     not_found,
     redirect,
     render,
     secure,
+    session_id_of,
+    set_session_cookie,
     start_clock,
     to_login,
 )
@@ -69,36 +73,43 @@ def install(app: FastAPI) -> None:
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return _login_form(request)
+    return await _login_form(request)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    """Sign in: counted first (per client address, in the store), then the form's CSRF pair,
+    then the token."""
     fields = await form(request)
-    if not login_csrf_ok(request, fields):
-        return forbidden(request, BAD_CSRF)
     engine, settings = request.app.state.engine, request.app.state.settings
+    client = request.client.host if request.client else ""
+    try:
+        await blocking(
+            request,
+            lambda: console_sessions.count_sign_in(
+                UnitOfWork(engine), client, settings.console_login_attempts_per_minute
+            ),
+        )
+    except console_sessions.TooManySignIns as exc:
+        refused = await _login_form(request, str(exc), 429)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
+    if not login_csrf_ok(request, fields, await login_csrf_key(request)):
+        return forbidden(request, BAD_CSRF)
     try:
         session = await blocking(
             request,
             lambda: console_sessions.open_session(
-                UnitOfWork(engine), fields.get("token", ""), settings.console_session_lifetime
+                UnitOfWork(engine),
+                fields.get("token", ""),
+                settings.console_session_lifetime,
+                settings.console_idle_timeout,
             ),
         )
     except Unauthenticated as exc:
-        return _login_form(request, str(exc), 401)
+        return await _login_form(request, str(exc), 401)
     response = redirect("/ui/")
-    lifetime = session.expires_at - dt.datetime.now(dt.UTC)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.id,
-        max_age=max(1, int(lifetime.total_seconds())),
-        expires=session.expires_at,
-        path="/ui",
-        httponly=True,
-        samesite="strict",
-        secure=secure(request),
-    )
+    set_session_cookie(response, request, session)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui/login")
     return response
 
@@ -108,20 +119,20 @@ async def logout(request: Request) -> Response:
     fields = await form(request)
     if not csrf_ok(request, fields):
         return forbidden(request, BAD_CSRF)
-    engine, session_id = request.app.state.engine, request.cookies.get(SESSION_COOKIE, "")
+    engine, session_id = request.app.state.engine, session_id_of(request)
     await blocking(request, lambda: console_sessions.end_session(UnitOfWork(engine), session_id))
     response = to_login()
-    response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
+    clear_session_cookie(response, request)
     return response
 
 
-def _login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
-    token = new_login_csrf()
-    response = render(request, "login.html", status, csrf=token, error=error)
+async def _login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+    cookie, field = new_login_csrf(await login_csrf_key(request))
+    response = render(request, "login.html", status, csrf=field, error=error)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
-        token,
-        max_age=3600,
+        cookie,
+        max_age=LOGIN_CSRF_LIFETIME_S,
         path="/ui/login",
         httponly=True,
         samesite="strict",

@@ -1,10 +1,13 @@
 """What every console page shares: the session cookie, CSRF tokens, forms, rendering, and
 running services as the signed-in user.
 
-A session is an opaque id in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS); the store
-keeps its hash (`service_layer.console_sessions`). Each form carries a CSRF token derived from
-the session id (an HMAC the server recomputes, so nothing more is stored); the sign-in form,
-before any session, uses a double-submit cookie. A POST without a valid token is 403.
+A session is an opaque id in an HttpOnly, SameSite=Strict cookie; over HTTPS it is Secure and
+named with the `__Host-` prefix (Path=/, no Domain), so no other host, and no page served over
+plain HTTP, can set it. The store keeps its hash (`service_layer.console_sessions`). Each form
+carries a CSRF token derived from the session id (an HMAC the server recomputes, so nothing more
+is stored); the sign-in form, before any session, carries an HMAC of its pre-session cookie
+under a key only the server knows (kept in the store), so a cookie and field planted from
+elsewhere do not pair up. A POST without a valid token is 403.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from urllib.parse import parse_qs
 
 import orjson
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mdstudio_core.domain.model import Identity
@@ -32,8 +35,15 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 T = TypeVar("T")
 
 SESSION_COOKIE = "mdstudio_session"
+# The session cookie's name over HTTPS: browsers accept a `__Host-` cookie only when it is
+# Secure, has Path=/ and no Domain, and only from a secure page of the host itself.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 LOGIN_CSRF_COOKIE = "mdstudio_login_csrf"
 CSRF_FIELD = "csrf_token"
+# How long a sign-in form's CSRF pair stays good, and the clock difference tolerated between
+# the server processes that issue and check it.
+LOGIN_CSRF_LIFETIME_S = 3600
+CLOCK_SKEW_S = 60
 # The longest form body a console page posts (a reason of 10,000 characters, encoded).
 MAX_FORM_BYTES = 64 * 1024
 SECURITY_HEADERS = {
@@ -108,7 +118,7 @@ def render(
     """The page, with the server's time on it in `Server-Timing` (the browser's developer tools
     and bench/console.py read it). The error texts it shows (`ERROR_TEXTS`) are scrubbed of
     credentials (`Settings.scrub`): a warehouse's error may quote them."""
-    session_id = request.cookies.get(SESSION_COOKIE, "")
+    session_id = session_id_of(request)
     scrub = request.app.state.settings.scrub
     for name in ERROR_TEXTS:
         if isinstance(context.get(name), str):
@@ -153,20 +163,47 @@ async def form(request: Request) -> dict[str, str]:
 
 def csrf_ok(request: Request, fields: Mapping[str, str]) -> bool:
     """The form's token matches the session's (compared in constant time)."""
-    session_id = request.cookies.get(SESSION_COOKIE, "")
+    session_id = session_id_of(request)
     sent = fields.get(CSRF_FIELD, "")
     return bool(session_id and sent) and hmac.compare_digest(sent, csrf_token(session_id))
 
 
-def login_csrf_ok(request: Request, fields: Mapping[str, str]) -> bool:
-    """The sign-in form's double-submit token: the form's value equals the cookie's."""
+def new_login_csrf(key: bytes) -> tuple[str, str]:
+    """A sign-in form's (cookie, field): a random nonce with its issue time, and its HMAC under
+    the server's key."""
+    cookie = f"{secrets.token_urlsafe(32)}.{int(time.time())}"
+    return cookie, _login_csrf_field(key, cookie)
+
+
+def login_csrf_ok(request: Request, fields: Mapping[str, str], key: bytes) -> bool:
+    """The sign-in form's field is the HMAC of its own cookie under the server's key, and the
+    cookie was issued within `LOGIN_CSRF_LIFETIME_S`: a field computed without the key, or one
+    taken from another cookie's pair, does not pass."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     sent = fields.get(CSRF_FIELD, "")
-    return bool(cookie and sent) and hmac.compare_digest(sent, cookie)
+    nonce, _, issued = cookie.rpartition(".")
+    if not (nonce and sent and issued.isdigit()) or len(cookie) > 100:
+        return False
+    age = time.time() - int(issued)
+    if not -CLOCK_SKEW_S <= age <= LOGIN_CSRF_LIFETIME_S:
+        return False
+    return hmac.compare_digest(sent, _login_csrf_field(key, cookie))
 
 
-def new_login_csrf() -> str:
-    return secrets.token_urlsafe(32)
+def _login_csrf_field(key: bytes, cookie: str) -> str:
+    return hmac.new(key, b"mdstudio-console-login:" + cookie.encode(), hashlib.sha256).hexdigest()
+
+
+async def login_csrf_key(request: Request) -> bytes:
+    """The server's sign-in CSRF key, read (or made) in the store once per process."""
+    state = request.app.state
+    key: bytes | None = getattr(state, "login_csrf_key", None)
+    if key is None:
+        key = await blocking(
+            request, lambda: console_sessions.login_csrf_key(UnitOfWork(state.engine))
+        )
+        state.login_csrf_key = key
+    return key
 
 
 def secure(request: Request) -> bool:
@@ -174,20 +211,63 @@ def secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
+def session_cookie_name(request: Request) -> str:
+    """`__Host-mdstudio_session` over HTTPS, `mdstudio_session` over plain HTTP: over HTTPS a
+    cookie without the prefix (which anyone able to set cookies for the domain could have
+    planted) is not read."""
+    return SECURE_SESSION_COOKIE if secure(request) else SESSION_COOKIE
+
+
+def session_id_of(request: Request) -> str:
+    return request.cookies.get(session_cookie_name(request), "")
+
+
+def set_session_cookie(
+    response: Response, request: Request, session: console_sessions.Session
+) -> None:
+    lifetime = session.expires_at - dt.datetime.now(dt.UTC)
+    response.set_cookie(
+        session_cookie_name(request),
+        session.id,
+        max_age=max(1, int(lifetime.total_seconds())),
+        expires=session.expires_at,
+        path="/" if secure(request) else "/ui",
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+    )
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        session_cookie_name(request),
+        path="/" if secure(request) else "/ui",
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+    )
+
+
 async def as_user(
     request: Request, work: Callable[[UnitOfWork, Identity], T]
 ) -> tuple[Identity, T]:
     """`work(uow, identity)` for the session's user, in a worker thread and one transaction
-    with the session lookup (the services open their own `with uow`, which joins it). Raises
-    `Unauthenticated` when the session has ended."""
+    with the session lookup (the services open their own `with uow`, which joins it), then the
+    session's last-seen time when it is due. Raises `Unauthenticated` when the session has
+    ended (expired, idle, signed out or its token revoked)."""
     state = request.app.state
-    session_id = request.cookies.get(SESSION_COOKIE, "")
+    session_id = session_id_of(request)
 
     def authorised() -> tuple[Identity, T]:
         uow = UnitOfWork(state.engine)
         with uow:
-            identity = console_sessions.session_identity(uow, session_id)
-            return identity, work(uow, identity)
+            session = console_sessions.active_session(
+                uow, session_id, state.settings.console_idle_timeout
+            )
+            done = work(uow, session.identity)
+        if session.seen_due:  # its own short transaction, at most once a minute
+            console_sessions.record_activity(UnitOfWork(state.engine), session_id)
+        return session.identity, done
 
     return await asyncio.get_running_loop().run_in_executor(state.executor, authorised)
 
