@@ -40,6 +40,9 @@ lock:  ## refresh requirements.lock and requirements-dev.lock from pyproject.tom
 demo: install  ## the story end to end on the embedded SQLite default (no service needed)
 	$(BIN)/python demo/story.py
 
+# The instance (its dagster.yaml and its storage) is made once before `dagster dev` starts the
+# webserver and the daemon: two processes making the storage of a fresh SQLite home at once
+# corrupt it (mdstudio_pipelines/instance.py).
 dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when MDSTUDIO_DAGSTER_STORAGE_URL is set
 	$(DEV_ENV) $(BIN)/python -m mdstudio_pipelines.instance dagster.yaml
 	$(DEV_ENV) $(BIN)/mdstudio db upgrade

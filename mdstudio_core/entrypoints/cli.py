@@ -897,8 +897,9 @@ METRICS_ON = "mdstudio serve: metrics at /metrics, for a bearer of MDSTUDIO_METR
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
 def serve(host: str, port: int, workers: int, access_log: bool) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, interactive docs at /docs), the steward
-    console (/ui/) and, with MDSTUDIO_METRICS_TOKEN set, Prometheus metrics (/metrics)."""
+    """Serve the HTTP API (OpenAPI at /openapi.json; with MDSTUDIO_API_DOCS=1 interactive docs
+    at /docs and /redoc), the steward console (/ui/) and, with MDSTUDIO_METRICS_TOKEN set,
+    Prometheus metrics (/metrics)."""
     import atexit
     import shutil
     import signal
