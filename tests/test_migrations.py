@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -222,4 +223,44 @@ def test_profiles_saved_before_0002_are_backfilled_with_their_key(empty_url, rev
         assert uow.profiles.last_profiled_at([(tenant, key)]) == {(tenant, key): at}
         keys = uow.connection.execute(sa.select(tables.profiles.c.canonical_key)).scalars()
         assert sorted(keys) == ["", key]
+    engine.dispose()
+
+
+OLD_SESSION = sa.table(
+    "mdm_console_session",
+    sa.column("session_hash", sa.String()),
+    sa.column("tenant_id", sa.Uuid()),
+    sa.column("token_id", sa.Uuid()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("expires_at", sa.DateTime(timezone=True)),
+)
+
+
+def test_sessions_opened_before_0009_count_as_seen_when_opened(empty_url):
+    """0009 gives every session a last-seen time: an existing one gets its opening time, so an
+    old idle session ends at once under the idle timeout rather than living on."""
+    opened = dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
+    engine = create_store_engine(empty_url)
+    migrations.upgrade(engine, "0008")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(OLD_SESSION).values(
+                session_hash="a" * 64,
+                tenant_id=uuid.uuid4(),
+                token_id=uuid.uuid4(),
+                created_at=opened,
+                expires_at=opened + dt.timedelta(hours=8),
+            )
+        )
+    migrations.upgrade(engine)
+    with engine.connect() as connection:
+        [seen] = connection.execute(sa.select(tables.console_sessions.c.last_seen_at)).scalars()
+        indexes = {i["name"] for i in sa.inspect(connection).get_indexes("mdm_console_session")}
+    assert seen == opened
+    assert "ix_mdm_console_session_token" in indexes
+    with engine.connect() as connection, connection.begin():  # and back down to 0008
+        command.downgrade(migrations.alembic_config(connection), "0008")
+    inspector = sa.inspect(engine)
+    assert "last_seen_at" not in {c["name"] for c in inspector.get_columns("mdm_console_session")}
+    assert not {"mdm_console_login_attempt", "mdm_server_key"} & set(inspector.get_table_names())
     engine.dispose()
