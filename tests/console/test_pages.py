@@ -14,6 +14,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import DEMO_BINDING, error_of
 from tests.factories import (
     KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     changed,
     glossary_request,
@@ -33,11 +34,13 @@ def inbox_ids(response) -> list[str]:
 
 
 def submit(engine, tenant, request, user="alice"):
-    return approvals.submit(UnitOfWork(engine), person(tenant, user), request)
+    return approvals.submit(UnitOfWork(engine), person(tenant, user), request, SETTINGS)
 
 
 def approve(engine, tenant, approval, user="bob", role=KERNEL_OWNER):
-    return approvals.approve(UnitOfWork(engine), person(tenant, user, role, STEWARD), approval.id)
+    return approvals.approve(
+        UnitOfWork(engine), person(tenant, user, role, STEWARD), approval.id, None, SETTINGS
+    )
 
 
 def test_the_inbox_shows_what_a_role_decides_and_never_ones_own(browser, engine, tenant):
