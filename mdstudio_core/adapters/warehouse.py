@@ -866,18 +866,6 @@ def measure_table(
     hooks = hooks_for(engine.dialect.name)
     started = time.perf_counter()
     profiled_at = dt.datetime.now(dt.UTC)
-    # The timeout bounds the whole profile, from reflecting the table (which waits behind a
-    # lock on it) to the distinct pass, which gets what the statements before it left.
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-    def budget() -> float | None:
-        if deadline is None:
-            return None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProfileTimeout("no time left for the next statement")
-        return remaining
-
     try:
         connection = engine.connect()
     except sa.exc.DBAPIError as exc:
@@ -892,50 +880,59 @@ def measure_table(
         )
     try:
         with connection, connection.begin():
+            reflected = _reflect(connection, schema, table, source)
+            for rule in rules:
+                if rule.pattern is not None:
+                    _check_rule_pattern(connection, hooks, rule.name, rule.pattern)
+            high = hooks.high_cardinality(connection, reflected)
+            unique = _unique_by_constraint(connection, reflected)
+            seed = random.randrange(1, 2**31 - 1)
+            statements = build_profile_statements(
+                reflected,
+                rules,
+                engine.dialect.name,
+                sample_percent=sample_percent,
+                sample_seed=seed,
+                high_cardinality=high,
+                unique_by_constraint=unique,
+            )
+            sql, sql_params = _evidence(statements, engine)
+            if statements.unique_by_constraint:
+                sql += (
+                    "\n-- distinct = non-null (single-column primary key or unique constraint): "
+                    + ", ".join(statements.unique_by_constraint)
+                )
+            # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+            def budget() -> float | None:
+                if deadline is None:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProfileTimeout("no time left for the next statement")
+                return remaining
+
             try:
                 with hooks.limits(connection, budget()):
-                    reflected = _reflect(connection, schema, table, source)
-                    for rule in rules:
-                        if rule.pattern is not None:
-                            _check_rule_pattern(connection, hooks, rule.name, rule.pattern)
-                    high = hooks.high_cardinality(connection, reflected)
-                    unique = _unique_by_constraint(connection, reflected)
-                seed = random.randrange(1, 2**31 - 1)
-                statements = build_profile_statements(
-                    reflected,
-                    rules,
-                    engine.dialect.name,
-                    sample_percent=sample_percent,
-                    sample_seed=seed,
-                    high_cardinality=high,
-                    unique_by_constraint=unique,
-                )
-                sql, sql_params = _evidence(statements, engine)
-                if statements.unique_by_constraint:
-                    sql += (
-                        "\n-- distinct = non-null (single-column primary key or unique "
-                        "constraint): " + ", ".join(statements.unique_by_constraint)
-                    )
-                try:
+                    totals = connection.execute(statements.row_pass).mappings().one()
+                branches: dict[int, Any] = {}
+                if statements.distinct_pass is not None:
                     with hooks.limits(connection, budget()):
-                        totals = connection.execute(statements.row_pass).mappings().one()
-                    branches: dict[int, Any] = {}
-                    if statements.distinct_pass is not None:
-                        with hooks.limits(connection, budget()):
-                            branches = {
-                                row["key"]: row
-                                for row in connection.execute(statements.distinct_pass).mappings()
-                            }
-                except sa.exc.DBAPIError as exc:
-                    raise ProfileError(
-                        f"warehouse rejected the profile of {table}: "
-                        f"{str(exc.orig).strip().splitlines()[0]}"
-                    ) from exc
+                        branches = {
+                            row["key"]: row
+                            for row in connection.execute(statements.distinct_pass).mappings()
+                        }
             except ProfileTimeout as exc:
                 raise ProfileTimeout(
                     f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
                     "cancelled; no partial profile was kept (raise the tier's timeout or enable "
                     "sampling)"
+                ) from exc
+            except sa.exc.DBAPIError as exc:
+                raise ProfileError(
+                    f"warehouse rejected the profile of {table}: "
+                    f"{str(exc.orig).strip().splitlines()[0]}"
                 ) from exc
     except sa.exc.DBAPIError as exc:  # reflection and statistics, outside the two passes
         raise ProfileError(
