@@ -210,6 +210,22 @@ def test_evidence_profiles_the_proposed_binding_and_saves_nothing(browser, engin
     assert store_snapshot(engine) == before
 
 
+def test_evidence_is_refused_on_the_page_to_whoever_may_not_decide(browser, engine, tenant):
+    """The issue's reader, previewing bindings with rules until they give a column's maximum,
+    and a steward on a kernel request: 403, the refusal on the page, nothing profiled."""
+    probe = {**DEMO_BINDING, "columns": [{"name": "gross_amount", "min": 0, "max": 100}]}
+    own = submit(engine, tenant, metadata_request("hr.probe", tier="tier2", binding=probe), "rita")
+    kernel = submit(engine, tenant, metadata_request(binding=DEMO_BINDING))
+    for who, request, role in (
+        (browser(tenant, "rita", "reader"), own, STEWARD),
+        (browser(tenant, "sam", STEWARD), kernel, KERNEL_OWNER),
+    ):
+        refused = who.post(f"/ui/approvals/{request.id}/evidence")
+        assert refused.status_code == 403
+        assert f"role {role} (or tenant_admin) is required to preview" in error_of(refused.text)
+        assert 'data-testid="evidence-score"' not in refused.text
+
+
 def test_evidence_that_cannot_run_says_why(browser, engine, tenant):
     request = submit(engine, tenant, metadata_request())  # bound to an unconfigured source
     evidence = browser(tenant, "bob", KERNEL_OWNER).post(f"/ui/approvals/{request.id}/evidence")
