@@ -145,7 +145,12 @@ def test_an_open_outbox_read_holds_up_no_writer(engine, tenant):
     with UnitOfWork(engine) as reader:
         reader.events.list(after=0)
         approving = approver.submit(
-            approvals.approve, UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id
+            approvals.approve,
+            UnitOfWork(engine),
+            person(tenant, "bob", KERNEL_OWNER),
+            approval.id,
+            None,
+            SETTINGS,
         )
         done, _ = wait([approving], timeout=10)
     approver.shutdown()
