@@ -237,14 +237,38 @@ def test_an_allowed_ipv6_address_is_a_host_without_a_port():
 
 @pytest.mark.parametrize(
     "url",
-    ["http://h\u00e9.example/x", "http://a b.example/x", "http://127.0.0.1 x/", "http://[::1%/x"],
-    ids=["non-ascii", "space", "trailing-text", "bad-ipv6"],
+    [
+        "http://h\u00e9.example/x",
+        "http://a b.example/x",
+        "http://127.0.0.1 x/",
+        "http://[::1%/x",
+        "http://a..example/x",
+        "http://.example/x",
+        f"http://{'a' * 64}.example/x",
+        f"http://{'a.' * 126}ab/x",
+    ],
+    ids=[
+        "non-ascii",
+        "space",
+        "trailing-text",
+        "bad-ipv6",
+        "empty-label",
+        "leading-dot",
+        "64-character-label",
+        "254-characters",
+    ],
 )
 def test_a_host_must_be_a_dns_name_or_an_address(url):
-    """Nothing a resolver might read otherwise (inet_aton takes `127.0.0.1 x` for 127.0.0.1)."""
+    """Nothing a resolver might read otherwise (inet_aton takes `127.0.0.1 x` for 127.0.0.1),
+    nor a name DNS cannot carry."""
     with pytest.raises(InvalidInput) as refused:
         rules.check_url(url, None)
     assert refused.value.field == "url"
+
+
+def test_a_longest_dns_name_is_a_host():
+    for host in (f"{'a' * 63}.example", f"{'a.' * 125}abc", "localhost.", "_dmarc.example"):
+        assert rules.check_url(f"https://{host}/x", None)
 
 
 # -- which addresses a webhook may reach -------------------------------------------------------

@@ -30,8 +30,9 @@ SIGNATURE_HEADER = "X-Mdstudio-Signature"
 TIMESTAMP_HEADER = "X-Mdstudio-Timestamp"
 DELIVERY_HEADER = "X-Mdstudio-Delivery"
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# A host name as DNS spells it (an international name in its xn-- form), or an IPv6 address.
-HOST_NAME = re.compile(r"^[a-z0-9_.-]+$")
+# A host name as DNS spells it: labels of 1 to 63 letters, digits, `-` or `_` (an international
+# name in its xn-- form), at most 253 characters.
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?$")
 # What the C library's inet_aton reads as an IPv4 address: 0x7f000001, 2130706433, 0177.0.0.1.
 LEGACY_IPV4 = re.compile(r"^[0-9a-fx.]+$")
 DESTINATION_REFUSED = "destination address not allowed"
