@@ -182,6 +182,7 @@ class Settings(BaseModel):
     notify_timeout_seconds: Positive = 5.0
     notify_interval_seconds: Count = 15
     notify_allowed_hosts: HostList | None = None
+    notify_allow_private: bool = False
     metrics_token: str | None = None
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"

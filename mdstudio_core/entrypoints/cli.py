@@ -817,7 +817,12 @@ DELIVERY_SUMMARY = (
 
 
 @notifications_group.command("subscribe")
-@click.option("--url", required=True, help="http(s) URL that receives the POSTs.")
+@click.option(
+    "--url",
+    required=True,
+    help="http(s) URL that receives the POSTs (a public address, unless the operator set "
+    "MDSTUDIO_NOTIFY_ALLOW_PRIVATE=1).",
+)
 @click.option("--events", help="Comma-separated event type patterns (default quality.incident.*).")
 @click.option(
     "--min-tier",
