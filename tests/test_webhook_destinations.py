@@ -36,7 +36,7 @@ from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
-from tests.factories import metadata_request, person
+from tests.factories import SETTINGS, metadata_request, person
 from tests.test_incidents import save
 from tests.webhook_receiver import Receiver
 
@@ -443,7 +443,9 @@ def test_each_post_is_signed_with_its_timestamp_and_the_readme_receiver_refuses_
 
 def test_a_reject_reason_reaches_the_channel_as_literal_text(engine, tenant, receiver):
     subscribe(engine, tenant, receiver.url, PRIVATE_OK, events=["approval.rejected"])
-    pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     reason = "<!everyone> see <https://evil|click> & act"
     decider = person(tenant, "bob", pending.required_role)
     approvals.reject(UnitOfWork(engine), decider, pending.id, reason)
