@@ -172,6 +172,8 @@ class Settings(BaseModel):
     tier3_sample_percent: Percent | None = None
     tier1_min_score: Score = 80.0
     tier2_min_score: Score = 70.0
+    preview_concurrency: Count = 2
+    preview_timeout_seconds: Positive = 60.0
     tables_per_run: Count = 10
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
@@ -183,6 +185,7 @@ class Settings(BaseModel):
     notify_timeout_seconds: Positive = 5.0
     notify_interval_seconds: Count = 15
     notify_allowed_hosts: HostList | None = None
+    notify_allow_private: bool = False
     metrics_token: str | None = None
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
@@ -271,6 +274,11 @@ class Settings(BaseModel):
         """How long a console sign-in lasts at most (`MDSTUDIO_CONSOLE_SESSION_HOURS`); never
         past its token's expiry."""
         return dt.timedelta(hours=self.console_session_hours)
+
+    def preview_limits(self, tier: Tier) -> ProfileLimits:
+        """The limits of a preview at `tier`: the tier's, its timeout cut to
+        `MDSTUDIO_PREVIEW_TIMEOUT_SECONDS` (a preview answers someone waiting on a page)."""
+        return self.profile_limits[tier].within(self.preview_timeout_seconds)
 
     @property
     def console_idle_timeout(self) -> dt.timedelta:

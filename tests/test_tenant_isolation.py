@@ -28,6 +28,7 @@ from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     business_rule_request,
     glossary_request,
@@ -49,10 +50,12 @@ def populate(engine: sa.Engine, tenant: uuid.UUID, offset_hours: int, label: str
         business_rule_request(),
         glossary_request(),
     ):
-        pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request)
+        pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS)
         decider = person(tenant, "bob", STEWARD, KERNEL_OWNER)
-        approvals.approve(UnitOfWork(engine), decider, pending.id)
-    approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request(label="next"))
+        approvals.approve(UnitOfWork(engine), decider, pending.id, None, SETTINGS)
+    approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(label="next"), SETTINGS
+    )
     with UnitOfWork(engine) as uow:
         for hours in (0, 1):
             at = T0 + dt.timedelta(hours=offset_hours + hours)
@@ -153,7 +156,9 @@ def _in_uow(action: Callable[[UnitOfWork, uuid.UUID], Any]) -> Operation:
 def _approve_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
     with UnitOfWork(engine) as uow:
         [pending] = uow.approvals.list(tenant, status=ApprovalStatus.PENDING)
-    approvals.approve(UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id)
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id, None, SETTINGS
+    )
 
 
 def _decide_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
@@ -180,7 +185,7 @@ def _revoke_tokens(uow: UnitOfWork, tenant: uuid.UUID) -> None:
 
 OPERATIONS: dict[str, Operation] = {
     "approvals.add (submit)": lambda engine, tenant: approvals.submit(
-        UnitOfWork(engine), person(tenant, "dave"), metadata_request("finance.other")
+        UnitOfWork(engine), person(tenant, "dave"), metadata_request("finance.other"), SETTINGS
     ),
     "approvals.record_decision": _decide_pending,
     "approve (entities.update, events.append)": _approve_pending,

@@ -72,6 +72,8 @@ _TIER_ORDER = (Tier.TIER1, Tier.TIER2, Tier.TIER3)
 _LANE_ORDER = (Lane.KERNEL, Lane.GOVERNED, Lane.DRAFT)
 # Changing who approves is itself privileged.
 POLICY_ADMIN_ROLE = "tenant_admin"
+# The roles of the approval workflow: who may ask for evidence on a live entity.
+WORKFLOW_ROLES = frozenset({*DEFAULT_REQUIRED_ROLE.values(), POLICY_ADMIN_ROLE})
 # Entity types whose approval announces the entity's new state, and the event prefix used.
 ENTITY_EVENT_PREFIX: dict[EntityType, str] = {
     EntityType.GLOBAL_METADATA: "metadata",
@@ -98,6 +100,18 @@ def _cell_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
     )
 
 
+def _strictness(cell: tuple[Lane, Tier]) -> tuple[int, int]:
+    """Lower is stricter: a more governed tier first, then the lane."""
+    return _TIER_ORDER.index(cell[1]), _LANE_ORDER.index(cell[0])
+
+
+def _strictest_cell(lane: Lane, tier: Tier, live_tier: Tier | None) -> tuple[Lane, Tier]:
+    cells = [(lane, tier), (TIER_LANE[tier], tier)]
+    if live_tier is not None:
+        cells.append((TIER_LANE[live_tier], live_tier))
+    return min(cells, key=_strictness)
+
+
 def required_role(
     lane: Lane, tier: Tier, overrides: PolicyOverrides, live_tier: Tier | None = None
 ) -> str:
@@ -106,11 +120,15 @@ def required_role(
     the lane the requester picked: a change to a tier1 entity (a demotion included) always needs
     the role the policy gives tier1, whatever lane it comes through and whatever the overrides
     of other lanes say."""
-    cells = [(lane, tier), (TIER_LANE[tier], tier)]
-    if live_tier is not None:
-        cells.append((TIER_LANE[live_tier], live_tier))
-    strictest = min(cells, key=lambda c: (_TIER_ORDER.index(c[1]), _LANE_ORDER.index(c[0])))
-    return _cell_role(*strictest, overrides)
+    return _cell_role(*_strictest_cell(lane, tier, live_tier), overrides)
+
+
+def touched_tier(live: LiveEntity | None, breaks_tier1_kpi: bool) -> Tier | None:
+    """The tier of what a change touches besides its own: tier1 when it deprecates or unbinds
+    a field an active tier1 KPI depends on, else the live entity's (None: a new entity)."""
+    if breaks_tier1_kpi:
+        return Tier.TIER1
+    return live.tier if live else None
 
 
 def effective_policy(overrides: PolicyOverrides) -> dict[str, dict[str, str]]:
@@ -120,6 +138,17 @@ def effective_policy(overrides: PolicyOverrides) -> dict[str, dict[str, str]]:
         lane.value: {tier.value: required_role(lane, tier, overrides) for tier in Tier}
         for lane in Lane
     }
+
+
+def check_may_preview_entity(identity: Identity) -> None:
+    """Profiling a live entity now is evidence for a decision: only the workflow roles ask
+    for it (a profile shows values, a minimum or a maximum of the bound columns)."""
+    if not WORKFLOW_ROLES & identity.roles:
+        raise Forbidden(
+            "previewing a live entity requires one of the roles "
+            f"{', '.join(sorted(WORKFLOW_ROLES))} "
+            f"(you have: {', '.join(sorted(identity.roles)) or 'none'})"
+        )
 
 
 def check_policy_change(identity: Identity, role: str) -> str:
@@ -385,12 +414,24 @@ class Approval:
             decided_at=None,
             # Deprecating or unbinding a field an active tier1 KPI depends on is a tier1 change.
             required_role=required_role(
-                request.lane,
-                request.tier,
-                overrides,
-                Tier.TIER1 if breaks_tier1_kpi else live.tier if live else None,
+                request.lane, request.tier, overrides, touched_tier(live, breaks_tier1_kpi)
             ),
         )
+
+    def judged_again(
+        self, live: LiveEntity | None, overrides: PolicyOverrides, breaks_tier1_kpi: bool
+    ) -> Approval:
+        """The request with the role its decision needs now. The rule of `submit` is applied
+        again to the live state (`live`, and whether the change would now break an active tier1
+        KPI); when what the change touches now is stricter than what it touched when submitted
+        (a tier1 KPI on the field was approved since, say), the role for that applies;
+        otherwise the role given at submission stays (the stricter of the two)."""
+        submitted_tier = Tier(self.current_state["tier"]) if self.current_state else None
+        then = _strictest_cell(self.lane, self.tier, submitted_tier)
+        now = _strictest_cell(self.lane, self.tier, touched_tier(live, breaks_tier1_kpi))
+        if _strictness(now) < _strictness(then):
+            return dataclasses.replace(self, required_role=_cell_role(*now, overrides))
+        return self
 
     @property
     def base_version(self) -> int | None:
@@ -434,6 +475,16 @@ class Approval:
             raise Forbidden(f"only the requester ({self.requested_by}) may cancel this request")
         decided = self._decided(ApprovalStatus.CANCELLED, actor, now, reason)
         return decided, [decided._decision_event("approval.cancelled", now)]
+
+    def check_may_preview(self, viewer: Identity) -> None:
+        """Evidence (a profile of the proposed binding) is for those who may decide: the
+        required role, or a tenant admin. Anyone else could read a bound column's values by
+        submitting bindings with rules and previewing them."""
+        if self.required_role not in viewer.roles and POLICY_ADMIN_ROLE not in viewer.roles:
+            raise Forbidden(
+                f"role {self.required_role} (or {POLICY_ADMIN_ROLE}) is required to preview "
+                f"this request (you have: {', '.join(sorted(viewer.roles)) or 'none'})"
+            )
 
     def binding_change(self) -> str | None:
         """How the request changes a bound field's binding: `deprecated`, `unbound`,

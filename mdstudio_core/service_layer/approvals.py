@@ -34,6 +34,7 @@ from mdstudio_core.domain.model import (
     EntityType,
     Identity,
     Lane,
+    LiveEntity,
     Tier,
 )
 from mdstudio_core.service_layer import lineage
@@ -42,13 +43,12 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 
 def submit(
-    uow: UnitOfWork, identity: Identity, raw: Mapping[str, Any], settings: Settings | None = None
+    uow: UnitOfWork, identity: Identity, raw: Mapping[str, Any], settings: Settings
 ) -> Approval:
     """Record a pending request, with the required role and a snapshot of the live entity.
 
     `settings` bound the payload and say which warehouse sources and schemas the tenant may
-    bind (an unconfigured deployment's defaults when None)."""
-    settings = settings or Settings()
+    bind."""
     request, state = validate_request(raw, settings.max_payload_bytes)  # before the store
     if state.get("binding"):
         check_source_access(settings, identity, Binding.model_validate(state["binding"]))
@@ -73,31 +73,31 @@ def approve(
     uow: UnitOfWork,
     identity: Identity,
     approval_id: uuid.UUID | str,
-    reason: str | None = None,
-    settings: Settings | None = None,
+    reason: str | None,
+    settings: Settings,
 ) -> Approval:
     """Apply the request, mark it approved and append its events, all in one transaction.
 
     The request row is locked first, so of two racing approvers one waits and then finds the
-    request decided (a conflict); exactly one set of events is written. The entity is written
-    with a compare-and-set on its version, so a change that slipped in after the aggregate's
-    staleness check is a conflict too, never an overwrite.
+    request decided (a conflict); exactly one set of events is written. The role is judged
+    again against the live state (`Approval.judged_again`). The entity is written with a
+    compare-and-set on its version, so a change that slipped in after the aggregate's
+    staleness check is a conflict too, never an overwrite. `settings` judge the trust of the
+    KPIs the change reaches.
     """
     reason = check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with uow:
         approval = _load(uow, identity, approval_id)
         live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
-        decided, events = approval.approve(identity, live, _now(), reason)
+        decided, events = _judged_again(uow, approval, live).approve(identity, live, _now(), reason)
         _apply(uow, decided)
         if decided.binding_change() is not None:  # its KPIs' inputs changed: trust again
-            lineage.refresh_dependents(
-                uow, settings or Settings(), identity.tenant_id, [decided.entity_key]
-            )
+            lineage.refresh_dependents(uow, settings, identity.tenant_id, [decided.entity_key])
         elif decided.entity_type is EntityType.KPI:  # a new or changed KPI: its first trust
             kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, decided.entity_key)
             if kpi is not None and kpi.status is EntityStatus.ACTIVE:
-                lineage.record_trust(uow, settings or Settings(), identity.tenant_id, [kpi])
+                lineage.record_trust(uow, settings, identity.tenant_id, [kpi])
         _record(uow, decided, events)
     return decided
 
@@ -105,11 +105,14 @@ def approve(
 def reject(
     uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str, reason: str | None
 ) -> Approval:
-    """Turn the request down; the reason is mandatory so the requester learns why."""
+    """Turn the request down (the role judged again, as for approving); the reason is
+    mandatory so the requester learns why."""
     reason = rejection_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with uow:
-        decided, events = _load(uow, identity, approval_id).reject(identity, _now(), reason)
+        approval = _load(uow, identity, approval_id)
+        live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
+        decided, events = _judged_again(uow, approval, live).reject(identity, _now(), reason)
         _record(uow, decided, events)
     return decided
 
@@ -133,6 +136,18 @@ def get_approval(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | s
     if approval is None:
         raise NotFound(f"approval {approval_id} not found")
     return approval
+
+
+def get_judged(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str) -> Approval:
+    """One request with the role a decision on it needs now (`Approval.judged_again`): whom
+    its evidence is for."""
+    approval_id = parse_approval_id(approval_id)
+    with uow:
+        approval = uow.approvals.get(identity.tenant_id, approval_id)
+        if approval is None:
+            raise NotFound(f"approval {approval_id} not found")
+        live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
+        return _judged_again(uow, approval, live)
 
 
 def show_approval(
@@ -199,7 +214,8 @@ def set_policy(
     """Override who approves `lane` (at `tier`, or every tier when None) for the tenant, and
     return the effective policy.
 
-    Applies to requests submitted from now on; pending ones keep the role they were given.
+    Applies to requests submitted from now on; pending ones keep the role they were given,
+    unless the live state makes them stricter when they are decided (`Approval.judged_again`).
     """
     role = check_policy_change(identity, role)
     with uow:
@@ -226,6 +242,16 @@ def _load(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID) -> Approv
     if approval is None:
         raise NotFound(f"approval {approval_id} not found")
     return approval
+
+
+def _judged_again(uow: UnitOfWork, approval: Approval, live: LiveEntity | None) -> Approval:
+    """`approval` with the role the live state calls for, if stricter than the one it was
+    given (in the caller's open unit of work)."""
+    return approval.judged_again(
+        live,
+        uow.policies.overrides(approval.tenant_id),
+        lineage.breaks_tier1_kpi(uow, approval.tenant_id, live, approval.payload),
+    )
 
 
 def _apply(uow: UnitOfWork, approved: Approval) -> None:

@@ -26,7 +26,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
-from tests.factories import metadata_request, person
+from tests.factories import SETTINGS, metadata_request, person
 from tests.pipelines.crash_coordinator import CRASH_FLAG
 
 pytestmark = pytest.mark.postgres
@@ -144,10 +144,12 @@ class Deployment:
         request = metadata_request(
             key=key, tier=tier, binding=binding(table, columns) if table else None, **fields
         )
-        approval = approvals.submit(UnitOfWork(self.store), person(self.tenant, "alice"), request)
+        approval = approvals.submit(
+            UnitOfWork(self.store), person(self.tenant, "alice"), request, SETTINGS
+        )
         role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
         return approvals.approve(
-            UnitOfWork(self.store), person(self.tenant, "bob", role), approval.id
+            UnitOfWork(self.store), person(self.tenant, "bob", role), approval.id, None, SETTINGS
         )
 
     def runs(self):
