@@ -121,7 +121,7 @@ def test_the_last_seen_time_is_due_after_a_minute_and_written_once(engine, tenan
     assert active_session(UnitOfWork(engine), session.id, IDLE).seen_due is False
     record_activity(UnitOfWork(engine), session.id)
     assert _last_seen(engine, session.id) == recent  # within the minute: not written
-    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=70)
     _set_last_seen(engine, session.id, old)
     assert _last_seen(engine, session.id) == old  # the read above wrote nothing
     assert active_session(UnitOfWork(engine), session.id, IDLE).seen_due is True

@@ -384,7 +384,12 @@ def test_ending_a_tokens_stale_sessions_ends_those_expired_or_idle_by_then_only(
             ("theirs", other, T0 - hour),
         ]:
             uow.console_sessions.add(session, owner, T0 - 2 * hour, expires_at)
-        for session, seen in [("new", T0 - hour), ("just_idle", T0 - 1.5 * hour)]:
+        for session, seen in [
+            ("old", T0 - hour),  # expired, not idle
+            ("just", T0 - hour),
+            ("new", T0 - hour),
+            ("just_idle", T0 - 1.5 * hour),
+        ]:
             uow.console_sessions.seen(session, seen, T0)
         uow.console_sessions.end_stale(token_id, T0, idle_since=T0 - 1.5 * hour)
         live = {

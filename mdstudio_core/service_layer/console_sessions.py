@@ -111,7 +111,7 @@ def count_sign_in(
     attempt past `per_minute` within the same minute, counted in the store, so the limit holds
     across every server process sharing it."""
     at = (now or _now()).timestamp()
-    minute = int(at // 60)
+    minute = int(at) // 60
     with uow:
         attempts = uow.console_sessions.count_login_attempt(_sha256(client), minute)
         uow.commit()
