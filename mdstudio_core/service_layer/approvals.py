@@ -36,7 +36,7 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
-from mdstudio_core.service_layer import lineage
+from mdstudio_core.service_layer import lineage, two_person
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -63,6 +63,7 @@ def submit(
             uow.policies.overrides(identity.tenant_id),
             _now(),
             breaks_tier1_kpi=lineage.breaks_tier1_kpi(uow, identity.tenant_id, live, state),
+            approval_counts=uow.policies.approval_counts(identity.tenant_id),
         )
         uow.approvals.add(approval)
         uow.commit()
@@ -81,14 +82,24 @@ def approve(
     The request row is locked first, so of two racing approvers one waits and then finds the
     request decided (a conflict); exactly one set of events is written. The entity is written
     with a compare-and-set on its version, so a change that slipped in after the aggregate's
-    staleness check is a conflict too, never an overwrite.
+    staleness check is a conflict too, never an overwrite. A request that needs more approvers
+    than have approved is endorsed instead (it stays pending); a change set is applied whole
+    (`change_sets.approve_loaded`).
     """
     reason = check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with uow:
         approval = _load(uow, identity, approval_id)
+        if approval.entity_type is EntityType.CHANGE_SET:
+            from mdstudio_core.service_layer import change_sets  # it builds on this module
+
+            return change_sets.approve_loaded(
+                uow, identity, approval, reason, settings or Settings()
+            )
         live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
         decided, events = approval.approve(identity, live, _now(), reason)
+        if decided.status is ApprovalStatus.PENDING:  # an endorsement: more approvers needed
+            return two_person.record_endorsement(uow, decided, events)
         _apply(uow, decided)
         if decided.binding_change() is not None:  # its KPIs' inputs changed: trust again
             lineage.refresh_dependents(
@@ -140,8 +151,12 @@ def show_approval(
 ) -> dict[str, Any]:
     """One request in full and its `impact`: the KPIs that depend on the field whose binding
     it changes, deprecates or unbinds, with their tier and trust (so the approver sees what
-    breaks before deciding)."""
+    breaks before deciding). A change set shows its items instead (`change_sets.show_loaded`)."""
     approval = get_approval(uow, identity, approval_id)
+    if approval.entity_type is EntityType.CHANGE_SET:
+        from mdstudio_core.service_layer import change_sets  # it builds on this module
+
+        return change_sets.show_loaded(uow, settings, approval)
     return {
         **{f.name: getattr(approval, f.name) for f in dataclasses.fields(approval)},
         "impact": lineage.approval_impact(uow, settings, approval),

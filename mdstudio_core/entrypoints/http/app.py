@@ -23,6 +23,7 @@ from mdstudio_core.entrypoints.http.middleware import BodyLimit
 from mdstudio_core.entrypoints.http.routers import (
     approvals,
     catalog,
+    change_sets,
     events,
     health,
     incidents,
@@ -73,12 +74,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = store
     app.state.settings = settings
     app.state.executor = executor
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/change-sets": settings.max_change_set_bytes},
+    )
     app.add_middleware(RequestMetrics)
     problems.install_error_handlers(app)
     for router in (
         approvals.router,
         catalog.router,
+        change_sets.router,
         events.router,
         health.router,
         incidents.router,
