@@ -39,6 +39,8 @@ APPROVAL_COLUMNS = {
     "requested_at",
     "decided_at",
     "required_role",
+    "required_approvals",
+    "overdue_at",
 }
 
 

@@ -112,7 +112,7 @@ class ApprovalRepository:
             return None
         approval = _approval_from_row(row)
         if approval.required_approvals > 1:
-            endorsements = self.endorsements_of([approval.id]).get(approval.id, ())
+            endorsements = self.endorsements_of(tenant_id, [approval.id]).get(approval.id, ())
             approval = dataclasses.replace(approval, endorsements=endorsements)
         return approval
 
@@ -129,15 +129,19 @@ class ApprovalRepository:
         )
 
     def endorsements_of(
-        self, approval_ids: Sequence[uuid.UUID]
+        self, tenant_id: uuid.UUID, approval_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[Endorsement, ...]]:
-        """The endorsements of these requests, oldest first; those with none are absent."""
+        """The endorsements of these requests of the tenant, oldest first; those with none
+        are absent."""
         column = tables.approval_endorsements.c
         found: dict[uuid.UUID, list[Endorsement]] = {}
         for start in range(0, len(approval_ids), 500):
             rows = self._connection.execute(
                 select(column.approval_id, column.endorsed_by, column.endorsed_at, column.reason)
-                .where(column.approval_id.in_(approval_ids[start : start + 500]))
+                .where(
+                    column.tenant_id == tenant_id,
+                    column.approval_id.in_(approval_ids[start : start + 500]),
+                )
                 .order_by(column.endorsed_at, column.endorsed_by)
             )
             for row in rows:
@@ -317,14 +321,17 @@ class ChangeSetRepository:
             for row in rows
         ]
 
-    def counts(self, change_set_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """How many items each of these sets holds (a request that is no set is absent)."""
+    def counts(
+        self, tenant_id: uuid.UUID, change_set_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """How many items each of these sets of the tenant holds (a request that is no set is
+        absent)."""
         column = tables.change_set_items.c
         if not change_set_ids:
             return {}
         rows = self._connection.execute(
             select(column.change_set_id, func.count())
-            .where(column.change_set_id.in_(change_set_ids))
+            .where(column.tenant_id == tenant_id, column.change_set_id.in_(change_set_ids))
             .group_by(column.change_set_id)
         )
         return {set_id: count for set_id, count in rows}

@@ -118,6 +118,14 @@ def load(uow: UnitOfWork, approval: Approval) -> tuple[ChangeSet, Live]:
     return ChangeSet(approval, tuple(items)), live
 
 
+def item_counts(
+    uow: UnitOfWork, identity: Identity, approval_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many items each change set among these requests of the caller's tenant holds."""
+    with uow:
+        return uow.change_sets.counts(identity.tenant_id, approval_ids)
+
+
 def approve_loaded(
     uow: UnitOfWork, identity: Identity, approval: Approval, reason: str | None, settings: Settings
 ) -> Approval:

@@ -5,11 +5,14 @@ endorsement and set how many approvers a cell needs."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.domain.approvals import (
     Approval,
+    Endorsement,
     check_approvals_count,
     check_policy_change,
     effective_approvals,
@@ -33,6 +36,14 @@ def record_endorsement(uow: UnitOfWork, endorsed: Approval, events: list[NewEven
     uow.events.append(events)
     uow.commit()
     return endorsed
+
+
+def endorsements(
+    uow: UnitOfWork, identity: Identity, approval_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Endorsement, ...]]:
+    """Who endorsed each of these requests of the caller's tenant so far (the inbox's)."""
+    with uow:
+        return uow.approvals.endorsements_of(identity.tenant_id, approval_ids)
 
 
 def set_policy(
