@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Connection,
     Row,
@@ -66,6 +67,19 @@ _HORIZON = text(
     "   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " ) AS held WHERE key >= :tag AND key < :tag + :span))"
 ).bindparams(tag=_BOUND_TAG, span=_BOUND_SPAN)
+
+
+# Batches of more events than this are inserted from arrays on PostgreSQL (`_append_unnested`).
+_UNNEST_FROM = 100
+_INSERT_UNNESTED = text(
+    "INSERT INTO mdm_event"
+    " (type, tenant_id, entity_type, entity_key, correlation_id, actor, occurred_at, payload)"
+    " SELECT event->>'type', CAST(event->>'tenant_id' AS uuid), event->>'entity_type',"
+    " event->>'entity_key', CAST(event->>'correlation_id' AS uuid), event->>'actor',"
+    " CAST(event->>'occurred_at' AS timestamptz), event->'payload'"
+    " FROM jsonb_array_elements(CAST(:batch AS jsonb)) WITH ORDINALITY AS batch(event, position)"
+    " ORDER BY position RETURNING id"
+)
 
 
 def _approval_from_row(row: Row[Any]) -> Approval:
@@ -560,10 +574,42 @@ class EventOutbox:
         """
         if not new_events:
             return []
-        if self._connection.dialect.name == "postgresql":
+        postgresql = self._connection.dialect.name == "postgresql"
+        if postgresql:
             self._connection.execute(_ANNOUNCE_BOUND)
-        ids = self._connection.execute(
-            insert(tables.events).returning(tables.events.c.id, sort_by_parameter_order=True),
+        if postgresql and len(new_events) > _UNNEST_FROM:
+            ids: Iterable[int] = self._append_unnested(new_events)
+        else:
+            ids = self._connection.execute(
+                insert(tables.events).returning(tables.events.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "type": event.type,
+                        "tenant_id": event.tenant_id,
+                        "entity_type": event.entity_type.value,
+                        "entity_key": event.entity_key,
+                        "correlation_id": event.correlation_id,
+                        "actor": event.actor,
+                        "occurred_at": event.occurred_at,
+                        "payload": event.payload,
+                    }
+                    for event in new_events
+                ],
+            ).scalars()
+        # `vars`, not `dataclasses.asdict`: no deep copy of every payload (a change set
+        # appends tens of thousands of events at once).
+        return [
+            Event(**vars(event), id=event_id)
+            for event, event_id in zip(new_events, ids, strict=True)
+        ]
+
+    def _append_unnested(self, new_events: Sequence[NewEvent]) -> list[int]:
+        """A large batch on PostgreSQL (a change set's): one statement over one JSON array.
+        The multi-row VALUES the batch would otherwise be sent as costs the driver about 30 µs
+        per parameter to rewrite (10 s for 40,000 events); one JSON text costs it nothing, and
+        PostgreSQL reads it in C. Rows are inserted, and so draw their ids, in the batch's
+        order, so the ids sorted are the events' in order."""
+        batch = orjson.dumps(
             [
                 {
                     "type": event.type,
@@ -576,12 +622,9 @@ class EventOutbox:
                     "payload": event.payload,
                 }
                 for event in new_events
-            ],
-        ).scalars()
-        return [
-            Event(**dataclasses.asdict(event), id=event_id)
-            for event, event_id in zip(new_events, ids, strict=True)
-        ]
+            ]
+        ).decode()
+        return sorted(self._connection.execute(_INSERT_UNNESTED, {"batch": batch}).scalars())
 
     def list(
         self,
