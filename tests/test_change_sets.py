@@ -527,3 +527,57 @@ def _wait_for_lock_wait(engine, timeout: float = 20.0) -> None:
                 return
             time.sleep(0.05)
     raise TimeoutError("no session waited on a lock")
+
+
+def test_a_large_set_stores_exactly_what_single_approvals_would(engine, tenant):
+    """Over 20 items of each type, so PostgreSQL takes its batch paths (rows and events from one JSON
+    array): every entity and every event's payload equals what single approvals write."""
+    requests = []
+    for n in range(30):
+        requests += [
+            metadata_request(f"bulk.f{n}", tier="tier2"),
+            changed(kpi_request(f"bulk.kpi{n}"), depends_on=[f"bulk.f{n}"]),
+            business_rule_request(f"bulk.rule{n}"),
+            glossary_request(f"Term {n}"),
+        ]
+    alone = uuid.uuid4()
+    for request in requests:
+        pending = approvals.submit(UnitOfWork(engine), person(alone, "alice"), request)
+        decide(engine, alone, pending.id, "bob", STEWARD)
+    submitted = submit_set(engine, tenant, requests)
+    decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
+
+    def entities(of_tenant):
+        found = {}
+        with engine.connect() as connection:
+            for entity_type, table in tables.ENTITY_TABLES.items():
+                for row in connection.execute(
+                    sa.select(table).where(table.c.tenant_id == of_tenant)
+                ):
+                    state = row._asdict()
+                    for bookkeeping in ("id", "tenant_id", "updated_at"):
+                        state.pop(bookkeeping)
+                    found[(entity_type, row.canonical_key)] = state
+        return found
+
+    def payloads(of_tenant):
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tables.events.c.type, tables.events.c.entity_key, tables.events.c.payload)
+                .where(tables.events.c.tenant_id == of_tenant)
+                .order_by(tables.events.c.id)
+            )
+            return [
+                (kind, key, {k: v for k, v in payload.items() if k not in ("approval_id", "item")})
+                for kind, key, payload in rows
+            ]
+
+    assert len(entities(tenant)) == 120
+    assert entities(tenant) == entities(alone)
+    assert payloads(tenant) == [p for p in payloads(alone) if not p[0].startswith("kpi.quality")]
+    numbers = [
+        payload["item"]
+        for kind, _, payload in events_of(engine, submitted.approval.id)
+        if kind == "approval.approved"
+    ]
+    assert numbers == list(range(1, 121))

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
+    Table,
     Text,
     and_,
     bindparam,
@@ -69,8 +70,9 @@ _HORIZON = text(
 ).bindparams(tag=_BOUND_TAG, span=_BOUND_SPAN)
 
 
-# Batches of more events than this are inserted from arrays on PostgreSQL (`_append_unnested`).
-_UNNEST_FROM = 100
+# Batches of more rows or events than this go to PostgreSQL as one JSON array (`insert_rows`,
+# `EventOutbox._append_unnested`); smaller ones as before.
+_UNNEST_FROM = 20
 _INSERT_UNNESTED = text(
     "INSERT INTO mdm_event"
     " (type, tenant_id, entity_type, entity_key, correlation_id, actor, occurred_at, payload)"
@@ -80,6 +82,25 @@ _INSERT_UNNESTED = text(
     " FROM jsonb_array_elements(CAST(:batch AS jsonb)) WITH ORDINALITY AS batch(event, position)"
     " ORDER BY position RETURNING id"
 )
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows (each with the same columns). On PostgreSQL a large batch goes as one
+    JSON array read by `jsonb_populate_recordset`, for the reason `_append_unnested` gives;
+    elsewhere, and for a few rows, as the driver's executemany."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql" or len(rows) <= _UNNEST_FROM:
+        connection.execute(insert(table), list(rows))
+        return
+    columns = ", ".join(f'"{name}"' for name in rows[0])
+    connection.execute(
+        text(
+            f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM "
+            f"jsonb_populate_recordset(NULL::{table.name}, CAST(:rows AS jsonb))"
+        ),
+        {"rows": orjson.dumps(list(rows)).decode()},
+    )
 
 
 def _approval_from_row(row: Row[Any]) -> Approval:
@@ -289,8 +310,9 @@ class ChangeSetRepository:
 
     def add_items(self, change_set: Approval, items: Sequence[Approval]) -> None:
         """Store the items of `change_set` (already added as an approval), numbered from 1."""
-        self._connection.execute(
-            insert(tables.change_set_items),
+        insert_rows(
+            self._connection,
+            tables.change_set_items,
             [
                 {
                     "change_set_id": change_set.id,
@@ -466,11 +488,10 @@ class EntityRepository:
         actor: str,
         at: dt.datetime,
     ) -> None:
-        """New entities (id, state) at version 1, in one statement."""
-        if not entities:
-            return
-        self._connection.execute(
-            insert(tables.ENTITY_TABLES[entity_type]),
+        """New entities (id, state) at version 1, in one batch."""
+        insert_rows(
+            self._connection,
+            tables.ENTITY_TABLES[entity_type],
             [
                 {
                     "id": entity_id,
