@@ -248,13 +248,20 @@ ITEM_SUMMARY = ("item", "entity_type", "entity_key", "tier", "lane", "required_r
 
 def emit_approval(approval: Approval) -> None:
     record = jsonable(approval)
-    emit(record, lambda: print_record(record, APPROVAL_SUMMARY))
+    emit(record, lambda: print_record(record, summary_fields(record)))
+
+
+def summary_fields(record: dict[str, Any]) -> tuple[str, ...]:
+    """The summary, with the endorsements only where the request needs several approvers."""
+    if record.get("required_approvals", 1) > 1:
+        return APPROVAL_SUMMARY
+    return tuple(f for f in APPROVAL_SUMMARY if f not in ("required_approvals", "endorsements"))
 
 
 def print_change_set(record: dict[str, Any]) -> None:
     """A change set for people: the request, then each item with its changes, then the KPIs
     any item endangers."""
-    print_record(record, ("title", *APPROVAL_SUMMARY))
+    print_record(record, ("title", *summary_fields(record)))
     click.echo(f"\n{len(record['items'])} items:")
     for item in record["items"]:
         click.echo(
