@@ -530,8 +530,9 @@ def _wait_for_lock_wait(engine, timeout: float = 20.0) -> None:
 
 
 def test_a_large_set_stores_exactly_what_single_approvals_would(engine, tenant):
-    """Over 20 items of each type, so PostgreSQL takes its batch paths (rows and events from one JSON
-    array): every entity and every event's payload equals what single approvals write."""
+    """Over 20 items of each type, so PostgreSQL takes its batch paths (rows and events from
+    one JSON array): every entity and every event's payload equals what single approvals
+    write."""
     requests = []
     for n in range(30):
         requests += [
