@@ -190,3 +190,9 @@ def test_every_bad_line_is_named_and_nothing_is_stored(cli_env, tmp_path, store_
     assert refused.exit_code == 2 and "title" in refused.stderr
     assert store_snapshot(engine) == before
     engine.dispose()
+
+
+def test_a_row_that_is_not_csv_is_an_unreadable_item():
+    [good, bad] = parse_csv('entity_type,tier\nGLOSSARY,tier3\n"a"b,c\n')
+    assert good == {"entity_type": "GLOSSARY", "tier": "tier3", "payload": {}}
+    assert isinstance(bad, Unreadable) and bad.reason.startswith("not CSV")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.change_sets import InvalidItems
+from mdstudio_core.domain.change_sets import InvalidItems, ItemError
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
 from mdstudio_core.service_layer import approvals, catalog, change_sets
@@ -170,6 +170,7 @@ def test_a_draft_lane_item_against_a_live_entity_is_an_item_error(engine, tenant
         ("a, b", [glossary_request()], "title"),
         ("x" * 201, [glossary_request()], "title"),
         ("no..dots", [glossary_request()], "title"),
+        ("a\x00b", [glossary_request()], "title"),
         (5, [glossary_request()], "title"),
         ("Empty", [], "requests"),
         ("Not a list", {"a": 1}, "requests"),
@@ -582,3 +583,41 @@ def test_a_large_set_stores_exactly_what_single_approvals_would(engine, tenant):
         if kind == "approval.approved"
     ]
     assert numbers == list(range(1, 121))
+
+
+def test_invalid_items_list_every_error_and_a_problem_shows_the_first_twenty():
+    errors = [ItemError(n, "payload.tier", "bad") for n in range(1, 26)] + [
+        ItemError(26, None, "not a request")
+    ]
+    refused = InvalidItems(errors)
+    lines = str(refused).splitlines()
+    assert len(lines) == 26 and lines[-1] == "item 26: not a request"
+    assert refused.detail.splitlines()[-1] == "... and 6 more (see errors)"
+    assert len(refused.detail.splitlines()) == 21
+    assert errors[-1].as_dict() == {"item": "26", "field": "", "message": "not a request"}
+    assert refused.field == "requests"
+
+
+def test_an_item_unbinding_an_input_of_a_tier1_kpi_makes_the_set_tier1(engine, tenant):
+    for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
+        approve_metadata(engine, tenant, key=key, tier="tier2")
+    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"))
+    decide(engine, tenant, kpi.id)
+    unbinding = changed(metadata_request(tier="tier2"), status="deprecated")
+    submitted = submit_set(engine, tenant, [glossary_request(), unbinding])
+    assert submitted.items[1].required_role == KERNEL_OWNER
+    assert (submitted.approval.tier, submitted.approval.required_role) == (
+        Tier.TIER1,
+        KERNEL_OWNER,
+    )
+    relabel = changed(metadata_request(tier="tier2"), label="Only a label")
+    other = submit_set(engine, tenant, [glossary_request("B"), relabel], title="Relabel")
+    assert (other.approval.tier, other.approval.required_role) == (Tier.TIER2, STEWARD)
+
+
+def test_an_approved_kpi_item_gets_its_first_trust(engine, tenant):
+    submitted = submit_set(engine, tenant, [kpi_request("finance.kpi.margin")])
+    decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
+    with engine.connect() as connection:
+        keys = connection.execute(sa.select(tables.kpi_trust.c.canonical_key)).scalars().all()
+    assert keys == ["finance.kpi.margin"]

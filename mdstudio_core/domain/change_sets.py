@@ -170,7 +170,7 @@ def parse_csv(text: str) -> list[Any]:
     Columns: `entity_type`, `tier`, `lane`, optional `entity_key`, and `payload.<field>` for
     each payload field; a cell starting with `[` or `{` is JSON (a list or an object), any
     other is text, and an empty cell leaves its field out."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -196,7 +196,7 @@ def parse_csv(text: str) -> list[Any]:
             if not any(cell.strip() for cell in row):
                 continue
             requests.append(_csv_request(header, row))
-    except csv.Error as exc:
+    except csv.Error as exc:  # malformed quoting: the rest of the file cannot be read
         requests.append(Unreadable(f"not CSV: {exc}"))
     return requests
 
