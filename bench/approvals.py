@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -65,10 +66,10 @@ def worker(
     for i in range(count):
         t0 = time.perf_counter()
         approval = approvals.submit(
-            UnitOfWork(engine), requester, request(f"bench.w{worker_id}.k{i}")
+            UnitOfWork(engine), requester, request(f"bench.w{worker_id}.k{i}"), Settings()
         )
         t1 = time.perf_counter()
-        approvals.approve(UnitOfWork(engine), approver, approval.id)
+        approvals.approve(UnitOfWork(engine), approver, approval.id, None, Settings())
         t2 = time.perf_counter()
         submit_ms.append((t1 - t0) * 1000)
         approve_ms.append((t2 - t1) * 1000)

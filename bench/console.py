@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -72,7 +73,9 @@ def populate(engine: sa.Engine, tenant: uuid.UUID, pending: int) -> None:
     requester = Identity(tenant, "alice", frozenset())
     decider = Identity(tenant, "bob", frozenset({"kernel_owner"}))
     for i in range(pending * 2):
-        approval = approvals.submit(UnitOfWork(engine), requester, request(f"bench.f{i:05d}"))
+        approval = approvals.submit(
+            UnitOfWork(engine), requester, request(f"bench.f{i:05d}"), Settings()
+        )
         if i % 2:
             approvals.reject(UnitOfWork(engine), decider, approval.id, "bench")
 

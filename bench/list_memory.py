@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.approvals import DEFAULT_MAX_PAYLOAD_BYTES
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import approvals, tokens
@@ -94,9 +95,13 @@ def main() -> None:
         bob = Identity(tenant, "bob", frozenset({"metadata_steward"}))
         for i in range(args.requests):  # a live entity, then a pending change of it
             key = f"bench.k{i}"
-            first = approvals.submit(UnitOfWork(engine), alice, maximal_request(key, "x" * 9000))
-            approvals.approve(UnitOfWork(engine), bob, first.id)
-            approvals.submit(UnitOfWork(engine), alice, maximal_request(key, "y" * 9000))
+            first = approvals.submit(
+                UnitOfWork(engine), alice, maximal_request(key, "x" * 9000), Settings()
+            )
+            approvals.approve(UnitOfWork(engine), bob, first.id, None, Settings())
+            approvals.submit(
+                UnitOfWork(engine), alice, maximal_request(key, "y" * 9000), Settings()
+            )
         secret, _ = tokens.create_token(UnitOfWork(engine), bob)
         headers = {"Authorization": f"Bearer {secret}"}
         port = free_port()

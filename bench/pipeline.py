@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from mdstudio_core.adapters import migrations, tables  # noqa: E402
 from mdstudio_core.adapters.database import create_store_engine  # noqa: E402
+from mdstudio_core.config import Settings  # noqa: E402
 from mdstudio_core.domain.events import NewEvent, validate_event  # noqa: E402
 from mdstudio_core.domain.model import EntityType, Identity  # noqa: E402
 from mdstudio_core.service_layer import approvals  # noqa: E402
@@ -87,9 +88,15 @@ def metadata_request(key: str, table: str, tier: str = "tier1") -> dict:
 
 
 def approve(store: sa.Engine, tenant: uuid.UUID, request: dict):
-    approval = approvals.submit(UnitOfWork(store), Identity(tenant, "alice", frozenset()), request)
+    approval = approvals.submit(
+        UnitOfWork(store), Identity(tenant, "alice", frozenset()), request, Settings.from_env()
+    )
     return approvals.approve(
-        UnitOfWork(store), Identity(tenant, "bob", frozenset({"kernel_owner"})), approval.id
+        UnitOfWork(store),
+        Identity(tenant, "bob", frozenset({"kernel_owner"})),
+        approval.id,
+        None,
+        Settings.from_env(),
     )
 
 
@@ -190,7 +197,6 @@ def main() -> None:
         "MDSTUDIO_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9",  # no webserver to reload
     }
     os.environ.update(env)
-    from mdstudio_core.config import Settings  # after the environment
     from mdstudio_pipelines import instance as dagster_instance
     from mdstudio_pipelines.definitions import defs as load_defs
     from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key

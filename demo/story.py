@@ -46,6 +46,8 @@ ENV = {
     "MDSTUDIO_TIER1_MIN_SCORE": "95",
     "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "3",
     "MDSTUDIO_NOTIFY_INTERVAL_SECONDS": "3",
+    # The demo's webhook receiver listens on loopback, which webhooks may not reach by default.
+    "MDSTUDIO_NOTIFY_ALLOW_PRIVATE": "1",
     "MDSTUDIO_TENANT": TENANT,
     # /metrics is off without a token; Prometheus would send this one as a bearer token.
     "MDSTUDIO_METRICS_TOKEN": secrets.token_urlsafe(32),
@@ -151,7 +153,8 @@ def wait_for_profiles(key: str, count: int, timeout: float = 240) -> None:
 
 class Receiver:
     """A team's webhook endpoint, as Slack or an on-call tool would be: it checks each
-    delivery's signature with the secret it was given at subscription."""
+    delivery's signature with the secret it was given at subscription, and refuses one signed
+    more than 5 minutes ago (a replay), as the README's receiver does."""
 
     def __init__(self) -> None:
         self.secret = ""
@@ -161,10 +164,7 @@ class Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                expected = (
-                    "sha256=" + hmac.new(receiver.secret.encode(), body, hashlib.sha256).hexdigest()
-                )
-                signed = hmac.compare_digest(expected, self.headers["X-Mdstudio-Signature"])
+                signed = verify_delivery(receiver.secret, self.headers, body)
                 receiver.arrived.put((signed, json.loads(body)))
                 self.send_response(204 if signed else 401)
                 self.end_headers()
@@ -175,6 +175,17 @@ class Receiver:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/finance-oncall"
+
+
+def verify_delivery(secret: str, headers, body: bytes, now: float | None = None) -> bool:
+    """A delivery signed with `secret` less than 5 minutes ago, body unchanged."""
+    timestamp = headers.get("X-Mdstudio-Timestamp", "")
+    now = time.time() if now is None else now
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > 300:
+        return False  # no timestamp, or a replay
+    signed = timestamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers.get("X-Mdstudio-Signature", ""))
 
 
 def free_port() -> int:

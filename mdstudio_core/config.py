@@ -175,6 +175,8 @@ class Settings(BaseModel):
     tier1_approval_sla_hours: Positive | None = None
     tier2_approval_sla_hours: Positive | None = None
     tier3_approval_sla_hours: Positive | None = None
+    preview_concurrency: Count = 2
+    preview_timeout_seconds: Positive = 60.0
     tables_per_run: Count = 10
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
@@ -186,6 +188,7 @@ class Settings(BaseModel):
     notify_timeout_seconds: Positive = 5.0
     notify_interval_seconds: Count = 15
     notify_allowed_hosts: HostList | None = None
+    notify_allow_private: bool = False
     metrics_token: str | None = None
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
@@ -274,6 +277,11 @@ class Settings(BaseModel):
         """How long a console sign-in lasts at most (`MDSTUDIO_CONSOLE_SESSION_HOURS`); never
         past its token's expiry."""
         return dt.timedelta(hours=self.console_session_hours)
+
+    def preview_limits(self, tier: Tier) -> ProfileLimits:
+        """The limits of a preview at `tier`: the tier's, its timeout cut to
+        `MDSTUDIO_PREVIEW_TIMEOUT_SECONDS` (a preview answers someone waiting on a page)."""
+        return self.profile_limits[tier].within(self.preview_timeout_seconds)
 
     @property
     def quality_thresholds(self) -> QualityThresholds:

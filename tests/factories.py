@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.config import Settings
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, Tier, entity_urn
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus
@@ -22,6 +23,8 @@ STEWARD = "metadata_steward"
 KERNEL_OWNER = "kernel_owner"
 T0 = dt.datetime(2026, 2, 1, 8, tzinfo=dt.UTC)  # a fixed time for rows written directly
 SUBSCRIPTION = uuid.UUID(int=100)
+# The settings of a deployment that sets no variable.
+SETTINGS = Settings()
 
 
 def person(tenant: uuid.UUID, user: str, *roles: str) -> Identity:
@@ -191,10 +194,10 @@ def approve_metadata(engine: Engine, tenant: uuid.UUID, **request: Any) -> uuid.
     """Submit `metadata_request(**request)` as alice and approve it as bob holding the role it
     needs: the entity is live. Returns the approval's id."""
     pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(**request)
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(**request), SETTINGS
     )
     decider = person(tenant, "bob", pending.required_role)
-    return approvals.approve(UnitOfWork(engine), decider, pending.id).id
+    return approvals.approve(UnitOfWork(engine), decider, pending.id, None, SETTINGS).id
 
 
 # The demo orders table (demo/warehouse.py) bound by one field; its score, 91.89, is computed by

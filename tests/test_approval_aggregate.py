@@ -11,6 +11,7 @@ import pytest
 
 from mdstudio_core.domain.approvals import (
     Approval,
+    check_may_preview_entity,
     effective_policy,
     field_binding_change,
     validate_request,
@@ -308,3 +309,82 @@ def test_a_field_with_no_live_binding_has_no_binding_change():
     assert submitted(metadata_request(), live=unbound).binding_change() is None
     bound = live_entity(submitted())
     assert submitted(metadata_request(binding=None), live=bound).binding_change() == "unbound"
+
+
+# -- the role judged again when the decision is made ----------------------------------------
+
+ADMIN = Identity(TENANT, "root", frozenset({"tenant_admin"}))
+
+
+def deprecation_of_a_tier2_field(breaks_tier1_kpi: bool = False) -> tuple[Approval, LiveEntity]:
+    field = live_entity(submitted(metadata_request(tier="tier2")))
+    request, state = validate_request(changed(metadata_request(tier="tier2"), status="deprecated"))
+    return Approval.submit(request, state, ALICE, field, {}, NOW, breaks_tier1_kpi), field
+
+
+def test_a_tier1_kpi_on_the_field_since_submission_makes_its_deprecation_the_kernel_owners():
+    deprecation, field = deprecation_of_a_tier2_field()
+    assert deprecation.required_role == STEWARD
+    judged = deprecation.judged_again(field, {}, breaks_tier1_kpi=True)
+    assert judged.required_role == KERNEL_OWNER
+    for decide in (
+        lambda: judged.approve(CAROL_STEWARD, field, NOW, None),
+        lambda: judged.reject(CAROL_STEWARD, NOW, "no"),
+    ):
+        with pytest.raises(Forbidden, match="role kernel_owner is required"):
+            decide()
+    _, events = judged.approve(BOB_KERNEL, field, NOW, None)
+    assert events[-1].payload["required_role"] == KERNEL_OWNER
+    # The role of the now stricter cell is the policy's as it stands.
+    chief = deprecation.judged_again(field, {("kernel", "tier1"): "chief_owner"}, True)
+    assert chief.required_role == "chief_owner"
+
+
+def test_the_role_given_at_submission_stays_unless_the_live_state_calls_for_a_stricter_one():
+    deprecation, field = deprecation_of_a_tier2_field()
+    assert deprecation.judged_again(field, {}, breaks_tier1_kpi=False) == deprecation
+    # A policy change alone moves no pending request.
+    finance = {("governed", "tier2"): "finance_steward"}
+    assert deprecation.judged_again(field, finance, breaks_tier1_kpi=False) == deprecation
+    # Given the tier1 role at submission: the tier1 KPI being gone since lowers nothing.
+    breaking, field = deprecation_of_a_tier2_field(breaks_tier1_kpi=True)
+    assert breaking.required_role == KERNEL_OWNER
+    assert breaking.judged_again(field, {}, breaks_tier1_kpi=False).required_role == KERNEL_OWNER
+    # A new entity stays new: nothing is touched but its own tier.
+    new = submitted(metadata_request(tier="tier2"))
+    assert new.judged_again(None, {}, breaks_tier1_kpi=False) == new
+
+
+def test_a_field_promoted_to_tier1_since_submission_is_decided_as_tier1():
+    deprecation, field = deprecation_of_a_tier2_field()
+    promoted = dataclasses.replace(field, tier=Tier.TIER1, version=2)
+    judged = deprecation.judged_again(promoted, {}, breaks_tier1_kpi=False)
+    assert judged.required_role == KERNEL_OWNER
+    with pytest.raises(Forbidden, match="role kernel_owner is required"):
+        judged.reject(CAROL_STEWARD, NOW, "no")
+
+
+# -- evidence: only for those who may decide ---------------------------------------------------
+
+
+def test_a_requests_evidence_is_for_its_required_role_and_tenant_admins():
+    tier1 = submitted()
+    tier1.check_may_preview(BOB_KERNEL)
+    tier1.check_may_preview(ADMIN)
+    tier1.check_may_preview(Identity(TENANT, "alice", frozenset({KERNEL_OWNER})))  # own, too
+    for viewer in (
+        CAROL_STEWARD,
+        Identity(TENANT, "rita", frozenset({"reader"})),
+        Identity(TENANT, "nobody"),
+    ):
+        with pytest.raises(Forbidden, match=r"role kernel_owner \(or tenant_admin\) is required"):
+            tier1.check_may_preview(viewer)
+
+
+def test_a_live_entitys_evidence_is_for_the_workflow_roles():
+    for role in (STEWARD, KERNEL_OWNER, "tenant_admin"):
+        check_may_preview_entity(Identity(TENANT, "x", frozenset({"reader", role})))
+    for roles in ({"reader"}, set()):
+        with pytest.raises(Forbidden) as refused:
+            check_may_preview_entity(Identity(TENANT, "rita", frozenset(roles)))
+        assert "kernel_owner, metadata_steward, tenant_admin" in str(refused.value)

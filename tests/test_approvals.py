@@ -15,6 +15,7 @@ from mdstudio_core.service_layer import approvals, catalog
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     business_rule_request,
     changed,
@@ -29,9 +30,9 @@ from tests.factories import (
 
 def submit_and_approve(engine, tenant, request, approver_role=None):
     requester = person(tenant, "alice", STEWARD)
-    approval = approvals.submit(UnitOfWork(engine), requester, request)
+    approval = approvals.submit(UnitOfWork(engine), requester, request, SETTINGS)
     approver = person(tenant, "bob", approver_role or approval.required_role)
-    return approvals.approve(UnitOfWork(engine), approver, approval.id)
+    return approvals.approve(UnitOfWork(engine), approver, approval.id, None, SETTINGS)
 
 
 # -- submit --------------------------------------------------------------------------------
@@ -50,7 +51,10 @@ def submit_and_approve(engine, tenant, request, approver_role=None):
 )
 def test_submit_derives_required_role_from_lane(engine, tenant, tier, lane, role):
     approval = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier=tier, lane=lane)
+        UnitOfWork(engine),
+        person(tenant, "alice"),
+        metadata_request(tier=tier, lane=lane),
+        SETTINGS,
     )
     assert approval.status is ApprovalStatus.PENDING
     assert approval.required_role == role
@@ -70,16 +74,19 @@ def test_tenant_policy_overrides_default_role(engine, tenant):
     admin = person(tenant, "root", "tenant_admin")
     approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER2, "finance_steward")
     tier2 = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier="tier2")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier="tier2"), SETTINGS
     )
     tier3 = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request("finance.x.y", tier="tier3")
+        UnitOfWork(engine),
+        person(tenant, "alice"),
+        metadata_request("finance.x.y", tier="tier3"),
+        SETTINGS,
     )
     assert tier2.required_role == "finance_steward"
     assert tier3.required_role == STEWARD
     # Another tenant keeps the defaults.
     other = approvals.submit(
-        UnitOfWork(engine), person(uuid.uuid4(), "alice"), metadata_request(tier="tier2")
+        UnitOfWork(engine), person(uuid.uuid4(), "alice"), metadata_request(tier="tier2"), SETTINGS
     )
     assert other.required_role == STEWARD
     with pytest.raises(Forbidden):
@@ -94,6 +101,7 @@ def test_submit_snapshots_current_state(engine, tenant):
         UnitOfWork(engine),
         person(tenant, "alice"),
         changed(metadata_request(), label="Gross revenue"),
+        SETTINGS,
     )
     assert update.current_state["version"] == 1
     assert update.current_state["label"] == "Gross amount"
@@ -242,21 +250,26 @@ def test_another_tenants_tier1_kpi_does_not_raise_the_role_for_deprecating_a_fie
     submit_and_approve(engine, other, kpi)
     deprecated = metadata_request("finance.x", tier="tier2", status="deprecated")
     for owner, role in ((tenant, STEWARD), (other, KERNEL_OWNER)):
-        submitted = approvals.submit(UnitOfWork(engine), person(owner, "alice"), deprecated)
+        submitted = approvals.submit(
+            UnitOfWork(engine), person(owner, "alice"), deprecated, SETTINGS
+        )
         assert submitted.required_role == role
 
 
-def test_a_binding_change_approved_without_settings_retrusts_its_kpis(engine, tenant):
-    """`settings` is optional: unbinding an input still recomputes its KPI's trust (by
-    Settings())."""
+def test_a_binding_change_retrusts_its_kpis(engine, tenant):
+    """Unbinding an input recomputes its KPI's trust."""
     key, kpi = "finance.revenue.gross_amount", "finance.kpi.gross_margin"
     submit_and_approve(engine, tenant, metadata_request(key, tier="tier2"))
     submit_and_approve(engine, tenant, kpi_request(kpi))
     before = _trust_states(engine, tenant, kpi)[kpi]
     unbound = metadata_request(key, tier="tier2", binding=None)
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), unbound)
+    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), unbound, SETTINGS)
     approvals.approve(
-        UnitOfWork(engine), person(tenant, "bob", approval.required_role), approval.id
+        UnitOfWork(engine),
+        person(tenant, "bob", approval.required_role),
+        approval.id,
+        None,
+        SETTINGS,
     )
     assert _trust_states(engine, tenant, kpi)[kpi].computed_at > before.computed_at
 
@@ -280,13 +293,13 @@ def test_glossary_is_keyed_by_term_unless_named(engine, tenant):
 
 def test_reject_and_cancel_write_their_event(engine, tenant):
     alice = person(tenant, "alice", STEWARD)
-    first = approvals.submit(UnitOfWork(engine), alice, metadata_request(tier="tier2"))
+    first = approvals.submit(UnitOfWork(engine), alice, metadata_request(tier="tier2"), SETTINGS)
     rejected = approvals.reject(
         UnitOfWork(engine), person(tenant, "bob", STEWARD), first.id, "wrong table"
     )
     assert rejected.status is ApprovalStatus.REJECTED
     assert rejected.decision_reason == "wrong table"
-    second = approvals.submit(UnitOfWork(engine), alice, metadata_request(tier="tier2"))
+    second = approvals.submit(UnitOfWork(engine), alice, metadata_request(tier="tier2"), SETTINGS)
     cancelled = approvals.cancel(UnitOfWork(engine), alice, second.id)
     assert cancelled.status is ApprovalStatus.CANCELLED
     assert event_types(engine) == ["approval.rejected", "approval.cancelled"]
@@ -353,7 +366,7 @@ def test_invalid_requests_name_the_field_and_write_nothing(engine, tenant, mutat
     error = _refused(
         engine,
         InvalidInput,
-        lambda: approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request),
+        lambda: approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS),
         mentions=mentions,
     )
     assert error.field.startswith(mentions.split("[")[0])
@@ -361,21 +374,25 @@ def test_invalid_requests_name_the_field_and_write_nothing(engine, tenant, mutat
 
 def test_self_approval_is_refused(engine, tenant):
     alice = person(tenant, "alice", KERNEL_OWNER)
-    approval = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    approval = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.approve(UnitOfWork(engine), alice, approval.id),
+        lambda: approvals.approve(UnitOfWork(engine), alice, approval.id, None, SETTINGS),
         mentions="four-eyes",
     )
 
 
 def test_role_that_may_not_approve_is_refused(engine, tenant):
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.approve(UnitOfWork(engine), person(tenant, "bob", STEWARD), approval.id),
+        lambda: approvals.approve(
+            UnitOfWork(engine), person(tenant, "bob", STEWARD), approval.id, None, SETTINGS
+        ),
         mentions="kernel_owner",
     )
     _refused(
@@ -387,10 +404,12 @@ def test_role_that_may_not_approve_is_refused(engine, tenant):
 
 
 def test_another_tenants_request_is_not_found(engine, tenant):
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     stranger = person(uuid.uuid4(), "mallory", KERNEL_OWNER, STEWARD)
     for call in (
-        lambda: approvals.approve(UnitOfWork(engine), stranger, approval.id),
+        lambda: approvals.approve(UnitOfWork(engine), stranger, approval.id, None, SETTINGS),
         lambda: approvals.reject(UnitOfWork(engine), stranger, approval.id, "no"),
         lambda: approvals.cancel(
             UnitOfWork(engine), person(stranger.tenant_id, "alice"), approval.id
@@ -406,7 +425,7 @@ def test_approving_twice_is_a_conflict(engine, tenant):
         engine,
         Conflict,
         lambda: approvals.approve(
-            UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), approval.id
+            UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), approval.id, None, SETTINGS
         ),
         mentions="already approved",
     )
@@ -415,16 +434,20 @@ def test_approving_twice_is_a_conflict(engine, tenant):
 def test_stale_request_is_a_conflict(engine, tenant):
     submit_and_approve(engine, tenant, metadata_request())
     alice = person(tenant, "alice")
-    first = approvals.submit(UnitOfWork(engine), alice, changed(metadata_request(), label="First"))
-    second = approvals.submit(
-        UnitOfWork(engine), alice, changed(metadata_request(), label="Second")
+    first = approvals.submit(
+        UnitOfWork(engine), alice, changed(metadata_request(), label="First"), SETTINGS
     )
-    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), first.id)
+    second = approvals.submit(
+        UnitOfWork(engine), alice, changed(metadata_request(), label="Second"), SETTINGS
+    )
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), first.id, None, SETTINGS
+    )
     _refused(
         engine,
         Conflict,
         lambda: approvals.approve(
-            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), second.id
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), second.id, None, SETTINGS
         ),
         mentions="stale",
     )
@@ -436,21 +459,27 @@ def test_stale_request_is_a_conflict(engine, tenant):
 
 def test_two_requests_creating_one_entity_the_second_is_stale(engine, tenant):
     alice = person(tenant, "alice")
-    first = approvals.submit(UnitOfWork(engine), alice, metadata_request())
-    second = approvals.submit(UnitOfWork(engine), alice, changed(metadata_request(), label="Other"))
-    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), first.id)
+    first = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
+    second = approvals.submit(
+        UnitOfWork(engine), alice, changed(metadata_request(), label="Other"), SETTINGS
+    )
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), first.id, None, SETTINGS
+    )
     _refused(
         engine,
         Conflict,
         lambda: approvals.approve(
-            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), second.id
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), second.id, None, SETTINGS
         ),
         mentions="stale",
     )
 
 
 def test_reject_needs_a_reason_and_cancel_is_the_requesters(engine, tenant):
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     _refused(
         engine,
         InvalidInput,
@@ -471,7 +500,9 @@ def test_reject_needs_a_reason_and_cancel_is_the_requesters(engine, tenant):
 
 def test_failure_while_writing_events_rolls_back_the_whole_approval(engine, tenant, monkeypatch):
     """All or nothing: if appending the events fails, the entity and status stay untouched."""
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
 
     def broken_append(self, new_events):
         raise RuntimeError("disk full")
@@ -481,10 +512,14 @@ def test_failure_while_writing_events_rolls_back_the_whole_approval(engine, tena
     monkeypatch.setattr(EventOutbox, "append", broken_append)
     before = store_snapshot(engine)
     with pytest.raises(RuntimeError):
-        approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id)
+        approvals.approve(
+            UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id, None, SETTINGS
+        )
     assert store_snapshot(engine) == before
     monkeypatch.undo()
-    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id)
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id, None, SETTINGS
+    )
     assert len(event_types(engine)) == 4
 
 
@@ -492,11 +527,11 @@ def test_inbox_filters_and_orders_newest_first(engine, tenant):
     alice = person(tenant, "alice")
     ids = [
         approvals.submit(
-            UnitOfWork(engine), alice, metadata_request(f"finance.k{i}", tier="tier2")
+            UnitOfWork(engine), alice, metadata_request(f"finance.k{i}", tier="tier2"), SETTINGS
         ).id
         for i in range(3)
     ]
-    approvals.submit(UnitOfWork(engine), alice, kpi_request())
+    approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
     inbox = approvals.list_approvals(
         UnitOfWork(engine),
         alice,
@@ -513,8 +548,10 @@ def test_inbox_filters_and_orders_newest_first(engine, tenant):
 
 def test_mine_lists_only_the_callers_own_requests(engine, tenant):
     """The console's "my requests": another user's pending request is not the caller's."""
-    own = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request("a.k"))
-    approvals.submit(UnitOfWork(engine), person(tenant, "bob"), metadata_request("b.k"))
+    own = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("a.k"), SETTINGS
+    )
+    approvals.submit(UnitOfWork(engine), person(tenant, "bob"), metadata_request("b.k"), SETTINGS)
     mine = approvals.list_approvals(UnitOfWork(engine), person(tenant, "alice"), mine=True)
     assert [a.id for a in mine] == [own.id]
 
@@ -552,7 +589,9 @@ def test_draft_lane_cannot_rewrite_a_live_tier1_field(engine, tenant):
         error = _refused(
             engine,
             InvalidInput,
-            lambda request=request: approvals.submit(UnitOfWork(engine), steward, request),
+            lambda request=request: approvals.submit(
+                UnitOfWork(engine), steward, request, SETTINGS
+            ),
             mentions="draft",
         )
         assert error.field == "lane"
@@ -563,7 +602,7 @@ def test_draft_lane_requests_must_stay_drafts(engine, tenant):
     error = _refused(
         engine,
         InvalidInput,
-        lambda: approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request),
+        lambda: approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS),
         mentions="draft",
     )
     assert error.field == "lane"
@@ -580,7 +619,7 @@ def test_a_draft_becomes_active_through_the_lane_of_its_tier(engine, tenant):
     assert activated.status is ApprovalStatus.APPROVED
     # tier1 drafts are the kernel owner's, even on the draft lane.
     tier1_draft = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.d", lane="draft")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.d", lane="draft"), SETTINGS
     )
     assert tier1_draft.required_role == KERNEL_OWNER
 
@@ -588,16 +627,20 @@ def test_a_draft_becomes_active_through_the_lane_of_its_tier(engine, tenant):
 def test_demoting_a_tier1_field_needs_the_kernel_owner(engine, tenant):
     _live_tier1(engine, tenant)
     demotion = metadata_request(tier="tier2")  # the same key, on the stewards' governed lane
-    pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice", STEWARD), demotion)
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice", STEWARD), demotion, SETTINGS
+    )
     assert pending.required_role == KERNEL_OWNER
     _refused(
         engine,
         Forbidden,
-        lambda: approvals.approve(UnitOfWork(engine), person(tenant, "carol", STEWARD), pending.id),
+        lambda: approvals.approve(
+            UnitOfWork(engine), person(tenant, "carol", STEWARD), pending.id, None, SETTINGS
+        ),
         mentions="role kernel_owner is required",
     )
     approved = approvals.approve(
-        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), pending.id
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), pending.id, None, SETTINGS
     )
     assert approved.status is ApprovalStatus.APPROVED
 
@@ -609,10 +652,10 @@ def test_policy_overrides_never_open_tier1_to_another_role(engine, tenant):
     approvals.set_policy(UnitOfWork(engine), admin, Lane.DRAFT, Tier.TIER1, "intern")
     _live_tier1(engine, tenant)
     demotion = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier="tier2")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(tier="tier2"), SETTINGS
     )
     draft = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.d", lane="draft")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.d", lane="draft"), SETTINGS
     )
     assert demotion.required_role == draft.required_role == KERNEL_OWNER
     shown = approvals.policy(UnitOfWork(engine), admin)
@@ -620,7 +663,7 @@ def test_policy_overrides_never_open_tier1_to_another_role(engine, tenant):
     # The role the policy gives tier1 is the one tier1 changes need.
     approvals.set_policy(UnitOfWork(engine), admin, Lane.KERNEL, Tier.TIER1, "chief_owner")
     again = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.e", lane="draft")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request("k.e", lane="draft"), SETTINGS
     )
     assert again.required_role == "chief_owner"
 
@@ -630,8 +673,12 @@ def test_a_tier_specific_override_beats_the_lane_wide_one_whichever_came_first(e
     approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER2, "t2_steward")
     approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, None, "any_steward")
     alice = person(tenant, "alice")
-    tier2 = approvals.submit(UnitOfWork(engine), alice, metadata_request("k.a", tier="tier2"))
-    tier3 = approvals.submit(UnitOfWork(engine), alice, metadata_request("k.b", tier="tier3"))
+    tier2 = approvals.submit(
+        UnitOfWork(engine), alice, metadata_request("k.a", tier="tier2"), SETTINGS
+    )
+    tier3 = approvals.submit(
+        UnitOfWork(engine), alice, metadata_request("k.b", tier="tier3"), SETTINGS
+    )
     assert (tier2.required_role, tier3.required_role) == ("t2_steward", "any_steward")
     shown = approvals.policy(UnitOfWork(engine), alice)["governed"]
     assert (shown["tier2"], shown["tier3"]) == ("t2_steward", "any_steward")

@@ -38,9 +38,11 @@ def submit_set(engine, tenant, requests, title="Q3 finance import", user="alice"
     return change_sets.submit(UnitOfWork(engine), person(tenant, user), title, requests, SETTINGS)
 
 
-def decide(engine, tenant, approval_id, user="bob", *roles, command=approvals.approve, **kw):
+def decide(engine, tenant, approval_id, user="bob", *roles, command=approvals.approve, reason=None):
     who = person(tenant, user, *(roles or (KERNEL_OWNER,)))
-    return command(UnitOfWork(engine), who, approval_id, **kw)
+    if command is approvals.approve:
+        return command(UnitOfWork(engine), who, approval_id, reason, SETTINGS)
+    return command(UnitOfWork(engine), who, approval_id, reason)
 
 
 def mixed_requests():
@@ -188,7 +190,7 @@ def test_a_bad_title_or_size_is_invalid_input(engine, tenant, title, requests, f
 def test_a_single_request_cannot_claim_to_be_a_change_set(engine, tenant):
     raw = {"entity_type": "CHANGE_SET", "tier": "tier3", "lane": "governed", "payload": {}}
     with pytest.raises(InvalidInput, match="POST /change-sets") as refused:
-        approvals.submit(UnitOfWork(engine), person(tenant, "alice"), raw)
+        approvals.submit(UnitOfWork(engine), person(tenant, "alice"), raw, SETTINGS)
     assert refused.value.field == "entity_type"
 
 
@@ -297,7 +299,9 @@ def test_a_stale_item_makes_the_whole_decision_a_conflict_naming_it(engine, tena
 
 def test_an_item_creating_an_entity_that_now_exists_is_stale(engine, tenant):
     submitted = submit_set(engine, tenant, [glossary_request("A"), glossary_request("B")])
-    single = approvals.submit(UnitOfWork(engine), person(tenant, "carl"), glossary_request("B"))
+    single = approvals.submit(
+        UnitOfWork(engine), person(tenant, "carl"), glossary_request("B"), SETTINGS
+    )
     decide(engine, tenant, single.id, "dora", STEWARD)
     with pytest.raises(Conflict, match=r"^item 2: stale request: GLOSSARY B changed"):
         decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
@@ -332,7 +336,7 @@ def test_rejecting_or_cancelling_a_set_applies_nothing(engine, tenant):
 def test_show_lists_items_with_their_diffs_and_the_combined_impact(engine, tenant):
     approve_metadata(engine, tenant)  # a tier1 field
     approve_metadata(engine, tenant, key="finance.cost.cost_amount", tier="tier2")
-    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request())
+    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request(), SETTINGS)
     decide(engine, tenant, kpi.id, "bob", STEWARD)  # depends on both fields
     rebinding = {
         "source": "warehouse",
@@ -375,7 +379,7 @@ def test_show_lists_items_with_their_diffs_and_the_combined_impact(engine, tenan
 def test_approving_a_set_refreshes_the_trust_of_dependent_kpis_once(engine, tenant):
     approve_metadata(engine, tenant, key="finance.revenue.gross_amount", tier="tier2")
     approve_metadata(engine, tenant, key="finance.cost.cost_amount", tier="tier2")
-    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request())
+    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request(), SETTINGS)
     decide(engine, tenant, kpi.id, "bob", STEWARD)
     submitted = submit_set(
         engine,
@@ -544,7 +548,7 @@ def test_a_large_set_stores_exactly_what_single_approvals_would(engine, tenant):
         ]
     alone = uuid.uuid4()
     for request in requests:
-        pending = approvals.submit(UnitOfWork(engine), person(alone, "alice"), request)
+        pending = approvals.submit(UnitOfWork(engine), person(alone, "alice"), request, SETTINGS)
         decide(engine, alone, pending.id, "bob", STEWARD)
     submitted = submit_set(engine, tenant, requests)
     decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
@@ -601,7 +605,9 @@ def test_invalid_items_list_every_error_and_a_problem_shows_the_first_twenty():
 def test_an_item_unbinding_an_input_of_a_tier1_kpi_makes_the_set_tier1(engine, tenant):
     for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
         approve_metadata(engine, tenant, key=key, tier="tier2")
-    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"))
+    kpi = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS
+    )
     decide(engine, tenant, kpi.id)
     unbinding = changed(metadata_request(tier="tier2"), status="deprecated")
     submitted = submit_set(engine, tenant, [glossary_request(), unbinding])

@@ -15,7 +15,7 @@ from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import EntityType, StoreTimeouts
 from mdstudio_core.service_layer import approvals, catalog
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import KERNEL_OWNER, STEWARD, event_types, metadata_request, person
+from tests.factories import KERNEL_OWNER, SETTINGS, STEWARD, event_types, metadata_request, person
 
 RACERS = 8
 
@@ -27,7 +27,11 @@ def _race(engine, tenant, approval_id):
         barrier.wait()
         try:
             approvals.approve(
-                UnitOfWork(engine), person(tenant, f"approver{i}", KERNEL_OWNER), approval_id
+                UnitOfWork(engine),
+                person(tenant, f"approver{i}", KERNEL_OWNER),
+                approval_id,
+                None,
+                SETTINGS,
             )
             return "won"
         except Conflict:
@@ -40,7 +44,10 @@ def _race(engine, tenant, approval_id):
 def test_racing_approvers_one_winner_one_set_of_events(engine, tenant):
     for round_ in range(3):
         approval = approvals.submit(
-            UnitOfWork(engine), person(tenant, "alice"), metadata_request(f"finance.race.k{round_}")
+            UnitOfWork(engine),
+            person(tenant, "alice"),
+            metadata_request(f"finance.race.k{round_}"),
+            SETTINGS,
         )
         outcomes = _race(engine, tenant, approval.id)
         assert outcomes == ["conflict"] * (RACERS - 1) + ["won"]
@@ -55,14 +62,16 @@ def test_racing_approvers_one_winner_one_set_of_events(engine, tenant):
 def test_racing_approvals_of_two_requests_for_one_new_entity(engine, tenant):
     """Both requests create the same key: one applies, the other is refused as stale."""
     alice = person(tenant, "alice")
-    first = approvals.submit(UnitOfWork(engine), alice, metadata_request())
-    second = approvals.submit(UnitOfWork(engine), alice, metadata_request(label="Other"))
+    first = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
+    second = approvals.submit(UnitOfWork(engine), alice, metadata_request(label="Other"), SETTINGS)
     barrier = threading.Barrier(2)
 
     def attempt(approval_id):
         barrier.wait()
         try:
-            approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval_id)
+            approvals.approve(
+                UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval_id, None, SETTINGS
+            )
             return "won"
         except Conflict:
             return "conflict"
@@ -82,7 +91,10 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
     ids become visible in increasing order (see EventOutbox.append)."""
     requests = [
         approvals.submit(
-            UnitOfWork(engine), person(tenant, "alice"), metadata_request(f"k.n{i}", tier="tier3")
+            UnitOfWork(engine),
+            person(tenant, "alice"),
+            metadata_request(f"k.n{i}", tier="tier3"),
+            SETTINGS,
         )
         for i in range(60)
     ]
@@ -102,7 +114,9 @@ def test_outbox_readers_never_skip_an_event(engine, tenant):
                 return
 
     def approve(approval):
-        approvals.approve(UnitOfWork(engine), person(tenant, "bob", STEWARD), approval.id)
+        approvals.approve(
+            UnitOfWork(engine), person(tenant, "bob", STEWARD), approval.id, None, SETTINGS
+        )
 
     reader_thread = threading.Thread(target=tail)
     reader_thread.start()
@@ -124,12 +138,19 @@ def test_an_open_outbox_read_holds_up_no_writer(engine, tenant):
     """A reader holds the outbox lock for an instant, not for its transaction: an approval
     commits while a reader's transaction is still open (a client polling `/events`, a slow
     sensor page), so no token can slow every tenant's approvals by reading."""
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     approver = ThreadPoolExecutor(1)
     with UnitOfWork(engine) as reader:
         reader.events.list(after=0)
         approving = approver.submit(
-            approvals.approve, UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), approval.id
+            approvals.approve,
+            UnitOfWork(engine),
+            person(tenant, "bob", KERNEL_OWNER),
+            approval.id,
+            None,
+            SETTINGS,
         )
         done, _ = wait([approving], timeout=10)
     approver.shutdown()

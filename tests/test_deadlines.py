@@ -21,6 +21,7 @@ from mdstudio_core.domain.notifications import Subscription
 from mdstudio_core.service_layer import approvals, change_sets, deadlines
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
+    SETTINGS,
     STEWARD,
     event_types,
     glossary_request,
@@ -83,13 +84,22 @@ def overdue_events(engine) -> list[Event]:
 def test_each_overdue_request_gets_one_event(engine, tenant):
     settings = Settings(approval_sla_hours=24.0, tier2_approval_sla_hours=0.5)
     alice = person(tenant, "alice")
-    late_tier2 = approvals.submit(UnitOfWork(engine), alice, metadata_request("a.b", tier="tier2"))
-    young_tier2 = approvals.submit(UnitOfWork(engine), alice, metadata_request("a.c", tier="tier2"))
-    young_tier3 = approvals.submit(UnitOfWork(engine), alice, glossary_request())
-    decided = approvals.submit(UnitOfWork(engine), alice, metadata_request("a.d", tier="tier2"))
+    late_tier2 = approvals.submit(
+        UnitOfWork(engine), alice, metadata_request("a.b", tier="tier2"), SETTINGS
+    )
+    young_tier2 = approvals.submit(
+        UnitOfWork(engine), alice, metadata_request("a.c", tier="tier2"), SETTINGS
+    )
+    young_tier3 = approvals.submit(UnitOfWork(engine), alice, glossary_request(), SETTINGS)
+    decided = approvals.submit(
+        UnitOfWork(engine), alice, metadata_request("a.d", tier="tier2"), SETTINGS
+    )
     approvals.reject(UnitOfWork(engine), person(tenant, "bob", STEWARD), decided.id, "no")
     other = approvals.submit(
-        UnitOfWork(engine), person(uuid.uuid4(), "x"), metadata_request("a.e", tier="tier2")
+        UnitOfWork(engine),
+        person(uuid.uuid4(), "x"),
+        metadata_request("a.e", tier="tier2"),
+        SETTINGS,
     )
     for approval_id, hours in [
         (late_tier2.id, 0.75),
@@ -120,7 +130,9 @@ def test_each_overdue_request_gets_one_event(engine, tenant):
 
 
 def test_without_a_deadline_nothing_is_overdue(engine, tenant):
-    pending = approvals.submit(UnitOfWork(engine), person(tenant, "a"), glossary_request())
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "a"), glossary_request(), SETTINGS
+    )
     aged(engine, pending.id, 1000)
     assert deadlines.mark_overdue(UnitOfWork(engine), Settings()) == []
 
@@ -170,9 +182,11 @@ def test_notifications_can_subscribe_to_overdue_requests():
 def test_metrics_count_overdue_requests_per_tenant_and_tier(engine, tenant):
     alice = person(tenant, "alice")
     for key, hours in [("a.late", 3), ("a.later", 2), ("a.young", 0.5)]:
-        pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(key, tier="tier2"))
+        pending = approvals.submit(
+            UnitOfWork(engine), alice, metadata_request(key, tier="tier2"), SETTINGS
+        )
         aged(engine, pending.id, hours)
-    old_tier3 = approvals.submit(UnitOfWork(engine), alice, glossary_request())
+    old_tier3 = approvals.submit(UnitOfWork(engine), alice, glossary_request(), SETTINGS)
     aged(engine, old_tier3.id, 50)
     found = samples(
         scraped(engine, {"MDSTUDIO_TIER2_APPROVAL_SLA_HOURS": "1"}).get("/metrics").text

@@ -39,7 +39,9 @@ LAST_TENANT = uuid.UUID("ffffffff-ffff-4fff-bfff-ffffffffffff")
 
 
 def approve(engine, tenant, request):
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice", STEWARD), request)
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice", STEWARD), request, SETTINGS
+    )
     bob = person(tenant, "bob", approval.required_role)
     return approvals.approve(UnitOfWork(engine), bob, approval.id, None, SETTINGS)
 
@@ -127,7 +129,7 @@ def test_a_binding_change_recomputes_its_kpis_trust_and_records_impact(catalog, 
         assert uow.lineage.trust_states(tenant, [KPI])[KPI].trust_score is None
     unbound = changed(metadata_request(REVENUE), binding=None)
     del unbound["payload"]["binding"]
-    approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), unbound)
+    approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), unbound, SETTINGS)
     assert approval.required_role == KERNEL_OWNER
     shown = approvals.show_approval(
         UnitOfWork(catalog), person(tenant, "carol"), approval.id, SETTINGS
@@ -150,14 +152,18 @@ def test_deprecating_an_input_of_a_tier1_kpi_needs_the_tier1_role(catalog, tenan
     approve(catalog, tenant, kpi)
     relabelled = metadata_request("finance.x", tier="tier2", binding=binding, label="X")
     assert (
-        approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), relabelled).required_role
+        approvals.submit(
+            UnitOfWork(catalog), person(tenant, "alice"), relabelled, SETTINGS
+        ).required_role
         == STEWARD
     )
     deprecated = metadata_request("finance.x", tier="tier2", binding=binding, status="deprecated")
-    approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), deprecated)
+    approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), deprecated, SETTINGS)
     assert approval.required_role == KERNEL_OWNER
     with pytest.raises(Forbidden):
-        approvals.approve(UnitOfWork(catalog), person(tenant, "bob", STEWARD), approval.id)
+        approvals.approve(
+            UnitOfWork(catalog), person(tenant, "bob", STEWARD), approval.id, None, SETTINGS
+        )
 
 
 def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
@@ -458,7 +464,7 @@ def test_an_unbound_field_has_no_table_and_changing_it_breaks_nothing(catalog, t
         "kpis": [{"key": "finance.kpi.loose", "tier": "tier1", "trust_score": None}],
     }
     relabelled = metadata_request("finance.loose", tier="tier2", binding=None, label="Loose")
-    submitted = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), relabelled)
+    submitted = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), relabelled, SETTINGS)
     assert submitted.required_role == STEWARD
 
 
@@ -499,7 +505,9 @@ def test_unbinding_an_input_of_a_tier1_kpi_needs_the_tier1_role_in_that_tenant_o
     approve(catalog, tenant, kpi_on("finance.kpi.x", "finance.x", tier="tier1"))
     unbound = metadata_request("finance.x", tier="tier2", binding=None)
     roles = [
-        approvals.submit(UnitOfWork(catalog), person(owner, "alice"), unbound).required_role
+        approvals.submit(
+            UnitOfWork(catalog), person(owner, "alice"), unbound, SETTINGS
+        ).required_role
         for owner in (tenant, LAST_TENANT)
     ]
     assert roles == [KERNEL_OWNER, STEWARD]

@@ -19,6 +19,7 @@ from mdstudio_core.domain.notifications import DeliveryStatus
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
+    SETTINGS,
     T0,
     add_entity,
     approve_metadata,
@@ -174,11 +175,13 @@ def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
         (B, "finance.p5", "tier1", None),
     ]:
         request = metadata_request(key=key, tier=tier, lane=lane)
-        submitted[key] = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request)
+        submitted[key] = approvals.submit(
+            UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS
+        )
     for tenant, key in [(A, "finance.d1"), (A, "finance.d2"), (B, "finance.d3")]:
         approve_metadata(engine, tenant, key=key)
     rejected = approvals.submit(
-        UnitOfWork(engine), person(A, "alice"), metadata_request(key="finance.d4")
+        UnitOfWork(engine), person(A, "alice"), metadata_request(key="finance.d4"), SETTINGS
     )
     decider = person(A, "bob", rejected.required_role)
     approvals.reject(UnitOfWork(engine), decider, rejected.id, "not this one")

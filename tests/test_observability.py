@@ -20,7 +20,7 @@ import yaml
 
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import metadata_request, person
+from tests.factories import SETTINGS, metadata_request, person
 from tests.http.test_serve import _free_port
 from tests.test_incidents import save
 
@@ -178,8 +178,12 @@ def test_prometheus_scrapes_mdstudio_and_every_dashboard_query_evaluates(
         wait_for("mdstudio serve", answering(f"http://127.0.0.1:{serve_port}/healthz"))
         wait_for("prometheus", answering(f"{base}/-/ready"))
         # The scenario: a tier1 field is approved, then its profile fails the check.
-        approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
-        approvals.approve(UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), approval.id)
+        approval = approvals.submit(
+            UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+        )
+        approvals.approve(
+            UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), approval.id, None, SETTINGS
+        )
         save(engine, tenant, 42.5, "run-1")
         t = str(tenant)
         [score] = wait_for("the score", lambda: query(f'mdstudio_quality_score{{tenant="{t}"}}'))

@@ -31,6 +31,8 @@ from tests.factories import (
 )
 
 KEY = "finance.revenue.gross_amount"
+# Who may preview the tier1 requests below: their required role.
+DECIDER = ("--user", "carol", "--role", "kernel_owner")
 BINDING = {
     "source": "demo",
     "table": "orders",
@@ -65,9 +67,7 @@ def test_preview_of_a_pending_approval_saves_nothing(cli_env):
     approval_id = submit()
     engine = create_store_engine(cli_env)
     before = store_snapshot(engine)
-    result = run_cli(
-        ["profiles", "preview", "--approval", approval_id, "--user", "carol", "--json"]
-    )
+    result = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER, "--json"])
     assert result.exit_code == 0, result.stderr
     profile = result.json
     assert profile["quality_score"] == 91.89  # hand-computed in tests/pipelines
@@ -83,7 +83,7 @@ def test_preview_of_a_pending_approval_saves_nothing(cli_env):
         "threshold": 80.0,
         "description": "score 91.89 meets the tier1 minimum 80",
     }
-    human = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "carol"])
+    human = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER])
     assert "91.89" in human.stdout and "gross_amount" in human.stdout
     assert "check: passed (score 91.89 meets the tier1 minimum 80)" in human.stdout
     engine.dispose()
@@ -92,10 +92,10 @@ def test_preview_of_a_pending_approval_saves_nothing(cli_env):
 def test_preview_gives_the_verdict_of_the_tiers_check(cli_env, monkeypatch):
     monkeypatch.setenv("MDSTUDIO_TIER1_MIN_SCORE", "95")
     approval_id = submit()
-    human = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "carol"])
+    human = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER])
     assert human.exit_code == 0, human.stderr
     assert "check: failed (score 91.89 is below the tier1 minimum 95)" in human.stdout
-    result = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "c", "--json"])
+    result = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER, "--json"])
     assert result.json["check"]["passed"] is False
     assert result.json["check"]["threshold"] == 95
 
@@ -108,17 +108,14 @@ def test_preview_of_live_entity_and_its_errors(cli_env):
         ).exit_code
         == 0
     )
-    assert (
-        run_cli(["profiles", "preview", KEY, "--user", "c", "--json"]).json["quality_score"]
-        == 91.89
-    )
-    assert run_cli(["profiles", "preview", "no.such.key", "--user", "c"]).exit_code == 4
-    assert run_cli(["profiles", "preview", "--user", "c"]).exit_code == 2
+    assert run_cli(["profiles", "preview", KEY, *DECIDER, "--json"]).json["quality_score"] == 91.89
+    assert run_cli(["profiles", "preview", "no.such.key", *DECIDER]).exit_code == 4
+    assert run_cli(["profiles", "preview", *DECIDER]).exit_code == 2
     missing_table = submit({**BINDING, "table": "no_such_table"})
-    result = run_cli(["profiles", "preview", "--approval", missing_table, "--user", "c"])
+    result = run_cli(["profiles", "preview", "--approval", missing_table, *DECIDER])
     assert result.exit_code == 2 and "no_such_table" in result.stderr
     unknown_source = submit({**BINDING, "source": "elsewhere"})
-    result = run_cli(["profiles", "preview", "--approval", unknown_source, "--user", "c"])
+    result = run_cli(["profiles", "preview", "--approval", unknown_source, *DECIDER])
     assert result.exit_code == 1 and "MDSTUDIO_SOURCE_ELSEWHERE_URL" in result.stderr
 
 
@@ -172,7 +169,7 @@ def test_a_backtracking_pattern_cannot_hang_a_preview(cli_env, warehouse_url, mo
     monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
     approval_id = submit(BACKTRACKING_BINDING)
     started = time.monotonic()
-    result = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "c", "--json"])
+    result = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER, "--json"])
     assert time.monotonic() - started < 3
     assert result.exit_code == 0, result.stderr
     [code] = result.json["columns"]
@@ -190,7 +187,7 @@ def test_a_slow_pattern_on_postgres_ends_with_the_tier_timeout(
     monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
     approval_id = submit(SLOW_PATTERN_BINDING)
     started = time.monotonic()
-    result = run_cli(["profiles", "preview", "--approval", approval_id, "--user", "c"])
+    result = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER])
     assert time.monotonic() - started < 3
     assert result.exit_code == 1
     assert "exceeded the statement timeout of 1 s" in result.stderr

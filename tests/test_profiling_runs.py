@@ -37,6 +37,8 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     DEMO_BINDING,
     DEMO_SCORE,
+    KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     approve_metadata,
     kpi_request,
@@ -398,13 +400,13 @@ def test_a_preview_profiles_the_live_binding_at_its_tier_and_saves_nothing(
 
 
 def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(engine, tenant, demo_url):
-    alice = person(tenant, "alice")
+    alice = person(tenant, "alice", KERNEL_OWNER, STEWARD)  # a requester with the role may look
     request = metadata_request(
         key=KEY, binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]}
     )
-    pending = approvals.submit(UnitOfWork(engine), alice, request)
+    pending = approvals.submit(UnitOfWork(engine), alice, request, SETTINGS)
     empty = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request(key="finance.empty", binding=None)
+        UnitOfWork(engine), alice, metadata_request(key="finance.empty", binding=None), SETTINGS
     )
     warehouse = sa.create_engine(demo_url)
     with warehouse.begin() as connection:
@@ -417,6 +419,7 @@ def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(engine, t
             key="finance.nothing",
             binding={"source": "demo", "table": "no_orders", "columns": [{"name": "order_id"}]},
         ),
+        SETTINGS,
     )
 
     preview = preview_approval(UnitOfWork(engine), settings(demo_url), alice, str(pending.id))
@@ -429,7 +432,7 @@ def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(engine, t
     with pytest.raises(InvalidInput, match="no binding") as caught:
         preview_approval(UnitOfWork(engine), settings(demo_url), alice, empty.id)
     assert caught.value.field == "binding"
-    kpi = approvals.submit(UnitOfWork(engine), alice, kpi_request())
+    kpi = approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
     with pytest.raises(InvalidInput, match="only GLOBAL_METADATA") as caught:
         preview_approval(UnitOfWork(engine), settings(demo_url), alice, kpi.id)
     assert caught.value.field == "approval_id"

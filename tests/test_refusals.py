@@ -28,7 +28,14 @@ from mdstudio_core.domain.model import ApprovalStatus, Binding, ColumnRule, Tier
 from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.tokens import check_identity, parse_lifetime
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import STEWARD, glossary_request, kpi_request, metadata_request, person
+from tests.factories import (
+    SETTINGS,
+    STEWARD,
+    glossary_request,
+    kpi_request,
+    metadata_request,
+    person,
+)
 
 LIFETIME = "must be a positive number followed by s, m, h, d or w (e.g. 30d), or never"
 
@@ -78,8 +85,8 @@ def test_only_a_tenant_admin_changes_the_policy_to_a_plain_role_name():
 
 def test_a_rejected_or_cancelled_request_records_when_it_was_decided(engine, tenant):
     alice = person(tenant, "alice")
-    rejected = approvals.submit(UnitOfWork(engine), alice, metadata_request())
-    cancelled = approvals.submit(UnitOfWork(engine), alice, kpi_request())
+    rejected = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
+    cancelled = approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
     before = dt.datetime.now(dt.UTC)
     bob = person(tenant, "bob", rejected.required_role)
     approvals.reject(UnitOfWork(engine), bob, rejected.id, "wrong table")
@@ -95,8 +102,10 @@ def test_a_rejected_or_cancelled_request_records_when_it_was_decided(engine, ten
 def test_the_inbox_pages_fifty_without_payloads_by_default(engine, tenant):
     alice = person(tenant, "alice")
     for n in range(51):
-        approvals.submit(UnitOfWork(engine), alice, metadata_request(key=f"finance.f{n:02}"))
-    approvals.submit(UnitOfWork(engine), alice, kpi_request())
+        approvals.submit(
+            UnitOfWork(engine), alice, metadata_request(key=f"finance.f{n:02}"), SETTINGS
+        )
+    approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
 
     page = approvals.list_approvals(UnitOfWork(engine), alice)
     assert len(page) == 50
@@ -168,9 +177,9 @@ def test_bounds_of_different_kinds_are_named_in_the_refusal():
 
 def test_an_approval_keeps_its_reason_and_the_entity_keeps_the_requests_id(engine, tenant):
     alice = person(tenant, "alice")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
     bob = person(tenant, "bob", pending.required_role)
-    approvals.approve(UnitOfWork(engine), bob, pending.id, "  checked with finance ")
+    approvals.approve(UnitOfWork(engine), bob, pending.id, "  checked with finance ", SETTINGS)
     stored = approvals.get_approval(UnitOfWork(engine), alice, pending.id)
     assert stored.decision_reason == "checked with finance"
     with UnitOfWork(engine) as uow:
@@ -182,18 +191,20 @@ def test_an_approval_keeps_its_reason_and_the_entity_keeps_the_requests_id(engin
 
 def test_who_may_not_decide_is_told_why(engine, tenant):
     alice = person(tenant, "alice", "kernel_owner")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
     with pytest.raises(Forbidden) as caught:
-        approvals.approve(UnitOfWork(engine), alice, pending.id)
+        approvals.approve(UnitOfWork(engine), alice, pending.id, None, SETTINGS)
     assert str(caught.value) == (
         "four-eyes rule: the requester may not decide their own request (cancel it instead)"
     )
     carl = person(tenant, "carl", "b_role", "a_role")
     with pytest.raises(Forbidden, match=r"\(you have: a_role, b_role\)"):
-        approvals.approve(UnitOfWork(engine), carl, pending.id)
+        approvals.approve(UnitOfWork(engine), carl, pending.id, None, SETTINGS)
     approvals.reject(UnitOfWork(engine), person(tenant, "bob", "kernel_owner"), pending.id, "no")
     with pytest.raises(Conflict, match=f"approval {pending.id} is already rejected by bob$"):
-        approvals.approve(UnitOfWork(engine), person(tenant, "dan", "kernel_owner"), pending.id)
+        approvals.approve(
+            UnitOfWork(engine), person(tenant, "dan", "kernel_owner"), pending.id, None, SETTINGS
+        )
     refused = refusal(approvals.reject, UnitOfWork(engine), carl, pending.id, " ")
     assert (refused.field, refused.reason) == ("reason", "a reason is required to reject a request")
 

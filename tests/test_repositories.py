@@ -26,6 +26,7 @@ from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     DEMO_BINDING,
+    SETTINGS,
     SUBSCRIPTION,
     T0,
     add_entity,
@@ -152,7 +153,7 @@ def test_tokens_are_listed_oldest_first_then_by_id(engine, tenant):
 
 def test_a_decision_is_recorded_only_while_the_request_is_pending(engine, tenant):
     alice = person(tenant, "alice")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
     bob = person(tenant, "bob", pending.required_role)
     now = dt.datetime.now(dt.UTC)
     rejected, _ = pending.reject(bob, now, "no")

@@ -36,6 +36,8 @@ def test_defaults(tmp_path, monkeypatch):
     assert settings.sensor_max_events == 2000
     assert settings.store_timeouts == StoreTimeouts(statement_s=30.0, lock_s=10.0)
     assert settings.sources == {}
+    assert (settings.preview_concurrency, settings.preview_timeout_seconds) == (2, 60.0)
+    assert settings.preview_limits(Tier.TIER1) == ProfileLimits(60.0, None)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,12 @@ def test_defaults(tmp_path, monkeypatch):
             "sqlite:///w.db",
             lambda s: s.source_url("sales_dw") == "sqlite:///w.db",
         ),
+        ("MDSTUDIO_PREVIEW_CONCURRENCY", "5", lambda s: s.preview_concurrency == 5),
+        (
+            "MDSTUDIO_PREVIEW_TIMEOUT_SECONDS",
+            "2.5",
+            lambda s: s.preview_limits(Tier.TIER2) == ProfileLimits(2.5, None),
+        ),
     ],
 )
 def test_each_variable_is_read_by_its_name(variable, value, read):
@@ -114,6 +122,10 @@ def test_each_variable_is_read_by_its_name(variable, value, read):
         ("MDSTUDIO_DAGSTER_STORAGE_URL", "postgresql://dagster@db/dagster"),
         ("MDSTUDIO_DATABASE_URL", "not a url"),
         ("MDSTUDIO_SOURCE_WH_TENANTS", "acme"),
+        ("MDSTUDIO_PREVIEW_CONCURRENCY", "-2"),
+        ("MDSTUDIO_PREVIEW_CONCURRENCY", "many"),
+        ("MDSTUDIO_PREVIEW_TIMEOUT_SECONDS", "-5"),
+        ("MDSTUDIO_PREVIEW_TIMEOUT_SECONDS", "forever"),
     ],
 )
 def test_a_malformed_value_names_its_variable(variable, value):
@@ -122,6 +134,21 @@ def test_a_malformed_value_names_its_variable(variable, value):
     assert caught.value.variable == variable
     assert str(caught.value).startswith(f"{variable}: ")
     assert value not in str(caught.value)
+
+
+def test_a_preview_is_held_to_the_shorter_of_its_tiers_timeout_and_the_preview_timeout():
+    settings = Settings.from_env(
+        {
+            "MDSTUDIO_PREVIEW_TIMEOUT_SECONDS": "30",
+            "MDSTUDIO_TIER1_TIMEOUT_SECONDS": "600",
+            "MDSTUDIO_TIER2_TIMEOUT_SECONDS": "5",
+            "MDSTUDIO_TIER1_SAMPLE_PERCENT": "10",
+        }
+    )
+    assert settings.preview_limits(Tier.TIER1) == ProfileLimits(30, 10)
+    assert settings.preview_limits(Tier.TIER2) == ProfileLimits(5, None)
+    assert settings.profile_limits[Tier.TIER1] == ProfileLimits(600, 10)  # runs keep theirs
+    assert ProfileLimits(None, None).within(30) == ProfileLimits(30, None)
 
 
 def test_blank_values_count_as_unset():

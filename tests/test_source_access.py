@@ -18,7 +18,7 @@ from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
-from tests.factories import metadata_request, person, store_snapshot
+from tests.factories import SETTINGS, metadata_request, person, store_snapshot
 from tests.http.conftest import is_problem
 
 ACME, GLOBEX = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -103,6 +103,7 @@ def test_system_schemas_are_refused_without_any_setting(engine):
             UnitOfWork(engine),
             person(ACME, "mallory"),
             metadata_request(binding=binding("pg_catalog", "pg_authid")),
+            SETTINGS,
         )
     assert caught.value.field == "payload.binding.schema"
     assert store_snapshot(engine) == before
@@ -141,7 +142,18 @@ def test_preview_checks_the_source_again(store_url, monkeypatch, tmp_path):
     )
     assert submitted.exit_code == 0, submitted.stderr
     approval_id = submitted.json["id"]
-    args = ["profiles", "preview", "--approval", approval_id, "--tenant", str(ACME), "--user", "b"]
+    args = [
+        "profiles",
+        "preview",
+        "--approval",
+        approval_id,
+        "--tenant",
+        str(ACME),
+        "--user",
+        "b",
+        "--role",
+        "kernel_owner",
+    ]
     assert run_cli(args).exit_code == 0
     monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_TENANTS", str(GLOBEX))
     refused = run_cli(args)

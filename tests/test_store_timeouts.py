@@ -20,7 +20,7 @@ from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
-from tests.factories import KERNEL_OWNER, metadata_request, person
+from tests.factories import KERNEL_OWNER, SETTINGS, metadata_request, person
 
 pytestmark = [
     pytest.mark.postgres,
@@ -54,7 +54,9 @@ def locked_approval(engine, tenant) -> Iterator[Approval]:
     """A pending request whose row another transaction holds `FOR UPDATE` (a stuck decider),
     released after RELEASED_AFTER_S at the latest, so an unbounded store would answer late
     instead of hanging the test."""
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     holder = engine.connect()
     transaction = holder.begin()
     holder.execute(

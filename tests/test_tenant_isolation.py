@@ -31,6 +31,7 @@ from mdstudio_core.service_layer import approvals, change_sets, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     business_rule_request,
     glossary_request,
@@ -52,20 +53,22 @@ def populate(engine: sa.Engine, tenant: uuid.UUID, offset_hours: int, label: str
         business_rule_request(),
         glossary_request(),
     ):
-        pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request)
+        pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS)
         decider = person(tenant, "bob", STEWARD, KERNEL_OWNER)
-        approvals.approve(UnitOfWork(engine), decider, pending.id)
+        approvals.approve(UnitOfWork(engine), decider, pending.id, None, SETTINGS)
     with UnitOfWork(engine) as uow:  # tier1 takes two kernel owners from now on
         uow.policies.set(tenant, Lane.KERNEL, Tier.TIER1.value, KERNEL_OWNER, "root", T0)
         uow.policies.set_approvals(tenant, Lane.KERNEL, Tier.TIER1.value, 2)
         uow.commit()
     pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(label="next")
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(label="next"), SETTINGS
     )
-    approvals.approve(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), pending.id)
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), pending.id, None, SETTINGS
+    )
     rejected = change_sets.submit(
         UnitOfWork(engine), person(tenant, "alice"), f"Set {label}", [glossary_request(label)],
-        Settings(),
+        SETTINGS,
     )  # fmt: skip
     approvals.reject(UnitOfWork(engine), person(tenant, "bob", STEWARD), rejected.approval.id, "no")
     with UnitOfWork(engine) as uow:
@@ -179,7 +182,9 @@ def _in_uow(action: Callable[[UnitOfWork, uuid.UUID], Any]) -> Operation:
 def _approve_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
     with UnitOfWork(engine) as uow:
         [pending] = uow.approvals.list(tenant, status=ApprovalStatus.PENDING)
-    approvals.approve(UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id)
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id, None, SETTINGS
+    )
 
 
 def _decide_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
@@ -206,7 +211,7 @@ def _revoke_tokens(uow: UnitOfWork, tenant: uuid.UUID) -> None:
 
 OPERATIONS: dict[str, Operation] = {
     "approvals.add (submit)": lambda engine, tenant: approvals.submit(
-        UnitOfWork(engine), person(tenant, "dave"), metadata_request("finance.other")
+        UnitOfWork(engine), person(tenant, "dave"), metadata_request("finance.other"), SETTINGS
     ),
     "approvals.record_decision": _decide_pending,
     "approve (entities.update, events.append)": _approve_pending,

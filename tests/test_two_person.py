@@ -28,6 +28,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
 from tests.factories import (
     KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     event_types,
     glossary_request,
@@ -141,12 +142,16 @@ def two_for_tier1(engine, tenant) -> None:
 
 
 def approve_as(engine, tenant, approval_id, user):
-    return approvals.approve(UnitOfWork(engine), person(tenant, user, KERNEL_OWNER), approval_id)
+    return approvals.approve(
+        UnitOfWork(engine), person(tenant, user, KERNEL_OWNER), approval_id, None, SETTINGS
+    )
 
 
 def test_endorsements_are_stored_and_the_last_approval_applies(engine, tenant):
     two_for_tier1(engine, tenant)
-    pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     assert pending.required_approvals == 2
     endorsed = approve_as(engine, tenant, pending.id, "bob")
     assert endorsed.status is ApprovalStatus.PENDING
@@ -170,14 +175,20 @@ def test_endorsements_are_stored_and_the_last_approval_applies(engine, tenant):
     shown = approvals.show_approval(UnitOfWork(engine), person(tenant, "x"), pending.id, Settings())
     assert [e.user for e in shown["endorsements"]] == ["bob"]
     # Another tenant, and other cells of this one, need one approver.
-    other = approvals.submit(UnitOfWork(engine), person(uuid.uuid4(), "a"), metadata_request())
-    governed = approvals.submit(UnitOfWork(engine), person(tenant, "a"), glossary_request())
+    other = approvals.submit(
+        UnitOfWork(engine), person(uuid.uuid4(), "a"), metadata_request(), SETTINGS
+    )
+    governed = approvals.submit(
+        UnitOfWork(engine), person(tenant, "a"), glossary_request(), SETTINGS
+    )
     assert other.required_approvals == governed.required_approvals == 1
 
 
 def test_a_rejection_after_an_endorsement_ends_the_request(engine, tenant):
     two_for_tier1(engine, tenant)
-    pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     approve_as(engine, tenant, pending.id, "bob")
     approvals.reject(UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id, "no")
     with pytest.raises(Conflict, match="already rejected"):
@@ -186,7 +197,9 @@ def test_a_rejection_after_an_endorsement_ends_the_request(engine, tenant):
 
 
 def test_pending_requests_keep_the_count_they_were_given(engine, tenant):
-    before = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    before = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     two_for_tier1(engine, tenant)
     assert approve_as(engine, tenant, before.id, "bob").status is ApprovalStatus.APPROVED
 
@@ -229,7 +242,9 @@ def test_the_set_needs_as_many_approvers_as_its_most_demanding_item(engine, tena
 def test_two_endorsers_racing_never_count_as_one_nor_apply_early(engine, tenant):
     admin = person(tenant, "root", "tenant_admin")
     two_person.set_policy(UnitOfWork(engine), admin, Lane.KERNEL, Tier.TIER1, KERNEL_OWNER, 3)
-    pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    pending = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 

@@ -214,8 +214,9 @@ class ApprovalRepository:
         )
 
     def record_decision(self, decided: Approval) -> bool:
-        """Store a decided request if it is still pending; False when it was not (the
-        compare-and-set that makes a second decision impossible on every backend)."""
+        """Store a decided request if it is still pending, with the role that decided it;
+        False when it was not (the compare-and-set that makes a second decision impossible on
+        every backend)."""
         result = self._connection.execute(
             update(tables.approvals)
             .where(
@@ -224,6 +225,7 @@ class ApprovalRepository:
             )
             .values(
                 status=decided.status.value,
+                required_role=decided.required_role,
                 decided_by=decided.decided_by,
                 decided_at=decided.decided_at,
                 decision_reason=decided.decision_reason,

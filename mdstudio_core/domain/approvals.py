@@ -72,6 +72,8 @@ _TIER_ORDER = (Tier.TIER1, Tier.TIER2, Tier.TIER3)
 _LANE_ORDER = (Lane.KERNEL, Lane.GOVERNED, Lane.DRAFT)
 # Changing who approves is itself privileged.
 POLICY_ADMIN_ROLE = "tenant_admin"
+# The roles of the approval workflow: who may ask for evidence on a live entity.
+WORKFLOW_ROLES = frozenset({*DEFAULT_REQUIRED_ROLE.values(), POLICY_ADMIN_ROLE})
 # Entity types whose approval announces the entity's new state, and the event prefix used.
 ENTITY_EVENT_PREFIX: dict[EntityType, str] = {
     EntityType.GLOBAL_METADATA: "metadata",
@@ -116,7 +118,7 @@ def required_role(
 
 def required_cell(lane: Lane, tier: Tier, live_tier: Tier | None = None) -> Cell:
     """The policy cell that decides a request (see `required_role`): the strictest of the
-    lane's, the requested tier's and the live entity's tier's."""
+    lane's, the requested tier's and the touched (live entity's) tier's."""
     cells = [(lane, tier), (TIER_LANE[tier], tier)]
     if live_tier is not None:
         cells.append((TIER_LANE[live_tier], live_tier))
@@ -157,6 +159,14 @@ def check_approvals_count(count: int) -> int:
     return count
 
 
+def touched_tier(live: LiveEntity | None, breaks_tier1_kpi: bool) -> Tier | None:
+    """The tier of what a change touches besides its own: tier1 when it deprecates or unbinds
+    a field an active tier1 KPI depends on, else the live entity's (None: a new entity)."""
+    if breaks_tier1_kpi:
+        return Tier.TIER1
+    return live.tier if live else None
+
+
 def effective_policy(overrides: PolicyOverrides) -> dict[str, dict[str, str]]:
     """The role a request for a new entity on each lane and tier requires, given a tenant's
     overrides."""
@@ -164,6 +174,17 @@ def effective_policy(overrides: PolicyOverrides) -> dict[str, dict[str, str]]:
         lane.value: {tier.value: required_role(lane, tier, overrides) for tier in Tier}
         for lane in Lane
     }
+
+
+def check_may_preview_entity(identity: Identity) -> None:
+    """Profiling a live entity now is evidence for a decision: only the workflow roles ask
+    for it (a profile shows values, a minimum or a maximum of the bound columns)."""
+    if not WORKFLOW_ROLES & identity.roles:
+        raise Forbidden(
+            "previewing a live entity requires one of the roles "
+            f"{', '.join(sorted(WORKFLOW_ROLES))} "
+            f"(you have: {', '.join(sorted(identity.roles)) or 'none'})"
+        )
 
 
 def check_policy_change(identity: Identity, role: str) -> str:
@@ -429,11 +450,7 @@ class Approval:
                     field="lane",
                 )
         # Deprecating or unbinding a field an active tier1 KPI depends on is a tier1 change.
-        cell = required_cell(
-            request.lane,
-            request.tier,
-            Tier.TIER1 if breaks_tier1_kpi else live.tier if live else None,
-        )
+        cell = required_cell(request.lane, request.tier, touched_tier(live, breaks_tier1_kpi))
         return cls(
             id=uuid.uuid4(),
             tenant_id=requester.tenant_id,
@@ -452,6 +469,39 @@ class Approval:
             decided_at=None,
             required_role=cell_role(cell, overrides),
             required_approvals=required_approvals(cell, approval_counts or {}),
+        )
+
+    def judged_again(
+        self,
+        live: LiveEntity | None,
+        overrides: PolicyOverrides,
+        breaks_tier1_kpi: bool,
+        approval_counts: ApprovalCounts | None = None,
+    ) -> Approval:
+        """The request with the role its decision needs now. The rule of `submit` is applied
+        again to the live state (`live`, and whether the change would now break an active tier1
+        KPI); when what the change touches now is stricter than what it touched when submitted
+        (a tier1 KPI on the field was approved since, say), the role for that applies, and its
+        approver count if larger; otherwise the role given at submission stays (the stricter of
+        the two)."""
+        submitted_tier = Tier(self.current_state["tier"]) if self.current_state else None
+        then = required_cell(self.lane, self.tier, submitted_tier)
+        now = required_cell(self.lane, self.tier, touched_tier(live, breaks_tier1_kpi))
+        return self.stricter(then, now, overrides, approval_counts or {})
+
+    def stricter(
+        self, then: Cell, now: Cell, overrides: PolicyOverrides, approval_counts: ApprovalCounts
+    ) -> Approval:
+        """The request decided by `now` when it is stricter than `then` (the cell that decided
+        it at submission): its role, and its approver count if larger; else as it is."""
+        if strictness(now) >= strictness(then):
+            return self
+        return dataclasses.replace(
+            self,
+            required_role=_cell_role(*now, overrides),
+            required_approvals=max(
+                self.required_approvals, required_approvals(now, approval_counts)
+            ),
         )
 
     @property
@@ -501,6 +551,16 @@ class Approval:
             raise Forbidden(f"only the requester ({self.requested_by}) may cancel this request")
         decided = self._decided(ApprovalStatus.CANCELLED, actor, now, reason)
         return decided, [decided._decision_event("approval.cancelled", now)]
+
+    def check_may_preview(self, viewer: Identity) -> None:
+        """Evidence (a profile of the proposed binding) is for those who may decide: the
+        required role, or a tenant admin. Anyone else could read a bound column's values by
+        submitting bindings with rules and previewing them."""
+        if self.required_role not in viewer.roles and POLICY_ADMIN_ROLE not in viewer.roles:
+            raise Forbidden(
+                f"role {self.required_role} (or {POLICY_ADMIN_ROLE}) is required to preview "
+                f"this request (you have: {', '.join(sorted(viewer.roles)) or 'none'})"
+            )
 
     def binding_change(self) -> str | None:
         """How the request changes a bound field's binding: `deprecated`, `unbound`,

@@ -32,6 +32,7 @@ from mdstudio_core.domain.approvals import (
     required_approvals,
     required_cell,
     strictness,
+    touched_tier,
 )
 from mdstudio_core.domain.diff import diff_entity
 from mdstudio_core.domain.errors import Conflict, InvalidInput
@@ -317,6 +318,32 @@ class ChangeSet:
             required_approvals=1,
             endorsements=set_.endorsements,
         )
+
+    def judged_again(
+        self,
+        live: Mapping[tuple[EntityType, str], LiveEntity],
+        overrides: PolicyOverrides,
+        counts: ApprovalCounts,
+        breaks_tier1_kpi: Sequence[bool],
+    ) -> ChangeSet:
+        """The set with the role its decision needs now: each item's cell judged again against
+        its live entity (`breaks_tier1_kpi[i]`: item i would now break an active tier1 KPI), as
+        `Approval.judged_again` judges one request; when the strictest of them is stricter
+        than the set's, its role (and its approver count, if larger) decide the set."""
+        now = min(
+            (
+                required_cell(
+                    item.lane,
+                    item.tier,
+                    touched_tier(live.get((item.entity_type, item.entity_key)), breaking),
+                )
+                for item, breaking in zip(self.items, breaks_tier1_kpi, strict=True)
+            ),
+            key=strictness,
+        )
+        then = (self.approval.lane, self.approval.tier)
+        judged = self.approval.stricter(then, now, overrides, counts)
+        return self if judged is self.approval else dataclasses.replace(self, approval=judged)
 
     def stale_items(self, live: Mapping[tuple[EntityType, str], LiveEntity]) -> list[int]:
         """The numbers of the items whose entity changed since submission (`live`: the live

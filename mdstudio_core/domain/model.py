@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -494,6 +494,11 @@ class ProfileLimits:
             if any(s is None for s in samples)
             else min(s for s in samples if s is not None),
         )
+
+    def within(self, timeout_s: float) -> ProfileLimits:
+        """These limits with a timeout of at most `timeout_s`."""
+        timeout = timeout_s if self.timeout_s is None else min(self.timeout_s, timeout_s)
+        return replace(self, timeout_s=timeout)
 
 
 def parse_id(value: uuid.UUID | str, field: str) -> uuid.UUID:

@@ -1,6 +1,7 @@
 """Webhook notifications: who hears about which events, how one profiling run's incidents
-become one message, what a receiver gets (signed, with an idempotency key), and when a failed
-delivery is tried again. Nothing here touches a store or the network."""
+become one message, what a receiver gets (signed and timestamped, with an idempotency key),
+which destinations are refused, and when a failed delivery is tried again. Nothing here
+touches a store or the network."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import datetime as dt
 import fnmatch
 import hashlib
 import hmac
+import ipaddress
 import re
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +26,19 @@ from mdstudio_core.domain.model import Tier
 DEFAULT_EVENTS = ("quality.incident.*",)
 EVENT_PATTERN = re.compile(r"^[a-z0-9_.*]{1,100}$")
 MAX_BACKOFF = dt.timedelta(hours=1)
-ERROR_EXCERPT_CHARS = 200
 SIGNATURE_HEADER = "X-Mdstudio-Signature"
+TIMESTAMP_HEADER = "X-Mdstudio-Timestamp"
 DELIVERY_HEADER = "X-Mdstudio-Delivery"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# A host name as DNS spells it: labels of 1 to 63 letters, digits, `-` or `_` (an international
+# name in its xn-- form), at most 253 characters.
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?$")
+# What the C library's inet_aton reads as an IPv4 address: 0x7f000001, 2130706433, 0177.0.0.1.
+LEGACY_IPV4 = re.compile(r"^[0-9a-fx.]+$")
+DESTINATION_REFUSED = "destination address not allowed"
+SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class DeliveryStatus(StrEnum):
@@ -96,8 +109,9 @@ class Delivery:
 
 
 def check_url(url: str, allowed_hosts: Iterable[str] | None) -> str:
-    """An http(s) URL whose host the operator allows (`MDSTUDIO_NOTIFY_ALLOWED_HOSTS`; unset
-    allows any host)."""
+    """An http(s) URL with a plain host whose host and port the operator allows
+    (`MDSTUDIO_NOTIFY_ALLOWED_HOSTS`; unset allows any). Where it resolves to is judged apart
+    (`addresses_allowed`), at subscription and at every send."""
     url = (url or "").strip()
     try:
         parts = urlsplit(url)
@@ -108,14 +122,75 @@ def check_url(url: str, allowed_hosts: Iterable[str] | None) -> str:
         raise InvalidInput("must be an http:// or https:// URL with a host", field="url")
     if len(url) > 2000:
         raise InvalidInput("must be at most 2000 characters", field="url")
-    if allowed_hosts is not None:
-        host = parts.hostname.lower()
-        names = (host, f"{host}:{port}") if port else (host,)
-        if not any(fnmatch.fnmatchcase(n, p) for n in names for p in allowed_hosts):
-            raise InvalidInput(
-                f"host {host} is not allowed (MDSTUDIO_NOTIFY_ALLOWED_HOSTS)", field="url"
-            )
+    host = parts.hostname
+    if not (HOST_NAME.match(host) or (":" in host and literal_address(host))):
+        raise InvalidInput(
+            "the host must be a DNS name (an international one in its xn-- form) or an address",
+            field="url",
+        )
+    port = port or DEFAULT_PORTS[parts.scheme]
+    if allowed_hosts is not None and not host_allowed(host, port, allowed_hosts):
+        raise InvalidInput(
+            f"host {host} port {port} is not allowed (MDSTUDIO_NOTIFY_ALLOWED_HOSTS; an entry "
+            "without a port allows 443 and 80)",
+            field="url",
+        )
     return url
+
+
+def host_allowed(host: str, port: int, allowed_hosts: Iterable[str]) -> bool:
+    """An entry `host` (or a pattern, `*.slack.com`) allows ports 443 and 80; `host:port`
+    allows that port (`host:*` any)."""
+    for entry in allowed_hosts:
+        name, _, pinned = entry.rpartition(":")
+        if not name or ":" in name:  # no port, or an IPv6 address
+            name, ports = entry, ("443", "80")
+        else:
+            ports = (pinned,)
+        if fnmatch.fnmatchcase(host, name) and any(
+            fnmatch.fnmatchcase(str(port), allowed) for allowed in ports
+        ):
+            return True
+    return False
+
+
+def destination(url: str) -> tuple[str, int]:
+    """The host and port a checked URL's POST goes to."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme]
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host is when it is written as one, in any spelling a resolver takes:
+    dotted, hexadecimal (0x7f000001), decimal (2130706433), octal (0177.0.0.1), short (127.1),
+    IPv6 (::ffff:127.0.0.1). None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not LEGACY_IPV4.match(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def address_allowed(address: IPAddress) -> bool:
+    """A public unicast address. Refused: loopback, private, link-local, unique-local, shared
+    (100.64.0.0/10), unspecified, multicast and reserved addresses, and IPv6 addresses that
+    carry one of those (IPv4-mapped, 6to4): what a tenant must never reach inside the network
+    mdstudio runs in."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is not None:
+            return address_allowed(carried)
+    return address.is_global and not (address.is_multicast or address.is_reserved)
+
+
+def addresses_allowed(addresses: Iterable[IPAddress]) -> bool:
+    """Every address a host resolves to must be allowed: one inside is enough to refuse it."""
+    return all(address_allowed(address) for address in addresses)
 
 
 def host_of(url: str) -> str:
@@ -184,17 +259,20 @@ def _line(event: dict[str, Any]) -> str:
     severity = {"tier1": "critical", "tier2": "warning"}.get(tier, "info")
     reason = payload.get("reason") or payload.get("note") or payload.get("error")
     tier_word = f"{tier} " if tier else ""
-    return f"- [{severity}] {tier_word}{event.get('entity_key')}: {what}{measured}" + (
+    line = f"- [{severity}] {tier_word}{event.get('entity_key')}: {what}{measured}" + (
         f": {reason}" if reason else ""
     )
+    return slack_escape(line)
 
 
-def signature(secret: str, body: bytes) -> str:
-    """`X-Mdstudio-Signature`: `sha256=` and the HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def slack_escape(text: str) -> str:
+    """Text shown as written by Slack (and Teams): `&`, `<`, `>` escaped, so what a user wrote
+    (`<!everyone>`, `<https://evil|click>`) can neither mention nor link."""
+    return text.translate(SLACK_ESCAPES)
 
 
-def excerpt(text: str) -> str:
-    """At most a short excerpt of a receiver's answer is kept."""
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_EXCERPT_CHARS else text[: ERROR_EXCERPT_CHARS - 3] + "..."
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """`X-Mdstudio-Signature`: `sha256=` and the HMAC-SHA256 of `<timestamp>.` and the exact
+    body bytes, so a receiver refusing old timestamps refuses a captured delivery replayed."""
+    signed = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()

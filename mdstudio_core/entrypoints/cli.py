@@ -577,7 +577,8 @@ def print_profile(result: dict[str, Any]) -> None:
 @click.option("--approval", "approval_id", help="Profile the binding a pending request proposes.")
 @common_options
 def profiles_preview(canonical_key: str | None, approval_id: str | None) -> None:
-    """Profile a live entity (or a pending approval's binding) now; saves nothing."""
+    """Profile a live entity (or a pending approval's binding) now; saves nothing. For a
+    request's deciders (its role, or tenant_admin); for a live entity, a workflow role."""
     if bool(canonical_key) == bool(approval_id):
         raise InvalidInput("give either an entity key or --approval ID", field="entity")
     run = runtime()
@@ -916,7 +917,12 @@ DELIVERY_SUMMARY = (
 
 
 @notifications_group.command("subscribe")
-@click.option("--url", required=True, help="http(s) URL that receives the POSTs.")
+@click.option(
+    "--url",
+    required=True,
+    help="http(s) URL that receives the POSTs (a public address, unless the operator set "
+    "MDSTUDIO_NOTIFY_ALLOW_PRIVATE=1).",
+)
 @click.option("--events", help="Comma-separated event type patterns (default quality.incident.*).")
 @click.option(
     "--min-tier",

@@ -34,6 +34,7 @@ from mdstudio_core.domain.model import (
     EntityType,
     Identity,
     Lane,
+    LiveEntity,
     Tier,
 )
 from mdstudio_core.service_layer import lineage, two_person
@@ -42,13 +43,12 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 
 def submit(
-    uow: UnitOfWork, identity: Identity, raw: Mapping[str, Any], settings: Settings | None = None
+    uow: UnitOfWork, identity: Identity, raw: Mapping[str, Any], settings: Settings
 ) -> Approval:
     """Record a pending request, with the required role and a snapshot of the live entity.
 
     `settings` bound the payload and say which warehouse sources and schemas the tenant may
-    bind (an unconfigured deployment's defaults when None)."""
-    settings = settings or Settings()
+    bind."""
     request, state = validate_request(raw, settings.max_payload_bytes)  # before the store
     if state.get("binding"):
         check_source_access(settings, identity, Binding.model_validate(state["binding"]))
@@ -74,17 +74,18 @@ def approve(
     uow: UnitOfWork,
     identity: Identity,
     approval_id: uuid.UUID | str,
-    reason: str | None = None,
-    settings: Settings | None = None,
+    reason: str | None,
+    settings: Settings,
 ) -> Approval:
     """Apply the request, mark it approved and append its events, all in one transaction.
 
     The request row is locked first, so of two racing approvers one waits and then finds the
-    request decided (a conflict); exactly one set of events is written. The entity is written
-    with a compare-and-set on its version, so a change that slipped in after the aggregate's
-    staleness check is a conflict too, never an overwrite. A request that needs more approvers
-    than have approved is endorsed instead (it stays pending); a change set is applied whole
-    (`change_sets.approve_loaded`).
+    request decided (a conflict); exactly one set of events is written. The role is judged
+    again against the live state (`Approval.judged_again`). The entity is written with a
+    compare-and-set on its version, so a change that slipped in after the aggregate's
+    staleness check is a conflict too, never an overwrite. `settings` judge the trust of the
+    KPIs the change reaches. A request that needs more approvers than have approved is endorsed
+    instead (it stays pending); a change set is applied whole (`change_sets.approve_loaded`).
     """
     reason = check_reason(reason)
     approval_id = parse_approval_id(approval_id)
@@ -93,22 +94,18 @@ def approve(
         if approval.entity_type is EntityType.CHANGE_SET:
             from mdstudio_core.service_layer import change_sets  # it builds on this module
 
-            return change_sets.approve_loaded(
-                uow, identity, approval, reason, settings or Settings()
-            )
-        live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
-        decided, events = approval.approve(identity, live, _now(), reason)
+            return change_sets.approve_loaded(uow, identity, approval, reason, settings)
+        live = _live(uow, approval)
+        decided, events = _judged_again(uow, approval, live).approve(identity, live, _now(), reason)
         if decided.status is ApprovalStatus.PENDING:  # an endorsement: more approvers needed
             return two_person.record_endorsement(uow, decided, events)
         _apply(uow, decided)
         if decided.binding_change() is not None:  # its KPIs' inputs changed: trust again
-            lineage.refresh_dependents(
-                uow, settings or Settings(), identity.tenant_id, [decided.entity_key]
-            )
+            lineage.refresh_dependents(uow, settings, identity.tenant_id, [decided.entity_key])
         elif decided.entity_type is EntityType.KPI:  # a new or changed KPI: its first trust
             kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, decided.entity_key)
             if kpi is not None and kpi.status is EntityStatus.ACTIVE:
-                lineage.record_trust(uow, settings or Settings(), identity.tenant_id, [kpi])
+                lineage.record_trust(uow, settings, identity.tenant_id, [kpi])
         _record(uow, decided, events)
     return decided
 
@@ -116,11 +113,14 @@ def approve(
 def reject(
     uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str, reason: str | None
 ) -> Approval:
-    """Turn the request down; the reason is mandatory so the requester learns why."""
+    """Turn the request down (the role judged again, as for approving); the reason is
+    mandatory so the requester learns why."""
     reason = rejection_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with uow:
-        decided, events = _load(uow, identity, approval_id).reject(identity, _now(), reason)
+        approval = _load(uow, identity, approval_id)
+        live = _live(uow, approval)
+        decided, events = _judged_again(uow, approval, live).reject(identity, _now(), reason)
         _record(uow, decided, events)
     return decided
 
@@ -144,6 +144,17 @@ def get_approval(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | s
     if approval is None:
         raise NotFound(f"approval {approval_id} not found")
     return approval
+
+
+def get_judged(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str) -> Approval:
+    """One request with the role a decision on it needs now (`Approval.judged_again`): whom
+    its evidence is for."""
+    approval_id = parse_approval_id(approval_id)
+    with uow:
+        approval = uow.approvals.get(identity.tenant_id, approval_id)
+        if approval is None:
+            raise NotFound(f"approval {approval_id} not found")
+        return _judged_again(uow, approval, _live(uow, approval))
 
 
 def show_approval(
@@ -214,7 +225,8 @@ def set_policy(
     """Override who approves `lane` (at `tier`, or every tier when None) for the tenant, and
     return the effective policy.
 
-    Applies to requests submitted from now on; pending ones keep the role they were given.
+    Applies to requests submitted from now on; pending ones keep the role they were given,
+    unless the live state makes them stricter when they are decided (`Approval.judged_again`).
     """
     role = check_policy_change(identity, role)
     with uow:
@@ -241,6 +253,29 @@ def _load(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID) -> Approv
     if approval is None:
         raise NotFound(f"approval {approval_id} not found")
     return approval
+
+
+def _judged_again(uow: UnitOfWork, approval: Approval, live: LiveEntity | None) -> Approval:
+    """`approval` with the role (and the approver count) the live state calls for, if
+    stricter than the one it was given (in the caller's open unit of work); a change set by
+    its items' live state (`change_sets.judged_again`)."""
+    if approval.entity_type is EntityType.CHANGE_SET:
+        from mdstudio_core.service_layer import change_sets  # it builds on this module
+
+        return change_sets.judged_again(uow, approval).approval
+    return approval.judged_again(
+        live,
+        uow.policies.overrides(approval.tenant_id),
+        lineage.breaks_tier1_kpi(uow, approval.tenant_id, live, approval.payload),
+        uow.policies.approval_counts(approval.tenant_id),
+    )
+
+
+def _live(uow: UnitOfWork, approval: Approval) -> LiveEntity | None:
+    """The entity the request changes, as it is now (None: new; a change set changes many)."""
+    if approval.entity_type is EntityType.CHANGE_SET:
+        return None
+    return uow.entities.get(approval.entity_type, approval.tenant_id, approval.entity_key)
 
 
 def _apply(uow: UnitOfWork, approved: Approval) -> None:

@@ -134,6 +134,7 @@ def approve_loaded(
     dependent KPIs' trust recomputed once, the decision and every item's events (in item
     order) stored, in one transaction."""
     change_set, live = load(uow, approval)
+    change_set = _judged_again(uow, change_set, live)
     decided, events = change_set.approve(identity, live, dt.datetime.now(dt.UTC), reason)
     if decided.pending:
         return two_person.record_endorsement(uow, decided.approval, events)
@@ -144,6 +145,29 @@ def approve_loaded(
     uow.events.append(events)
     uow.commit()
     return decided.approval
+
+
+def judged_again(uow: UnitOfWork, approval: Approval) -> ChangeSet:
+    """The set of a CHANGE_SET request, with the role its decision needs now (in the caller's
+    open unit of work)."""
+    change_set, live = load(uow, approval)
+    return _judged_again(uow, change_set, live)
+
+
+def _judged_again(uow: UnitOfWork, change_set: ChangeSet, live: Live) -> ChangeSet:
+    tenant_id = change_set.approval.tenant_id
+    items = change_set.items
+    breaks = lineage.breaks_tier1_kpis(
+        uow,
+        tenant_id,
+        [(live.get((item.entity_type, item.entity_key)), item.payload) for item in items],
+    )
+    return change_set.judged_again(
+        live,
+        uow.policies.overrides(tenant_id),
+        uow.policies.approval_counts(tenant_id),
+        breaks,
+    )
 
 
 def _validate(

@@ -6,11 +6,15 @@ the deliveries and the new cursor in one transaction: an event becomes a deliver
 whatever crashes. `send_due` posts outside any transaction and records each attempt with a
 compare-and-set, so two senders never record one attempt twice; a receiver may see a delivery
 again only when a sender dies between its POST and that record (its id is the idempotency key).
+
+A destination is judged at subscription and again at every send, on the addresses its host
+resolves to then, and the POST goes to an address so checked (DNS cannot swap it in between).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import time
 import uuid
@@ -29,6 +33,7 @@ from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscri
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
+logger = logging.getLogger(__name__)
 CONSUMER = "notification_sensor"
 # A run's group waits for the run to end, but no longer than this (a run stuck in a dead
 # worker must not silence its incidents).
@@ -46,10 +51,18 @@ def subscribe(
 ) -> tuple[str, Subscription]:
     """A new webhook; the signing secret is returned here and never shown again."""
     _check_admin(identity)
+    url = rules.check_url(url, settings.notify_allowed_hosts)
+    if not _reachable(url, settings):
+        raise InvalidInput(
+            f"the destination is not allowed: {rules.host_of(url)} is or resolves to a "
+            "loopback, private, link-local or other non-public address "
+            "(MDSTUDIO_NOTIFY_ALLOW_PRIVATE=1 allows it)",
+            field="url",
+        )
     subscription = Subscription(
         id=uuid.uuid4(),
         tenant_id=identity.tenant_id,
-        url=rules.check_url(url, settings.notify_allowed_hosts),
+        url=url,
         events=rules.check_event_patterns(events),
         min_tier=_tier(min_tier),
         created_at=_now(),
@@ -60,6 +73,18 @@ def subscribe(
         uow.notifications.subscribe(subscription)
         uow.commit()
     return subscription.secret, subscription
+
+
+def _reachable(url: str, settings: Settings) -> bool:
+    """Whether the address rule lets `url` through now. A name that does not resolve yet
+    passes: every send resolves it again and checks what it finds."""
+    if settings.notify_allow_private:
+        return True
+    try:
+        addresses = webhooks.resolve(url)
+    except OSError:
+        return True
+    return rules.addresses_allowed(addresses)
 
 
 def list_subscriptions(uow: UnitOfWork, identity: Identity) -> list[Subscription]:
@@ -213,17 +238,8 @@ def send_due(
 
 
 def _attempt(delivery: Delivery, subscription: Subscription, settings: Settings) -> Delivery:
-    body = orjson.dumps(rules.message(delivery))
-    result = webhooks.post(
-        subscription.url,
-        body,
-        {
-            rules.DELIVERY_HEADER: str(delivery.id),
-            rules.SIGNATURE_HEADER: rules.signature(subscription.secret, body),
-        },
-        settings.notify_timeout_seconds,
-    )
     now = _now()
+    result = _send(delivery, subscription, settings, int(now.timestamp()))
     attempts = delivery.attempts + 1
     if result.ok:
         return replace(
@@ -234,16 +250,48 @@ def _attempt(delivery: Delivery, subscription: Subscription, settings: Settings)
             last_status_code=result.status_code,
             last_error=None,
         )
-    out_of_attempts = attempts >= settings.notify_max_attempts
+    # A refused destination is dead at once: trying again would not change where it points.
+    dead = result.refused or attempts >= settings.notify_max_attempts
     wait = rules.backoff(attempts, dt.timedelta(seconds=settings.notify_backoff_seconds))
     return replace(
         delivery,
-        status=DeliveryStatus.DEAD if out_of_attempts else DeliveryStatus.FAILED,
+        status=DeliveryStatus.DEAD if dead else DeliveryStatus.FAILED,
         attempts=attempts,
         next_attempt_at=now + wait,
         last_status_code=result.status_code,
         last_error=result.error,
     )
+
+
+def _send(
+    delivery: Delivery, subscription: Subscription, settings: Settings, timestamp: int
+) -> webhooks.PostResult:
+    """The destination judged as the rules stand now (the allow-list, then the address rule
+    on what the host resolves to now), then the signed POST to one of those very addresses."""
+    url, host = subscription.url, subscription.host
+    try:
+        rules.check_url(url, settings.notify_allowed_hosts)
+    except InvalidInput as refused:
+        return _refused(host, refused.reason)
+    try:
+        addresses = webhooks.resolve(url)
+    except OSError as exc:
+        logger.warning("webhook to %s failed: %s", host, type(exc).__name__)
+        return webhooks.PostResult(False, None, f"{type(exc).__name__} resolving {host}")
+    if not settings.notify_allow_private and not rules.addresses_allowed(addresses):
+        return _refused(host, rules.DESTINATION_REFUSED)
+    body = orjson.dumps(rules.message(delivery))
+    headers = {
+        rules.DELIVERY_HEADER: str(delivery.id),
+        rules.TIMESTAMP_HEADER: str(timestamp),
+        rules.SIGNATURE_HEADER: rules.signature(subscription.secret, timestamp, body),
+    }
+    return webhooks.post(url, addresses, body, headers, settings.notify_timeout_seconds)
+
+
+def _refused(host: str, why: str) -> webhooks.PostResult:
+    logger.warning("webhook to %s refused: %s", host, why)
+    return webhooks.PostResult(False, None, why, refused=True)
 
 
 def _check_admin(identity: Identity) -> None:

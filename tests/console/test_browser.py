@@ -34,7 +34,14 @@ from mdstudio_core.domain.model import Lane, Tier
 from mdstudio_core.service_layer import approvals, change_sets, tokens, two_person
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import DEMO_BINDING
-from tests.factories import KERNEL_OWNER, STEWARD, glossary_request, metadata_request, person
+from tests.factories import (
+    KERNEL_OWNER,
+    SETTINGS,
+    STEWARD,
+    glossary_request,
+    metadata_request,
+    person,
+)
 
 CHROMIUM = os.environ.get("MDSTUDIO_TEST_CHROMIUM", "/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -160,7 +167,7 @@ def steward(chromium: Any, server: Server, tmp_path: Path) -> Iterator[Any]:
 
 
 def _submit(server: Server, tenant: uuid.UUID, request: dict[str, Any], user: str = "alice"):
-    return approvals.submit(UnitOfWork(server.engine), person(tenant, user), request)
+    return approvals.submit(UnitOfWork(server.engine), person(tenant, user), request, SETTINGS)
 
 
 def test_a_kernel_request_reaches_the_owner_who_decides_it_with_the_evidence(steward, server):

@@ -14,6 +14,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import DEMO_BINDING, error_of
 from tests.factories import (
     KERNEL_OWNER,
+    SETTINGS,
     STEWARD,
     changed,
     glossary_request,
@@ -33,11 +34,13 @@ def inbox_ids(response) -> list[str]:
 
 
 def submit(engine, tenant, request, user="alice"):
-    return approvals.submit(UnitOfWork(engine), person(tenant, user), request)
+    return approvals.submit(UnitOfWork(engine), person(tenant, user), request, SETTINGS)
 
 
 def approve(engine, tenant, approval, user="bob", role=KERNEL_OWNER):
-    return approvals.approve(UnitOfWork(engine), person(tenant, user, role, STEWARD), approval.id)
+    return approvals.approve(
+        UnitOfWork(engine), person(tenant, user, role, STEWARD), approval.id, None, SETTINGS
+    )
 
 
 def test_the_inbox_shows_what_a_role_decides_and_never_ones_own(browser, engine, tenant):
@@ -205,6 +208,22 @@ def test_evidence_profiles_the_proposed_binding_and_saves_nothing(browser, engin
     assert evidence.text.count('data-testid="evidence-column"') == 3
     assert "score 91.89 meets the tier1 minimum 80" in evidence.text
     assert store_snapshot(engine) == before
+
+
+def test_evidence_is_refused_on_the_page_to_whoever_may_not_decide(browser, engine, tenant):
+    """The issue's reader, previewing bindings with rules until they give a column's maximum,
+    and a steward on a kernel request: 403, the refusal on the page, nothing profiled."""
+    probe = {**DEMO_BINDING, "columns": [{"name": "gross_amount", "min": 0, "max": 100}]}
+    own = submit(engine, tenant, metadata_request("hr.probe", tier="tier2", binding=probe), "rita")
+    kernel = submit(engine, tenant, metadata_request(binding=DEMO_BINDING))
+    for who, request, role in (
+        (browser(tenant, "rita", "reader"), own, STEWARD),
+        (browser(tenant, "sam", STEWARD), kernel, KERNEL_OWNER),
+    ):
+        refused = who.post(f"/ui/approvals/{request.id}/evidence")
+        assert refused.status_code == 403
+        assert f"role {role} (or tenant_admin) is required to preview" in error_of(refused.text)
+        assert 'data-testid="evidence-score"' not in refused.text
 
 
 def test_evidence_that_cannot_run_says_why(browser, engine, tenant):

@@ -12,7 +12,7 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import csrf_of, error_of
-from tests.factories import KERNEL_OWNER, metadata_request, person, store_snapshot
+from tests.factories import KERNEL_OWNER, SETTINGS, metadata_request, person, store_snapshot
 
 
 def _session_rows(engine):
@@ -100,7 +100,9 @@ def test_revoking_the_token_ends_its_sessions(browser, engine, tenant):
 
 
 def test_a_post_without_a_valid_csrf_token_is_403_and_changes_nothing(browser, engine, tenant):
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), metadata_request())
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
+    )
     bob = browser(tenant, "bob", KERNEL_OWNER)
     before = store_snapshot(engine)
     for path in (

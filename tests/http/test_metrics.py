@@ -21,7 +21,7 @@ from mdstudio_core.domain.model import Tier
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import metadata_request, person
+from tests.factories import SETTINGS, metadata_request, person
 from tests.http.test_serve import _free_port
 from tests.test_incidents import save
 
@@ -54,9 +54,9 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
     save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
     save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
     alice = person(tenant, "alice")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request())
+    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
     decided = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request(key="finance.revenue.other")
+        UnitOfWork(engine), alice, metadata_request(key="finance.revenue.other"), SETTINGS
     )
     approvals.reject(UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), decided.id, "no")
     client.get(f"/approvals/{uuid.uuid4()}")  # 401, under its template
@@ -109,9 +109,14 @@ def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, te
             UnitOfWork(engine),
             person(tenant, "alice"),
             metadata_request(key=key, tier=tier, binding=DEMO_BINDING),
+            SETTINGS,
         )
         approvals.approve(
-            UnitOfWork(engine), person(tenant, "bob", approval.required_role), approval.id
+            UnitOfWork(engine),
+            person(tenant, "bob", approval.required_role),
+            approval.id,
+            None,
+            SETTINGS,
         )
     save(engine, tenant, 40.0, "run-1")
     save(engine, tenant, 88.25, "run-2")  # newer: the one reported

@@ -16,7 +16,7 @@ from mdstudio_pipelines.dagster_internals import no_defs_state_storage
 from mdstudio_pipelines.definitions import defs
 from mdstudio_pipelines.partitions import partition_key
 from mdstudio_pipelines.resources import CatalogResource
-from tests.factories import metadata_request, person
+from tests.factories import SETTINGS, metadata_request, person
 
 # The demo orders table, by hand (see demo/warehouse.py), for the binding below:
 #   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95
@@ -63,9 +63,11 @@ class Env:
         self, key="finance.revenue.gross_amount", tier="tier1", binding=DEMO_BINDING, **fields
     ):
         request = metadata_request(key=key, tier=tier, binding=binding, **fields)
-        approval = approvals.submit(UnitOfWork(self.engine), person(self.tenant, "alice"), request)
+        approval = approvals.submit(
+            UnitOfWork(self.engine), person(self.tenant, "alice"), request, SETTINGS
+        )
         bob = person(self.tenant, "bob", approval.required_role)
-        return approvals.approve(UnitOfWork(self.engine), bob, approval.id)
+        return approvals.approve(UnitOfWork(self.engine), bob, approval.id, None, SETTINGS)
 
     def tick(self):
         """One sensor evaluation (it records its observations itself), with the side effects

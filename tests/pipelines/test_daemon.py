@@ -27,7 +27,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
-from tests.factories import glossary_request, metadata_request, person
+from tests.factories import SETTINGS, glossary_request, metadata_request, person
 from tests.pipelines.crash_coordinator import CRASH_FLAG
 
 pytestmark = pytest.mark.postgres
@@ -149,10 +149,12 @@ class Deployment:
         request = metadata_request(
             key=key, tier=tier, binding=binding(table, columns) if table else None, **fields
         )
-        approval = approvals.submit(UnitOfWork(self.store), person(self.tenant, "alice"), request)
+        approval = approvals.submit(
+            UnitOfWork(self.store), person(self.tenant, "alice"), request, SETTINGS
+        )
         role = "kernel_owner" if request["lane"] == "kernel" else "metadata_steward"
         return approvals.approve(
-            UnitOfWork(self.store), person(self.tenant, "bob", role), approval.id
+            UnitOfWork(self.store), person(self.tenant, "bob", role), approval.id, None, SETTINGS
         )
 
     def runs(self):
@@ -318,7 +320,10 @@ def test_the_daemon_marks_a_late_request_overdue_once_within_a_minute(deployment
     """`approval_deadline_sensor` in the real daemon: a tier3 request left pending past its
     20 s deadline gets one `approval.overdue`, written within a minute of the deadline."""
     pending = approvals.submit(
-        UnitOfWork(deployment.store), person(deployment.tenant, "alice"), glossary_request()
+        UnitOfWork(deployment.store),
+        person(deployment.tenant, "alice"),
+        glossary_request(),
+        SETTINGS,
     )
     deadline = pending.requested_at + dt.timedelta(seconds=DEADLINE_SECONDS)
 

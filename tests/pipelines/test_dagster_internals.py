@@ -9,7 +9,7 @@ import dagster as dg
 
 from mdstudio_pipelines import dagster_internals
 from mdstudio_pipelines.dagster_internals import check_evaluations, store_observations
-from tests.factories import unnamed_label
+from tests.factories import SETTINGS, unnamed_label
 
 PINNED = "1.13.27"
 ASSET = dg.AssetKey("probe")
@@ -102,8 +102,12 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     engine = create_store_engine(store_url)
     tenant = uuid.uuid4()
-    approval = approvals.submit(UnitOfWork(engine), person(tenant, "a"), metadata_request())
-    approvals.approve(UnitOfWork(engine), person(tenant, "b", approval.required_role), approval.id)
+    approval = approvals.submit(
+        UnitOfWork(engine), person(tenant, "a"), metadata_request(), SETTINGS
+    )
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "b", approval.required_role), approval.id, None, SETTINGS
+    )
     engine.dispose()
     pointer = ModuleCodePointer("mdstudio_pipelines.definitions", "defs", None)
     initializing = DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)

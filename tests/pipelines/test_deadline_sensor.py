@@ -13,7 +13,7 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.resources import CatalogResource
-from tests.factories import event_types, glossary_request, metadata_request, person
+from tests.factories import SETTINGS, event_types, glossary_request, metadata_request, person
 from tests.pipelines.conftest import load_defs
 
 
@@ -27,9 +27,9 @@ def deadline_tick(env) -> dg.SkipReason:
 
 def test_a_tick_marks_late_requests_once(env, monkeypatch):
     alice = person(env.tenant, "alice")
-    late = approvals.submit(UnitOfWork(env.engine), alice, glossary_request())
-    young = approvals.submit(UnitOfWork(env.engine), alice, glossary_request("Other"))
-    tier1 = approvals.submit(UnitOfWork(env.engine), alice, metadata_request())
+    late = approvals.submit(UnitOfWork(env.engine), alice, glossary_request(), SETTINGS)
+    young = approvals.submit(UnitOfWork(env.engine), alice, glossary_request("Other"), SETTINGS)
+    tier1 = approvals.submit(UnitOfWork(env.engine), alice, metadata_request(), SETTINGS)
     with env.engine.begin() as connection:
         connection.execute(
             sa.update(tables.approvals)

@@ -15,7 +15,7 @@ from mdstudio_core.domain.model import EntityType, Tier
 from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lineage import KPI_CHECK
-from tests.factories import add_entity, kpi_request, person, unnamed_label
+from tests.factories import SETTINGS, add_entity, kpi_request, person, unnamed_label
 from tests.pipelines.conftest import Env, load_defs
 
 REVENUE = "finance.revenue.gross_amount"
@@ -36,9 +36,11 @@ def warehouse_sql(statement: str) -> None:
 
 def approve_kpi(env: Env, tier: str = "tier1"):
     request = kpi_request(tier=tier)
-    approval = approvals.submit(UnitOfWork(env.engine), person(env.tenant, "alice"), request)
+    approval = approvals.submit(
+        UnitOfWork(env.engine), person(env.tenant, "alice"), request, SETTINGS
+    )
     bob = person(env.tenant, "bob", approval.required_role)
-    return approvals.approve(UnitOfWork(env.engine), bob, approval.id)
+    return approvals.approve(UnitOfWork(env.engine), bob, approval.id, None, SETTINGS)
 
 
 def scores(env: Env) -> dict[str, float]:

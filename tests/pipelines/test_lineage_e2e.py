@@ -23,7 +23,7 @@ from mdstudio_core.domain.lineage import tenant_label
 from mdstudio_core.service_layer import approvals, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lineage import KPI_CHECK
-from tests.factories import kpi_request, person
+from tests.factories import SETTINGS, kpi_request, person
 from tests.pipelines.test_daemon import BIN, ROOT, Deployment, wait_for
 
 pytestmark = pytest.mark.postgres
@@ -148,9 +148,15 @@ class SharedDeployment(Deployment):
 
     def approve_kpi(self) -> None:
         request = kpi_request(tier="tier1")
-        approval = approvals.submit(UnitOfWork(self.store), person(self.tenant, "alice"), request)
+        approval = approvals.submit(
+            UnitOfWork(self.store), person(self.tenant, "alice"), request, SETTINGS
+        )
         approvals.approve(
-            UnitOfWork(self.store), person(self.tenant, "bob", "kernel_owner"), approval.id
+            UnitOfWork(self.store),
+            person(self.tenant, "bob", "kernel_owner"),
+            approval.id,
+            None,
+            SETTINGS,
         )
 
     def materializations(self, key: dg.AssetKey) -> list[dict]:

@@ -35,6 +35,7 @@ def cursors(env):
 
 def test_a_run_that_opens_two_incidents_sends_one_signed_message(env, monkeypatch):
     monkeypatch.setenv("MDSTUDIO_TIER1_MIN_SCORE", "95")  # the demo table scores about 91
+    monkeypatch.setenv("MDSTUDIO_NOTIFY_ALLOW_PRIVATE", "1")  # the receiver is on loopback
     receiver = Receiver().start()
     try:
         secret, _ = notifications.subscribe(
@@ -56,7 +57,10 @@ def test_a_run_that_opens_two_incidents_sends_one_signed_message(env, monkeypatc
         skip = notification_tick(env)
         assert "delivered 1" in skip.skip_message, skip.skip_message
         [message] = receiver.received
-        assert message.headers["X-Mdstudio-Signature"] == rules.signature(secret, message.body)
+        timestamp = int(message.headers["X-Mdstudio-Timestamp"])
+        assert message.headers["X-Mdstudio-Signature"] == rules.signature(
+            secret, timestamp, message.body
+        )
         body = json.loads(message.body)
         assert sorted(e["entity_key"] for e in body["events"]) == [
             "finance.revenue.currency",

@@ -20,6 +20,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import console, problems
 from mdstudio_core.entrypoints.http.metrics import RequestMetrics
 from mdstudio_core.entrypoints.http.middleware import BodyLimit
+from mdstudio_core.entrypoints.http.previews import PreviewSlots
 from mdstudio_core.entrypoints.http.routers import (
     approvals,
     catalog,
@@ -74,6 +75,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = store
     app.state.settings = settings
     app.state.executor = executor
+    # Previews wait on warehouses: never on the threads above (see `previews`).
+    app.state.previews = PreviewSlots(
+        settings.preview_concurrency, settings.preview_timeout_seconds
+    )
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

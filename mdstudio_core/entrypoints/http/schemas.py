@@ -65,7 +65,10 @@ class Resolution(BaseModel):
 class NewSubscription(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="http(s) URL that receives the POSTs.")
+    url: str = Field(
+        description="http(s) URL that receives the POSTs; refused when its host is or resolves "
+        "to a non-public address (unless MDSTUDIO_NOTIFY_ALLOW_PRIVATE=1)."
+    )
     events: list[str] | None = Field(
         None, description="Event type patterns (`*` wildcard); default `quality.incident.*`."
     )

@@ -4,6 +4,8 @@ is the services'; a refused action is shown on the page with the rule's own word
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from mdstudio_core.adapters.warehouse import ProfileError
+from mdstudio_core.domain.approvals import Approval, parse_approval_id
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.model import (
@@ -41,6 +44,7 @@ from mdstudio_core.entrypoints.http.console.web import (
     start_clock,
     to_login,
 )
+from mdstudio_core.entrypoints.http.previews import PreviewsBusy
 from mdstudio_core.service_layer import (
     approvals,
     catalog,
@@ -230,35 +234,44 @@ async def request_page(request: Request, approval_id: str) -> Response:
 
 @router.post("/approvals/{approval_id}/evidence")
 async def evidence(request: Request, approval_id: str) -> Response:
-    """Profile the proposed binding now (nothing is saved) and show it beside the diff."""
+    """Profile the proposed binding now (nothing is saved) and show it beside the diff: for
+    those who may decide the request, on the previews' own threads (`PreviewSlots`)."""
     if not csrf_ok(request, await form(request)):
         return forbidden(request, BAD_CSRF)
+    state = request.app.state
     try:
-        identity, _ = await as_user(
-            request, lambda uow, who: approvals.get_approval(uow, who, approval_id)
+        parse_approval_id(approval_id)
+    except InvalidInput as exc:
+        return not_found(request, None, str(exc))
+    try:
+        _, plan = await as_user(
+            request,
+            lambda uow, who: profiling.plan_approval_preview(uow, state.settings, who, approval_id),
+        )
+        found: profiling.Preview = await state.previews.run(
+            lambda: profiling.run_preview(state.settings, plan)
         )
     except Unauthenticated:
         return to_login()
-    except (NotFound, InvalidInput) as exc:
+    except NotFound as exc:
         return not_found(request, None, str(exc))
-    state = request.app.state
-
-    def preview() -> profiling.Preview:
-        return profiling.preview_approval(
-            UnitOfWork(state.engine), state.settings, identity, approval_id
-        )
-
-    try:
-        found: profiling.Preview | None = await blocking(request, preview)
-        problem = None
+    except Forbidden as exc:
+        return await _request_page(request, approval_id, evidence_error=str(exc), status=403)
+    except PreviewsBusy as exc:
+        busy = await _request_page(request, approval_id, evidence_error=str(exc), status=429)
+        busy.headers["Retry-After"] = str(exc.retry_after_s)
+        return busy
     except (MdstudioError, ProfileError) as exc:
-        found, problem = None, str(exc)
-    return await _request_page(request, approval_id, evidence=found, evidence_error=problem)
+        return await _request_page(request, approval_id, evidence_error=str(exc))
+    return await _request_page(request, approval_id, evidence=found)
 
 
 @router.post("/approvals/{approval_id}/approve")
 async def approve(request: Request, approval_id: str) -> Response:
-    return await _decide(request, approval_id, "approved", approvals.approve)
+    settings = request.app.state.settings
+    return await _decide(
+        request, approval_id, "approved", functools.partial(approvals.approve, settings=settings)
+    )
 
 
 @router.post("/approvals/{approval_id}/reject")
@@ -271,7 +284,11 @@ async def cancel(request: Request, approval_id: str) -> Response:
     return await _decide(request, approval_id, "cancelled", approvals.cancel)
 
 
-async def _decide(request: Request, approval_id: str, done: str, command: Any) -> Response:
+# A decision as the console calls it: (unit of work, the user, the request's id, the reason).
+Decision = Callable[[UnitOfWork, Identity, str, str | None], Approval]
+
+
+async def _decide(request: Request, approval_id: str, done: str, command: Decision) -> Response:
     fields = await form(request)
     if not csrf_ok(request, fields):
         return forbidden(request, BAD_CSRF)

@@ -193,5 +193,6 @@ async def as_user(
 
 
 async def blocking(request: Request, work: Callable[[], T]) -> T:
-    """Blocking work (the store, a warehouse) on the app's worker threads."""
+    """Blocking work on the store on the app's worker threads (previews have their own:
+    `previews.PreviewSlots`)."""
     return await asyncio.get_running_loop().run_in_executor(request.app.state.executor, work)

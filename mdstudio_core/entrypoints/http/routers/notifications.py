@@ -32,7 +32,9 @@ ADMIN = (*AUTHED, 403)
 @router.post("/subscribe", status_code=201, include_in_schema=False)
 async def subscribe(request: Request, caller: Caller, new: NewSubscription) -> Response:
     """Subscribe a webhook (`tenant_admin`). The answer's `secret` signs every delivery
-    (`X-Mdstudio-Signature: sha256=<HMAC-SHA256 of the body>`); it is shown only here."""
+    (`X-Mdstudio-Signature: sha256=<HMAC-SHA256 of "<X-Mdstudio-Timestamp>." + body>`); it is
+    shown only here. A destination that is or resolves to a non-public address is refused
+    (422, `url`) unless the operator set `MDSTUDIO_NOTIFY_ALLOW_PRIVATE=1`."""
     secret, subscription = await call(
         notifications.subscribe,
         caller,
