@@ -627,3 +627,37 @@ def test_an_approved_kpi_item_gets_its_first_trust(engine, tenant):
     with engine.connect() as connection:
         keys = connection.execute(sa.select(tables.kpi_trust.c.canonical_key)).scalars().all()
     assert keys == ["finance.kpi.margin"]
+
+
+def test_a_set_is_judged_again_when_decided(engine, tenant):
+    """An item that would now deprecate an input of a tier1 KPI approved since the set was
+    submitted makes the whole set a tier1 decision: a steward may no longer decide it."""
+    for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
+        approve_metadata(engine, tenant, key=key, tier="tier2")
+    deprecation = changed(metadata_request(tier="tier2"), status="deprecated")
+    submitted = submit_set(engine, tenant, [glossary_request(), deprecation])
+    assert submitted.approval.required_role == STEWARD
+    kpi = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS
+    )
+    decide(engine, tenant, kpi.id)
+    before = store_snapshot(engine)
+    with pytest.raises(Forbidden, match="role kernel_owner is required"):
+        decide(engine, tenant, submitted.approval.id, "sam", STEWARD)
+    with pytest.raises(Forbidden, match="role kernel_owner is required"):
+        decide(engine, tenant, submitted.approval.id, "sam", STEWARD, command=approvals.reject,
+               reason="no")  # fmt: skip
+    assert store_snapshot(engine) == before
+    judged = approvals.get_judged(UnitOfWork(engine), person(tenant, "x"), submitted.approval.id)
+    assert (judged.required_role, judged.tier) == (KERNEL_OWNER, Tier.TIER2)
+    decided = decide(engine, tenant, submitted.approval.id, "olga", KERNEL_OWNER)
+    assert decided.status is ApprovalStatus.APPROVED and decided.required_role == KERNEL_OWNER
+
+
+def test_a_set_has_no_binding_to_preview(engine, tenant):
+    from mdstudio_core.service_layer import profiling
+
+    submitted = submit_set(engine, tenant, [metadata_request()])
+    owner = person(tenant, "olga", KERNEL_OWNER)
+    with pytest.raises(InvalidInput, match="only GLOBAL_METADATA"):
+        profiling.preview_approval(UnitOfWork(engine), SETTINGS, owner, submitted.approval.id)

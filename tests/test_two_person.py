@@ -30,8 +30,11 @@ from tests.factories import (
     KERNEL_OWNER,
     SETTINGS,
     STEWARD,
+    approve_metadata,
+    changed,
     event_types,
     glossary_request,
+    kpi_request,
     metadata_request,
     person,
     store_snapshot,
@@ -326,3 +329,27 @@ def test_policy_set_approvals_then_endorse_and_apply_by_cli(cli_env):
         "approved",
         "carol",
     )
+
+
+def test_a_decision_judged_stricter_takes_the_stricter_cells_approver_count(engine, tenant):
+    """A deprecation submitted as a tier2 change (one steward) becomes a tier1 decision once a
+    tier1 KPI depends on the field, and tier1 takes two kernel owners: the first is an
+    endorsement."""
+    for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
+        approve_metadata(engine, tenant, key=key, tier="tier2")
+    deprecation = approvals.submit(
+        UnitOfWork(engine),
+        person(tenant, "alice"),
+        changed(metadata_request(tier="tier2"), status="deprecated"),
+        SETTINGS,
+    )
+    assert (deprecation.required_role, deprecation.required_approvals) == (STEWARD, 1)
+    kpi = approvals.submit(
+        UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS
+    )
+    approve_as(engine, tenant, kpi.id, "olga")
+    two_for_tier1(engine, tenant)
+    endorsed = approve_as(engine, tenant, deprecation.id, "bob")
+    assert endorsed.status is ApprovalStatus.PENDING
+    assert (endorsed.required_role, endorsed.required_approvals) == (KERNEL_OWNER, 2)
+    assert approve_as(engine, tenant, deprecation.id, "carol").status is ApprovalStatus.APPROVED

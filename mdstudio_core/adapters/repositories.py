@@ -152,7 +152,18 @@ class ApprovalRepository:
         return approval
 
     def endorse(self, approval: Approval, endorsement: Endorsement) -> None:
-        """Record an endorsement (an approver endorsing twice breaks the primary key)."""
+        """Record an endorsement (an approver endorsing twice breaks the primary key), and the
+        role and approver count the request was endorsed under: when the decision judged it
+        stricter than at submission, the stricter ones stay (and its endorsements are read
+        back with it from then on)."""
+        self._connection.execute(
+            update(tables.approvals)
+            .where(tables.approvals.c.id == approval.id)
+            .values(
+                required_role=approval.required_role,
+                required_approvals=approval.required_approvals,
+            )
+        )
         self._connection.execute(
             insert(tables.approval_endorsements).values(
                 approval_id=approval.id,
