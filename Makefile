@@ -56,6 +56,7 @@ lint: install
 
 bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL (default: local)
 	$(BIN)/python bench/approvals.py
+	$(BIN)/python bench/change_sets.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/events_polling.py
 	$(BIN)/python bench/list_memory.py

@@ -225,6 +225,63 @@ def show_metrics(pattern: str) -> None:
         server.wait(15)
 
 
+def change_set_story() -> None:
+    """A change set of two items, decided once, by two kernel owners."""
+    say("Ada asks for two kernel owners on every tier1 change (a two-person rule)")
+    mdstudio(
+        "policy", "set", "--lane", "kernel", "--tier", "tier1",
+        "--required-role", "kernel_owner", "--approvals", "2",
+        user="ada", roles="tenant_admin",
+    )  # fmt: skip
+    say("Alice submits two changes as one change set: a JSON Lines file, one request per line")
+    net_amount = json.loads(json.dumps(GROSS_AMOUNT))
+    net_amount["entity_key"] = net_amount["payload"]["canonical_key"] = "finance.revenue.net_amount"
+    net_amount["payload"]["label"] = "Net amount"
+    net_amount["payload"]["description"] = "Order revenue after discounts, before tax"
+    term = {
+        "entity_type": "GLOSSARY",
+        "tier": "tier3",
+        "lane": "governed",
+        "payload": {
+            "term": "Net Revenue",
+            "definition": "Revenue after discounts, returns and allowances.",
+            "related_keys": ["finance.revenue.net_amount"],
+        },
+    }
+    changes = HOME / "changes.jsonl"
+    changes.write_text("".join(json.dumps(request) + "\n" for request in (net_amount, term)))
+    record = json.loads(
+        mdstudio(
+            "approvals", "submit", "--file", str(changes), "--title", "Net revenue", "--json",
+            user="alice", quiet=True,
+        )
+    )  # fmt: skip
+    change_set = record["id"]
+    say("One row in the inbox; the set is decided by its strictest item's role, kernel_owner")
+    mdstudio("approvals", "list", "--status", "pending", user="carol", roles="kernel_owner")
+    mdstudio("approvals", "show", change_set, user="carol", roles="kernel_owner")
+    say("Carol approves: with two approvers required, hers is an endorsement (still pending)")
+    mdstudio("approvals", "approve", change_set, user="carol", roles="kernel_owner")
+    say("Carol cannot count twice: exit code 5")
+    mdstudio("approvals", "approve", change_set, user="carol", roles="kernel_owner", expect=5)
+    say("Erin, a second kernel owner, approves: both items are applied in one transaction")
+    mdstudio("approvals", "approve", change_set, user="erin", roles="kernel_owner")
+    mdstudio("events", "list", "--after", str(last_event_before(change_set)), user="dave")
+
+
+def last_event_before(change_set: str) -> int:
+    """The id of the event before the change set's first (its events follow)."""
+    result = subprocess.run(
+        [MDSTUDIO, "events", "list", "--limit", "1000", "--json"],
+        env={**ENV, "MDSTUDIO_USER": "dave"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ids = [e["id"] for e in json.loads(result.stdout) if e["correlation_id"] == change_set]
+    return min(ids) - 1
+
+
 def main() -> None:
     shutil.rmtree(HOME, ignore_errors=True)
     say("Create the metadata store and the demo warehouse (SQLite files under .mdstudio/demo)")
@@ -337,6 +394,7 @@ def main() -> None:
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(30)
+    change_set_story()
     print(
         f"\nWatch it in the Dagster UI: MDSTUDIO_HOME={HOME} make dev   (then open "
         "http://127.0.0.1:3000)"

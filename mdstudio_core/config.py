@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from mdstudio_core.domain.deadlines import ApprovalDeadlines
 from mdstudio_core.domain.errors import ConfigurationError
 from mdstudio_core.domain.incidents import IncidentPolicy
 from mdstudio_core.domain.lineage import schedule_period
@@ -159,6 +160,7 @@ class Settings(BaseModel):
     trusted_header_auth: bool = False
     max_body_bytes: Count = 1024 * 1024
     max_payload_bytes: Count = 64 * 1024
+    max_change_set_bytes: Count = 32 * 1024 * 1024
     console_session_hours: Positive = 8.0
     console_idle_minutes: Positive = 30.0
     console_login_attempts_per_minute: Count = 10
@@ -172,6 +174,10 @@ class Settings(BaseModel):
     tier3_sample_percent: Percent | None = None
     tier1_min_score: Score = 80.0
     tier2_min_score: Score = 70.0
+    approval_sla_hours: Positive | None = None
+    tier1_approval_sla_hours: Positive | None = None
+    tier2_approval_sla_hours: Positive | None = None
+    tier3_approval_sla_hours: Positive | None = None
     preview_concurrency: Count = 2
     preview_timeout_seconds: Positive = 60.0
     tables_per_run: Count = 10
@@ -289,6 +295,21 @@ class Settings(BaseModel):
     @property
     def quality_thresholds(self) -> QualityThresholds:
         return QualityThresholds(self.tier1_min_score, self.tier2_min_score)
+
+    @property
+    def approval_deadlines(self) -> ApprovalDeadlines:
+        """How long a request of each tier may stay pending: `MDSTUDIO_<TIER>_APPROVAL_SLA_HOURS`,
+        else `MDSTUDIO_APPROVAL_SLA_HOURS`; a tier with neither has no deadline."""
+        return ApprovalDeadlines(
+            {
+                tier: dt.timedelta(hours=hours)
+                for tier in Tier
+                if (
+                    hours := getattr(self, f"{tier.value}_approval_sla_hours")
+                    or self.approval_sla_hours
+                )
+            }
+        )
 
     @property
     def incident_policy(self) -> IncidentPolicy:

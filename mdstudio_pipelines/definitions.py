@@ -15,6 +15,7 @@ from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer import lineage
 from mdstudio_pipelines.assets import catalog_entity, entity_profile
 from mdstudio_pipelines.dagster_internals import keep_for_reconstruction, reconstruction_metadata
+from mdstudio_pipelines.deadlines import build_approval_deadline_sensor
 from mdstudio_pipelines.jobs import build_profile_job
 from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
 from mdstudio_pipelines.notifications import build_notification_sensor
@@ -37,7 +38,11 @@ def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Defin
             *(a for a in (table_assets, kpi_assets) if a is not None),
         ],
         jobs=[job],
-        sensors=[build_approval_sensor(settings, job, graph), build_notification_sensor(settings)],
+        sensors=[
+            build_approval_sensor(settings, job, graph),
+            build_notification_sensor(settings),
+            build_approval_deadline_sensor(settings),
+        ],
         schedules=build_profiling_schedules(settings, job, graph),
         resources={"catalog": CatalogResource()},
     )

@@ -40,6 +40,8 @@ APPROVAL_COLUMNS = {
     "requested_at",
     "decided_at",
     "required_role",
+    "required_approvals",
+    "overdue_at",
 }
 
 

@@ -83,6 +83,7 @@ def test_every_alert_is_tested_and_names_where_it_happened():
         "Tier2QualityDegraded",
         "ProfileFailures",
         "ApprovalBacklog",
+        "ApprovalsOverdue",
         "OutboxConsumerLag",
         "NotificationsDead",
     }

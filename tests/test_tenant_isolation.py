@@ -15,8 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.approvals import Endorsement
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.model import (
+    CATALOG_ENTITY_TYPES,
     ApprovalStatus,
     EntityType,
     Identity,
@@ -24,7 +27,7 @@ from mdstudio_core.domain.model import (
     Tier,
 )
 from mdstudio_core.domain.quality import StoredProfile
-from mdstudio_core.service_layer import approvals, tokens
+from mdstudio_core.service_layer import approvals, change_sets, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import (
     KERNEL_OWNER,
@@ -53,9 +56,21 @@ def populate(engine: sa.Engine, tenant: uuid.UUID, offset_hours: int, label: str
         pending = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS)
         decider = person(tenant, "bob", STEWARD, KERNEL_OWNER)
         approvals.approve(UnitOfWork(engine), decider, pending.id, None, SETTINGS)
-    approvals.submit(
+    with UnitOfWork(engine) as uow:  # tier1 takes two kernel owners from now on
+        uow.policies.set(tenant, Lane.KERNEL, Tier.TIER1.value, KERNEL_OWNER, "root", T0)
+        uow.policies.set_approvals(tenant, Lane.KERNEL, Tier.TIER1.value, 2)
+        uow.commit()
+    pending = approvals.submit(
         UnitOfWork(engine), person(tenant, "alice"), metadata_request(label="next"), SETTINGS
     )
+    approvals.approve(
+        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), pending.id, None, SETTINGS
+    )
+    rejected = change_sets.submit(
+        UnitOfWork(engine), person(tenant, "alice"), f"Set {label}", [glossary_request(label)],
+        SETTINGS,
+    )  # fmt: skip
+    approvals.reject(UnitOfWork(engine), person(tenant, "bob", STEWARD), rejected.approval.id, "no")
     with UnitOfWork(engine) as uow:
         for hours in (0, 1):
             at = T0 + dt.timedelta(hours=offset_hours + hours)
@@ -105,10 +120,21 @@ def reads_of(engine: sa.Engine, tenant: uuid.UUID) -> dict[str, Any]:
     """Everything the repositories let one tenant read, as plain values."""
     with UnitOfWork(engine) as uow:
         [pending] = uow.approvals.list(tenant, status=ApprovalStatus.PENDING)
+        listed = uow.approvals.list(tenant, include_payload=True)
+        [change_set] = [
+            uow.approvals.get(tenant, a.id)
+            for a in listed
+            if a.summary["entity_type"] == EntityType.CHANGE_SET.value
+        ]
+        assert change_set is not None
         return {
-            "approvals": [a.summary for a in uow.approvals.list(tenant, include_payload=True)],
+            "approvals": [a.summary for a in listed],
             "approval": uow.approvals.get(tenant, pending.id),
-            "entities": {kind: uow.entities.list(kind, tenant) for kind in EntityType},
+            "endorsements": uow.approvals.endorsements_of(tenant, [a.id for a in listed]),
+            "items": uow.change_sets.items(change_set),
+            "item_counts": uow.change_sets.counts(tenant, [a.id for a in listed]),
+            "approval_counts": uow.policies.approval_counts(tenant),
+            "entities": {kind: uow.entities.list(kind, tenant) for kind in CATALOG_ENTITY_TYPES},
             "entity": uow.entities.get(EntityType.GLOBAL_METADATA, tenant, KEY),
             "many": uow.entities.get_many(EntityType.GLOBAL_METADATA, [(tenant, KEY)]),
             "events": uow.events.list(tenant_id=tenant, limit=1000),
@@ -211,6 +237,20 @@ OPERATIONS: dict[str, Operation] = {
     "tokens.add": lambda engine, tenant: tokens.create_token(
         UnitOfWork(engine), Identity(tenant, "erin", frozenset())
     ),
+    "change set (approvals.add, change_sets.add_items)": lambda engine, tenant: change_sets.submit(
+        UnitOfWork(engine), person(tenant, "dave"), "Mine", [glossary_request()], Settings()
+    ),
+    "approvals.endorse": _in_uow(
+        lambda uow, tenant: uow.approvals.endorse(
+            uow.approvals.get(
+                tenant, uow.approvals.list(tenant, status=ApprovalStatus.PENDING)[0].id
+            ),
+            Endorsement("erin", T0),
+        )
+    ),
+    "policies.set_approvals": _in_uow(
+        lambda uow, tenant: uow.policies.set_approvals(tenant, Lane.GOVERNED, "*", 3)
+    ),
 }
 
 
@@ -243,10 +283,21 @@ def test_every_read_returns_only_the_callers_rows(two_tenants, tenant):
     assert all(len(kind) == 1 for kind in reads["entities"].values())
     assert [p.quality_score for p in reads["history"]] == [51.0 + offset, 50.0 + offset]
     assert reads["last_profiled"] == {(tenant, KEY): T0 + dt.timedelta(hours=offset + 1)}
-    assert reads["overrides"] == {("governed", "*"): f"steward_{label}"}
+    assert reads["overrides"] == {
+        ("governed", "*"): f"steward_{label}",
+        ("kernel", "tier1"): KERNEL_OWNER,
+    }
+    assert reads["approval_counts"] == {("governed", "*"): 1, ("kernel", "tier1"): 2}
+    assert [e.user for e in reads["approval"].endorsements] == ["bob"]
+    assert [list(e) for e in reads["endorsements"].values()] == [
+        list(reads["approval"].endorsements)
+    ]
+    assert [(i.entity_key, i.tenant_id) for i in reads["items"]] == [(label, tenant)]
+    assert list(reads["item_counts"].values()) == [1]
     assert [t.user for t in reads["tokens"]] == [f"user_{label}"]
     assert {e.tenant_id for e in reads["events"]} == {tenant}
-    assert len(reads["events"]) == 10  # metadata 4, KPI 4, business rule 1, glossary 1
+    # metadata 4, KPI 4, business rule 1, glossary 1, an endorsement, a change set rejected
+    assert len(reads["events"]) == 12
     assert all(a["tenant_id"] == tenant for a in reads["approvals"])
     with UnitOfWork(two_tenants) as uow:
         bound = uow.entities.bound(Tier.TIER1)

@@ -90,11 +90,53 @@ approvals = Table(
     Column("requested_at", UtcDateTime, server_default=text("CURRENT_TIMESTAMP")),
     Column("decided_at", UtcDateTime),
     Column("required_role", String(100), nullable=False),
+    # Distinct approvers holding the role that must approve (the policy's `--approvals`).
+    Column("required_approvals", Integer, nullable=False, server_default="1"),
+    # When `approval.overdue` was written (once per request; see service_layer/deadlines.py).
+    Column("overdue_at", UtcDateTime),
     # A page of the inbox, newest first with the id as tie-break, read from the index alone
     # (migration 0008): with a status filter, and without one.
     Index("ix_mdm_approval_inbox", "tenant_id", "status", "requested_at", "id"),
     Index("ix_mdm_approval_recent", "tenant_id", "requested_at", "id"),
     Index("ix_mdm_approval_entity", "tenant_id", "entity_type", "entity_key"),
+    # The deadline sensor's scan: pending requests not yet marked overdue, oldest first.
+    Index(
+        "ix_mdm_approval_due",
+        "tier",
+        "requested_at",
+        postgresql_where=text("status = 'pending' AND overdue_at IS NULL"),
+        sqlite_where=text("status = 'pending' AND overdue_at IS NULL"),
+    ),
+)
+
+# The items of a change set (an `mdm_approval` row of entity type CHANGE_SET): ordinary
+# requests, numbered from 1, decided together by the set's decision.
+change_set_items = Table(
+    "mdm_change_set_item",
+    metadata,
+    Column("change_set_id", Uuid, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("entity_id", Uuid),
+    Column("entity_key", String(200), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("lane", String(16), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("current_state", Json),
+    Column("required_role", String(100), nullable=False),
+)
+
+# Endorsements of requests that need more than one approver: one per approver and request
+# (the primary key), so an approver endorsing twice is refused by the store too.
+approval_endorsements = Table(
+    "mdm_approval_endorsement",
+    metadata,
+    Column("approval_id", Uuid, primary_key=True),
+    Column("endorsed_by", String(200), primary_key=True),
+    Column("tenant_id", Uuid, nullable=False),
+    Column("endorsed_at", UtcDateTime, nullable=False),
+    Column("reason", Text),
 )
 
 global_metadata = Table(
@@ -195,6 +237,8 @@ approval_policies = Table(
     Column("lane", String(16), primary_key=True),
     Column("tier", String(16), primary_key=True),
     Column("required_role", String(100), nullable=False),
+    # Distinct approvers a request decided by this cell needs (`policy set --approvals`).
+    Column("approvals", Integer, nullable=False, server_default="1"),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("updated_by", String(200), nullable=False),
 )

@@ -88,6 +88,11 @@ MAX_JSON_DEPTH = 32
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 
 PolicyOverrides = Mapping[tuple[str, str], str]
+# How many approvers each (lane, tier or "*") needs, where a tenant asks for more than one.
+ApprovalCounts = Mapping[tuple[str, str], int]
+# A policy cell: the lane and tier whose role decides a request.
+Cell = tuple[Lane, Tier]
+MAX_APPROVALS = 10
 
 
 def _cell_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
@@ -100,18 +105,6 @@ def _cell_role(lane: Lane, tier: Tier, overrides: PolicyOverrides) -> str:
     )
 
 
-def _strictness(cell: tuple[Lane, Tier]) -> tuple[int, int]:
-    """Lower is stricter: a more governed tier first, then the lane."""
-    return _TIER_ORDER.index(cell[1]), _LANE_ORDER.index(cell[0])
-
-
-def _strictest_cell(lane: Lane, tier: Tier, live_tier: Tier | None) -> tuple[Lane, Tier]:
-    cells = [(lane, tier), (TIER_LANE[tier], tier)]
-    if live_tier is not None:
-        cells.append((TIER_LANE[live_tier], live_tier))
-    return min(cells, key=_strictness)
-
-
 def required_role(
     lane: Lane, tier: Tier, overrides: PolicyOverrides, live_tier: Tier | None = None
 ) -> str:
@@ -120,7 +113,50 @@ def required_role(
     the lane the requester picked: a change to a tier1 entity (a demotion included) always needs
     the role the policy gives tier1, whatever lane it comes through and whatever the overrides
     of other lanes say."""
-    return _cell_role(*_strictest_cell(lane, tier, live_tier), overrides)
+    return _cell_role(*required_cell(lane, tier, live_tier), overrides)
+
+
+def required_cell(lane: Lane, tier: Tier, live_tier: Tier | None = None) -> Cell:
+    """The policy cell that decides a request (see `required_role`): the strictest of the
+    lane's, the requested tier's and the touched (live entity's) tier's."""
+    cells = [(lane, tier), (TIER_LANE[tier], tier)]
+    if live_tier is not None:
+        cells.append((TIER_LANE[live_tier], live_tier))
+    return min(cells, key=strictness)
+
+
+def strictness(cell: Cell) -> tuple[int, int]:
+    """Sorts cells strictest first: a more governed tier, then kernel, governed, draft."""
+    return _TIER_ORDER.index(cell[1]), _LANE_ORDER.index(cell[0])
+
+
+def cell_role(cell: Cell, overrides: PolicyOverrides) -> str:
+    """The role the policy names for a cell."""
+    return _cell_role(*cell, overrides)
+
+
+def required_approvals(cell: Cell, counts: ApprovalCounts) -> int:
+    """How many distinct approvers a request decided by `cell` needs: the tenant's count for
+    the cell's tier, for the lane's every tier (`*`), else one."""
+    lane, tier = cell
+    return counts.get((lane.value, tier.value)) or counts.get((lane.value, "*")) or 1
+
+
+def effective_approvals(counts: ApprovalCounts) -> dict[str, dict[str, int]]:
+    """How many approvers a request for a new entity on each lane and tier needs."""
+    return {
+        lane.value: {
+            tier.value: required_approvals(required_cell(lane, tier), counts) for tier in Tier
+        }
+        for lane in Lane
+    }
+
+
+def check_approvals_count(count: int) -> int:
+    """A policy asks for 1 to `MAX_APPROVALS` approvers."""
+    if not 1 <= count <= MAX_APPROVALS:
+        raise InvalidInput(f"must be between 1 and {MAX_APPROVALS}", field="approvals")
+    return count
 
 
 def touched_tier(live: LiveEntity | None, breaks_tier1_kpi: bool) -> Tier | None:
@@ -342,6 +378,16 @@ class ApprovalListing:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class Endorsement:
+    """One approver's approval of a request that needs more approvers than have approved so
+    far: recorded, and the request stays pending (`approval.endorsed`)."""
+
+    user: str
+    at: dt.datetime
+    reason: str | None = None
+
+
 # -- the aggregate -------------------------------------------------------------------------
 
 
@@ -366,6 +412,11 @@ class Approval:
     requested_at: dt.datetime
     decided_at: dt.datetime | None
     required_role: str
+    # Distinct approvers holding the role who must approve (the policy's `--approvals`): each
+    # approval before the last is an endorsement; the last applies the request.
+    required_approvals: int = 1
+    overdue_at: dt.datetime | None = None  # when `approval.overdue` was written
+    endorsements: tuple[Endorsement, ...] = ()
 
     @classmethod
     def submit(
@@ -377,11 +428,13 @@ class Approval:
         overrides: PolicyOverrides,
         now: dt.datetime,
         breaks_tier1_kpi: bool = False,
+        approval_counts: ApprovalCounts | None = None,
     ) -> Approval:
         """A pending request (as `validate_request` returns it), made against `live` (the
         entity as it is now, or None when it is new), with the role its lane, its tier and the
-        live entity's tier require (and tier1's when `breaks_tier1_kpi`). The draft lane only
-        creates or edits drafts: a draft becomes active through the lane of its tier."""
+        live entity's tier require (and tier1's when `breaks_tier1_kpi`), and as many approvers
+        as `approval_counts` give that cell. The draft lane only creates or edits drafts: a
+        draft becomes active through the lane of its tier."""
         assert request.entity_key is not None
         if request.lane is Lane.DRAFT:
             if state.get("status") != EntityStatus.DRAFT.value:
@@ -396,6 +449,8 @@ class Approval:
                     f"drafts; submit through the {TIER_LANE[live.tier].value} lane",
                     field="lane",
                 )
+        # Deprecating or unbinding a field an active tier1 KPI depends on is a tier1 change.
+        cell = required_cell(request.lane, request.tier, touched_tier(live, breaks_tier1_kpi))
         return cls(
             id=uuid.uuid4(),
             tenant_id=requester.tenant_id,
@@ -412,26 +467,42 @@ class Approval:
             decided_by=None,
             requested_at=now,
             decided_at=None,
-            # Deprecating or unbinding a field an active tier1 KPI depends on is a tier1 change.
-            required_role=required_role(
-                request.lane, request.tier, overrides, touched_tier(live, breaks_tier1_kpi)
-            ),
+            required_role=cell_role(cell, overrides),
+            required_approvals=required_approvals(cell, approval_counts or {}),
         )
 
     def judged_again(
-        self, live: LiveEntity | None, overrides: PolicyOverrides, breaks_tier1_kpi: bool
+        self,
+        live: LiveEntity | None,
+        overrides: PolicyOverrides,
+        breaks_tier1_kpi: bool,
+        approval_counts: ApprovalCounts | None = None,
     ) -> Approval:
         """The request with the role its decision needs now. The rule of `submit` is applied
         again to the live state (`live`, and whether the change would now break an active tier1
         KPI); when what the change touches now is stricter than what it touched when submitted
-        (a tier1 KPI on the field was approved since, say), the role for that applies;
-        otherwise the role given at submission stays (the stricter of the two)."""
+        (a tier1 KPI on the field was approved since, say), the role for that applies, and its
+        approver count if larger; otherwise the role given at submission stays (the stricter of
+        the two)."""
         submitted_tier = Tier(self.current_state["tier"]) if self.current_state else None
-        then = _strictest_cell(self.lane, self.tier, submitted_tier)
-        now = _strictest_cell(self.lane, self.tier, touched_tier(live, breaks_tier1_kpi))
-        if _strictness(now) < _strictness(then):
-            return dataclasses.replace(self, required_role=_cell_role(*now, overrides))
-        return self
+        then = required_cell(self.lane, self.tier, submitted_tier)
+        now = required_cell(self.lane, self.tier, touched_tier(live, breaks_tier1_kpi))
+        return self.stricter(then, now, overrides, approval_counts or {})
+
+    def stricter(
+        self, then: Cell, now: Cell, overrides: PolicyOverrides, approval_counts: ApprovalCounts
+    ) -> Approval:
+        """The request decided by `now` when it is stricter than `then` (the cell that decided
+        it at submission): its role, and its approver count if larger; else as it is."""
+        if strictness(now) >= strictness(then):
+            return self
+        return dataclasses.replace(
+            self,
+            required_role=_cell_role(*now, overrides),
+            required_approvals=max(
+                self.required_approvals, required_approvals(now, approval_counts)
+            ),
+        )
 
     @property
     def base_version(self) -> int | None:
@@ -447,12 +518,17 @@ class Approval:
     ) -> tuple[Approval, list[NewEvent]]:
         """Approve: pending, not the requester's own, the required role, and the live entity
         still exactly the state the request was made against (else it is stale: a conflict,
-        nothing is overwritten). Returns the decided request and its events, in order."""
+        nothing is overwritten). Returns the decided request and its events, in order. While
+        fewer approvers than `required_approvals` have approved, the approval is an
+        endorsement: the request stays pending, with one more endorsement."""
         self._check_pending()
         self._check_may_decide(decider)
         live_version = live.version if live else None
         if live_version != self.base_version:
             raise Conflict(self.stale_message())
+        self._check_not_endorsed(decider)
+        if len(self.endorsements) + 1 < self.required_approvals:
+            return self._endorsed(decider, now, reason)
         decided = self._decided(ApprovalStatus.APPROVED, decider, now, reason)
         return decided, decided._approval_events(now)
 
@@ -612,10 +688,14 @@ class Approval:
                         },
                     )
                 )
-        events.append(self._decision_event("approval.approved", now))
+        events.append(
+            self._decision_event(
+                "approval.approved", now, endorsed_by=[e.user for e in self.endorsements]
+            )
+        )
         return events
 
-    def _decision_event(self, event_type: str, now: dt.datetime) -> NewEvent:
+    def _decision_event(self, event_type: str, now: dt.datetime, **extra: Any) -> NewEvent:
         return self._event(
             event_type,
             now,
@@ -629,6 +709,7 @@ class Approval:
                 "requested_by": self.requested_by,
                 "decided_by": self.decided_by,
                 "reason": self.decision_reason,
+                **extra,
             },
         )
 
@@ -643,3 +724,49 @@ class Approval:
             occurred_at=now,
             payload=validate_event(event_type, payload),
         )
+
+    # -- two-person rules ----------------------------------------------------------------
+
+    @property
+    def endorsers(self) -> list[str]:
+        return [endorsement.user for endorsement in self.endorsements]
+
+    @property
+    def approvals_missing(self) -> int:
+        """How many more approvals the request needs (the last of them applies it)."""
+        return max(self.required_approvals - len(self.endorsements), 0)
+
+    def _check_not_endorsed(self, decider: Identity) -> None:
+        """An approver counts once: approving again after endorsing is a conflict."""
+        if decider.user in self.endorsers:
+            raise Conflict(
+                f"{decider.user} has already endorsed approval {self.id}; it needs "
+                f"{self.approvals_missing} more approval(s) from other holders of "
+                f"{self.required_role}"
+            )
+
+    def _endorsed(
+        self, decider: Identity, now: dt.datetime, reason: str | None
+    ) -> tuple[Approval, list[NewEvent]]:
+        """The request, still pending, with `decider`'s endorsement added, and its
+        `approval.endorsed` event."""
+        endorsement = Endorsement(decider.user, now, reason)
+        endorsed = dataclasses.replace(self, endorsements=(*self.endorsements, endorsement))
+        event = self._event(
+            "approval.endorsed",
+            now,
+            {
+                "approval_id": self.id,
+                "entity_type": self.entity_type,
+                "entity_key": self.entity_key,
+                "tier": self.tier,
+                "lane": self.lane,
+                "required_role": self.required_role,
+                "requested_by": self.requested_by,
+                "endorsed_by": decider.user,
+                "endorsements": len(endorsed.endorsements),
+                "required_approvals": self.required_approvals,
+                "reason": reason,
+            },
+        )
+        return endorsed, [dataclasses.replace(event, actor=decider.user)]

@@ -33,6 +33,10 @@ class _ApprovalDecision(_EventPayload):
 
 class ApprovalApproved(_ApprovalDecision):
     reason: str | None = None
+    # Who endorsed it before `decided_by` applied it (a policy asking for several approvers).
+    endorsed_by: list[str] = []
+    # Its number in its change set (the approval is the set's), when it is an item of one.
+    item: int | None = None
 
 
 class ApprovalRejected(_ApprovalDecision):
@@ -41,6 +45,38 @@ class ApprovalRejected(_ApprovalDecision):
 
 class ApprovalCancelled(_ApprovalDecision):
     reason: str | None = None
+
+
+class ApprovalEndorsed(_EventPayload):
+    """`approval.endorsed`: an approver approved a request that needs more approvers than
+    have approved so far; it stays pending."""
+
+    approval_id: uuid.UUID
+    entity_type: EntityType
+    entity_key: str
+    tier: Tier
+    lane: Lane
+    required_role: str
+    requested_by: str
+    endorsed_by: str
+    endorsements: int
+    required_approvals: int
+    reason: str | None = None
+
+
+class ApprovalOverdue(_EventPayload):
+    """`approval.overdue`: a request is still pending past its deadline (written once)."""
+
+    approval_id: uuid.UUID
+    entity_type: EntityType
+    entity_key: str
+    tier: Tier
+    lane: Lane
+    required_role: str
+    requested_by: str
+    requested_at: dt.datetime
+    deadline: dt.datetime
+    sla_hours: float
 
 
 class EntityApproved(_EventPayload):
@@ -186,6 +222,8 @@ EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "approval.approved": ApprovalApproved,
     "approval.rejected": ApprovalRejected,
     "approval.cancelled": ApprovalCancelled,
+    "approval.endorsed": ApprovalEndorsed,
+    "approval.overdue": ApprovalOverdue,
     "metadata.profile.completed": ProfileCompleted,
     "metadata.profile.failed": ProfileFailed,
     "quality.incident.opened": IncidentOpened,

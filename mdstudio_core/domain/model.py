@@ -37,6 +37,13 @@ class EntityType(StrEnum):
     KPI = "KPI"
     BUSINESS_RULE = "BUSINESS_RULE"
     GLOSSARY = "GLOSSARY"
+    # Not a catalog entity: the subject of a change set's approval request, whose items are
+    # ordinary requests (`domain/change_sets.py`).
+    CHANGE_SET = "CHANGE_SET"
+
+
+# The types the catalog keeps live entities of (every type but CHANGE_SET).
+CATALOG_ENTITY_TYPES = tuple(t for t in EntityType if t is not EntityType.CHANGE_SET)
 
 
 class Tier(StrEnum):
@@ -318,6 +325,17 @@ class ApprovalRequest(_Strict):
     tier: Tier
     lane: Lane
     payload: dict[str, Any]
+
+    @field_validator("entity_type")
+    @classmethod
+    def _a_catalog_type(cls, entity_type: EntityType) -> EntityType:
+        """A change set is a list of requests, not a request (`POST /change-sets`)."""
+        if entity_type is EntityType.CHANGE_SET:
+            raise ValueError(
+                "a change set is submitted as a list of requests (POST /change-sets, or "
+                "mdstudio approvals submit --file changes.jsonl|changes.csv)"
+            )
+        return entity_type
 
 
 def entity_urn(tenant_id: uuid.UUID | str, canonical_key: str) -> str:

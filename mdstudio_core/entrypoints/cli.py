@@ -32,9 +32,11 @@ from mdstudio_core.adapters.warehouse import (
 )
 from mdstudio_core.config import Settings, scrub
 from mdstudio_core.domain.approvals import Approval
+from mdstudio_core.domain.change_sets import ChangeSet, parse_csv, parse_jsonl
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import (
+    CATALOG_ENTITY_TYPES,
     ApiToken,
     ApprovalStatus,
     EntityStatus,
@@ -48,12 +50,14 @@ from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer import (
     approvals,
     catalog,
+    change_sets,
     incidents,
     lineage,
     notifications,
     profile_requests,
     profiling,
     tokens,
+    two_person,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -235,12 +239,45 @@ APPROVAL_SUMMARY = (
     "decided_by",
     "decided_at",
     "decision_reason",
+    "required_approvals",
+    "endorsements",
 )
+# A change set's items as `approvals show` prints them, each followed by its changes.
+ITEM_SUMMARY = ("item", "entity_type", "entity_key", "tier", "lane", "required_role", "stale")
 
 
 def emit_approval(approval: Approval) -> None:
     record = jsonable(approval)
-    emit(record, lambda: print_record(record, APPROVAL_SUMMARY))
+    emit(record, lambda: print_record(record, summary_fields(record)))
+
+
+def summary_fields(record: dict[str, Any]) -> tuple[str, ...]:
+    """The summary, with the endorsements only where the request needs several approvers."""
+    if record.get("required_approvals", 1) > 1:
+        return APPROVAL_SUMMARY
+    return tuple(f for f in APPROVAL_SUMMARY if f not in ("required_approvals", "endorsements"))
+
+
+def print_change_set(record: dict[str, Any]) -> None:
+    """A change set for people: the request, then each item with its changes, then the KPIs
+    any item endangers."""
+    print_record(record, ("title", *summary_fields(record)))
+    click.echo(f"\n{len(record['items'])} items:")
+    for item in record["items"]:
+        click.echo(
+            f"item {item['item']}: {item['entity_type']} {item['entity_key']} "
+            f"({item['tier']}, {item['lane']}, alone needs {item['required_role']})"
+            + (" STALE" if item.get("stale") else "")
+        )
+        for change in item["changes"]:
+            old, new = change["old"], change["new"]
+            shown = {"added": f"{new!r}", "removed": f"{old!r}"}.get(
+                change["change"], f"{old!r} -> {new!r}"
+            )
+            click.echo(f"    {change['field']}: {change['change']} {shown}")
+    if record.get("impact") is not None:
+        click.echo("\nimpact:")
+        print_table(record["impact"], ("key", "tier", "trust_score"))
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -276,12 +313,34 @@ def approvals_group() -> None:
     """Propose, decide and inspect catalog changes."""
 
 
+# File names whose requests form one change set, and how each is read.
+CHANGE_SET_FILES = {".jsonl": parse_jsonl, ".ndjson": parse_jsonl, ".csv": parse_csv}
+
+
 @approvals_group.command("submit")
-@click.option("--file", "path", required=True, help="Request JSON file, or - for standard input.")
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    help="Request JSON file, or - for standard input; a .jsonl (one request per line) or "
+    ".csv file (one per row) is submitted as one change set.",
+)
+@click.option("--title", help="The change set's title (default: the file's name).")
 @common_options
-def approvals_submit(path: str) -> None:
-    """Submit a change request (prints the stored request: id, status, required_role, ...)."""
+def approvals_submit(path: str, title: str | None) -> None:
+    """Submit a change request (prints the stored request: id, status, required_role, ...), or
+    a change set of many, all or nothing (every invalid item is listed by number)."""
     text = sys.stdin.read() if path == "-" else _read_file(path)
+    parse = CHANGE_SET_FILES.get(Path(path).suffix.lower())
+    if parse is not None:
+        run = runtime()
+        change_set = change_sets.submit(
+            run.uow(), identity(), title or Path(path).name, parse(text), run.settings
+        )
+        emit_change_set(change_set)
+        return
+    if title is not None:
+        raise InvalidInput("only a change set (.jsonl or .csv file) has a title", field="title")
     try:
         raw = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -326,7 +385,15 @@ def approvals_show(approval_id: str) -> None:
     (the KPIs depending on a field whose binding it changes, deprecates or unbinds)."""
     run = runtime()
     record = jsonable(approvals.show_approval(run.uow(), identity(), approval_id, run.settings))
+    if record["entity_type"] == EntityType.CHANGE_SET.value:
+        emit(record, lambda: print_change_set(record))
+        return
     emit(record, lambda: print_record(record))
+
+
+def emit_change_set(change_set: ChangeSet) -> None:
+    record = jsonable(change_set.as_dict())
+    emit(record, lambda: print_change_set(record))
 
 
 @approvals_group.command("list")
@@ -387,7 +454,7 @@ def metadata_group() -> None:
 
 ENTITY_TYPE_OPTION = click.option(
     "--entity-type",
-    type=click.Choice([t.value for t in EntityType]),
+    type=click.Choice([t.value for t in CATALOG_ENTITY_TYPES]),
     default=EntityType.GLOBAL_METADATA.value,
     show_default=True,
 )
@@ -638,10 +705,28 @@ def policy_group() -> None:
 @policy_group.command("show")
 @common_options
 def policy_show() -> None:
-    """The effective required role for every lane and tier."""
+    """The effective required role for every lane and tier, and how many approvers (`approvals`
+    in --json; shown as `role x2` when more than one)."""
     effective = approvals.policy(runtime().uow(), identity())
-    rows = [{"lane": lane, **tiers} for lane, tiers in effective.items()]
-    emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
+    emit_policy(effective, two_person.policy_approvals(runtime().uow(), identity()))
+
+
+def emit_policy(roles: dict[str, dict[str, str]], counts: dict[str, dict[str, int]]) -> None:
+    """The effective policy: `{lane: {tier: role}}`, and `approvals`: `{lane: {tier: n}}`."""
+    rows = [
+        {
+            "lane": lane,
+            **{
+                tier: role if counts[lane][tier] == 1 else f"{role} x{counts[lane][tier]}"
+                for tier, role in tiers.items()
+            },
+        }
+        for lane, tiers in roles.items()
+    ]
+    emit(
+        {**roles, "approvals": counts},
+        lambda: print_table(rows, ("lane", *[t.value for t in Tier])),
+    )
 
 
 @policy_group.command("set")
@@ -652,14 +737,29 @@ def policy_show() -> None:
     help="Only this tier (default: every tier of the lane).",
 )
 @click.option("--required-role", required=True)
+@click.option(
+    "--approvals",
+    "approvals_count",
+    type=int,
+    help="How many distinct holders of the role must approve (1 to 10; default: unchanged, "
+    "1 for a new override). Each approval before the last is an endorsement.",
+)
 @common_options
-def policy_set(lane: str, tier: str | None, required_role: str) -> None:
-    """Override the role required on a lane (needs the tenant_admin role)."""
-    effective = approvals.set_policy(
-        runtime().uow(), identity(), Lane(lane), Tier(tier) if tier else None, required_role
-    )
-    rows = [{"lane": name, **tiers} for name, tiers in effective.items()]
-    emit(effective, lambda: print_table(rows, ("lane", *[t.value for t in Tier])))
+def policy_set(
+    lane: str, tier: str | None, required_role: str, approvals_count: int | None
+) -> None:
+    """Override the role required on a lane, and optionally how many must approve (needs the
+    tenant_admin role)."""
+    chosen_tier = Tier(tier) if tier else None
+    if approvals_count is None:
+        effective = approvals.set_policy(
+            runtime().uow(), identity(), Lane(lane), chosen_tier, required_role
+        )
+    else:
+        effective = two_person.set_policy(
+            runtime().uow(), identity(), Lane(lane), chosen_tier, required_role, approvals_count
+        )
+    emit_policy(effective, two_person.policy_approvals(runtime().uow(), identity()))
 
 
 @cli.group("tokens")

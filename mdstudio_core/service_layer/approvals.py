@@ -37,7 +37,7 @@ from mdstudio_core.domain.model import (
     LiveEntity,
     Tier,
 )
-from mdstudio_core.service_layer import lineage
+from mdstudio_core.service_layer import lineage, two_person
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -63,6 +63,7 @@ def submit(
             uow.policies.overrides(identity.tenant_id),
             _now(),
             breaks_tier1_kpi=lineage.breaks_tier1_kpi(uow, identity.tenant_id, live, state),
+            approval_counts=uow.policies.approval_counts(identity.tenant_id),
         )
         uow.approvals.add(approval)
         uow.commit()
@@ -83,14 +84,21 @@ def approve(
     again against the live state (`Approval.judged_again`). The entity is written with a
     compare-and-set on its version, so a change that slipped in after the aggregate's
     staleness check is a conflict too, never an overwrite. `settings` judge the trust of the
-    KPIs the change reaches.
+    KPIs the change reaches. A request that needs more approvers than have approved is endorsed
+    instead (it stays pending); a change set is applied whole (`change_sets.approve_loaded`).
     """
     reason = check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with uow:
         approval = _load(uow, identity, approval_id)
-        live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
+        if approval.entity_type is EntityType.CHANGE_SET:
+            from mdstudio_core.service_layer import change_sets  # it builds on this module
+
+            return change_sets.approve_loaded(uow, identity, approval, reason, settings)
+        live = _live(uow, approval)
         decided, events = _judged_again(uow, approval, live).approve(identity, live, _now(), reason)
+        if decided.status is ApprovalStatus.PENDING:  # an endorsement: more approvers needed
+            return two_person.record_endorsement(uow, decided, events)
         _apply(uow, decided)
         if decided.binding_change() is not None:  # its KPIs' inputs changed: trust again
             lineage.refresh_dependents(uow, settings, identity.tenant_id, [decided.entity_key])
@@ -111,7 +119,7 @@ def reject(
     approval_id = parse_approval_id(approval_id)
     with uow:
         approval = _load(uow, identity, approval_id)
-        live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
+        live = _live(uow, approval)
         decided, events = _judged_again(uow, approval, live).reject(identity, _now(), reason)
         _record(uow, decided, events)
     return decided
@@ -146,8 +154,7 @@ def get_judged(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID | str
         approval = uow.approvals.get(identity.tenant_id, approval_id)
         if approval is None:
             raise NotFound(f"approval {approval_id} not found")
-        live = uow.entities.get(approval.entity_type, identity.tenant_id, approval.entity_key)
-        return _judged_again(uow, approval, live)
+        return _judged_again(uow, approval, _live(uow, approval))
 
 
 def show_approval(
@@ -155,8 +162,12 @@ def show_approval(
 ) -> dict[str, Any]:
     """One request in full and its `impact`: the KPIs that depend on the field whose binding
     it changes, deprecates or unbinds, with their tier and trust (so the approver sees what
-    breaks before deciding)."""
+    breaks before deciding). A change set shows its items instead (`change_sets.show_loaded`)."""
     approval = get_approval(uow, identity, approval_id)
+    if approval.entity_type is EntityType.CHANGE_SET:
+        from mdstudio_core.service_layer import change_sets  # it builds on this module
+
+        return change_sets.show_loaded(uow, settings, approval)
     return {
         **{f.name: getattr(approval, f.name) for f in dataclasses.fields(approval)},
         "impact": lineage.approval_impact(uow, settings, approval),
@@ -245,13 +256,26 @@ def _load(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID) -> Approv
 
 
 def _judged_again(uow: UnitOfWork, approval: Approval, live: LiveEntity | None) -> Approval:
-    """`approval` with the role the live state calls for, if stricter than the one it was
-    given (in the caller's open unit of work)."""
+    """`approval` with the role (and the approver count) the live state calls for, if
+    stricter than the one it was given (in the caller's open unit of work); a change set by
+    its items' live state (`change_sets.judged_again`)."""
+    if approval.entity_type is EntityType.CHANGE_SET:
+        from mdstudio_core.service_layer import change_sets  # it builds on this module
+
+        return change_sets.judged_again(uow, approval).approval
     return approval.judged_again(
         live,
         uow.policies.overrides(approval.tenant_id),
         lineage.breaks_tier1_kpi(uow, approval.tenant_id, live, approval.payload),
+        uow.policies.approval_counts(approval.tenant_id),
     )
+
+
+def _live(uow: UnitOfWork, approval: Approval) -> LiveEntity | None:
+    """The entity the request changes, as it is now (None: new; a change set changes many)."""
+    if approval.entity_type is EntityType.CHANGE_SET:
+        return None
+    return uow.entities.get(approval.entity_type, approval.tenant_id, approval.entity_key)
 
 
 def _apply(uow: UnitOfWork, approved: Approval) -> None:

@@ -253,12 +253,47 @@ def breaks_tier1_kpi(
 ) -> bool:
     """Whether a field's new `state` deprecates or unbinds it while an active tier1 KPI
     depends on it (in the caller's open unit of work)."""
-    if old is None or old.entity_type is not EntityType.GLOBAL_METADATA or old.binding is None:
-        return False
-    change = field_binding_change(old.state, state)
-    if change not in ("deprecated", "unbound"):
-        return False
-    return any(k.tier is Tier.TIER1 for k in dependents(uow, tenant_id, [old.canonical_key]))
+    return breaks_tier1_kpis(uow, tenant_id, [(old, state)])[0]
+
+
+def breaks_tier1_kpis(
+    uow: UnitOfWork,
+    tenant_id: uuid.UUID,
+    changes: Sequence[tuple[LiveEntity | None, dict[str, Any]]],
+) -> list[bool]:
+    """`breaks_tier1_kpi` of each (live entity, new state), reading the tenant's KPIs once,
+    and only when a change deprecates or unbinds a bound field (a change set's items)."""
+    unbinding = [
+        old is not None
+        and old.entity_type is EntityType.GLOBAL_METADATA
+        and old.binding is not None
+        and field_binding_change(old.state, state) in ("deprecated", "unbound")
+        for old, state in changes
+    ]
+    if not any(unbinding):
+        return unbinding
+    inputs = {
+        key
+        for kpi in uow.lineage.active_kpis(tenant_id)
+        if kpi.tier is Tier.TIER1
+        for key in kpi.depends_on
+    }
+    return [
+        flagged and old is not None and old.canonical_key in inputs
+        for flagged, (old, _state) in zip(unbinding, changes, strict=True)
+    ]
+
+
+def combined_impact(
+    uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, approvals: Sequence[Approval]
+) -> list[dict[str, Any]]:
+    """The KPIs any of `approvals` endangers (a change set's items): those depending on a
+    field whose binding one of them changes, deprecates or unbinds, each once."""
+    keys = [a.entity_key for a in approvals if a.binding_change() is not None]
+    if not keys:
+        return []
+    with uow:
+        return _kpi_rows(uow, settings, tenant_id, keys)
 
 
 def _kpi_rows(

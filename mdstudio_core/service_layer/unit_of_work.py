@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine
 from mdstudio_core.adapters.repositories import (
     ApprovalRepository,
     CatalogMetrics,
+    ChangeSetRepository,
     ConsoleSessionRepository,
     ConsumerCursors,
     EntityRepository,
@@ -33,6 +34,7 @@ class UnitOfWork:
 
     connection: Connection
     approvals: ApprovalRepository
+    change_sets: ChangeSetRepository
     console_sessions: ConsoleSessionRepository
     entities: EntityRepository
     events: EventOutbox
@@ -54,6 +56,7 @@ class UnitOfWork:
             self.connection = self._engine.connect()
             self._transaction = self.connection.begin()
             self.approvals = ApprovalRepository(self.connection)
+            self.change_sets = ChangeSetRepository(self.connection)
             self.console_sessions = ConsoleSessionRepository(self.connection)
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)

@@ -29,10 +29,19 @@ from sqlalchemy import Engine
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
-from mdstudio_core.service_layer import approvals, tokens
+from mdstudio_core.config import Settings
+from mdstudio_core.domain.model import Lane, Tier
+from mdstudio_core.service_layer import approvals, change_sets, tokens, two_person
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import DEMO_BINDING
-from tests.factories import KERNEL_OWNER, SETTINGS, STEWARD, metadata_request, person
+from tests.factories import (
+    KERNEL_OWNER,
+    SETTINGS,
+    STEWARD,
+    glossary_request,
+    metadata_request,
+    person,
+)
 
 CHROMIUM = os.environ.get("MDSTUDIO_TEST_CHROMIUM", "/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -90,6 +99,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[
             "MDSTUDIO_DATABASE_URL": store_url,
             "MDSTUDIO_SOURCE_DEMO_URL": demo_warehouse.build(home / "wh.db"),
             "MDSTUDIO_API_DOCS": "1",  # for test_the_api_docs_load_nothing_from_another_origin
+            # tier3 requests are overdue after about a second (the overdue badge).
+            "MDSTUDIO_TIER3_APPROVAL_SLA_HOURS": "0.0003",
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -201,6 +212,69 @@ def test_a_kernel_request_reaches_the_owner_who_decides_it_with_the_evidence(ste
     owner.shot("entity")
 
 
+def _change_set(server: Server, tenant: uuid.UUID, requests: list[dict[str, Any]]):
+    return change_sets.submit(
+        UnitOfWork(server.engine), person(tenant, "alice"), "Net revenue", requests, Settings()
+    )
+
+
+def test_a_change_set_of_two_items_is_approved_by_two_kernel_owners(steward, server):
+    tenant = uuid.uuid4()
+    admin = person(tenant, "ada", "tenant_admin")
+    two_person.set_policy(
+        UnitOfWork(server.engine), admin, Lane.KERNEL, Tier.TIER1, KERNEL_OWNER, 2
+    )
+    submitted = _change_set(
+        server, tenant, [metadata_request("finance.revenue.net_amount"), glossary_request()]
+    )
+    olga = steward(tenant, "olga", KERNEL_OWNER)
+    [row] = olga.page.get_by_test_id("inbox-row").all()
+    assert row.get_attribute("data-approval-id") == str(submitted.approval.id)
+    assert "(2 items)" in row.inner_text() and "0 of 2" in row.inner_text()
+    row.get_by_role("link").click()
+    olga.page.wait_for_url(f"{server.base}/ui/approvals/{submitted.approval.id}")
+    items = olga.page.get_by_test_id("change-set-item")
+    assert items.count() == 2
+    assert items.nth(1).get_by_test_id("diff-row").first.is_visible()  # open: within 50
+    assert "Still needed: 2 more" in olga.page.get_by_test_id("approvals-needed").inner_text()
+    olga.shot("change-set")
+    olga.page.get_by_test_id("approve-button").click()
+    olga.page.wait_for_url(f"{server.base}/ui/?*")
+    assert "endorsed (1 of 2 approvals)" in olga.page.get_by_test_id("notice").inner_text()
+    olga.goto(f"/ui/approvals/{submitted.approval.id}")
+    assert "olga" in olga.page.get_by_test_id("endorsement").inner_text()
+    assert "Still needed: 1 more" in olga.page.get_by_test_id("approvals-needed").inner_text()
+    olga.page.get_by_test_id("approve-button").click()
+    assert "olga has already endorsed" in olga.error()
+    olga.shot("change-set-endorsed")
+
+    pat = steward(tenant, "pat", KERNEL_OWNER)
+    pat.goto(f"/ui/approvals/{submitted.approval.id}")
+    pat.page.get_by_test_id("approve-button").click()
+    pat.page.wait_for_url(f"{server.base}/ui/?*")
+    assert "approved" in pat.page.get_by_test_id("notice").inner_text()
+    pat.goto("/ui/entities/finance.revenue.net_amount")
+    assert pat.page.get_by_test_id("entity-version").inner_text() == "1"
+    decided = approvals.get_approval(
+        UnitOfWork(server.engine), person(tenant, "x"), submitted.approval.id
+    )
+    assert (decided.status, decided.decided_by, decided.endorsers) == ("approved", "pat", ["olga"])
+
+
+def test_an_overdue_request_wears_its_badge(steward, server):
+    tenant = uuid.uuid4()
+    late = _submit(server, tenant, glossary_request())  # tier3: overdue after about a second
+    fresh = _submit(server, tenant, metadata_request("sales.region", tier="tier2"))
+    time.sleep(1.5)
+    sam = steward(tenant, "sam", STEWARD)
+    rows = {
+        r.get_attribute("data-approval-id"): r for r in sam.page.get_by_test_id("inbox-row").all()
+    }
+    assert rows[str(late.id)].get_by_test_id("overdue-badge").is_visible()
+    assert rows[str(fresh.id)].get_by_test_id("overdue-badge").count() == 0
+    sam.shot("inbox-overdue")
+
+
 def test_refusals_are_shown_on_the_page(steward, server):
     tenant = uuid.uuid4()
     request = _submit(server, tenant, metadata_request(), user="alice")
@@ -271,6 +345,7 @@ def test_logout_ends_the_session(steward, server, chromium):
 def test_keyboard_only_sign_in_and_labelled_controls(chromium, server, tmp_path):
     tenant = uuid.uuid4()
     request = _submit(server, tenant, metadata_request(binding=DEMO_BINDING))
+    submitted = _change_set(server, tenant, [metadata_request("k.a"), glossary_request()])
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(f"{server.base}/ui/login")
@@ -281,7 +356,12 @@ def test_keyboard_only_sign_in_and_labelled_controls(chromium, server, tmp_path)
     page.keyboard.type(server.token(tenant, "bob", KERNEL_OWNER))
     page.keyboard.press("Enter")
     page.wait_for_url(f"{server.base}/ui/")
-    for path in ("/ui/", f"/ui/approvals/{request.id}", "/ui/incidents"):
+    for path in (
+        "/ui/",
+        f"/ui/approvals/{request.id}",
+        f"/ui/approvals/{submitted.approval.id}",
+        "/ui/incidents",
+    ):
         page.goto(server.base + path)
         unlabelled = page.evaluate(
             """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea,'
@@ -296,8 +376,13 @@ def test_keyboard_only_sign_in_and_labelled_controls(chromium, server, tmp_path)
 def test_readable_at_desktop_and_phone_widths(steward, server, width):
     tenant = uuid.uuid4()
     request = _submit(server, tenant, metadata_request(binding=DEMO_BINDING))
+    submitted = _change_set(server, tenant, [metadata_request("k.a"), glossary_request()])
     owner = steward(tenant, "bob", KERNEL_OWNER, width=width)
-    for name, path in (("inbox", "/ui/"), ("request", f"/ui/approvals/{request.id}")):
+    for name, path in (
+        ("inbox", "/ui/"),
+        ("request", f"/ui/approvals/{request.id}"),
+        ("change-set", f"/ui/approvals/{submitted.approval.id}"),
+    ):
         owner.goto(path)
         overflow = owner.page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -29,9 +29,10 @@ TOKEN = "scrape-me-0123456789"
 SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def scraped(engine) -> TestClient:
-    """A client of an app with metrics on, sending the scraper's bearer token."""
-    settings = Settings.from_env({"MDSTUDIO_METRICS_TOKEN": TOKEN})
+def scraped(engine, env: dict[str, str] | None = None) -> TestClient:
+    """A client of an app with metrics on (and the settings of `env`), sending the scraper's
+    bearer token."""
+    settings = Settings.from_env({"MDSTUDIO_METRICS_TOKEN": TOKEN, **(env or {})})
     return TestClient(create_app(settings, engine), headers=SCRAPER)
 
 

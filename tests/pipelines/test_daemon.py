@@ -3,6 +3,7 @@ mdstudio store on PostgreSQL, the demo warehouse. Approvals go in through the se
 profiles, materializations, checks and skips come out through Dagster alone."""
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
-from tests.factories import SETTINGS, metadata_request, person
+from tests.factories import SETTINGS, glossary_request, metadata_request, person
 from tests.pipelines.crash_coordinator import CRASH_FLAG
 
 pytestmark = pytest.mark.postgres
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TABLES = ("orders", "orders_a", "orders_b", "orders_c")
+DEADLINE_SECONDS = 20
 
 
 COLUMNS = [
@@ -85,6 +87,9 @@ class Deployment:
             "MDSTUDIO_SOURCE_DEMO_URL": warehouse_url,
             "MDSTUDIO_SENSOR_INTERVAL_SECONDS": "2",
             "MDSTUDIO_TABLES_PER_RUN": "1",  # one run per table: a tick launches several
+            # tier3 requests wait 20 s at most (the other tests' tier3 requests are decided
+            # at once): approval_deadline_sensor marks the late ones.
+            "MDSTUDIO_TIER3_APPROVAL_SLA_HOURS": str(DEADLINE_SECONDS / 3600),
             # No webserver here: a reload request must reach nobody's (port 9 is discard).
             "MDSTUDIO_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9",
             CRASH_FLAG: str(self.crash_flag),
@@ -309,3 +314,27 @@ def test_daemon_killed_between_launching_runs_and_committing_its_cursor(deployme
     assert len(run_keys) == len(set(run_keys))
     for key in keys:
         assert len(deployment.profiles(key)) == 1, key
+
+
+def test_the_daemon_marks_a_late_request_overdue_once_within_a_minute(deployment):
+    """`approval_deadline_sensor` in the real daemon: a tier3 request left pending past its
+    20 s deadline gets one `approval.overdue`, written within a minute of the deadline."""
+    pending = approvals.submit(
+        UnitOfWork(deployment.store),
+        person(deployment.tenant, "alice"),
+        glossary_request(),
+        SETTINGS,
+    )
+    deadline = pending.requested_at + dt.timedelta(seconds=DEADLINE_SECONDS)
+
+    def overdue():
+        with UnitOfWork(deployment.store) as uow:
+            found = uow.events.list(tenant_id=deployment.tenant, limit=1000)
+        return [e for e in found if e.type == "approval.overdue"]
+
+    [event] = wait_for(overdue, DEADLINE_SECONDS + 90, "approval.overdue")
+    assert event.correlation_id == pending.id
+    assert deadline <= event.occurred_at < deadline + dt.timedelta(minutes=1)
+    # Later ticks write no second event.
+    time.sleep(35)
+    assert len(overdue()) == 1

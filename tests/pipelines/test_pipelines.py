@@ -47,7 +47,11 @@ def expected_demo_score() -> float:
 
 
 def test_definitions_name_what_the_issue_names(env):
-    assert {s.name for s in load_defs().sensors} == {"approval_sensor", "notification_sensor"}
+    assert {s.name for s in load_defs().sensors} == {
+        "approval_sensor",
+        "notification_sensor",
+        "approval_deadline_sensor",
+    }
     assert {s.name for s in load_defs().schedules} == {
         "tier1_profiling_schedule",
         "tier2_profiling_schedule",

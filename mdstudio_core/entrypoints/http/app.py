@@ -24,6 +24,7 @@ from mdstudio_core.entrypoints.http.previews import PreviewSlots
 from mdstudio_core.entrypoints.http.routers import (
     approvals,
     catalog,
+    change_sets,
     events,
     health,
     incidents,
@@ -81,12 +82,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.previews = PreviewSlots(
         settings.preview_concurrency, settings.preview_timeout_seconds
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/change-sets": settings.max_change_set_bytes},
+    )
     app.add_middleware(RequestMetrics)
     problems.install_error_handlers(app)
     for router in (
         approvals.router,
         catalog.router,
+        change_sets.router,
         events.router,
         health.router,
         incidents.router,

@@ -108,6 +108,9 @@ class CatalogCollector(Collector):
             outcomes = read.profile_outcomes()
             durations = read.profile_durations(PROFILE_BUCKETS)
             pending = read.pending_approvals()
+            overdue = read.overdue_approvals(
+                self._settings.approval_deadlines.requested_before(now)
+            )
             decisions = read.decisions()
             decision_times = _bucketed(
                 (
@@ -186,6 +189,15 @@ class CatalogCollector(Collector):
             oldest.add_metric((tenant,), max((now - requested_at).total_seconds(), 0.0))
         yield pending_gauge
         yield oldest
+
+        overdue_gauge = GaugeMetricFamily(
+            "mdstudio_approvals_overdue",
+            "Pending approval requests past their deadline (MDSTUDIO_*APPROVAL_SLA_HOURS)",
+            labels=("tenant", "tier"),
+        )
+        for tenant, tier, count in overdue:
+            overdue_gauge.add_metric((str(tenant), tier), count)
+        yield overdue_gauge
 
         decided = CounterMetricFamily(
             "mdstudio_approvals_decided",

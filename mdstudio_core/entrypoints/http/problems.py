@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mdstudio_core.config import scrub
+from mdstudio_core.domain.change_sets import InvalidItems
 from mdstudio_core.domain.errors import (
     Conflict,
     Forbidden,
@@ -26,6 +27,7 @@ from mdstudio_core.domain.errors import (
     field_path,
 )
 from mdstudio_core.domain.model import ApprovalRequest
+from mdstudio_core.entrypoints.http.schemas import ChangeSetIn
 from mdstudio_core.service_layer.tokens import Unauthenticated
 
 BEARER_SCHEME = {
@@ -120,6 +122,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:
         return problem(
             422, "invalid-input", error_text(request, exc), request.url.path, field=exc.field
+        )
+
+    @app.exception_handler(InvalidItems)
+    async def invalid_items(request: Request, exc: InvalidItems) -> Response:
+        """A change set with invalid items: the first in `detail`, every one in `errors`."""
+        return problem(
+            422,
+            "invalid-input",
+            error_text(request, exc.detail),
+            request.url.path,
+            field=exc.field,
+            errors=[
+                {key: error_text(request, value) for key, value in error.as_dict().items()}
+                for error in exc.errors
+            ],
         )
 
     @app.exception_handler(PayloadTooLarge)
@@ -221,7 +238,7 @@ def openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, ApprovalRequest):  # documented bodies no route declares
+        for model in (Problem, ApprovalRequest, ChangeSetIn):  # bodies no route declares
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema

@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mdstudio_core.domain.approvals import Approval
+from mdstudio_core.domain.diff import Change
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.incidents import Incident
-from mdstudio_core.domain.model import CANONICAL_KEY_PATTERN, EntityStatus, Tier
+from mdstudio_core.domain.model import CANONICAL_KEY_PATTERN, EntityStatus, EntityType, Lane, Tier
 from mdstudio_core.domain.notifications import Delivery
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
@@ -115,6 +116,7 @@ def _approval_item() -> type[BaseModel]:
     }
     for large in ("payload", "current_state"):
         fields[large] = (hints[large] | None, None)
+    fields["endorsements"] = (hints["endorsements"], ())  # on a request's own page
     return create_model("ApprovalItem", **fields)
 
 
@@ -139,6 +141,54 @@ def _approval_out() -> type[BaseModel]:
 
 
 ApprovalOut = _approval_out()
+
+
+class ChangeOut(BaseModel):
+    """One changed field of an item (`domain/diff.py`)."""
+
+    field: str
+    change: Change
+    old: Any = None
+    new: Any = None
+
+
+class ChangeSetItemOut(BaseModel):
+    item: int = Field(description="The item's number, from 1.")
+    entity_type: EntityType
+    entity_key: str
+    entity_id: uuid.UUID | None
+    tier: Tier
+    lane: Lane
+    required_role: str = Field(description="The role the item alone would need.")
+    stale: bool = Field(description="Pending, and its entity changed since submission.")
+    changes: list[ChangeOut]
+    payload: dict[str, Any]
+    current_state: dict[str, Any] | None
+
+
+def _change_set_out() -> type[BaseModel]:
+    """A change set: its approval request (a request of entity type CHANGE_SET keyed by its
+    title), its items with their changes, and `impact`: every KPI any item endangers."""
+    hints = typing.get_type_hints(Approval)
+    fields: dict[str, Any] = {
+        field.name: (hints[field.name], ...) for field in dataclasses.fields(Approval)
+    }
+    fields["title"] = (str, ...)
+    fields["items"] = (list[ChangeSetItemOut], ...)
+    fields["impact"] = (list[KpiImpact], ...)
+    return create_model("ChangeSetOut", **fields)
+
+
+ChangeSetOut = _change_set_out()
+
+
+class ChangeSetIn(BaseModel):
+    """`POST /change-sets`: a title and 1 to 10,000 requests (each as `POST /approvals`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(description="Letters, digits, spaces and . _ ' & / ( ) + -.")
+    requests: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
 
 
 class IncidentPage(_Page):

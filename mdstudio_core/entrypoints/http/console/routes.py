@@ -18,7 +18,14 @@ from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.domain.approvals import Approval, parse_approval_id
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import IncidentStatus
-from mdstudio_core.domain.model import ApprovalStatus, EntityType, Identity, Lane, Tier
+from mdstudio_core.domain.model import (
+    CATALOG_ENTITY_TYPES,
+    ApprovalStatus,
+    EntityType,
+    Identity,
+    Lane,
+    Tier,
+)
 from mdstudio_core.entrypoints.http.console import views
 from mdstudio_core.entrypoints.http.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -45,10 +52,12 @@ from mdstudio_core.entrypoints.http.previews import PreviewsBusy
 from mdstudio_core.service_layer import (
     approvals,
     catalog,
+    change_sets,
     console_sessions,
     incidents,
     lineage,
     profiling,
+    two_person,
 )
 from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -181,19 +190,37 @@ async def inbox(request: Request) -> Response:
         mine = approvals.list_approvals(
             uow, identity, status=ApprovalStatus.PENDING, mine=True, limit=MY_REQUESTS
         )
-        return {"decidable": decidable, "more": more, "mine": mine}
+        listed = [item.summary for item in (*decidable, *mine)]
+        sets = [r["id"] for r in listed if r["entity_type"] == EntityType.CHANGE_SET.value]
+        shared = [r["id"] for r in listed if r["required_approvals"] > 1]
+        return {
+            "decidable": decidable,
+            "more": more,
+            "mine": mine,
+            "items": change_sets.item_counts(uow, identity, sets),
+            "endorsements": two_person.endorsements(uow, identity, shared),
+        }
 
     try:
         identity, found = await as_user(request, load)
     except Unauthenticated:
         return to_login()
+    now = dt.datetime.now(dt.UTC)
+    deadlines = request.app.state.settings.approval_deadlines
+
+    def rows(listings: list[Any]) -> list[dict[str, Any]]:
+        return [
+            views.inbox_row(item.summary, deadlines, now, found["items"], found["endorsements"])
+            for item in listings
+        ]
+
     return render(
         request,
         "inbox.html",
         identity=identity,
-        rows=[item.summary for item in found["decidable"]],
+        rows=rows(found["decidable"]),
         more=found["more"],
-        mine=[item.summary for item in found["mine"]],
+        mine=rows(found["mine"]),
         filters={k: v.value if v else "" for k, v in filters.items()},
         order="oldest" if oldest_first else "newest",
         offset=offset,
@@ -204,7 +231,7 @@ async def inbox(request: Request) -> Response:
         entity_types=list(EntityType),
         done=params.get("done"),
         done_key=params.get("key"),
-        now=dt.datetime.now(dt.UTC),
+        now=now,
     )
 
 
@@ -291,7 +318,9 @@ async def _decide(request: Request, approval_id: str, done: str, command: Decisi
         return await _request_page(request, approval_id, error=str(exc), status=403)
     except Conflict as exc:
         return await _request_page(request, approval_id, conflict=str(exc), status=409)
-    return redirect(f"/ui/?done={done}&key={quote(decided.entity_key, safe='')}")
+    if decided.status is ApprovalStatus.PENDING:  # an endorsement: more approvers are needed
+        done = f"endorsed ({len(decided.endorsements)} of {decided.required_approvals} approvals)"
+    return redirect(f"/ui/?done={quote(done)}&key={quote(decided.entity_key, safe='')}")
 
 
 async def _request_page(
@@ -304,15 +333,20 @@ async def _request_page(
     evidence: profiling.Preview | None = None,
     evidence_error: str | None = None,
 ) -> Response:
-    def load(uow: UnitOfWork, identity: Identity) -> views.RequestView:
+    settings = request.app.state.settings
+
+    def load(uow: UnitOfWork, identity: Identity) -> views.RequestView | views.ChangeSetView:
         approval = approvals.get_approval(uow, identity, approval_id)
+        if approval.entity_type is EntityType.CHANGE_SET:
+            change_set, live_items = change_sets.load(uow, approval)
+            impact = lineage.combined_impact(uow, settings, approval.tenant_id, change_set.items)
+            return views.ChangeSetView.of(change_set, live_items, impact)
         try:
             live = catalog.get_entity(uow, identity, approval.entity_key, approval.entity_type)
         except NotFound:
             live = None
         impact: list[dict[str, Any]] = []
         if live is not None and approval.entity_type is EntityType.GLOBAL_METADATA:
-            settings = request.app.state.settings
             impact = lineage.impact(uow, identity, settings, approval.entity_key)["kpis"]
         return views.RequestView.of(approval, live, impact)
 
@@ -326,13 +360,16 @@ async def _request_page(
         error = f"{view.approval.entity_key} {STALE} ({conflict})" if view.stale else conflict
     return render(
         request,
-        "approval.html",
+        "change_set.html" if isinstance(view, views.ChangeSetView) else "approval.html",
         status,
         identity,
         view=view,
         error=error,
         evidence=evidence,
         evidence_error=evidence_error,
+        deadline=settings.approval_deadlines.deadline(
+            view.approval.tier, view.approval.requested_at
+        ),
         now=dt.datetime.now(dt.UTC),
     )
 
@@ -343,7 +380,7 @@ async def _request_page(
 @router.get("/entities/{key:path}")
 async def entity_page(request: Request, key: str) -> Response:
     def load(uow: UnitOfWork, identity: Identity) -> dict[str, Any]:
-        for entity_type in EntityType:
+        for entity_type in CATALOG_ENTITY_TYPES:
             try:
                 entity = catalog.get_entity(uow, identity, key, entity_type)
                 break

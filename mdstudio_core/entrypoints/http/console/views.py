@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from mdstudio_core.domain.approvals import Approval
+from mdstudio_core.domain.change_sets import ChangeSet
+from mdstudio_core.domain.deadlines import ApprovalDeadlines
 from mdstudio_core.domain.diff import EntityDiff, diff_entity
 from mdstudio_core.domain.errors import InvalidInput
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, LiveEntity
@@ -77,6 +80,85 @@ class RequestView:
     @property
     def pending(self) -> bool:
         return self.approval.status is ApprovalStatus.PENDING
+
+
+# A change set's page shows the first items' changes open; the others are collapsed.
+OPEN_ITEMS = 50
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item of a change set: its number, its request, its changes (against the state it
+    was submitted against) and whether its entity moved on since."""
+
+    number: int
+    item: Approval
+    diff: EntityDiff
+    stale: bool
+
+    @property
+    def open(self) -> bool:
+        return self.number <= OPEN_ITEMS
+
+
+@dataclass(frozen=True)
+class ChangeSetView:
+    """A change set as its page shows it: the set's request, each item with its diff, and the
+    combined impact (every KPI any item endangers)."""
+
+    approval: Approval
+    items: list[ItemView]
+    impact: list[dict[str, Any]]
+
+    @classmethod
+    def of(
+        cls,
+        change_set: ChangeSet,
+        live: Mapping[tuple[EntityType, str], LiveEntity],
+        impact: list[dict[str, Any]],
+    ) -> ChangeSetView:
+        stale = set(change_set.stale_items(live)) if change_set.pending else set()
+        return cls(
+            approval=change_set.approval,
+            impact=impact,
+            items=[
+                ItemView(
+                    number, item, diff_entity(item.current_state, item.payload), number in stale
+                )
+                for number, item in enumerate(change_set.items, 1)
+            ],
+        )
+
+    @property
+    def stale(self) -> bool:
+        return any(item.stale for item in self.items)
+
+    @property
+    def pending(self) -> bool:
+        return self.approval.status is ApprovalStatus.PENDING
+
+    @property
+    def collapsed(self) -> int:
+        return max(len(self.items) - OPEN_ITEMS, 0)
+
+
+def inbox_row(
+    summary: Mapping[str, Any],
+    deadlines: ApprovalDeadlines,
+    now: dt.datetime,
+    items: Mapping[Any, int],
+    endorsements: Mapping[Any, Sequence[Any]],
+) -> dict[str, Any]:
+    """An inbox row: the listing's fields, its deadline and whether it passed, a change set's
+    item count, and who endorsed it so far."""
+    return {
+        **summary,
+        "deadline": deadlines.deadline(summary["tier"], summary["requested_at"]),
+        "overdue": summary["status"] == ApprovalStatus.PENDING.value
+        and deadlines.overdue(summary["tier"], summary["requested_at"], now),
+        "items": items.get(summary["id"]),
+        "endorsed_by": [e.user for e in endorsements.get(summary["id"], ())],
+    }
 
 
 @dataclass(frozen=True)
