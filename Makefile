@@ -9,7 +9,7 @@ DEV_ENV := MDSTUDIO_HOME=$(MDSTUDIO_HOME) \
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(MDSTUDIO_HOME)/dagster} \
 	MDSTUDIO_DATABASE_URL=$${MDSTUDIO_DATABASE_URL:-sqlite:///$(MDSTUDIO_HOME)/mdstudio.db}
 
-.PHONY: install lock demo dev test lint bench mutation clean
+.PHONY: install lock demo dev test lint bench mutation clean instance-config
 
 install: $(INSTALLED)
 
@@ -44,6 +44,12 @@ dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when 
 	$(DEV_ENV) $(BIN)/python -m mdstudio_pipelines.instance dagster.yaml
 	$(DEV_ENV) $(BIN)/mdstudio db upgrade
 	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+# The queue, retry and monitoring blocks of dagster.yaml, deploy/compose/dagster.yaml and
+# deploy/helm/values.yaml, written from mdstudio_pipelines/instance.py (the one place they are
+# set); tests/test_instance_config.py fails when a committed block differs.
+instance-config: install  ## regenerate the committed instance configs' generated blocks
+	$(BIN)/python -m mdstudio_pipelines.instance --committed
 
 test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
 	$(BIN)/pytest

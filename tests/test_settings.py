@@ -36,6 +36,8 @@ def test_defaults(tmp_path, monkeypatch):
     assert settings.sensor_max_events == 2000
     assert settings.store_timeouts == StoreTimeouts(statement_s=30.0, lock_s=10.0)
     assert settings.sources == {}
+    assert settings.source_max_concurrent_runs == 1
+    assert settings.source_run_limit("anything") == 1
 
 
 @pytest.mark.parametrize(
@@ -114,6 +116,8 @@ def test_each_variable_is_read_by_its_name(variable, value, read):
         ("MDSTUDIO_DAGSTER_STORAGE_URL", "postgresql://dagster@db/dagster"),
         ("MDSTUDIO_DATABASE_URL", "not a url"),
         ("MDSTUDIO_SOURCE_WH_TENANTS", "acme"),
+        ("MDSTUDIO_SOURCE_MAX_CONCURRENT_RUNS", "0"),
+        ("MDSTUDIO_SOURCE_WH_MAX_CONCURRENT_RUNS", "many"),
     ],
 )
 def test_a_malformed_value_names_its_variable(variable, value):
@@ -188,3 +192,17 @@ def test_a_source_url_is_checked_when_the_source_is_used():
     with pytest.raises(warehouse.SourceUnavailable, match="MDSTUDIO_SOURCE_WH_URL") as caught:
         warehouse.get_engine("wh", settings.sources)
     assert "nonsense" not in str(caught.value)
+
+
+def test_a_source_limit_of_its_own_and_the_default_for_the_rest():
+    settings = Settings.from_env(
+        {
+            "MDSTUDIO_SOURCE_MAX_CONCURRENT_RUNS": "2",
+            "MDSTUDIO_SOURCE_BIG_MAX_CONCURRENT_RUNS": "5",
+            "MDSTUDIO_SOURCE_BIG_URL": "sqlite://",
+        }
+    )
+    assert settings.source_run_limits == {"BIG": 5}
+    assert settings.sources == {"BIG": "sqlite://"}
+    assert settings.source_run_limit("big") == settings.source_run_limit("BIG") == 5
+    assert settings.source_run_limit("small") == 2
