@@ -188,6 +188,7 @@ class Settings(BaseModel):
     notify_interval_seconds: Count = 15
     notify_allowed_hosts: HostList | None = None
     metrics_token: str | None = None
+    idempotency_key_hours: Annotated[float, Field(ge=24)] = 24.0
     source_max_concurrent_runs: Count = 1
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
@@ -309,6 +310,12 @@ class Settings(BaseModel):
         """`text` as it may leave the process: no credentials of any URL in it, nor any piece
         of the passwords of the store and sources configured here (`scrub`)."""
         return scrub(text, [self.database_url, self.dagster_storage_url, *self.sources.values()])
+
+    @property
+    def idempotency_key_lifetime(self) -> dt.timedelta:
+        """How long the answer of a request sent with an `Idempotency-Key` is kept
+        (`MDSTUDIO_IDEMPOTENCY_KEY_HOURS`, at least a day)."""
+        return dt.timedelta(hours=self.idempotency_key_hours)
 
     def source_run_limit(self, source: str) -> int:
         """Profiling runs of warehouse source `source` Dagster runs at once at most:
