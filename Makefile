@@ -9,7 +9,7 @@ DEV_ENV := MDSTUDIO_HOME=$(MDSTUDIO_HOME) \
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(MDSTUDIO_HOME)/dagster} \
 	MDSTUDIO_DATABASE_URL=$${MDSTUDIO_DATABASE_URL:-sqlite:///$(MDSTUDIO_HOME)/mdstudio.db}
 
-.PHONY: install lock demo dev test lint bench mutation clean instance-config
+.PHONY: install lock demo dev test lint bench mutation clean instance-config image drill
 
 install: $(INSTALLED)
 
@@ -50,6 +50,15 @@ dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when 
 # set); tests/test_instance_config.py fails when a committed block differs.
 instance-config: install  ## regenerate the committed instance configs' generated blocks
 	$(BIN)/python -m mdstudio_pipelines.instance --committed
+
+# One image for every role (Dockerfile). Without a registry (as here) the base is built from
+# Debian's packages with debootstrap, and the packages come from a wheelhouse made on the host
+# from requirements.lock (tools/image.sh).
+IMAGE ?= mdstudio:latest
+BASE ?= python:3.11-slim-bookworm
+
+image: install  ## the image for every role; starts dockerd when it is not running
+	IMAGE=$(IMAGE) BASE=$(BASE) tools/image.sh
 
 test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
 	$(BIN)/pytest
