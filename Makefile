@@ -60,6 +60,15 @@ BASE ?= python:3.11-slim-bookworm
 image: install  ## the image for every role; starts dockerd when it is not running
 	IMAGE=$(IMAGE) BASE=$(BASE) tools/image.sh
 
+# The Docker drills (tests/deploy, marked `docker`; `make test` leaves them out): the image, and
+# the Compose deployment in containers broken on purpose. Each drill's figures go to
+# build/drills/results.txt, printed at the end. MDSTUDIO_REQUIRE_DOCKER=1 makes a missing Docker
+# a failure (CI).
+drill: install  ## the image and the failure drills in Docker (about 15 minutes)
+	rm -f build/drills/results.txt
+	$(BIN)/pytest -m docker -p no:randomly tests/deploy
+	cat build/drills/results.txt
+
 test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
 	$(BIN)/pytest
 

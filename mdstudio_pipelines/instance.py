@@ -212,10 +212,14 @@ def main(argv: list[str]) -> None:
     """`python -m mdstudio_pipelines.instance [TEMPLATE]`: write `$DAGSTER_HOME/dagster.yaml`
     from TEMPLATE (default `dagster.yaml`) and this environment's settings.
     `python -m mdstudio_pipelines.instance --committed`: regenerate the committed files' blocks
-    (`make instance-config`)."""
+    (`make instance-config`). `python -m mdstudio_pipelines.instance --helm`: print the Helm
+    values' block for this environment's settings (per-source limits)."""
     if argv[:1] == ["--committed"]:
         for path in write_committed(Path.cwd()):
             print(f"rewrote {path}")
+        return
+    if argv[:1] == ["--helm"]:
+        print(generated_block(Settings.from_env(), "helm", 2), end="")
         return
     template = Path(argv[0] if argv else "dagster.yaml")
     print(prepare(template, Settings.from_env()))
