@@ -38,8 +38,9 @@ def record(drill: str, figures: str) -> None:
         results.write(f"{time.strftime('%Y-%m-%d %H:%M')} {drill}: {figures}\n")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One deployment for the drills of this module, down before any other test runs."""
     # PostgreSQL from Debian's packages, built once (about 2 minutes) and kept.
     script = Path(__file__).parent / "postgres_image.sh"
     subprocess.run([str(script), POSTGRES_IMAGE], check=True, capture_output=True)
