@@ -9,7 +9,7 @@ DEV_ENV := MDSTUDIO_HOME=$(MDSTUDIO_HOME) \
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(MDSTUDIO_HOME)/dagster} \
 	MDSTUDIO_DATABASE_URL=$${MDSTUDIO_DATABASE_URL:-sqlite:///$(MDSTUDIO_HOME)/mdstudio.db}
 
-.PHONY: install lock demo dev test lint bench mutation clean
+.PHONY: install lock demo dev test lint bench mutation clean instance-config image drill
 
 install: $(INSTALLED)
 
@@ -47,6 +47,30 @@ dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when 
 	$(DEV_ENV) $(BIN)/python -m mdstudio_pipelines.instance dagster.yaml
 	$(DEV_ENV) $(BIN)/mdstudio db upgrade
 	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+# The queue, retry and monitoring blocks of dagster.yaml, deploy/compose/dagster.yaml and
+# deploy/helm/values.yaml, written from mdstudio_pipelines/instance.py (the one place they are
+# set); tests/test_instance_config.py fails when a committed block differs.
+instance-config: install  ## regenerate the committed instance configs' generated blocks
+	$(BIN)/python -m mdstudio_pipelines.instance --committed
+
+# One image for every role (Dockerfile). Without a registry (as here) the base is built from
+# Debian's packages with debootstrap, and the packages come from a wheelhouse made on the host
+# from requirements.lock (tools/image.sh).
+IMAGE ?= mdstudio:latest
+BASE ?= python:3.11-slim-bookworm
+
+image: install  ## the image for every role; starts dockerd when it is not running
+	IMAGE=$(IMAGE) BASE=$(BASE) tools/image.sh
+
+# The Docker drills (tests/deploy, marked `docker`; `make test` leaves them out): the image, and
+# the Compose deployment in containers broken on purpose. Each drill's figures go to
+# build/drills/results.txt, printed at the end. MDSTUDIO_REQUIRE_DOCKER=1 makes a missing Docker
+# a failure (CI).
+drill: install  ## the image and the failure drills in Docker (about 15 minutes)
+	rm -f build/drills/results.txt
+	$(BIN)/pytest -m docker -p no:randomly tests/deploy
+	cat build/drills/results.txt
 
 test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
 	$(BIN)/pytest

@@ -36,10 +36,16 @@ from mdstudio_core.domain.quality import QualityThresholds
 
 PREFIX = "MDSTUDIO_"
 SOURCE_VARIABLE = re.compile(
-    r"^MDSTUDIO_SOURCE_(?P<name>[A-Za-z_][A-Za-z0-9_]*)_(?P<part>URL|TENANTS|SCHEMAS)$"
+    r"^MDSTUDIO_SOURCE_(?P<name>[A-Za-z_][A-Za-z0-9_]*)_"
+    r"(?P<part>URL|TENANTS|SCHEMAS|MAX_CONCURRENT_RUNS)$"
 )
 # The field of `Settings` each part of a source's configuration goes to.
-SOURCE_FIELDS = {"URL": "sources", "TENANTS": "source_tenants", "SCHEMAS": "source_schemas"}
+SOURCE_FIELDS = {
+    "URL": "sources",
+    "TENANTS": "source_tenants",
+    "SCHEMAS": "source_schemas",
+    "MAX_CONCURRENT_RUNS": "source_run_limits",
+}
 
 Positive = Annotated[float, Field(gt=0)]
 Percent = Annotated[float, Field(gt=0, le=100)]
@@ -146,7 +152,8 @@ class Settings(BaseModel):
     """mdstudio's configuration. Each field `name` is the variable `MDSTUDIO_<NAME>`. The
     warehouse sources are keyed by upper-cased name: `sources` from `MDSTUDIO_SOURCE_<NAME>_URL`
     (checked when a source is used, so one malformed source fails only its own tables),
-    `source_tenants` and `source_schemas` from `..._TENANTS` and `..._SCHEMAS`."""
+    `source_tenants`, `source_schemas` and `source_run_limits` from `..._TENANTS`,
+    `..._SCHEMAS` and `..._MAX_CONCURRENT_RUNS`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -193,6 +200,8 @@ class Settings(BaseModel):
     notify_allowed_hosts: HostList | None = None
     notify_allow_private: bool = False
     metrics_token: str | None = None
+    idempotency_key_hours: Annotated[float, Field(ge=24)] = 24.0
+    source_max_concurrent_runs: Count = 1
     tier1_profiling_cron: str = "0 2 * * *"
     tier2_profiling_cron: str = "0 3 * * 0"
     dagster_storage_url: str | None = None
@@ -200,6 +209,7 @@ class Settings(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict)
     source_tenants: dict[str, TenantList] = Field(default_factory=dict)
     source_schemas: dict[str, SchemaList] = Field(default_factory=dict)
+    source_run_limits: dict[str, Count] = Field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -338,6 +348,17 @@ class Settings(BaseModel):
         """`text` as it may leave the process: no credentials of any URL in it, nor any piece
         of the passwords of the store and sources configured here (`scrub`)."""
         return scrub(text, [self.database_url, self.dagster_storage_url, *self.sources.values()])
+
+    @property
+    def idempotency_key_lifetime(self) -> dt.timedelta:
+        """How long the answer of a request sent with an `Idempotency-Key` is kept
+        (`MDSTUDIO_IDEMPOTENCY_KEY_HOURS`, at least a day)."""
+        return dt.timedelta(hours=self.idempotency_key_hours)
+
+    def source_run_limit(self, source: str) -> int:
+        """Profiling runs of warehouse source `source` Dagster runs at once at most:
+        `MDSTUDIO_SOURCE_<NAME>_MAX_CONCURRENT_RUNS`, else `MDSTUDIO_SOURCE_MAX_CONCURRENT_RUNS`."""
+        return self.source_run_limits.get(source.upper(), self.source_max_concurrent_runs)
 
     def source_url(self, source: str) -> str | None:
         return self.sources.get(source.upper())

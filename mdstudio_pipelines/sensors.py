@@ -265,7 +265,8 @@ def _run_request(
         tags={
             "mdstudio/tenant": str(tenant_id),
             "mdstudio/tier": min(b.tier for b in chunk).value,
-            "mdstudio/source": source,
+            # Lower-cased: the queue's per-source limits match the tag's exact value.
+            "mdstudio/source": source.lower(),
             "mdstudio/tables": str(len(chunk)),
             "mdstudio/entities": str(len(entities)),
             "mdstudio/trigger": ",".join(sorted({e.candidate.trigger.value for e in entities})),

@@ -41,6 +41,8 @@ def test_defaults(tmp_path, monkeypatch):
     assert settings.api_docs is False
     assert (settings.preview_concurrency, settings.preview_timeout_seconds) == (2, 60.0)
     assert settings.preview_limits(Tier.TIER1) == ProfileLimits(60.0, None)
+    assert settings.source_max_concurrent_runs == 1
+    assert settings.source_run_limit("anything") == 1
 
 
 @pytest.mark.parametrize(
@@ -145,6 +147,8 @@ def test_each_variable_is_read_by_its_name(variable, value, read):
         ("MDSTUDIO_PREVIEW_CONCURRENCY", "many"),
         ("MDSTUDIO_PREVIEW_TIMEOUT_SECONDS", "-5"),
         ("MDSTUDIO_PREVIEW_TIMEOUT_SECONDS", "forever"),
+        ("MDSTUDIO_SOURCE_MAX_CONCURRENT_RUNS", "0"),
+        ("MDSTUDIO_SOURCE_WH_MAX_CONCURRENT_RUNS", "many"),
     ],
 )
 def test_a_malformed_value_names_its_variable(variable, value):
@@ -234,3 +238,17 @@ def test_a_source_url_is_checked_when_the_source_is_used():
     with pytest.raises(warehouse.SourceUnavailable, match="MDSTUDIO_SOURCE_WH_URL") as caught:
         warehouse.get_engine("wh", settings.sources)
     assert "nonsense" not in str(caught.value)
+
+
+def test_a_source_limit_of_its_own_and_the_default_for_the_rest():
+    settings = Settings.from_env(
+        {
+            "MDSTUDIO_SOURCE_MAX_CONCURRENT_RUNS": "2",
+            "MDSTUDIO_SOURCE_BIG_MAX_CONCURRENT_RUNS": "5",
+            "MDSTUDIO_SOURCE_BIG_URL": "sqlite://",
+        }
+    )
+    assert settings.source_run_limits == {"BIG": 5}
+    assert settings.sources == {"BIG": "sqlite://"}
+    assert settings.source_run_limit("big") == settings.source_run_limit("BIG") == 5
+    assert settings.source_run_limit("small") == 2

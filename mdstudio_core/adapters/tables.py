@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -296,6 +297,25 @@ server_keys = Table(
     Column("name", String(64), primary_key=True),
     Column("secret", String(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The answers of requests sent with an `Idempotency-Key`, per tenant: a retry with the same key
+# gets the stored answer instead of doing the work again. The row is written in the transaction
+# that does the work, so a committed key always has its answer; a second request with the key
+# waits on the first's uncommitted row (PostgreSQL) or the write lock (SQLite). Kept until
+# `expires_at` (`MDSTUDIO_IDEMPOTENCY_KEY_HOURS` after it was first used), then purged.
+idempotency_keys = Table(
+    "mdm_idempotency_key",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status_code", Integer),
+    Column("response_body", LargeBinary),
+    Column("location", String(500)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_mdm_idempotency_key_expiry", "expires_at"),
 )
 
 # Quality incidents: at most one that is not resolved per entity (a partial unique index, which

@@ -3,6 +3,8 @@ not at all. Services open one per command."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
@@ -15,6 +17,7 @@ from mdstudio_core.adapters.repositories import (
     ConsumerCursors,
     EntityRepository,
     EventOutbox,
+    IdempotencyKeyRepository,
     IncidentRepository,
     LineageRepository,
     NotificationRepository,
@@ -38,6 +41,7 @@ class UnitOfWork:
     console_sessions: ConsoleSessionRepository
     entities: EntityRepository
     events: EventOutbox
+    idempotency_keys: IdempotencyKeyRepository
     incidents: IncidentRepository
     lineage: LineageRepository
     notifications: NotificationRepository
@@ -50,6 +54,7 @@ class UnitOfWork:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._depth = 0
+        self._commits_held = False
 
     def __enter__(self) -> UnitOfWork:
         if self._depth == 0:
@@ -60,6 +65,7 @@ class UnitOfWork:
             self.console_sessions = ConsoleSessionRepository(self.connection)
             self.entities = EntityRepository(self.connection)
             self.events = EventOutbox(self.connection)
+            self.idempotency_keys = IdempotencyKeyRepository(self.connection)
             self.incidents = IncidentRepository(self.connection)
             self.lineage = LineageRepository(self.connection)
             self.notifications = NotificationRepository(self.connection)
@@ -72,7 +78,19 @@ class UnitOfWork:
         return self
 
     def commit(self) -> None:
-        self._transaction.commit()
+        if not self._commits_held:
+            self._transaction.commit()
+
+    @contextlib.contextmanager
+    def held_commits(self) -> Iterator[None]:
+        """Inside, `commit()` does nothing: the commands run there and what the caller writes
+        after them commit together, at the caller's own `commit()` (an idempotency key's answer
+        is stored in the transaction that did the work)."""
+        self._commits_held = True
+        try:
+            yield
+        finally:
+            self._commits_held = False
 
     def __exit__(
         self,

@@ -25,12 +25,18 @@ from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.catalog import MAX_PAGE_SIZE, MAX_POSITION
 
 
+def json_bytes(content: Any) -> bytes:
+    """JSON via orjson, straight from the domain's records (dataclasses, UUIDs, datetimes,
+    enums)."""
+    return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
 class JsonResponse(JSONResponse):
     """JSON via orjson, straight from the domain's records (dataclasses, UUIDs, datetimes,
     enums): no model pass (the documented shapes are checked by the schemathesis tests)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return json_bytes(content)
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

@@ -9,8 +9,17 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
 from mdstudio_core.domain.approvals import Approval
-from mdstudio_core.domain.model import TERM_PATTERN, ApprovalStatus, EntityType, Lane, Tier
+from mdstudio_core.domain.idempotency import Answer
+from mdstudio_core.domain.model import (
+    TERM_PATTERN,
+    ApprovalStatus,
+    EntityType,
+    Identity,
+    Lane,
+    Tier,
+)
 from mdstudio_core.entrypoints.http.auth import Caller, call
+from mdstudio_core.entrypoints.http.idempotency import IdempotencyKey, answer
 from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
 from mdstudio_core.entrypoints.http.schemas import (
     ApprovalOut,
@@ -20,9 +29,11 @@ from mdstudio_core.entrypoints.http.schemas import (
     Limit,
     Offset,
     Rejection,
+    json_bytes,
     page,
 )
 from mdstudio_core.service_layer import approvals
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], default_response_class=JsonResponse)
 
@@ -55,15 +66,22 @@ Include = Annotated[
         }
     },
 )
-async def submit_approval(request: Request, caller: Caller) -> Response:
+async def submit_approval(
+    request: Request, caller: Caller, idempotency_key: IdempotencyKey = None
+) -> Response:
     """Submit a change request; the payload's schema depends on `entity_type` (README).
 
     The body is parsed here and validated once, by the service (bounded in depth and size
     before anything recursive touches it)."""
     raw = parse_json(await request.body())
-    approval = await call(approvals.submit, caller, raw, request.app.state.settings)
-    location = request.app.url_path_for("get_approval", approval_id=str(approval.id))
-    return JsonResponse(approval, status_code=201, headers={"Location": location})
+    settings = request.app.state.settings
+
+    def submitted(uow: UnitOfWork, identity: Identity) -> Answer:
+        approval = approvals.submit(uow, identity, raw, settings)
+        location = request.app.url_path_for("get_approval", approval_id=str(approval.id))
+        return Answer(201, json_bytes(approval), str(location))
+
+    return await answer(caller, request, idempotency_key, submitted)
 
 
 @router.get("", responses=documented(ApprovalPage, *AUTHED))
@@ -110,25 +128,50 @@ async def approve_approval(
     request: Request,
     caller: Caller,
     decision: Annotated[Decision | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Approve and apply (the required role; never one's own request; 409 if stale)."""
     reason = decision.reason if decision else None
     settings = request.app.state.settings
-    return JsonResponse(await call(approvals.approve, caller, approval_id, reason, settings))
+
+    def approved(uow: UnitOfWork, identity: Identity) -> Answer:
+        return _decided(approvals.approve(uow, identity, approval_id, reason, settings))
+
+    return await answer(caller, request, idempotency_key, approved)
 
 
 @router.post("/{approval_id}/reject", responses=DECIDED)
-async def reject_approval(approval_id: uuid.UUID, caller: Caller, rejection: Rejection) -> Response:
+async def reject_approval(
+    approval_id: uuid.UUID,
+    request: Request,
+    caller: Caller,
+    rejection: Rejection,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Reject with a reason (the required role; never one's own request)."""
-    return JsonResponse(await call(approvals.reject, caller, approval_id, rejection.reason))
+
+    def rejected(uow: UnitOfWork, identity: Identity) -> Answer:
+        return _decided(approvals.reject(uow, identity, approval_id, rejection.reason))
+
+    return await answer(caller, request, idempotency_key, rejected)
 
 
 @router.post("/{approval_id}/cancel", responses=DECIDED)
 async def cancel_approval(
     approval_id: uuid.UUID,
+    request: Request,
     caller: Caller,
     decision: Annotated[Decision | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Withdraw one's own pending request."""
     reason = decision.reason if decision else None
-    return JsonResponse(await call(approvals.cancel, caller, approval_id, reason))
+
+    def cancelled(uow: UnitOfWork, identity: Identity) -> Answer:
+        return _decided(approvals.cancel(uow, identity, approval_id, reason))
+
+    return await answer(caller, request, idempotency_key, cancelled)
+
+
+def _decided(approval: Approval) -> Answer:
+    return Answer(200, json_bytes(approval))
