@@ -5,7 +5,6 @@ Dagster's run records, through PostgreSQL published on the host's loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -32,7 +31,6 @@ from tests.factories import person
 ROOT = Path(__file__).parents[2]
 DRILLS = Path(__file__).parent
 POSTGRES_IMAGE = "mdstudio-drill-postgres:15"
-TABLE = "orders"
 
 
 def compose_command() -> list[str]:
@@ -234,13 +232,3 @@ class Stack:
     def runs(self, tenant: uuid.UUID) -> list[dg.DagsterRun]:
         assert self.instance is not None
         return list(self.instance.get_runs(dg.RunsFilter(tags={"mdstudio/tenant": str(tenant)})))
-
-
-@contextlib.contextmanager
-def stopped(stack: Stack, service: str):  # type: ignore[no-untyped-def]
-    """`service`'s container stopped for the block, started again after it."""
-    stack.compose("stop", "-t", "0", service)
-    try:
-        yield
-    finally:
-        stack.compose("start", service)
