@@ -54,7 +54,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from mdstudio_core.config import check_url, source_variable
-from mdstudio_core.domain.model import ColumnRule
+from mdstudio_core.domain.model import Binding, ColumnRule, Incremental
 from mdstudio_core.domain.patterns import PatternError, check_pattern, matches
 from mdstudio_core.domain.quality import Sample
 
@@ -89,6 +89,17 @@ class InvalidPattern(ProfileError):
 
 class ProfileTimeout(ProfileError):
     """The profile ran longer than the tier's statement timeout; no partial result is kept."""
+
+
+class InvalidIncremental(ProfileError):
+    """``binding.incremental`` names a column the table lacks, or one whose values cannot
+    order the rows (or, with ``partition: day``, cannot be read as days). ``field`` is the
+    binding field to fix."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +385,49 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
 
 
 ORDERABLE = {TEXT, ENUM, NUMBER, DATE, DATETIME, TIME}
+# What an incremental column may be: its order is the order rows arrive in, the same in Python
+# and in every warehouse (text is not: its order depends on a collation). A day needs a date.
+INCREMENTAL_KINDS = {NUMBER, DATE, DATETIME}
+DAY_KINDS = {DATE, DATETIME}
+
+
+def incremental_column(table: sa.Table, incremental: Incremental) -> sa.Column[Any]:
+    """The reflected incremental column, or `InvalidIncremental` naming the field to fix."""
+    column = _find_column(table, incremental.column)
+    where = f"{table.schema}.{table.name}" if table.schema else table.name
+    if column is None:
+        available = ", ".join(sorted(c.name for c in table.c))
+        raise InvalidIncremental(
+            f"column {incremental.column} not found in table {where} (columns: {available})",
+            "binding.incremental.column",
+        )
+    kind = column_kind(column.type)
+    if kind not in INCREMENTAL_KINDS:
+        raise InvalidIncremental(
+            f"{column.name} is {_type_name(column.type)}; an incremental column must be a number, "
+            "a date or a date-time (its values must order the rows as they arrive)",
+            "binding.incremental.column",
+        )
+    if incremental.partition == "day" and kind not in DAY_KINDS:
+        raise InvalidIncremental(
+            f"partition day needs a date or date-time column; {column.name} is "
+            f"{_type_name(column.type)}",
+            "binding.incremental.partition",
+        )
+    return column
+
+
+def check_incremental(engine: Engine, binding: Binding) -> None:
+    """Raise `InvalidIncremental` when the binding's incremental column is missing from its
+    table or cannot order it. A table that does not exist (yet) is not judged here."""
+    if binding.incremental is None:
+        return
+    with engine.connect() as connection:
+        try:
+            table = _reflect(connection, binding.schema_, binding.table, binding.source)
+        except TableNotFound:
+            return
+    incremental_column(table, binding.incremental)
 
 
 def _is_number(value: Any) -> bool:
