@@ -161,6 +161,7 @@ class Settings(BaseModel):
     max_payload_bytes: Count = 64 * 1024
     console_session_hours: Positive = 8.0
     min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
+    full_profile_every_days: Positive = 7.0
     tier1_timeout_seconds: Positive = 600.0
     tier2_timeout_seconds: Positive = 600.0
     tier3_timeout_seconds: Positive = 600.0
@@ -262,6 +263,12 @@ class Settings(BaseModel):
     def min_rerun(self) -> dt.timedelta:
         """How soon an entity may be profiled again (`MDSTUDIO_MIN_RERUN_HOURS`)."""
         return dt.timedelta(hours=self.min_rerun_hours)
+
+    @property
+    def full_profile_every(self) -> dt.timedelta:
+        """How often a table bound incrementally is profiled in full all the same
+        (`MDSTUDIO_FULL_PROFILE_EVERY_DAYS`)."""
+        return dt.timedelta(days=self.full_profile_every_days)
 
     @property
     def console_session_lifetime(self) -> dt.timedelta:

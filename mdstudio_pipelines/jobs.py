@@ -49,6 +49,7 @@ class TableConfig(dg.Config):
     canonical_keys: list[str]
     triggers: dict[str, str] = {}
     approval_ids: dict[str, str] = {}
+    full: bool = False  # `mdstudio profiles run --full`: no incremental pass on this table
 
     def targets(self) -> list[ProfileTarget]:
         return [
@@ -56,6 +57,7 @@ class TableConfig(dg.Config):
                 key,
                 Trigger(self.triggers.get(key, Trigger.MANUAL)),
                 uuid.UUID(self.approval_ids[key]) if key in self.approval_ids else None,
+                full=self.full,
             )
             for key in self.canonical_keys
         ]

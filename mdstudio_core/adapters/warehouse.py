@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import random
 import sqlite3
 import threading
@@ -287,8 +288,16 @@ def _sqlite_regexp(pattern: str | None, value: Any) -> int | None:
     return 1 if matches(pattern, value) else 0
 
 
+def _sqlite_checksum(*values: Any) -> int:
+    """A 62-bit hash of a row's values (type and value), for the incremental safety net: a
+    sum of these over the settled rows changes when any of those rows does."""
+    text = repr(tuple((type(value).__name__, value) for value in values)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 2
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+    dbapi_connection.create_function("mdstudio_checksum", -1, _sqlite_checksum, deterministic=True)
 
 
 def _sqlite_regex(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
@@ -499,7 +508,7 @@ class ColumnMetrics:
     data_type: str
     n: int
     non_null: int
-    distinct: int
+    distinct: int | None
     valid: int | None
     min: Any
     max: Any
@@ -521,6 +530,7 @@ class TableMetrics:
     sample: Sample | None
     duration_ms: int
     profiled_at: dt.datetime
+    rows_read: int | None = None
 
 
 @dataclass(frozen=True)
@@ -783,20 +793,9 @@ def _sorted_branch(
     ).select_from(source)
 
 
-def build_profile_statements(
-    table: sa.Table,
-    rules: Sequence[ColumnRule],
-    dialect_name: str,
-    *,
-    sample_percent: float | None = None,
-    sample_seed: int = 0,
-    high_cardinality: set[str] | frozenset[str] = frozenset(),
-    unique_by_constraint: set[str] | frozenset[str] = frozenset(),
-) -> ProfileStatements:
-    """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
-    benchmark and for tests that inspect the SQL. Columns in ``high_cardinality`` get the sorted
-    shape; columns in ``unique_by_constraint`` get no distinct branch at all."""
-    hooks = hooks_for(dialect_name)
+def build_specs(table: sa.Table, rules: Sequence[ColumnRule]) -> list[_Spec]:
+    """One spec per rule: its column (`ColumnNotFound` naming the missing ones), kind, and
+    the rules that apply to its type."""
     specs: list[_Spec] = []
     missing: list[str] = []
     for index, rule in enumerate(rules):
@@ -817,6 +816,52 @@ def build_profile_statements(
         raise ColumnNotFound(
             f"column {', '.join(missing)} not found in table {where} (columns: {available})"
         )
+    return specs
+
+
+def column_metrics(
+    spec: _Spec,
+    row_count: int,
+    non_null: int,
+    distinct: int | None,
+    valid: int | None,
+    low: Any,
+    high: Any,
+) -> ColumnMetrics:
+    """A spec's measured counts, with the notes on what could not be measured or applied."""
+    notes = [f"validity rule not applied: {p}" for p in spec.problems] + spec.notes
+    if spec.kind not in ORDERABLE:
+        notes.append(f"min/max not measured: {spec.type_name} has no order")
+    return ColumnMetrics(
+        name=spec.rule.name,
+        data_type=spec.type_name,
+        n=row_count,
+        non_null=non_null,
+        distinct=distinct,
+        valid=valid,
+        min=low,
+        max=high,
+        rules=spec.applied,
+        rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
+        notes=notes,
+    )
+
+
+def build_profile_statements(
+    table: sa.Table,
+    rules: Sequence[ColumnRule],
+    dialect_name: str,
+    *,
+    sample_percent: float | None = None,
+    sample_seed: int = 0,
+    high_cardinality: set[str] | frozenset[str] = frozenset(),
+    unique_by_constraint: set[str] | frozenset[str] = frozenset(),
+) -> ProfileStatements:
+    """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
+    benchmark and for tests that inspect the SQL. Columns in ``high_cardinality`` get the sorted
+    shape; columns in ``unique_by_constraint`` get no distinct branch at all."""
+    hooks = hooks_for(dialect_name)
+    specs = build_specs(table, rules)
     source: sa.FromClause = table
     if sample_percent is not None:
         if hooks.sample is None:
@@ -997,9 +1042,6 @@ def measure_table(
     columns: list[ColumnMetrics] = []
     for spec in statements.specs:
         i = spec.index
-        notes = [f"validity rule not applied: {p}" for p in spec.problems] + spec.notes
-        if spec.kind not in ORDERABLE:
-            notes.append(f"min/max not measured: {spec.type_name} has no order")
         if i in statements.grouped:
             row = branches[i]
             non_null, distinct = int(row["nn"]), int(row["d"])
@@ -1014,21 +1056,7 @@ def measure_table(
             )
             valid = int(totals[f"v_{i}"]) if f"v_{i}" in totals else None
             low, high = totals.get(f"min_{i}"), totals.get(f"max_{i}")
-        columns.append(
-            ColumnMetrics(
-                name=spec.rule.name,
-                data_type=spec.type_name,
-                n=row_count,
-                non_null=non_null,
-                distinct=distinct,
-                valid=valid,
-                min=low,
-                max=high,
-                rules=spec.applied,
-                rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
-                notes=notes,
-            )
-        )
+        columns.append(column_metrics(spec, row_count, non_null, distinct, valid, low, high))
     sample = (
         Sample(
             method=f"TABLESAMPLE SYSTEM REPEATABLE ({seed})", percent=sample_percent, rows=row_count
@@ -1036,6 +1064,8 @@ def measure_table(
         if sample_percent is not None
         else None
     )
+    # Each statement, and each branch of the distinct pass, reads every row.
+    scans = 1 + len(statements.grouped) + len(statements.sorted_columns)
     return TableMetrics(
         row_count=row_count,
         columns=columns,
@@ -1044,4 +1074,5 @@ def measure_table(
         sample=sample,
         duration_ms=int((time.perf_counter() - started) * 1000),
         profiled_at=profiled_at,
+        rows_read=row_count * scans,
     )

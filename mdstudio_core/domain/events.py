@@ -113,6 +113,7 @@ class ProfileRequested(_EventPayload):
     trigger: Literal[Trigger.MANUAL]
     force: bool
     requested_by: str
+    full: bool = False
 
 
 class ProfileCompleted(_EventPayload):

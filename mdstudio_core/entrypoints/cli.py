@@ -495,6 +495,11 @@ def print_profile(result: dict[str, Any]) -> None:
             "sample",
             "duration_ms",
             "profiled_at",
+            "mode",
+            "watermark_before",
+            "watermark_after",
+            "rows_read",
+            "full_reason",
         ),
     )
     click.echo("")
@@ -541,9 +546,13 @@ def profiles_history(canonical_key: str, limit: int) -> None:
                 "uniqueness",
                 "validity",
                 "row_count",
+                "mode",
+                "watermark_after",
+                "rows_read",
+                "duration_ms",
                 "trigger",
-                "approval_id",
                 "run_id",
+                "full_reason",
             ),
         ),
     )
@@ -552,21 +561,29 @@ def profiles_history(canonical_key: str, limit: int) -> None:
 @profiles_group.command("run")
 @click.argument("canonical_key")
 @click.option("--force", is_flag=True, help="Profile even within the minimum rerun interval.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole table even where binding.incremental allows an incremental pass.",
+)
 @common_options
-def profiles_run(canonical_key: str, force: bool) -> None:
+def profiles_run(canonical_key: str, force: bool, full: bool) -> None:
     """Ask Dagster for a profiling run of one entity (trigger `manual`).
 
     The request is an outbox event: approval_sensor picks it up, applies the cost guards
-    (unless --force) and launches the run; follow it with `mdstudio audit KEY`."""
+    (unless --force) and launches the run; follow it with `mdstudio audit KEY`. A table bound
+    with binding.incremental is profiled incrementally where it can be; --full asks for a full
+    profile (--force keeps its meaning: past the cost guard, incremental where it can be)."""
     event = profile_requests.request_profile(
-        runtime().uow(), identity(), canonical_key, force=force
+        runtime().uow(), identity(), canonical_key, force=force, full=full
     )
     record = jsonable(event)
+    flags = ", ".join(name for name, on in (("forced", force), ("full", full)) if on)
     emit(
         record,
         lambda: click.echo(
             f"profile of {canonical_key} requested (event {event.id}"
-            f"{', forced' if force else ''}); approval_sensor launches it on its next tick"
+            f"{', ' + flags if flags else ''}); approval_sensor launches it on its next tick"
         ),
     )
 
