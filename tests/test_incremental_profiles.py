@@ -55,15 +55,15 @@ class Warehouse:
         self.postgres = self.engine.dialect.name == "postgresql"
         self.next_id = 1
 
-    def create(self, indexed: tuple[str, ...] = ()) -> None:
+    def create(self, indexed: tuple[str, ...] = (), table: str = "events") -> None:
         with self.engine.begin() as connection:
-            connection.exec_driver_sql("DROP TABLE IF EXISTS events")
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
             connection.exec_driver_sql(
-                "CREATE TABLE events (id integer, loaded_at timestamp, email varchar(40), "
+                f"CREATE TABLE {table} (id integer, loaded_at timestamp, email varchar(40), "
                 "amount numeric(10, 2), code varchar(4))"
             )
             for column in indexed:
-                connection.exec_driver_sql(f"CREATE INDEX events_{column} ON events ({column})")
+                connection.exec_driver_sql(f"CREATE INDEX {table}_{column} ON {table} ({column})")
 
     def append(self, count: int, at: dt.datetime, **values: Any) -> None:
         rows = []
@@ -368,3 +368,85 @@ def test_a_state_is_kept_only_if_no_other_pass_kept_one_since(engine, tenant, wh
         assert uow.profile_states.get(tenant, "wh", None, "events")[1] == version + 1
     assert json.loads(json.dumps(state.to_json())) == state.to_json()
     assert Tier.TIER1  # the profiles above were judged at tier1
+
+
+def test_days_are_recorded_by_the_first_full_profile_and_then_by_each_pass(
+    store_url, engine, tenant, wh, monkeypatch
+):
+    for day in range(3):  # 2024-03-01 .. 03, six rows a day from 08:00
+        wh.append(6, T0 + dt.timedelta(days=day))
+    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at", partition="day"))
+    run(engine, tenant, wh)
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    common = ["--tenant", str(tenant), "--user", "c"]
+    days = run_cli(["profiles", "days", KEY, *common, "--json"]).json
+    assert [(d["day"], d["row_count"]) for d in days] == [
+        ("2024-03-01", 6),
+        ("2024-03-02", 6),
+        ("2024-03-03", 6),
+    ]
+    first = days[0]
+    assert set(first) == {"day", "row_count", "quality_score", "columns"}
+    assert set(first["columns"]) == {"id", "email", "amount", "code"}
+    email = first["columns"]["email"]
+    assert (email["non_null"], email["valid"]) == (6, 4)  # every third email is "bad"
+    assert first["columns"]["id"]["distinct"] == 6
+    # The day's score by the one formula, as if the table held that day alone.
+    [alone] = _only_day(wh, "2024-03-01")
+    assert first["quality_score"] == alone.quality_score
+
+    wh.append(2, T0 + dt.timedelta(days=2, hours=5))  # the last day grows
+    wh.append(3, T0 + dt.timedelta(days=3))  # and a new one starts
+    result = run(engine, tenant, wh)
+    assert result.mode == "incremental"
+    days = run_cli(["profiles", "days", KEY, *common, "--json"]).json
+    assert [(d["day"], d["row_count"]) for d in days] == [
+        ("2024-03-01", 6),
+        ("2024-03-02", 6),
+        ("2024-03-03", 8),
+        ("2024-03-04", 3),
+    ]
+    bounded = run_cli(
+        ["profiles", "days", KEY, "--from", "2024-03-02", "--to", "2024-03-03", *common, "--json"]
+    ).json
+    assert [d["day"] for d in bounded] == ["2024-03-02", "2024-03-03"]
+    human = run_cli(["profiles", "days", KEY, "--from", "2024-03-04", *common])
+    assert human.exit_code == 0 and "2024-03-04" in human.stdout and "EMAIL.VALID" in human.stdout
+    bad = run_cli(["profiles", "days", KEY, "--from", "March", *common])
+    assert bad.exit_code == 2 and "from" in bad.stderr
+    reversed_ = run_cli(
+        ["profiles", "days", KEY, "--from", "2024-03-04", "--to", "2024-03-01", *common]
+    )
+    assert reversed_.exit_code == 2
+    assert run_cli(["profiles", "days", "no.such.key", *common]).exit_code == 4
+    other = run_cli(["profiles", "days", KEY, "--tenant", str(uuid.uuid4()), "--user", "c"])
+    assert other.exit_code == 4
+
+
+def test_a_full_profile_drops_days_the_table_no_longer_holds(engine, tenant, wh):
+    for day in range(2):
+        wh.append(3, T0 + dt.timedelta(days=day))
+    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at", partition="day"))
+    run(engine, tenant, wh)
+    wh.run("DELETE FROM events WHERE loaded_at < :day", day=T0 + dt.timedelta(hours=12))
+    assert run(engine, tenant, wh).mode == "full"
+    with UnitOfWork(engine) as uow:
+        assert [d.day.isoformat() for d in uow.profile_days.list(tenant, KEY)] == ["2024-03-02"]
+
+
+def _only_day(wh: Warehouse, day: str) -> list:
+    """The profile of a table holding one day of `events` alone."""
+    wh.create(table="one_day")
+    start = dt.datetime.fromisoformat(day)
+    with wh.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO one_day SELECT * FROM events "
+                "WHERE loaded_at >= :start AND loaded_at < :end"
+            ),
+            {"start": start, "end": start + dt.timedelta(days=1)},
+        )
+    return profile_table(
+        [BoundEntity(KEY, Binding.model_validate({**binding(), "table": "one_day"}))],
+        engine_for=lambda _source: warehouse.create_engine(wh.url),
+    )

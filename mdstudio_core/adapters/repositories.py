@@ -629,9 +629,12 @@ class ProfileStateRepository:
                 "updated_at": at,
             }
             inserted = self._connection.execute(
-                dialect.insert(tables.profile_states).values(values).on_conflict_do_nothing()
+                dialect.insert(tables.profile_states)
+                .values(values)
+                .on_conflict_do_nothing()
+                .returning(column.version)
             )
-            return inserted.rowcount == 1
+            return inserted.first() is not None
         updated = self._connection.execute(
             update(tables.profile_states)
             .where(self._where(tenant_id, source, schema, table), column.version == read_version)

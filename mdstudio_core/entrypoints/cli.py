@@ -8,6 +8,7 @@ the reason; `--json` output goes to standard out.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -556,6 +557,47 @@ def profiles_history(canonical_key: str, limit: int) -> None:
             ),
         ),
     )
+
+
+def _day(value: str | None, option: str) -> dt.date | None:
+    """A --from/--to date (YYYY-MM-DD), else invalid input naming the option."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{value!r} is not a date (YYYY-MM-DD)", field=option) from exc
+
+
+@profiles_group.command("days")
+@click.argument("canonical_key")
+@click.option("--from", "first", help="First day (YYYY-MM-DD), included.")
+@click.option("--to", "last", help="Last day (YYYY-MM-DD), included.")
+@common_options
+def profiles_days(canonical_key: str, first: str | None, last: str | None) -> None:
+    """Each day's counts and score of a field bound with binding.incremental partition day,
+    oldest first (what rule backtests read)."""
+    found = catalog.profile_days(
+        runtime().uow(), identity(), canonical_key, _day(first, "from"), _day(last, "to")
+    )
+    records = [day.as_dict() for day in found]
+
+    def human() -> None:
+        rows = [
+            {
+                **record,
+                **{
+                    f"{name}.valid": column["valid"]
+                    for name, column in record["columns"].items()
+                    if column["valid"] is not None
+                },
+            }
+            for record in records
+        ]
+        names = sorted({key for row in rows for key in row if key.endswith(".valid")})
+        print_table(rows, ("day", "row_count", "quality_score", *names))
+
+    emit(records, human)
 
 
 @profiles_group.command("run")
