@@ -371,9 +371,11 @@ def measure_incremental(
     state: TableState | None = None,
     full_reason: str | None = None,
     now: dt.datetime | None = None,
+    recount: Sequence[dt.date] = (),
 ) -> Increment:
     """Profile `rules` on an incrementally bound table: incrementally from `state` when it is
-    given and the safety net holds, else in full (`full_reason` says why). Raises a
+    given and the safety net holds, else in full (`full_reason` says why). A daily table's
+    `recount` days are read again whole (a backfill of chosen days). Raises a
     `warehouse.ProfileError` subclass for anything that prevents an exact result."""
     now = now or dt.datetime.now(dt.UTC)
     dialect = engine.dialect.name
@@ -412,6 +414,7 @@ def measure_incremental(
                         incremental,
                         now,
                         started,
+                        recount,
                     )
                 except ProfileTimeout as exc:
                     raise ProfileTimeout(
@@ -469,6 +472,7 @@ def _measure(
     incremental: Incremental,
     now: dt.datetime,
     started: float,
+    recount: Sequence[dt.date],
 ) -> Increment:
     dialect = engine.dialect.name
     inc = shape.inc
@@ -502,6 +506,7 @@ def _measure(
             incremental,
             now,
             started,
+            recount,
         )
     except MergeError as exc:
         if mode == FULL:
@@ -523,6 +528,7 @@ def _measure(
             incremental,
             now,
             started,
+            recount,
         )
 
 
@@ -622,6 +628,7 @@ def _pass(
     incremental: Incremental,
     now: dt.datetime,
     started: float,
+    recount: Sequence[dt.date],
 ) -> Increment:
     dialect = engine.dialect.name
     hooks = runner.hooks
@@ -641,6 +648,17 @@ def _pass(
             where = inc >= _day_start(shape.decode(before), inc, shape.inc_kind, dialect)
         else:
             where = inc >= _raw(before, inc, dialect)
+        if daily and recount:
+            where = sa.or_(
+                where,
+                *(
+                    sa.and_(
+                        inc >= _day_start(day, inc, shape.inc_kind, dialect),
+                        inc < _day_start(day + dt.timedelta(days=1), inc, shape.inc_kind, dialect),
+                    )
+                    for day in sorted(set(recount))
+                ),
+            )
     whens: list[tuple[ColumnElement[bool], int]] = []
     if after_value is not None:
         whens.append((inc >= after_value, PART_FRONTIER))

@@ -686,6 +686,22 @@ class ProfileDayRepository:
                 ],
             )
 
+    def first_days(
+        self, entities: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], dt.date]:
+        """The first day recorded of each (tenant, canonical key) that has one: where its
+        table's daily asset starts."""
+        column = tables.profile_days.c
+        found: dict[tuple[uuid.UUID, str], dt.date] = {}
+        for tenant_id, keys in _keys_by_tenant(entities):
+            rows = self._connection.execute(
+                select(column.canonical_key, func.min(column.day))
+                .where(column.tenant_id == tenant_id, column.canonical_key.in_(keys))
+                .group_by(column.canonical_key)
+            )
+            found.update({(tenant_id, key): day for key, day in rows})
+        return found
+
     def list(
         self,
         tenant_id: uuid.UUID,

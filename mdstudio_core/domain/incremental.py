@@ -334,6 +334,7 @@ class ProfileDay:
     columns: Mapping[str, Any]
     profile_id: uuid.UUID | None = None
     updated_at: dt.datetime | None = None
+    tier: str | None = None  # the field's tier when the day was counted (not stored)
 
     def as_dict(self) -> dict[str, Any]:
         return {

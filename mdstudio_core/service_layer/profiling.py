@@ -302,11 +302,13 @@ def profile_for_run(
     engine_for: EngineFor,
     full: bool = False,
     weights: ScoreWeights = DEFAULT_WEIGHTS,
+    days: Sequence[dt.date] = (),
 ) -> TableProfile:
     """Profile one table for a run. A table bound with `binding.incremental` is read
     incrementally from its state when it can be (`domain.incremental.full_reason`, then the
     safety net), measuring the columns of every field bound to it so the state serves them
-    all; `full` asks for a full profile. Other tables are profiled in full, as always."""
+    all; `full` asks for a full profile; a daily table's `days` are counted again whole (a
+    backfill of chosen days). Other tables are profiled in full, as always."""
     source, schema, table = _one_table(entities)
     with uow:
         bound = uow.entities.bound_to_table(tenant_id, source, schema, table)
@@ -365,14 +367,20 @@ def profile_for_run(
         state=None if reason else state,
         full_reason=reason,
         now=now,
+        recount=days,
     )
     results = _results(entities, increment.metrics, position, weights, _how(increment))
     days: dict[str, list[ProfileDay]] = {}
     if incremental.partition == "day":
         columns = {key: increment.metrics.columns[i] for key, i in position.items()}
+        tiers = {live.canonical_key: live.tier.value for live in bound}
         for entity in everyone:
             days[entity.canonical_key] = [
-                _day_record(entity, day, columns, weights, now) for day in increment.days
+                dataclasses.replace(
+                    _day_record(entity, day, columns, weights, now),
+                    tier=tiers.get(entity.canonical_key),
+                )
+                for day in increment.days
             ]
     kept = KeptState(
         table=(source, schema, table),
@@ -526,13 +534,14 @@ class RunOutcome:
     (or no longer) bound, entities whose table failed (with the error), and entities an
     earlier attempt of the same run saved already (a retried step neither scans their table
     again nor reports them twice); and the KPIs whose trust the new profiles changed, as last
-    computed."""
+    computed; and, for a daily table, the days the run read, per field."""
 
     profiles: list[SavedProfile] = field(default_factory=list)
     unbound: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     saved_before: list[str] = field(default_factory=list)
     kpis: dict[str, KpiTrust] = field(default_factory=dict)
+    days: dict[str, list[ProfileDay]] = field(default_factory=dict)
 
 
 def run_profiles(
@@ -543,11 +552,13 @@ def run_profiles(
     *,
     run_id: str,
     engine_for: EngineFor | None = None,
+    days: Sequence[dt.date] = (),
 ) -> RunOutcome:
     """Profile the live bindings of `targets` (one scan per table), save each table's profiles
     in one transaction, and judge them by the quality gate. A table that cannot be profiled
     costs only its own entities their profile (listed in `failed`); the others are saved.
-    Entities `run_id` saved already are skipped, so a retried step saves each profile once."""
+    Entities `run_id` saved already are skipped, so a retried step saves each profile once.
+    `days`: days of daily tables to count again whole (see `profile_for_run`)."""
     engine_for = engine_for or source_engines(settings)
     with uow:
         profiled, not_profiled = load_profiled(
@@ -596,6 +607,7 @@ def run_profiles(
                 limits=limits_for(settings, (tiers[e.canonical_key] for e in group)),
                 engine_for=engine_for,
                 full=any(entity.canonical_key in full for entity in group),
+                days=days,
             )
         except Exception as exc:  # one table's fault must spare the others
             message = _failure_message(settings, exc, group[0].binding)
@@ -607,6 +619,14 @@ def run_profiles(
         saved_profiles, kpis = save_table(
             uow, settings, tenant_id, tiered, run_id, kept=profiled.kept
         )
+        if profiled.kept is not None and profiled.kept.days:
+            ids = {saved.result.canonical_key: saved.profile_id for saved in saved_profiles}
+            outcome.days.update(
+                {
+                    key: [dataclasses.replace(d, profile_id=ids.get(key)) for d in days]
+                    for key, days in profiled.kept.days.items()
+                }
+            )
         outcome.profiles.extend(saved_profiles)
         outcome.kpis.update({trust.canonical_key: trust for trust in kpis})
     return outcome
