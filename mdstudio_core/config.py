@@ -265,12 +265,6 @@ class Settings(BaseModel):
         return dt.timedelta(hours=self.min_rerun_hours)
 
     @property
-    def full_profile_every(self) -> dt.timedelta:
-        """How often a table bound incrementally is profiled in full all the same
-        (`MDSTUDIO_FULL_PROFILE_EVERY_DAYS`)."""
-        return dt.timedelta(days=self.full_profile_every_days)
-
-    @property
     def console_session_lifetime(self) -> dt.timedelta:
         """How long a console sign-in lasts at most (`MDSTUDIO_CONSOLE_SESSION_HOURS`); never
         past its token's expiry."""

@@ -142,6 +142,7 @@ def fresh_full(wh: Warehouse, raw_binding: dict[str, Any]):
 
 
 def test_a_pass_after_an_append_reads_the_new_rows_and_equals_a_full_profile(engine, tenant, wh):
+    wh.create(indexed=("loaded_at",))  # without, every statement reads the whole table
     wh.append(40, T0)
     raw = binding(column="loaded_at")
     approve_metadata(engine, tenant, key=KEY, binding=raw)
@@ -220,8 +221,8 @@ def test_full_when_asked_when_due_and_when_the_binding_changes(engine, tenant, w
     assert (asked.mode, asked.full_reason) == ("full", "asked for (mdstudio profiles run --full)")
     assert run(engine, tenant, wh).mode == "incremental"
 
-    due = run(engine, tenant, wh, MDSTUDIO_FULL_PROFILE_EVERY_DAYS="0.000001")
-    assert due.mode == "full" and "MDSTUDIO_FULL_PROFILE_EVERY_DAYS (1e-06)" in due.full_reason
+    due = run(engine, tenant, wh, MDSTUDIO_FULL_PROFILE_EVERY_DAYS="1e-10")
+    assert due.mode == "full" and "MDSTUDIO_FULL_PROFILE_EVERY_DAYS (1e-10)" in due.full_reason
 
     approve_metadata(engine, tenant, key=KEY, binding=binding(column="id"))
     changed = run(engine, tenant, wh)
@@ -294,6 +295,7 @@ def test_new_values_of_a_unique_column_are_probed_against_the_earlier_rows(
 def test_history_and_the_api_show_how_each_profile_was_taken(
     store_url, engine, tenant, wh, monkeypatch
 ):
+    wh.create(indexed=("loaded_at",))
     wh.append(10, T0)
     approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
     run(engine, tenant, wh)

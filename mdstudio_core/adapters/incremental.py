@@ -5,8 +5,8 @@ table's state (`domain.incremental` says what is kept and why the merge is exact
 One pass, in one read-only repeatable-read transaction (one snapshot), runs:
 
 1. *watermark*: the largest incremental value now (an index answers it at once);
-2. *safety net* (incremental only): the count, min, max (and, on PostgreSQL, exact sum) of the
-   incremental values of the settled rows, which must equal the state's; on PostgreSQL the
+2. *safety net* (incremental only): the count, min and max of the incremental values of the
+   settled rows (an index on the column answers it), which must equal the state's; on PostgreSQL the
    table's change counters (`pg_stat_user_tables`: rows updated or deleted, read before the
    snapshot) and its file (a TRUNCATE or rewrite replaces it) must be unchanged; where those
    counters are missing (SQLite, views, `track_counts` off) a checksum of the settled rows'
@@ -37,7 +37,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mdstudio_core.adapters.warehouse import (
     DATE,
-    NUMBER,
     ORDERABLE,
     ColumnMetrics,
     DialectHooks,
@@ -102,6 +101,8 @@ class Increment:
     state: TableState
     days: list[DayCounts]
     signatures: list[str]
+    # The statements as run, by name (for `bench/incremental.py` to EXPLAIN them).
+    statements: list[tuple[str, sa.Executable]] = field(default_factory=list)
 
     @property
     def window(self) -> tuple[str | None, str | None]:
@@ -115,7 +116,6 @@ class _Group:
     rows: int = 0
     inc_min: Any = None
     inc_max: Any = None
-    inc_sum: Decimal | None = None
     checksum: tuple[int, ...] | None = None
     counts: dict[int, Counts] = field(default_factory=dict)
 
@@ -145,14 +145,32 @@ class _Runner:
             raise ProfileTimeout("no time left for the next statement")
         return remaining
 
-    def rows(self, name: str, statement: sa.Executable, reads: str | None) -> list[RowMapping]:
+    def rows(
+        self,
+        name: str,
+        statement: sa.Executable,
+        reads: str | None,
+        planner: Mapping[str, str] | None = None,
+    ) -> list[RowMapping]:
         """Run `statement`; `reads`: `scan` (the whole table), `range` (the incremental range)
-        or None (an index alone answers it)."""
+        or None (an index alone answers it). `planner`: PostgreSQL settings for this statement
+        alone."""
         self.statements.append((name, statement))
         self.scans += reads == "scan"
         self.ranges += reads == "range"
+        planner = planner if self.connection.dialect.name == "postgresql" else None
         with self.hooks.limits(self.connection, self.budget()):
-            return list(self.connection.execute(statement).mappings())
+            previous = {name: self._set(name, value) for name, value in (planner or {}).items()}
+            found = list(self.connection.execute(statement).mappings())
+            for setting, value in previous.items():
+                self._set(setting, value)
+            return found
+
+    def _set(self, setting: str, value: str) -> str:
+        """Set a planner setting for the rest of the transaction; returns the one it had."""
+        before = self.connection.execute(sa.select(sa.func.current_setting(setting))).scalar_one()
+        self.connection.execute(sa.select(sa.func.set_config(setting, value, True)))
+        return str(before)
 
     def evidence(self, engine: Engine) -> tuple[str, dict[str, dict[str, Any]]]:
         texts: list[str] = []
@@ -236,20 +254,6 @@ def _statistics_reason(
 # -- expressions ---------------------------------------------------------------------------------
 
 
-def _exact_sum(value: ColumnElement[Any], kind: str, dialect: str) -> ColumnElement[Any] | None:
-    """An exact sum of the incremental values (PostgreSQL: numeric arithmetic), or None where
-    the sum could round (floating point) or the dialect has no exact one."""
-    if dialect != "postgresql":
-        return None
-    if kind == NUMBER:
-        if isinstance(value.type, sa.Float):
-            return None
-        return sa.func.sum(sa.cast(value, sa.Numeric))
-    if kind == DATE:
-        return sa.func.sum(sa.cast(value - sa.cast(sa.literal("1970-01-01"), sa.Date), sa.Numeric))
-    return sa.func.sum(sa.cast(sa.extract("epoch", value), sa.Numeric))
-
-
 def _checksum(columns: Sequence[ColumnElement[Any]], dialect: str) -> list[ColumnElement[Any]]:
     """Aggregates whose values change when any of the rows summed changes."""
     if dialect == "sqlite":
@@ -318,7 +322,6 @@ class _Table:
     specs: list[_Spec]
     unique_constraint: frozenset[str]
     indexed: frozenset[str]
-    high_cardinality: frozenset[str]
     types: dict[str, str]
     decode: Callable[[Any], Any]
 
@@ -456,7 +459,6 @@ def _prepare(
         specs=specs,
         unique_constraint=frozenset(_unique_by_constraint(connection, reflected)),
         indexed=_leading_index_columns(connection, reflected),
-        high_cardinality=frozenset(hooks.high_cardinality(connection, reflected)),
         types=types,
         decode=processor or (lambda value: value),
     )
@@ -575,29 +577,31 @@ def _safety_net(
         sa.func.min(inc).label("inc_min"),
         sa.func.max(inc).label("inc_max"),
     ]
-    exact = _exact_sum(inc, shape.inc_kind, dialect)
-    if exact is not None:
-        items.append(exact.label("inc_sum"))
     if checksummed:
         columns = _checksum_columns(shape, shape.table)
         items += [c.label(f"checksum_{i}") for i, c in enumerate(_checksum(columns, dialect))]
     indexed = inc.name in shape.indexed and not checksummed
-    [row] = runner.rows(
-        "safety net",
+    statement = (
         sa.select(*items)
         .select_from(shape.table)
-        .where(_settled_filter(inc, state.watermark, dialect)),
-        None if indexed else "scan",
+        .where(_settled_filter(inc, state.watermark, dialect))
     )
+    if not checksummed and state.watermark is not None:
+        # A range below the watermark and the rows without a value, apart: each is a range
+        # of the index on the column (an OR of the two would read the whole index).
+        below = statement.where(inc < _raw(state.watermark, inc, dialect)).subquery("below")
+        nulls = sa.select(sa.func.count()).select_from(shape.table).where(inc.is_(None))
+        statement = sa.select(
+            (below.c.n + nulls.scalar_subquery()).label("n"), below.c.inc_min, below.c.inc_max
+        )
+    [row] = runner.rows("safety net", statement, None if indexed else "scan")
     label = iso(shape.decode(state.watermark)) or "(no value yet)"
     if row["n"] != settled.rows:
         return (
             f"rows below the watermark {label}: {row['n']} now, {settled.rows} counted "
             "(rows deleted, or arrived late with a value below the watermark)"
         )
-    if (row["inc_min"], row["inc_max"]) != (settled.inc_min, settled.inc_max) or (
-        exact is not None and _text(row["inc_sum"]) != settled.inc_sum
-    ):
+    if (row["inc_min"], row["inc_max"]) != (settled.inc_min, settled.inc_max):
         return f"{inc.name} changed on rows below the watermark {label} (rows updated)"
     if checksummed:
         checksum = tuple(_text(row[f"checksum_{i}"]) for i in range(len(settled.checksum or ())))
@@ -631,7 +635,6 @@ def _pass(
     recount: Sequence[dt.date],
 ) -> Increment:
     dialect = engine.dialect.name
-    hooks = runner.hooks
     table, inc = shape.table, shape.inc
     daily = incremental.partition == "day"
     before = state.watermark if mode == INCREMENTAL and state is not None else None
@@ -674,22 +677,27 @@ def _pass(
     if where is not None:
         query = query.where(where)
     rows = query.subquery("rows")
-    keys = [rows.c[PART]] + ([rows.c[DAY]] if daily else [])
+
+    def parts(column: ColumnElement[Any]) -> dict[int, ColumnElement[bool]]:
+        """Each part as a condition on the incremental value itself (the part column would be
+        computed again in every aggregate's filter)."""
+        front = column >= _raw(after, inc, dialect) if after is not None else sa.false()
+        if mode == INCREMENTAL and before is not None:
+            new = column >= _raw(before, inc, dialect)
+            if after is not None:
+                new = sa.and_(new, column < _raw(after, inc, dialect))
+            found = {PART_NEW: new, PART_FRONTIER: front}
+            return found | ({PART_SETTLED: column < _raw(before, inc, dialect)} if daily else {})
+        if after is None:
+            return {PART_NEW: sa.true(), PART_FRONTIER: front}
+        return {
+            PART_NEW: sa.or_(column < _raw(after, inc, dialect), column.is_(None)),
+            PART_FRONTIER: front,
+        }
 
     unique = shape.scored_unique()
-    grouped = {
-        spec.index
-        for spec in shape.specs
-        if mode == FULL
-        and spec.column.name not in shape.high_cardinality
-        and spec.column.name not in shape.unique_constraint
-        and spec.column.name not in unique
-    }
     reads = "scan" if mode == FULL else "range"
-    groups = _row_pass(runner, shape, rows, keys, grouped, dialect, checksummed, daily, reads)
-    for spec in shape.specs:
-        if spec.index in grouped:
-            _grouped_branch(runner, spec, rows, keys, groups, hooks, daily)
+    groups = _row_pass(runner, shape, rows, parts, dialect, checksummed, daily, reads)
 
     def part_total(wanted: int) -> tuple[int, dict[int, Counts], _Group]:
         chosen = [g for (p, _), g in groups.items() if p == wanted]
@@ -697,7 +705,6 @@ def _pass(
             rows=sum(g.rows for g in chosen),
             inc_min=lowest(g.inc_min for g in chosen),
             inc_max=highest(g.inc_max for g in chosen),
-            inc_sum=_sum(g.inc_sum for g in chosen),
             checksum=_sum_checksums(g.checksum for g in chosen),
         )
         counts = {
@@ -755,7 +762,6 @@ def _pass(
         rows=settled_rows,
         inc_min=lowest((settled_before.inc_min, new_group.inc_min)),
         inc_max=highest((settled_before.inc_max, new_group.inc_max)),
-        inc_sum=_text(_sum((_decimal(settled_before.inc_sum), new_group.inc_sum))),
         checksum=_checksum_text(settled_before.checksum, new_group.checksum)
         if checksummed
         else None,
@@ -805,21 +811,13 @@ def _pass(
         state=new_state,
         days=days,
         signatures=[signature(spec.rule) for spec in shape.specs],
+        statements=list(runner.statements),
     )
 
 
 def _empty(spec: _Spec) -> Counts:
     """The counts of no rows: valid is 0 where a rule applies, else not measured."""
     return Counts(valid=0 if spec.applied else None)
-
-
-def _sum(values: Iterator[Decimal | None] | Sequence[Decimal | None]) -> Decimal | None:
-    present = [v for v in values if v is not None]
-    return sum(present, Decimal(0)) if present else None
-
-
-def _decimal(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
 
 
 def _sum_checksums(values: Iterator[tuple[int, ...] | None]) -> tuple[int, ...] | None:
@@ -847,112 +845,79 @@ def _row_pass(
     runner: _Runner,
     shape: _Table,
     rows: sa.Subquery,
-    keys: list[ColumnElement[Any]],
-    grouped: set[int],
+    parts: Callable[[ColumnElement[Any]], dict[int, ColumnElement[bool]]],
     dialect: str,
     checksummed: bool,
     daily: bool,
     reads: str,
 ) -> dict[tuple[int, Any], _Group]:
+    """One aggregate over the rows read: for each part (conditional aggregates, so PostgreSQL
+    spreads it over its parallel workers as one single-row aggregate) and, for a daily table,
+    each day: the row count, the incremental values' min and max, the checksum
+    where one is kept, and every column's non-null and valid counts and min and max."""
     hooks = runner.hooks
     inc = rows.c[shape.inc.name]
     one = sa.literal(1, sa.BigInteger())
-    items: list[ColumnElement[Any]] = [
-        *keys,
-        sa.cast(sa.func.count(), sa.BigInteger()).label("n"),
-        sa.type_coerce(sa.func.min(inc), inc.type).label("inc_min"),
-        sa.type_coerce(sa.func.max(inc), inc.type).label("inc_max"),
-    ]
-    exact = _exact_sum(inc, shape.inc_kind, dialect)
-    if exact is not None:
-        items.append(exact.label("inc_sum"))
     checksums = _checksum(_checksum_columns(shape, rows), dialect) if checksummed else []
-    items += [c.label(f"checksum_{i}") for i, c in enumerate(checksums)]
-    for spec in shape.specs:
-        if spec.index in grouped:
-            continue
-        i, col = spec.index, rows.c[spec.column.name]
-        items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
-        condition = _rule_condition(spec, col, hooks)
-        if condition is not None:
-            items.append(
-                sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
-            )
-        if spec.kind in ORDERABLE:
-            value = _ordered(spec, col, hooks)
-            items.append(sa.type_coerce(sa.func.min(value), col.type).label(f"min_{i}"))
-            items.append(sa.type_coerce(sa.func.max(value), col.type).label(f"max_{i}"))
-    statement = sa.select(*items).select_from(rows).group_by(*keys)
+    items: list[ColumnElement[Any]] = [rows.c[DAY]] if daily else []
+    conditions = parts(inc)
+    for p, inside in conditions.items():
+
+        def only(aggregate: Any, inside: ColumnElement[bool] = inside) -> Any:
+            return aggregate.filter(inside)
+
+        items += [
+            sa.cast(only(sa.func.count()), sa.BigInteger()).label(f"n_{p}"),
+            sa.type_coerce(only(sa.func.min(inc)), inc.type).label(f"inc_min_{p}"),
+            sa.type_coerce(only(sa.func.max(inc)), inc.type).label(f"inc_max_{p}"),
+        ]
+        items += [only(c).label(f"checksum_{i}_{p}") for i, c in enumerate(checksums)]
+        for spec in shape.specs:
+            i, col = spec.index, rows.c[spec.column.name]
+            items.append(sa.cast(only(sa.func.count(col)), sa.BigInteger()).label(f"nn_{i}_{p}"))
+            condition = _rule_condition(spec, col, hooks)
+            if condition is not None:
+                items.append(
+                    sa.cast(only(sa.func.count(sa.case((condition, one)))), sa.BigInteger()).label(
+                        f"v_{i}_{p}"
+                    )
+                )
+            if spec.kind in ORDERABLE:
+                value = _ordered(spec, col, hooks)
+                items.append(
+                    sa.type_coerce(only(sa.func.min(value)), col.type).label(f"min_{i}_{p}")
+                )
+                items.append(
+                    sa.type_coerce(only(sa.func.max(value)), col.type).label(f"max_{i}_{p}")
+                )
+    statement = sa.select(*items).select_from(rows)
+    if daily:
+        statement = statement.group_by(rows.c[DAY])
     groups: dict[tuple[int, Any], _Group] = {}
     for row in runner.rows("row pass", statement, reads):
-        key = (int(row[PART]), _as_day(row[DAY]) if daily and row[DAY] is not None else None)
-        group = _Group(
-            rows=int(row["n"]),
-            inc_min=row["inc_min"],
-            inc_max=row["inc_max"],
-            inc_sum=_decimal(_text(row["inc_sum"])) if exact is not None else None,
-            checksum=tuple(int(row[f"checksum_{i}"] or 0) for i in range(len(checksums)))
-            if checksums
-            else None,
-        )
-        for spec in shape.specs:
-            if spec.index in grouped:
+        day = _as_day(row[DAY]) if daily and row[DAY] is not None else None
+        for p in conditions:
+            if not row[f"n_{p}"]:
                 continue
-            i = spec.index
-            valid = row.get(f"v_{i}")
-            group.counts[i] = Counts(
-                non_null=int(row[f"nn_{i}"]),
-                valid=int(valid) if valid is not None else None,
-                min=row.get(f"min_{i}"),
-                max=row.get(f"max_{i}"),
+            group = _Group(
+                rows=int(row[f"n_{p}"]),
+                inc_min=row[f"inc_min_{p}"],
+                inc_max=row[f"inc_max_{p}"],
+                checksum=tuple(int(row[f"checksum_{i}_{p}"] or 0) for i in range(len(checksums)))
+                if checksums
+                else None,
             )
-        groups[key] = group
+            for spec in shape.specs:
+                i = spec.index
+                valid = row.get(f"v_{i}_{p}")
+                group.counts[i] = Counts(
+                    non_null=int(row[f"nn_{i}_{p}"]),
+                    valid=int(valid) if valid is not None else None,
+                    min=row.get(f"min_{i}_{p}"),
+                    max=row.get(f"max_{i}_{p}"),
+                )
+            groups[(p, day)] = group
     return groups
-
-
-def _grouped_branch(
-    runner: _Runner,
-    spec: _Spec,
-    rows: sa.Subquery,
-    keys: list[ColumnElement[Any]],
-    groups: dict[tuple[int, Any], _Group],
-    hooks: DialectHooks,
-    daily: bool,
-) -> None:
-    """A low-cardinality column of a full pass: grouped by value first, so its rules run once
-    per value (as `warehouse.build_profile_statements` does), then counted per part and day."""
-    col = rows.c[spec.column.name]
-    value = _ordered(spec, col, hooks)
-    values = (
-        sa.select(*keys, value.label("v"), sa.func.count().label("k"))
-        .where(col.is_not(None))
-        .group_by(*keys, value)
-        .subquery(f"g{spec.index}")
-    )
-    group_keys = [values.c[PART]] + ([values.c[DAY]] if daily else [])
-    condition = _rule_condition(spec, values.c.v, hooks)
-    items: list[ColumnElement[Any]] = [
-        *group_keys,
-        sa.cast(sa.func.sum(values.c.k), sa.BigInteger()).label("nn"),
-    ]
-    if condition is not None:
-        items.append(
-            sa.cast(
-                sa.func.coalesce(sa.func.sum(sa.case((condition, values.c.k))), 0), sa.BigInteger()
-            ).label("v")
-        )
-    if spec.kind in ORDERABLE:
-        items.append(sa.type_coerce(sa.func.min(values.c.v), col.type).label("lo"))
-        items.append(sa.type_coerce(sa.func.max(values.c.v), col.type).label("hi"))
-    statement = sa.select(*items).group_by(*group_keys)
-    for row in runner.rows(f"grouped {spec.column.name}", statement, "scan"):
-        key = (int(row[PART]), _as_day(row[DAY]) if daily and row[DAY] is not None else None)
-        groups.setdefault(key, _Group()).counts[spec.index] = Counts(
-            non_null=int(row["nn"]),
-            valid=int(row["v"]) if condition is not None else None,
-            min=row.get("lo"),
-            max=row.get("hi"),
-        )
 
 
 def _distinct(
@@ -977,6 +942,7 @@ def _distinct(
             raw.label("v"),
             sa.func.max(sa.case((part == PART_FRONTIER, 1), else_=0)).label("f"),
             sa.func.max(sa.case((part == PART_NEW, 1), else_=0)).label("m"),
+            sa.func.count().label("k"),
         )
         .where(raw.is_not(None), part >= PART_NEW)
         .group_by(raw)
@@ -989,22 +955,28 @@ def _distinct(
     if method in ("full", "range"):
         seen = sa.false()
     elif method == "index":
-        seen = sa.exists(
-            sa.select(sa.literal(1))
+        # Rows with the value in the whole table, from the index alone (no row is read where
+        # the index can vouch for its page), against those among the rows read: any more are
+        # settled rows.
+        everywhere = (
+            sa.select(sa.func.count())
             .select_from(settled)
-            .where(
-                earlier == values.c.v, _settled_filter(settled.c[shape.inc.name], before, dialect)
-            )
+            .where(earlier == values.c.v)
+            .scalar_subquery()
         )
+        seen = everywhere > values.c.k
     else:
+        # The new values (read again: a handful of index lookups) in a hash, the settled rows
+        # streamed past it, in parallel on PostgreSQL; only the few that match are kept.
+        new_values = sa.select(raw).where(raw.is_not(None), part >= PART_NEW)
         hits = (
             sa.select(earlier.label("v"))
             .where(
                 _settled_filter(settled.c[shape.inc.name], before, dialect),
-                earlier.in_(sa.select(values.c.v)),
+                earlier.in_(new_values),
             )
             .distinct()
-            .cte(f"seen_{spec.index}")
+            .subquery(f"seen_{spec.index}")
         )
         source = values.outerjoin(hits, hits.c.v == values.c.v)
         seen = hits.c.v.is_not(None)
@@ -1027,7 +999,10 @@ def _distinct(
             0,
         ).label("frontier"),
     )
-    [row] = runner.rows(f"distinct {name} ({method})", statement, reads)
+    # A full pass groups every value of the column: sorting them is what a distinct count
+    # costs; a hash of nearly as many groups as rows would spill to disk.
+    planner = {"enable_hashagg": "off"} if method == "full" else None
+    [row] = runner.rows(f"distinct {name} ({method})", statement, reads, planner)
     if method == "scan":
         runner.scans += 1
     elif method == "index":

@@ -190,13 +190,12 @@ def total(counts: Sequence[Counts]) -> Counts:
 @dataclass(frozen=True)
 class Settled:
     """What the safety net compares: the settled rows' count and their incremental values'
-    min, max and (where exact) sum, a checksum of their bound columns where the warehouse
+    min and max, a checksum of their bound columns where the warehouse
     cannot vouch for them otherwise, and PostgreSQL's change counters for the table."""
 
     rows: int = 0
     inc_min: Any = None
     inc_max: Any = None
-    inc_sum: str | None = None
     checksum: tuple[str, ...] | None = None
     statistics: Mapping[str, Any] | None = None
 
@@ -205,7 +204,6 @@ class Settled:
             "rows": self.rows,
             "inc_min": encode(self.inc_min),
             "inc_max": encode(self.inc_max),
-            "inc_sum": self.inc_sum,
             "checksum": list(self.checksum) if self.checksum is not None else None,
             "statistics": dict(self.statistics) if self.statistics is not None else None,
         }
@@ -217,7 +215,6 @@ class Settled:
             rows=raw["rows"],
             inc_min=decode(raw["inc_min"]),
             inc_max=decode(raw["inc_max"]),
-            inc_sum=raw.get("inc_sum"),
             checksum=tuple(checksum) if checksum is not None else None,
             statistics=raw.get("statistics"),
         )
@@ -275,7 +272,7 @@ class PassRequest:
     incremental: Mapping[str, Any]
     specs: tuple[str, ...]
     now: dt.datetime
-    full_every: dt.timedelta
+    full_every_days: float
     forced: bool = False
     sampled: bool = False
 
@@ -299,11 +296,10 @@ def full_reason(state: TableState | None, request: PassRequest) -> str | None:
     if set(state.specs) != set(request.specs):
         return "the bound columns or their rules changed"
     age = request.now - state.last_full_at
-    if age >= request.full_every:
-        days = request.full_every / dt.timedelta(days=1)
+    if age.total_seconds() >= request.full_every_days * 86_400:
         return (
             f"the last full profile ({state.last_full_at.isoformat()}) is older than "
-            f"MDSTUDIO_FULL_PROFILE_EVERY_DAYS ({days:g})"
+            f"MDSTUDIO_FULL_PROFILE_EVERY_DAYS ({request.full_every_days:g})"
         )
     return None
 

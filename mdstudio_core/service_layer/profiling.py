@@ -347,7 +347,7 @@ def profile_for_run(
             incremental=incremental.model_dump(mode="json", exclude_none=True),
             specs=tuple(sorted(position)),
             now=now,
-            full_every=settings.full_profile_every,
+            full_every_days=settings.full_profile_every_days,
             forced=full,
             sampled=limits.sample_percent is not None,
         ),
