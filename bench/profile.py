@@ -15,9 +15,15 @@ and prints wall time, ratio to the floor and to the no-distinct pass, client pea
 database backend's peak private memory (backend plus its parallel workers, sampled from /proc,
 so run this on the database host). It also checks that mdstudio, naive and pandas agree.
 
+A single run is noisy on a shared machine: `--rounds N` (3 by default) runs the methods N times,
+alternating (every method once per round), and prints each method's median, and each round's
+mdstudio / one-pass ratio beside the median ratio. `--explain` prints EXPLAIN ANALYZE of
+mdstudio's two statements and of the no-distinct pass, to see where the time goes.
+
 Usage:
     python bench/profile.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/prof_bench]
-                            [--rows 5000000] [--rebuild] [--skip pandas,naive]
+                            [--rows 5000000] [--rebuild] [--skip pandas,naive] [--rounds 3]
+                            [--explain]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -340,6 +347,25 @@ def run_method(method: str, url: str, database: str) -> dict[str, Any]:
     return payload
 
 
+def median_results(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each method's median wall time over the rounds and its largest memory (the rest from
+    its last round); a method that failed in any round shows that failure."""
+    merged: dict[str, dict[str, Any]] = {}
+    for method in rounds[0]:
+        runs = [done[method] for done in rounds]
+        failed = next((run for run in runs if "error" in run), None)
+        if failed is not None:
+            merged[method] = failed
+            continue
+        merged[method] = {
+            **runs[-1],
+            "wall_s": statistics.median(run["wall_s"] for run in runs),
+            "client_peak_mb": max(run["client_peak_mb"] for run in runs),
+            "backend_peak_mb": max(run["backend_peak_mb"] for run in runs),
+        }
+    return merged
+
+
 def build(url: str, rows: int, rebuild: bool) -> None:
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
@@ -372,12 +398,52 @@ def ensure_database(url: str) -> None:
     admin.dispose()
 
 
+def explain(url: str) -> None:
+    """EXPLAIN ANALYZE of mdstudio's statements and of the one-pass reference, each in the
+    session settings mdstudio uses."""
+    engine = _engine(url)
+    with engine.begin() as connection:
+        _settings(connection)
+        table = _reflected(connection)
+        high = warehouse.hooks_for("postgresql").high_cardinality(connection, table)
+        unique = warehouse._unique_by_constraint(connection, table)
+        statements = warehouse.build_profile_statements(
+            table,
+            BINDING.columns,
+            "postgresql",
+            high_cardinality=high,
+            unique_by_constraint=unique,
+        )
+        reference = warehouse.build_profile_statements(
+            table,
+            BINDING.columns,
+            "postgresql",
+            high_cardinality={column.name for column in BINDING.columns},
+        ).row_pass
+        for name, statement in (
+            ("mdstudio row pass", statements.row_pass),
+            ("mdstudio distinct pass", statements.distinct_pass),
+            ("one pass, no distinct", reference),
+        ):
+            if statement is None:
+                continue
+            compiled = statement.compile(dialect=engine.dialect)
+            plan = connection.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
+            ).scalars()
+            print(f"-- {name}")
+            for line in plan:
+                print(f"   {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("MDSTUDIO_BENCH_URL", DEFAULT_URL))
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--skip", default="", help="comma-separated methods to skip")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
+    parser.add_argument("--explain", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -386,14 +452,20 @@ def main() -> None:
 
     ensure_database(args.url)
     build(args.url, args.rows, args.rebuild)
+    if args.explain:
+        explain(args.url)
     database = sa.make_url(args.url).database or ""
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    results: dict[str, dict[str, Any]] = {}
-    for method in METHODS:
-        if method in skip:
-            continue
-        print(f"running {method} ...", flush=True)
-        results[method] = run_method(method, args.url, database)
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for number in range(1, args.rounds + 1):
+        done: dict[str, dict[str, Any]] = {}
+        for method in METHODS:
+            if method in skip:
+                continue
+            print(f"round {number}: running {method} ...", flush=True)
+            done[method] = run_method(method, args.url, database)
+        rounds.append(done)
+    results = median_results(rounds)
 
     floor = results.get("floor", {}).get("wall_s")
     reference = results.get("pass_no_distinct", {}).get("wall_s")
@@ -417,7 +489,19 @@ def main() -> None:
             f"{(wall / reference if reference else float('nan')):>9.2f} "
             f"{payload['client_peak_mb']:>10.0f} {payload['backend_peak_mb']:>11.0f}"
         )
+    ratios = [
+        done["mdstudio"]["wall_s"] / done["pass_no_distinct"]["wall_s"]
+        for done in rounds
+        if "wall_s" in done.get("mdstudio", {}) and "wall_s" in done.get("pass_no_distinct", {})
+    ]
+    if ratios:
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        print(
+            f"\nmdstudio / one pass, no distinct: median {statistics.median(ratios):.2f} "
+            f"of {len(ratios)} alternating rounds ({each})"
+        )
     print()
+    print(f"wall s: median of {len(rounds)} alternating rounds; memory: the largest.")
     print("backend MB: peak private memory (RssAnon) of the backend and its parallel workers;")
     print("shared buffers are not counted. client MB: peak RSS of the Python process.")
     md, naive, pandas_ = (

@@ -173,6 +173,7 @@ class Settings(BaseModel):
     console_login_attempts_per_minute: Count = 10
     api_docs: bool = False
     min_rerun_hours: Annotated[float, Field(ge=0)] = 12.0
+    full_profile_every_days: Positive = 7.0
     tier1_timeout_seconds: Positive = 600.0
     tier2_timeout_seconds: Positive = 600.0
     tier3_timeout_seconds: Positive = 600.0

@@ -35,7 +35,8 @@ def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Defin
         assets=[
             catalog_entity,
             entity_profile,
-            *(a for a in (table_assets, kpi_assets) if a is not None),
+            *table_assets,
+            *([kpi_assets] if kpi_assets is not None else []),
         ],
         jobs=[job],
         sensors=[

@@ -13,8 +13,10 @@ Each run is a new process (seconds of start-up), so a run carries up to
 `MDSTUDIO_TABLES_PER_RUN` tables of one source, one after the other. With no bound table in the
 catalog there is no table asset, and the job is the same op without assets."""
 
+import datetime as dt
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -22,10 +24,17 @@ from sqlalchemy.exc import OperationalError
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import StoreTimeout
-from mdstudio_core.domain.lineage import CatalogSnapshot, KpiTrust
+from mdstudio_core.domain.incremental import ProfileDay
+from mdstudio_core.domain.lineage import CatalogSnapshot, KpiTrust, TableNode
 from mdstudio_core.domain.model import SkipReason, Tier, Trigger
+from mdstudio_core.domain.quality import quality_gate
 from mdstudio_core.service_layer import lineage
-from mdstudio_core.service_layer.profiling import ProfileTarget, SavedProfile, run_profiles
+from mdstudio_core.service_layer.profiling import (
+    ProfileTarget,
+    RunOutcome,
+    SavedProfile,
+    run_profiles,
+)
 from mdstudio_pipelines.checks import check_evaluation
 from mdstudio_pipelines.lineage import kpi_events, table_key_of, table_spec
 from mdstudio_pipelines.partitions import (
@@ -49,6 +58,7 @@ class TableConfig(dg.Config):
     canonical_keys: list[str]
     triggers: dict[str, str] = {}
     approval_ids: dict[str, str] = {}
+    full: bool = False  # `mdstudio profiles run --full`: no incremental pass on this table
 
     def targets(self) -> list[ProfileTarget]:
         return [
@@ -56,6 +66,7 @@ class TableConfig(dg.Config):
                 key,
                 Trigger(self.triggers.get(key, Trigger.MANUAL)),
                 uuid.UUID(self.approval_ids[key]) if key in self.approval_ids else None,
+                full=self.full,
             )
             for key in self.canonical_keys
         ]
@@ -102,10 +113,12 @@ def profile_run(
     context: dg.OpExecutionContext,
     planned: list[tuple[uuid.UUID, TableConfig]],
     catalog: CatalogResource,
+    days: Sequence[dt.date] = (),
 ) -> dict[dg.AssetKey, dict]:
     """Each table of the run in turn: its profiles saved, then reported to Dagster (entity
-    partitions, checks, KPIs). Returns the table assets' materialization metadata; raises
-    `dg.Failure` naming the tables that failed, after the others are reported."""
+    partitions, checks, KPIs; a daily table's days, as partitions of its asset). Returns the
+    other table assets' materialization metadata; raises `dg.Failure` naming the tables that
+    failed, after the others are reported. `days`: days of daily tables to count again."""
     failed: dict[str, str] = {}
     labels = lineage.tenant_labels(catalog.uow(), {tenant for tenant, _ in planned})
     tables: dict[dg.AssetKey, dict] = {}
@@ -113,7 +126,12 @@ def profile_run(
     for tenant_id, table in planned:
         context.log.info(f"profiling {len(table.canonical_keys)} entities on {table.table}")
         outcome = run_profiles(
-            catalog.uow(), catalog.settings, tenant_id, table.targets(), run_id=context.run_id
+            catalog.uow(),
+            catalog.settings,
+            tenant_id,
+            table.targets(),
+            run_id=context.run_id,
+            days=days,
         )
         for key, error in outcome.failed.items():
             context.log_event(profile_observation(tenant_id, key, PROFILE_FAILED, error=error))
@@ -142,8 +160,11 @@ def profile_run(
             context.log_event(
                 check_evaluation(ENTITY_PROFILE, QUALITY_CHECK, partition, profile.verdict)
             )
-        if outcome.profiles:
-            key = table_key_of(catalog.settings, labels[tenant_id], table.table)
+        key = table_key_of(catalog.settings, labels[tenant_id], table.table)
+        if outcome.days:  # a daily table: its days are its asset's partitions
+            for event in day_events(catalog.settings, key, tenant_id, table.table, outcome, days):
+                context.log_event(event)
+        elif outcome.profiles:
             tables[key] = table_metadata(tenant_id, table.table, outcome.profiles)
         kpis.update({(tenant_id, key): trust for key, trust in outcome.kpis.items()})
     for (tenant_id, _key), trust in kpis.items():  # once per run, as last computed
@@ -156,6 +177,86 @@ def profile_run(
             allow_retries=False,
         )
     return tables
+
+
+def day_events(
+    settings: Settings,
+    key: dg.AssetKey,
+    tenant_id: uuid.UUID,
+    label: str,
+    outcome: RunOutcome,
+    asked: Sequence[dt.date] = (),
+) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """A daily table's days as partitions of its asset: each day the pass read (and each day
+    asked for, rows or not), with each field's score of that day's rows and their counts, and
+    the `quality_score_threshold` check of the day (the worst tier1/tier2 field score against
+    the strictest tier's minimum). The newest day also carries how the pass read the table."""
+    by_day: dict[dt.date, dict[str, ProfileDay]] = {day: {} for day in asked}
+    for canonical_key, days in outcome.days.items():
+        for day in days:
+            by_day.setdefault(day.day, {})[canonical_key] = day
+    first = outcome.profiles[0].result if outcome.profiles else None
+    events: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
+    for position, (day, fields) in enumerate(sorted(by_day.items())):
+        partition = day.isoformat()
+        row_count = next(iter(fields.values())).row_count if fields else 0
+        governed = [
+            d.quality_score
+            for d in fields.values()
+            if d.tier in (Tier.TIER1, Tier.TIER2) and d.quality_score is not None
+        ]
+        metadata: dict = {
+            "dagster/row_count": row_count,
+            "quality_score": dg.MetadataValue.float(min(governed))
+            if governed
+            else dg.MetadataValue.null(),
+            "fields": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord(
+                        {"key": k, "tier": d.tier or "", "quality_score": d.quality_score}
+                    )
+                    for k, d in sorted(fields.items())
+                ],
+                schema=dg.TableSchema(
+                    columns=[
+                        dg.TableColumn("key", "string"),
+                        dg.TableColumn("tier", "string"),
+                        dg.TableColumn("quality_score", "float"),
+                    ]
+                ),
+            ),
+            "columns": dg.MetadataValue.json(
+                {k: dict(d.columns) for k, d in sorted(fields.items())}
+            ),
+            "mdstudio/table": label,
+            "mdstudio/tenant": str(tenant_id),
+        }
+        if first is not None and position == len(by_day) - 1:
+            metadata.update(
+                {
+                    "mode": first.mode,
+                    "watermark_before": first.watermark_before or "",
+                    "watermark_after": first.watermark_after or "",
+                    "rows_read": first.rows_read or 0,
+                    "full_reason": first.full_reason or "",
+                    "table_profile_ids": dg.MetadataValue.json(
+                        [str(p.profile_id) for p in outcome.profiles]
+                    ),
+                }
+            )
+        events.append(
+            dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
+        )
+        tiers = [Tier(d.tier) for d in fields.values() if d.tier]
+        if tiers:
+            verdict = quality_gate(
+                min(tiers),
+                min(governed) if governed else None,
+                "no tier1 or tier2 field scored on this day",
+                settings.quality_thresholds,
+            )
+            events.append(check_evaluation(key, QUALITY_CHECK, partition, verdict))
+    return events
 
 
 def table_metadata(tenant_id: uuid.UUID, label: str, profiles: list[SavedProfile]) -> dict:
@@ -219,11 +320,14 @@ ProfileJob = Any
 
 def build_profile_job(
     snapshot: CatalogSnapshot, settings: Settings
-) -> tuple[dg.AssetsDefinition | None, ProfileJob]:
-    """The table multi-asset (None when nothing is bound) and `profile_tables_job`."""
-    specs = [table_spec(settings, node) for node in snapshot.tables]
+) -> tuple[list[dg.AssetsDefinition], ProfileJob]:
+    """The table assets (the `profile_tables` multi-asset, and one daily-partitioned asset per
+    daily table) and `profile_tables_job`, which materializes the former and reports the days
+    of the latter."""
+    daily = [build_daily_asset(settings, node) for node in snapshot.tables if node.daily]
+    specs = [table_spec(settings, node) for node in snapshot.tables if not node.daily]
     if not specs:
-        return None, _op_job()
+        return daily, _op_job()
 
     @dg.multi_asset(name=OP_NAME, specs=specs, can_subset=True, description=JOB_DESCRIPTION)
     def table_assets(
@@ -245,7 +349,44 @@ def build_profile_job(
                 context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
 
     job = dg.define_asset_job(JOB_NAME, selection=[table_assets], tags=JOB_TAGS)
-    return table_assets, job
+    return [table_assets, *daily], job
+
+
+def build_daily_asset(settings: Settings, node: TableNode) -> dg.AssetsDefinition:
+    """A daily table's asset: materializing chosen days (a backfill from the UI, one run for
+    the range) profiles the table as a run does (incrementally where it can) and counts those
+    days again whole, replacing their records."""
+    spec = table_spec(settings, node)
+    name = "profile_days__" + re.sub(r"[^A-Za-z0-9_]", "_", "__".join(spec.key.path))
+
+    @dg.multi_asset(
+        name=name,
+        specs=[spec],
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUALITY_CHECK,
+                asset=spec.key,
+                partitions_def=spec.partitions_def,
+                description="The day's worst tier1/tier2 field score against the strictest "
+                "tier's minimum (MDSTUDIO_TIER1_MIN_SCORE, MDSTUDIO_TIER2_MIN_SCORE).",
+            )
+        ],
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=f"Profile {node.label} and count the chosen days again.",
+    )
+    def daily_table(
+        context: dg.AssetExecutionContext, catalog: CatalogResource
+    ) -> Iterator[dg.MaterializeResult]:
+        days = [dt.date.fromisoformat(key) for key in context.partition_keys]
+        table = TableConfig(table=node.label, canonical_keys=[f.canonical_key for f in node.fields])
+        try:
+            profile_run(context.op_execution_context, [(node.tenant_id, table)], catalog, days)
+        except (OperationalError, StoreTimeout) as exc:
+            raise retrying(context.op_execution_context, exc) from exc
+        yield from ()  # each day is reported as its own partition's materialization
+
+    return daily_table
 
 
 def _op_job() -> dg.JobDefinition:

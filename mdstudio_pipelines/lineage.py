@@ -38,9 +38,12 @@ class AssetGraph:
 
     @functools.cached_property
     def table_keys(self) -> frozenset[dg.AssetKey]:
+        """The table assets a profiling run selects: a daily table's asset is partitioned
+        (`daily_partitions`) and has its own op; a run reports its days instead."""
         return frozenset(
             table_key(self.settings, n.tenant, n.source, n.schema, n.table)
             for n in self.snapshot.tables
+            if not n.daily
         )
 
     def known_table(self, tenant_id: uuid.UUID, label: str) -> dg.AssetKey | None:
@@ -94,6 +97,12 @@ def owners(values: Iterable[str | None]) -> list[str]:
     return sorted(found)
 
 
+def daily_partitions(node: TableNode) -> dg.DailyPartitionsDefinition:
+    """A daily table's partitions: one per day (UTC) of its incremental column, from its first
+    day profiled, up to today's (a pass counts the rows of the current day too)."""
+    return dg.DailyPartitionsDefinition(start_date=node.first_day or "2000-01-01", end_offset=1)
+
+
 def table_spec(settings: Settings, node: TableNode) -> dg.AssetSpec:
     columns: dict[str, list[tuple[str, str, list[str]]]] = {}
     for field in node.fields:
@@ -121,7 +130,13 @@ def table_spec(settings: Settings, node: TableNode) -> dg.AssetSpec:
         group_name=node.tenant,
         description=f"Warehouse table {node.label}, bound by "
         + ", ".join(f.canonical_key for f in node.fields)
-        + ". Materialized by profiling it (one scan for every field bound to it).",
+        + ". Materialized by profiling it (one scan for every field bound to it)."
+        + (
+            " Daily-partitioned: each pass materializes the days it read, with each day's counts"
+            " and scores; materializing chosen days counts them again."
+            if node.daily
+            else ""
+        ),
         metadata={
             "mdstudio/tenant": str(node.tenant_id),
             "mdstudio/table": node.label,
@@ -131,6 +146,7 @@ def table_spec(settings: Settings, node: TableNode) -> dg.AssetSpec:
         owners=owners(f.owner for f in node.fields),
         tags={"mdstudio/tier": node.tier.value},
         skippable=True,
+        partitions_def=daily_partitions(node) if node.daily else None,
     )
 
 

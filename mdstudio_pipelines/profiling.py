@@ -24,10 +24,19 @@ def profile_metadata(profile: SavedProfile) -> dict:
         "profile_id": str(profile.profile_id),
         "score_note": result.score_note or "",
         "duration_ms": result.duration_ms,
+        "mode": result.mode,
+        "watermark_before": result.watermark_before or "",
+        "watermark_after": result.watermark_after or "",
+        "rows_read": _int(result.rows_read),
+        "full_reason": result.full_reason or "",
         # Plain text and JSON, never Markdown: nothing in a profile can format the UI.
         "sql": dg.MetadataValue.text(result.sql),
         "sql_params": dg.MetadataValue.json(result.to_json()["sql_params"]),
     }
+
+
+def _int(value: int | None) -> dg.MetadataValue:
+    return dg.MetadataValue.int(value) if value is not None else dg.MetadataValue.null()
 
 
 def _float(value: float | None) -> dg.MetadataValue:

@@ -256,6 +256,7 @@ def _run_request(
                                 for e in batch.entities
                                 if e.candidate.approval_id
                             },
+                            full=any(e.candidate.full for e in batch.entities),
                         )
                         for batch in chunk
                     ],

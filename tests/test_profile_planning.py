@@ -347,14 +347,18 @@ def test_a_manual_request_is_an_event_in_the_outbox(engine, tenant):
         "trigger": "manual",
         "force": True,
         "requested_by": "sam",
+        "full": False,
     }
     with UnitOfWork(engine) as uow:
         [stored] = uow.events.list(tenant_id=tenant, entity_key=KEY, after=written.id - 1)
     assert stored == written
     [again] = candidates_from_events([stored])
-    assert (again.trigger, again.force) == (Trigger.MANUAL, True)
+    assert (again.trigger, again.force, again.full) == (Trigger.MANUAL, True, False)
     unforced = profile_requests.request_profile(UnitOfWork(engine), steward, KEY)
     assert unforced.payload["force"] is False
+    full = profile_requests.request_profile(UnitOfWork(engine), steward, KEY, full=True)
+    [merged] = candidates_from_events([stored, full])
+    assert (merged.force, merged.full) == (True, True)
 
 
 def test_a_manual_request_for_an_unknown_entity_is_not_found(engine, tenant):

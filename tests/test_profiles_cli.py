@@ -151,7 +151,11 @@ def test_history_newest_first_and_run_request(cli_env, tenant):
         "trigger": "manual",
         "force": True,
         "requested_by": "dave",
+        "full": False,
     }
+    full = run_cli(["profiles", "run", KEY, "--full", "--user", "dave", "--json"])
+    assert full.exit_code == 0, full.stderr
+    assert (full.json["payload"]["full"], full.json["payload"]["force"]) == (True, False)
     assert run_cli(["profiles", "run", "no.such.key", "--user", "dave"]).exit_code == 4
     with engine.connect() as connection:
         assert (

@@ -189,8 +189,13 @@ def test_the_saved_row_is_the_profile_as_measured(engine, tenant, demo_url):
             sample=None,
             duration_ms=result.duration_ms,
             created_at=result.profiled_at,
+            mode="full",
+            rows_read=result.rows_read,
         )
     [scored, unscored] = [saved.result for saved in outcome.profiles]
+    # A table bound without binding.incremental: every statement reads every row.
+    assert scored.rows_read and scored.rows_read % scored.row_count == 0
+    assert (scored.watermark_before, scored.watermark_after, scored.full_reason) == (None,) * 3
     assert scored.sql_params and scored.sql and scored.completeness is not None
     assert (unscored.quality_score, unscored.score_note) == (None, "table is empty")
     assert [saved.verdict.passed for saved in outcome.profiles] == [True, False]

@@ -36,6 +36,7 @@ from mdstudio_core.domain.approvals import Approval, ApprovalListing, Endorsemen
 from mdstudio_core.domain.events import Event, NewEvent
 from mdstudio_core.domain.idempotency import Answer, KeyedRequest, StoredKey
 from mdstudio_core.domain.incidents import Incident, IncidentStatus, ProfileOutcome
+from mdstudio_core.domain.incremental import ProfileDay, TableState
 from mdstudio_core.domain.lineage import TrustState
 from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
@@ -434,6 +435,32 @@ class EntityRepository:
             )
         return found
 
+    def bound_to_table(
+        self, tenant_id: uuid.UUID, source: str, schema: str | None, table: str
+    ) -> list[LiveEntity]:
+        """The tenant's fields bound to one table that are profiled (bound, not deprecated):
+        an incremental pass measures all their columns, so its state serves every one."""
+        column = tables.global_metadata.c
+        query = (
+            select(tables.global_metadata)
+            .where(
+                column.tenant_id == tenant_id,
+                column.status != EntityStatus.DEPRECATED.value,
+                column.binding.is_not(None),
+            )
+            .order_by(column.canonical_key)
+        )
+        found = [
+            _live_entity(EntityType.GLOBAL_METADATA, row) for row in self._connection.execute(query)
+        ]
+        return [
+            entity
+            for entity in found
+            if entity.binding is not None
+            and (entity.binding.source, entity.binding.schema_, entity.binding.table)
+            == (source, schema, table)
+        ]
+
     def bound(self, tier: Tier) -> list[LiveEntity]:
         """Active metadata entities of a tier, in every tenant, that are bound to a table: what
         a scheduled profiling pass covers."""
@@ -831,6 +858,162 @@ class ProfileRepository:
             )
             found.update({(tenant_id, key): at for key, at in rows})
         return found
+
+
+class ProfileStateRepository:
+    """`mdm_profile_state`: what an incremental profile keeps of each table, per tenant."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @staticmethod
+    def _where(tenant_id: uuid.UUID, source: str, schema: str | None, table: str) -> Any:
+        column = tables.profile_states.c
+        return and_(
+            column.tenant_id == tenant_id,
+            column.source == source,
+            column.schema_name == (schema or ""),
+            column.table_name == table,
+        )
+
+    def get(
+        self, tenant_id: uuid.UUID, source: str, schema: str | None, table: str
+    ) -> tuple[TableState, int] | None:
+        """The table's state and its version (for `put`), or None before its first pass."""
+        column = tables.profile_states.c
+        row = self._connection.execute(
+            select(column.state, column.version).where(
+                self._where(tenant_id, source, schema, table)
+            )
+        ).first()
+        return None if row is None else (TableState.from_json(row.state), row.version)
+
+    def put(
+        self,
+        tenant_id: uuid.UUID,
+        source: str,
+        schema: str | None,
+        table: str,
+        state: TableState,
+        read_version: int | None,
+        at: dt.datetime,
+    ) -> bool:
+        """Keep `state` if the table's state is still the one read (`read_version`, None: there
+        was none); False when another pass kept one since (that one stays: both describe the
+        table exactly, each at its own moment)."""
+        column = tables.profile_states.c
+        if read_version is None:
+            dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+            values = {
+                "tenant_id": tenant_id,
+                "source": source,
+                "schema_name": schema or "",
+                "table_name": table,
+                "state": state.to_json(),
+                "version": 1,
+                "updated_at": at,
+            }
+            inserted = self._connection.execute(
+                dialect.insert(tables.profile_states)
+                .values(values)
+                .on_conflict_do_nothing()
+                .returning(column.version)
+            )
+            return inserted.first() is not None
+        updated = self._connection.execute(
+            update(tables.profile_states)
+            .where(self._where(tenant_id, source, schema, table), column.version == read_version)
+            .values(state=state.to_json(), version=read_version + 1, updated_at=at)
+        )
+        return updated.rowcount == 1
+
+
+class ProfileDayRepository:
+    """`mdm_profile_day`: each day's counts and score of a field bound with
+    `incremental.partition: day`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def write(
+        self,
+        tenant_id: uuid.UUID,
+        canonical_key: str,
+        days: Sequence[ProfileDay],
+        *,
+        replace_all: bool,
+    ) -> None:
+        """Replace the days given (a pass reads each of its days whole); `replace_all` (a full
+        profile) drops the field's other days too: the table holds no rows for them now."""
+        column = tables.profile_days.c
+        mine = and_(column.tenant_id == tenant_id, column.canonical_key == canonical_key)
+        if replace_all:
+            self._connection.execute(delete(tables.profile_days).where(mine))
+        elif days:
+            self._connection.execute(
+                delete(tables.profile_days).where(mine, column.day.in_([d.day for d in days]))
+            )
+        if days:
+            self._connection.execute(
+                insert(tables.profile_days),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "canonical_key": canonical_key,
+                        "day": day.day,
+                        "row_count": day.row_count,
+                        "quality_score": day.quality_score,
+                        "columns": day.columns,
+                        "profile_id": day.profile_id,
+                        "updated_at": day.updated_at,
+                    }
+                    for day in days
+                ],
+            )
+
+    def first_days(
+        self, entities: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], dt.date]:
+        """The first day recorded of each (tenant, canonical key) that has one: where its
+        table's daily asset starts."""
+        column = tables.profile_days.c
+        found: dict[tuple[uuid.UUID, str], dt.date] = {}
+        for tenant_id, keys in _keys_by_tenant(entities):
+            rows = self._connection.execute(
+                select(column.canonical_key, func.min(column.day))
+                .where(column.tenant_id == tenant_id, column.canonical_key.in_(keys))
+                .group_by(column.canonical_key)
+            )
+            found.update({(tenant_id, key): day for key, day in rows})
+        return found
+
+    def list(
+        self,
+        tenant_id: uuid.UUID,
+        canonical_key: str,
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+    ) -> list[ProfileDay]:
+        """The field's days from `first` to `last` (both included), oldest first."""
+        column = tables.profile_days.c
+        query = select(tables.profile_days).where(
+            column.tenant_id == tenant_id, column.canonical_key == canonical_key
+        )
+        if first is not None:
+            query = query.where(column.day >= first)
+        if last is not None:
+            query = query.where(column.day <= last)
+        return [
+            ProfileDay(
+                day=row.day,
+                row_count=row.row_count,
+                quality_score=row.quality_score,
+                columns=row.columns,
+                profile_id=row.profile_id,
+                updated_at=row.updated_at,
+            )
+            for row in self._connection.execute(query.order_by(column.day))
+        ]
 
 
 class PolicyRepository:

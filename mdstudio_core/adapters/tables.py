@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     Index,
@@ -208,10 +209,47 @@ profiles = Table(
     Column("sample", Json),
     Column("duration_ms", Integer),
     Column("created_at", UtcDateTime, nullable=False),
+    # How the profile was taken (migration 0011): `full` or `incremental`, the window it read
+    # (ISO 8601 for times), the rows its statements read, and why a full one ran.
+    Column("mode", String(16)),
+    Column("watermark_before", String(100)),
+    Column("watermark_after", String(100)),
+    Column("rows_read", BigInteger),
+    Column("full_reason", Text),
     Index("ix_mdm_profile_entity", "tenant_id", "entity_urn", "created_at"),
     Index("ix_mdm_profile_key", "tenant_id", "canonical_key", "created_at"),
     # Saving is idempotent per run: a retried run finds its profile already there.
     Index("uq_mdm_profile_run", "run_id", "entity_urn", unique=True),
+)
+
+# What an incremental profile keeps of a table between passes (`domain.incremental.TableState`),
+# per tenant; `version` makes a save a compare-and-set. `schema_name` is '' for a binding that
+# names no schema.
+profile_states = Table(
+    "mdm_profile_state",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("source", String(63), primary_key=True),
+    Column("schema_name", String(63), primary_key=True),
+    Column("table_name", String(63), primary_key=True),
+    Column("state", Json, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Each day's counts and score of a field bound with `incremental.partition: day`
+# (`mdstudio profiles days`), replaced whenever a pass reads that day again.
+profile_days = Table(
+    "mdm_profile_day",
+    metadata,
+    Column("tenant_id", Uuid, primary_key=True),
+    Column("canonical_key", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("row_count", BigInteger, nullable=False),
+    Column("quality_score", Float),
+    Column("columns", Json, nullable=False),
+    Column("profile_id", Uuid),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 events = Table(

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import random
 import sqlite3
 import threading
@@ -54,7 +55,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from mdstudio_core.config import check_url, source_variable
-from mdstudio_core.domain.model import ColumnRule
+from mdstudio_core.domain.model import Binding, ColumnRule, Incremental
 from mdstudio_core.domain.patterns import PatternError, check_pattern, matches
 from mdstudio_core.domain.quality import Sample
 
@@ -89,6 +90,17 @@ class InvalidPattern(ProfileError):
 
 class ProfileTimeout(ProfileError):
     """The profile ran longer than the tier's statement timeout; no partial result is kept."""
+
+
+class InvalidIncremental(ProfileError):
+    """``binding.incremental`` names a column the table lacks, or one whose values cannot
+    order the rows (or, with ``partition: day``, cannot be read as days). ``field`` is the
+    binding field to fix."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,8 +288,16 @@ def _sqlite_regexp(pattern: str | None, value: Any) -> int | None:
     return 1 if matches(pattern, value) else 0
 
 
+def _sqlite_checksum(*values: Any) -> int:
+    """A 62-bit hash of a row's values (type and value), for the incremental safety net: a
+    sum of these over the settled rows changes when any of those rows does."""
+    text = repr(tuple((type(value).__name__, value) for value in values)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 2
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.create_function("regexp", 2, _sqlite_regexp, deterministic=True)
+    dbapi_connection.create_function("mdstudio_checksum", -1, _sqlite_checksum, deterministic=True)
 
 
 def _sqlite_regex(column: ColumnElement[Any], pattern: str) -> ColumnElement[bool]:
@@ -374,6 +394,49 @@ def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
 
 
 ORDERABLE = {TEXT, ENUM, NUMBER, DATE, DATETIME, TIME}
+# What an incremental column may be: its order is the order rows arrive in, the same in Python
+# and in every warehouse (text is not: its order depends on a collation). A day needs a date.
+INCREMENTAL_KINDS = {NUMBER, DATE, DATETIME}
+DAY_KINDS = {DATE, DATETIME}
+
+
+def incremental_column(table: sa.Table, incremental: Incremental) -> sa.Column[Any]:
+    """The reflected incremental column, or `InvalidIncremental` naming the field to fix."""
+    column = _find_column(table, incremental.column)
+    where = f"{table.schema}.{table.name}" if table.schema else table.name
+    if column is None:
+        available = ", ".join(sorted(c.name for c in table.c))
+        raise InvalidIncremental(
+            f"column {incremental.column} not found in table {where} (columns: {available})",
+            "binding.incremental.column",
+        )
+    kind = column_kind(column.type)
+    if kind not in INCREMENTAL_KINDS:
+        raise InvalidIncremental(
+            f"{column.name} is {_type_name(column.type)}; an incremental column must be a number, "
+            "a date or a date-time (its values must order the rows as they arrive)",
+            "binding.incremental.column",
+        )
+    if incremental.partition == "day" and kind not in DAY_KINDS:
+        raise InvalidIncremental(
+            f"partition day needs a date or date-time column; {column.name} is "
+            f"{_type_name(column.type)}",
+            "binding.incremental.partition",
+        )
+    return column
+
+
+def check_incremental(engine: Engine, binding: Binding) -> None:
+    """Raise `InvalidIncremental` when the binding's incremental column is missing from its
+    table or cannot order it. A table that does not exist (yet) is not judged here."""
+    if binding.incremental is None:
+        return
+    with engine.connect() as connection:
+        try:
+            table = _reflect(connection, binding.schema_, binding.table, binding.source)
+        except TableNotFound:
+            return
+    incremental_column(table, binding.incremental)
 
 
 def _is_number(value: Any) -> bool:
@@ -445,7 +508,7 @@ class ColumnMetrics:
     data_type: str
     n: int
     non_null: int
-    distinct: int
+    distinct: int | None
     valid: int | None
     min: Any
     max: Any
@@ -467,6 +530,7 @@ class TableMetrics:
     sample: Sample | None
     duration_ms: int
     profiled_at: dt.datetime
+    rows_read: int | None = None
 
 
 @dataclass(frozen=True)
@@ -729,20 +793,9 @@ def _sorted_branch(
     ).select_from(source)
 
 
-def build_profile_statements(
-    table: sa.Table,
-    rules: Sequence[ColumnRule],
-    dialect_name: str,
-    *,
-    sample_percent: float | None = None,
-    sample_seed: int = 0,
-    high_cardinality: set[str] | frozenset[str] = frozenset(),
-    unique_by_constraint: set[str] | frozenset[str] = frozenset(),
-) -> ProfileStatements:
-    """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
-    benchmark and for tests that inspect the SQL. Columns in ``high_cardinality`` get the sorted
-    shape; columns in ``unique_by_constraint`` get no distinct branch at all."""
-    hooks = hooks_for(dialect_name)
+def build_specs(table: sa.Table, rules: Sequence[ColumnRule]) -> list[_Spec]:
+    """One spec per rule: its column (`ColumnNotFound` naming the missing ones), kind, and
+    the rules that apply to its type."""
     specs: list[_Spec] = []
     missing: list[str] = []
     for index, rule in enumerate(rules):
@@ -763,6 +816,52 @@ def build_profile_statements(
         raise ColumnNotFound(
             f"column {', '.join(missing)} not found in table {where} (columns: {available})"
         )
+    return specs
+
+
+def column_metrics(
+    spec: _Spec,
+    row_count: int,
+    non_null: int,
+    distinct: int | None,
+    valid: int | None,
+    low: Any,
+    high: Any,
+) -> ColumnMetrics:
+    """A spec's measured counts, with the notes on what could not be measured or applied."""
+    notes = [f"validity rule not applied: {p}" for p in spec.problems] + spec.notes
+    if spec.kind not in ORDERABLE:
+        notes.append(f"min/max not measured: {spec.type_name} has no order")
+    return ColumnMetrics(
+        name=spec.rule.name,
+        data_type=spec.type_name,
+        n=row_count,
+        non_null=non_null,
+        distinct=distinct,
+        valid=valid,
+        min=low,
+        max=high,
+        rules=spec.applied,
+        rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
+        notes=notes,
+    )
+
+
+def build_profile_statements(
+    table: sa.Table,
+    rules: Sequence[ColumnRule],
+    dialect_name: str,
+    *,
+    sample_percent: float | None = None,
+    sample_seed: int = 0,
+    high_cardinality: set[str] | frozenset[str] = frozenset(),
+    unique_by_constraint: set[str] | frozenset[str] = frozenset(),
+) -> ProfileStatements:
+    """Build the statements that measure ``rules`` on ``table`` (reflected). Exposed for the
+    benchmark and for tests that inspect the SQL. Columns in ``high_cardinality`` get the sorted
+    shape; columns in ``unique_by_constraint`` get no distinct branch at all."""
+    hooks = hooks_for(dialect_name)
+    specs = build_specs(table, rules)
     source: sa.FromClause = table
     if sample_percent is not None:
         if hooks.sample is None:
@@ -943,9 +1042,6 @@ def measure_table(
     columns: list[ColumnMetrics] = []
     for spec in statements.specs:
         i = spec.index
-        notes = [f"validity rule not applied: {p}" for p in spec.problems] + spec.notes
-        if spec.kind not in ORDERABLE:
-            notes.append(f"min/max not measured: {spec.type_name} has no order")
         if i in statements.grouped:
             row = branches[i]
             non_null, distinct = int(row["nn"]), int(row["d"])
@@ -960,21 +1056,7 @@ def measure_table(
             )
             valid = int(totals[f"v_{i}"]) if f"v_{i}" in totals else None
             low, high = totals.get(f"min_{i}"), totals.get(f"max_{i}")
-        columns.append(
-            ColumnMetrics(
-                name=spec.rule.name,
-                data_type=spec.type_name,
-                n=row_count,
-                non_null=non_null,
-                distinct=distinct,
-                valid=valid,
-                min=low,
-                max=high,
-                rules=spec.applied,
-                rules_not_applied=[p.split(":", 1)[0] for p in spec.problems],
-                notes=notes,
-            )
-        )
+        columns.append(column_metrics(spec, row_count, non_null, distinct, valid, low, high))
     sample = (
         Sample(
             method=f"TABLESAMPLE SYSTEM REPEATABLE ({seed})", percent=sample_percent, rows=row_count
@@ -982,6 +1064,8 @@ def measure_table(
         if sample_percent is not None
         else None
     )
+    # Each statement, and each branch of the distinct pass, reads every row.
+    scans = 1 + len(statements.grouped) + len(statements.sorted_columns)
     return TableMetrics(
         row_count=row_count,
         columns=columns,
@@ -990,4 +1074,5 @@ def measure_table(
         sample=sample,
         duration_ms=int((time.perf_counter() - started) * 1000),
         profiled_at=profiled_at,
+        rows_read=row_count * scans,
     )

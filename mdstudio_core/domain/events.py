@@ -149,6 +149,7 @@ class ProfileRequested(_EventPayload):
     trigger: Literal[Trigger.MANUAL]
     force: bool
     requested_by: str
+    full: bool = False
 
 
 class ProfileCompleted(_EventPayload):

@@ -98,6 +98,7 @@ class FieldNode:
     owner: str | None
     data_type: str
     columns: tuple[Mapping[str, Any], ...]
+    incremental: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,16 @@ class TableNode:
     schema: str | None
     table: str
     fields: tuple[FieldNode, ...]
+    first_day: str | None = None  # of a daily table: its first day profiled (or the snapshot's)
+
+    @property
+    def daily(self) -> bool:
+        """Bound with `incremental.partition: day` (by every field that declares
+        `incremental`, alike): its asset is daily-partitioned in Dagster."""
+        declared = {
+            tuple(sorted(f.incremental.items())) for f in self.fields if f.incremental is not None
+        }
+        return len(declared) == 1 and dict(next(iter(declared))).get("partition") == "day"
 
     @property
     def label(self) -> str:

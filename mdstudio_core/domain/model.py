@@ -220,6 +220,16 @@ class ColumnRule(_Strict):
         ]
 
 
+class Incremental(_Strict):
+    """How a table grows: rows are appended with a non-decreasing value in `column` (a load
+    timestamp or a sequence), so a profile can read only the rows above the last one it counted.
+    `partition: day` when the column is a date or date-time and the table is naturally daily:
+    each day's counts are kept, and the table's asset is daily-partitioned in Dagster."""
+
+    column: Identifier
+    partition: Literal["day"] | None = None
+
+
 class Binding(_Strict):
     """Where an entity lives in a warehouse. `source` names a connection configured outside the
     catalog (credentials never live here)."""
@@ -228,6 +238,7 @@ class Binding(_Strict):
     schema_: Identifier | None = Field(default=None, alias="schema")
     table: Identifier
     columns: Annotated[list[ColumnRule], Field(min_length=1, max_length=500)]
+    incremental: Incremental | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -81,7 +81,7 @@ class ColumnProfile(BaseModel):
     data_type: str | None = None
     n: int
     non_null: int
-    distinct: int
+    distinct: int | None = None
     valid: int | None = None
     min: Any = None
     max: Any = None
@@ -111,7 +111,14 @@ class Sample(BaseModel):
 class ProfileResult(BaseModel):
     """One profile of one entity: the row of `mdm_profile` and what a steward sees in preview.
     ``sql`` has named placeholders; ``sql_params`` their JSON values, by statement (``row
-    pass``, ``distinct pass``) and name (saved in the row's ``details``)."""
+    pass``, ``distinct pass``) and name (saved in the row's ``details``).
+
+    How it was taken: ``mode`` (``full``, or ``incremental``: only the rows at or above
+    ``watermark_before`` were read and merged, see `domain.incremental`), the window
+    (``watermark_before``, ``watermark_after``, ISO 8601 for times), ``rows_read`` (the rows its
+    statements read from the table), ``full_reason`` (why a full profile ran on a table bound
+    incrementally) and ``probes`` (per column declared unique, how new values were checked
+    against the earlier rows: ``index``, ``scan``, ``range`` or ``constraint``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -134,6 +141,12 @@ class ProfileResult(BaseModel):
     sample: Sample | None = None
     duration_ms: int
     profiled_at: dt.datetime
+    mode: Literal["full", "incremental"] = "full"
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    rows_read: int | None = None
+    full_reason: str | None = None
+    probes: dict[str, str] = Field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -162,6 +175,11 @@ class StoredProfile:
     sample: dict[str, Any] | None
     duration_ms: int | None
     created_at: dt.datetime
+    mode: str | None = None
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    rows_read: int | None = None
+    full_reason: str | None = None
 
 
 class ScoreSummary(BaseModel):

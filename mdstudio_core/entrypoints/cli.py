@@ -8,6 +8,7 @@ the reason; `--json` output goes to standard out.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -562,6 +563,11 @@ def print_profile(result: dict[str, Any]) -> None:
             "sample",
             "duration_ms",
             "profiled_at",
+            "mode",
+            "watermark_before",
+            "watermark_after",
+            "rows_read",
+            "full_reason",
         ),
     )
     click.echo("")
@@ -609,32 +615,85 @@ def profiles_history(canonical_key: str, limit: int) -> None:
                 "uniqueness",
                 "validity",
                 "row_count",
+                "mode",
+                "watermark_after",
+                "rows_read",
+                "duration_ms",
                 "trigger",
-                "approval_id",
                 "run_id",
+                "full_reason",
             ),
         ),
     )
 
 
+def _day(value: str | None, option: str) -> dt.date | None:
+    """A --from/--to date (YYYY-MM-DD), else invalid input naming the option."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{value!r} is not a date (YYYY-MM-DD)", field=option) from exc
+
+
+@profiles_group.command("days")
+@click.argument("canonical_key")
+@click.option("--from", "first", help="First day (YYYY-MM-DD), included.")
+@click.option("--to", "last", help="Last day (YYYY-MM-DD), included.")
+@common_options
+def profiles_days(canonical_key: str, first: str | None, last: str | None) -> None:
+    """Each day's counts and score of a field bound with binding.incremental partition day,
+    oldest first (what rule backtests read)."""
+    found = catalog.profile_days(
+        runtime().uow(), identity(), canonical_key, _day(first, "from"), _day(last, "to")
+    )
+    records = [day.as_dict() for day in found]
+
+    def human() -> None:
+        rows = [
+            {
+                **record,
+                **{
+                    f"{name}.valid": column["valid"]
+                    for name, column in record["columns"].items()
+                    if column["valid"] is not None
+                },
+            }
+            for record in records
+        ]
+        names = sorted({key for row in rows for key in row if key.endswith(".valid")})
+        print_table(rows, ("day", "row_count", "quality_score", *names))
+
+    emit(records, human)
+
+
 @profiles_group.command("run")
 @click.argument("canonical_key")
 @click.option("--force", is_flag=True, help="Profile even within the minimum rerun interval.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole table even where binding.incremental allows an incremental pass.",
+)
 @common_options
-def profiles_run(canonical_key: str, force: bool) -> None:
+def profiles_run(canonical_key: str, force: bool, full: bool) -> None:
     """Ask Dagster for a profiling run of one entity (trigger `manual`).
 
     The request is an outbox event: approval_sensor picks it up, applies the cost guards
-    (unless --force) and launches the run; follow it with `mdstudio audit KEY`."""
+    (unless --force) and launches the run; follow it with `mdstudio audit KEY`. A table bound
+    with binding.incremental is profiled incrementally where it can be; --full asks for a full
+    profile (--force keeps its meaning: past the cost guard, incremental where it can be)."""
     event = profile_requests.request_profile(
-        runtime().uow(), identity(), canonical_key, force=force
+        runtime().uow(), identity(), canonical_key, force=force, full=full
     )
     record = jsonable(event)
+    flags = ", ".join(name for name, on in (("forced", force), ("full", full)) if on)
     emit(
         record,
         lambda: click.echo(
             f"profile of {canonical_key} requested (event {event.id}"
-            f"{', forced' if force else ''}); approval_sensor launches it on its next tick"
+            f"{', ' + flags if flags else ''}); approval_sensor launches it on its next tick"
         ),
     )
 

@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.approvals import (
     Approval,
@@ -51,7 +52,9 @@ def submit(
     bind."""
     request, state = validate_request(raw, settings.max_payload_bytes)  # before the store
     if state.get("binding"):
-        check_source_access(settings, identity, Binding.model_validate(state["binding"]))
+        binding = Binding.model_validate(state["binding"])
+        check_source_access(settings, identity, binding)
+        check_incremental(settings, binding)
     assert request.entity_key is not None
     with uow:
         live = uow.entities.get(request.entity_type, identity.tenant_id, request.entity_key)
@@ -245,6 +248,20 @@ def check_source_access(settings: Settings, identity: Identity, binding: Binding
     if refusal is not None:
         field, reason = refusal
         raise InvalidInput(reason, field=field)
+
+
+def check_incremental(settings: Settings, binding: Binding) -> None:
+    """Refuse `binding.incremental` naming a column its table lacks or one that cannot order
+    the rows, when the source can tell now. A source not configured here or not reachable
+    cannot: profiling checks again and fails naming the same field."""
+    if binding.incremental is None or settings.source_url(binding.source) is None:
+        return
+    try:
+        warehouse.check_incremental(warehouse.get_engine(binding.source, settings.sources), binding)
+    except warehouse.InvalidIncremental as exc:
+        raise InvalidInput(exc.reason, field=f"payload.{exc.field}") from exc
+    except (warehouse.ProfileError, DBAPIError):
+        return
 
 
 def _load(uow: UnitOfWork, identity: Identity, approval_id: uuid.UUID) -> Approval:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.incremental import ProfileDay
 from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, LiveEntity, Tier
 from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -74,6 +77,24 @@ def profile_history(
         if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
             raise NotFound(f"{EntityType.GLOBAL_METADATA.value} {canonical_key} not found")
         return uow.profiles.history(identity.tenant_id, canonical_key, limit)
+
+
+def profile_days(
+    uow: UnitOfWork,
+    identity: Identity,
+    canonical_key: str,
+    first: dt.date | None = None,
+    last: dt.date | None = None,
+) -> list[ProfileDay]:
+    """The days of a field bound with `incremental.partition: day`, from `first` to `last`
+    (both included), oldest first: each day's row count, score and column counts. A field the
+    tenant does not have is "not found"; one never profiled by day has no days."""
+    if first is not None and last is not None and first > last:
+        raise InvalidInput(f"{first.isoformat()} is after --to {last.isoformat()}", field="from")
+    with uow:
+        if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
+            raise NotFound(f"{EntityType.GLOBAL_METADATA.value} {canonical_key} not found")
+        return uow.profile_days.list(identity.tenant_id, canonical_key, first, last)
 
 
 def check_page(limit: int, start: int, start_field: str) -> None:

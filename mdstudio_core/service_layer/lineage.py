@@ -36,6 +36,15 @@ def load_snapshot(uow: UnitOfWork) -> CatalogSnapshot:
         fields = uow.lineage.bound_fields()
         kpis = uow.lineage.active_kpis()
         names = uow.lineage.tenant_names()
+        first_days = uow.profile_days.first_days(
+            [
+                (e.tenant_id, e.canonical_key)
+                for e in fields
+                if e.binding is not None
+                and e.binding.incremental is not None
+                and e.binding.incremental.partition == "day"
+            ]
+        )
     tenants = {e.tenant_id for e in fields} | {k.tenant_id for k in kpis}
     labels = {t: rules.tenant_label(t, names.get(t)) for t in sorted(tenants)}
     grouped: dict[tuple[uuid.UUID, str, str | None, str], list[FieldNode]] = {}
@@ -53,10 +62,31 @@ def load_snapshot(uow: UnitOfWork) -> CatalogSnapshot:
                 columns=tuple(
                     c.model_dump(mode="json", exclude_none=True) for c in binding.columns
                 ),
+                incremental=binding.incremental.model_dump(mode="json", exclude_none=True)
+                if binding.incremental
+                else None,
             )
         )
+    today = dt.datetime.now(dt.UTC).date()
     tables = tuple(
-        TableNode(tenant_id, labels[tenant_id], source, schema, table, tuple(nodes))
+        TableNode(
+            tenant_id,
+            labels[tenant_id],
+            source,
+            schema,
+            table,
+            tuple(nodes),
+            first_day=min(
+                (
+                    first_days[(tenant_id, n.canonical_key)]
+                    for n in nodes
+                    if (tenant_id, n.canonical_key) in first_days
+                ),
+                default=today,
+            ).isoformat()
+            if any((n.incremental or {}).get("partition") == "day" for n in nodes)
+            else None,
+        )
         for (tenant_id, source, schema, table), nodes in sorted(
             grouped.items(), key=lambda item: (str(item[0][0]), *map(str, item[0][1:]))
         )

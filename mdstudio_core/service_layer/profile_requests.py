@@ -51,6 +51,7 @@ class ProfileCandidate:
     approval_id: uuid.UUID | None = None
     event_ids: tuple[int, ...] = ()
     force: bool = False
+    full: bool = False
 
     @property
     def entity(self) -> Entity:
@@ -128,6 +129,7 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
             approval_id=None if manual else uuid.UUID(payload["approval_id"]),
             event_ids=(event.id,),
             force=bool(payload.get("force", False)),
+            full=bool(payload.get("full", False)),
         )
         previous = merged.get(candidate.entity)
         if previous is not None:
@@ -135,6 +137,7 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
                 candidate,
                 event_ids=previous.event_ids + candidate.event_ids,
                 force=previous.force or candidate.force,
+                full=previous.full or candidate.full,
                 priority=Priority.highest((previous.priority, candidate.priority)),
             )
         merged[candidate.entity] = candidate
@@ -237,10 +240,16 @@ def scheduled_candidates(uow: UnitOfWork, tier: Tier) -> list[ProfileCandidate]:
 
 
 def request_profile(
-    uow: UnitOfWork, identity: Identity, canonical_key: str, *, force: bool = False
+    uow: UnitOfWork,
+    identity: Identity,
+    canonical_key: str,
+    *,
+    force: bool = False,
+    full: bool = False,
 ) -> Event:
     """Ask for a manual profile of an entity: an outbox event the orchestrator picks up like
-    any other, so the request is recorded and never lost. `force` passes the interval."""
+    any other, so the request is recorded and never lost. `force` passes the interval; `full`
+    reads the whole table even where an incremental pass could (`binding.incremental`)."""
     with uow:
         if uow.entities.get(EntityType.GLOBAL_METADATA, identity.tenant_id, canonical_key) is None:
             raise NotFound(f"GLOBAL_METADATA {canonical_key} not found")
@@ -261,6 +270,7 @@ def request_profile(
                             "trigger": Trigger.MANUAL,
                             "force": force,
                             "requested_by": identity.user,
+                            "full": full,
                         },
                     ),
                 )

@@ -9,6 +9,7 @@ profile one binding and save nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import traceback
@@ -20,17 +21,27 @@ from decimal import Decimal
 from sqlalchemy.engine import Engine
 
 from mdstudio_core.adapters import warehouse
+from mdstudio_core.adapters.incremental import Increment, measure_incremental, signature
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.approvals import check_may_preview_entity
 from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.incidents import SYSTEM_ACTOR
+from mdstudio_core.domain.incremental import (
+    FULL,
+    DayCounts,
+    PassRequest,
+    ProfileDay,
+    TableState,
+    full_reason,
+)
 from mdstudio_core.domain.lineage import KpiTrust
 from mdstudio_core.domain.model import (
     Binding,
     ColumnRule,
     EntityType,
     Identity,
+    Incremental,
     LiveEntity,
     ProfileLimits,
     Tier,
@@ -100,9 +111,11 @@ def profile_table(
     limits: ProfileLimits | None = None,
     weights: ScoreWeights = DEFAULT_WEIGHTS,
     engine_for: EngineFor,
+    full_reason: str | None = None,
 ) -> list[ProfileResult]:
-    """Measure the table the entities are bound to, once, and return one scored
-    `ProfileResult` per entity, in the order given.
+    """Measure the table the entities are bound to, once, in full, and return one scored
+    `ProfileResult` per entity, in the order given (a preview; a run keeps state with
+    `profile_for_run`).
 
     All entities must be bound to the same (source, schema, table). A column bound by several
     entities with the same rules is measured once; with different rules, once per rule set.
@@ -111,21 +124,22 @@ def profile_table(
     """
     if not entities:
         return []
-    keys = {table_key(e.binding) for e in entities}
-    if len(keys) != 1:
-        raise ValueError(f"profile_table needs entities bound to one table, got {sorted(keys)}")
-    source, schema, table = keys.pop()
+    source, schema, table = _one_table(entities)
     limits = limits or ProfileLimits()
-
-    rules: list[ColumnRule] = []
-    position: dict[str, int] = {}
-    for entity in entities:
-        for rule in entity.binding.columns:
-            signature = rule.model_dump_json()
-            if signature not in position:
-                position[signature] = len(rules)
-                rules.append(rule)
-
+    rules, position = _rules(entities)
+    incremental = _declared(entities)
+    if incremental is not None and limits.sample_percent is None:
+        increment = measure_incremental(
+            engine_for(source),
+            table,
+            rules,
+            incremental,
+            schema=schema,
+            source=source,
+            timeout_s=limits.timeout_s,
+            full_reason=full_reason or "a preview reads the whole table and keeps no state",
+        )
+        return _results(entities, increment.metrics, position, weights, _how(increment))
     metrics = warehouse.measure_table(
         engine_for(source),
         table,
@@ -135,29 +149,74 @@ def profile_table(
         timeout_s=limits.timeout_s,
         sample_percent=limits.sample_percent,
     )
+    how = Measured(rows_read=metrics.rows_read, full_reason=full_reason)
+    return _results(entities, metrics, position, weights, how)
 
+
+@dataclass(frozen=True)
+class Measured:
+    """How a table's profile was taken (see `ProfileResult`)."""
+
+    mode: str = FULL
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    rows_read: int | None = None
+    full_reason: str | None = None
+    probes: Mapping[str, str] = field(default_factory=dict)
+
+
+def _how(increment: Increment) -> Measured:
+    before, after = increment.window
+    return Measured(
+        mode=increment.mode,
+        watermark_before=before,
+        watermark_after=after,
+        rows_read=increment.rows_read,
+        full_reason=increment.full_reason,
+        probes=increment.probes,
+    )
+
+
+def _one_table(entities: Sequence[BoundEntity]) -> TableKey:
+    keys = {table_key(e.binding) for e in entities}
+    if len(keys) != 1:
+        raise ValueError(f"profile_table needs entities bound to one table, got {sorted(keys)}")
+    return keys.pop()
+
+
+def _rules(entities: Sequence[BoundEntity]) -> tuple[list[ColumnRule], dict[str, int]]:
+    """The distinct rule sets of the entities' columns, and where each is measured."""
+    rules: list[ColumnRule] = []
+    position: dict[str, int] = {}
+    for entity in entities:
+        for rule in entity.binding.columns:
+            key = signature(rule)
+            if key not in position:
+                position[key] = len(rules)
+                rules.append(rule)
+    return rules, position
+
+
+def _declared(entities: Sequence[BoundEntity]) -> Incremental | None:
+    """The table's `binding.incremental`, as its fields declare it (the first that does)."""
+    return next((e.binding.incremental for e in entities if e.binding.incremental), None)
+
+
+def _results(
+    entities: Sequence[BoundEntity],
+    metrics: warehouse.TableMetrics,
+    position: Mapping[str, int],
+    weights: ScoreWeights,
+    how: Measured,
+) -> list[ProfileResult]:
+    """Each entity's profile: its own columns of the table's metrics, scored."""
+    source, schema, table = _one_table(entities)
     results: list[ProfileResult] = []
     for entity in entities:
-        columns = []
-        for rule in entity.binding.columns:
-            measured = metrics.columns[position[rule.model_dump_json()]]
-            columns.append(
-                ColumnProfile(
-                    name=measured.name,
-                    data_type=measured.data_type,
-                    n=measured.n,
-                    non_null=measured.non_null,
-                    distinct=measured.distinct,
-                    valid=measured.valid,
-                    min=_jsonable(measured.min),
-                    max=_jsonable(measured.max),
-                    nullable=rule.nullable,
-                    unique=rule.unique,
-                    rules=list(measured.rules),
-                    rules_not_applied=list(measured.rules_not_applied),
-                    notes=list(measured.notes),
-                )
-            )
+        columns = [
+            _column_profile(rule, metrics.columns[position[signature(rule)]])
+            for rule in entity.binding.columns
+        ]
         summary = quality_score(columns, weights)
         warnings = [f"{c.name}: {note}" for c in summary.columns for note in c.notes]
         results.append(
@@ -184,9 +243,231 @@ def profile_table(
                 sample=metrics.sample,
                 duration_ms=metrics.duration_ms,
                 profiled_at=metrics.profiled_at,
+                mode=how.mode,
+                watermark_before=how.watermark_before,
+                watermark_after=how.watermark_after,
+                rows_read=how.rows_read,
+                full_reason=how.full_reason,
+                probes=dict(how.probes),
             )
         )
     return results
+
+
+def _column_profile(rule: ColumnRule, measured: warehouse.ColumnMetrics) -> ColumnProfile:
+    return ColumnProfile(
+        name=measured.name,
+        data_type=measured.data_type,
+        n=measured.n,
+        non_null=measured.non_null,
+        distinct=measured.distinct,
+        valid=measured.valid,
+        min=_jsonable(measured.min),
+        max=_jsonable(measured.max),
+        nullable=rule.nullable,
+        unique=rule.unique,
+        rules=list(measured.rules),
+        rules_not_applied=list(measured.rules_not_applied),
+        notes=list(measured.notes),
+    )
+
+
+# -- a table bound incrementally: its state, and its days --------------------------------------
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """What a run keeps of an incrementally bound table with its profiles: the new state (if
+    the one it read, `read_version`, is still current) and each field's days."""
+
+    table: TableKey
+    state: TableState
+    read_version: int | None
+    days: Mapping[str, list[ProfileDay]]
+    full: bool
+
+
+@dataclass(frozen=True)
+class TableProfile:
+    results: list[ProfileResult]
+    kept: KeptState | None = None
+
+
+def profile_for_run(
+    uow: UnitOfWork,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    entities: Sequence[BoundEntity],
+    *,
+    limits: ProfileLimits,
+    engine_for: EngineFor,
+    full: bool = False,
+    weights: ScoreWeights = DEFAULT_WEIGHTS,
+    days: Sequence[dt.date] = (),
+) -> TableProfile:
+    """Profile one table for a run. A table bound with `binding.incremental` is read
+    incrementally from its state when it can be (`domain.incremental.full_reason`, then the
+    safety net), measuring the columns of every field bound to it so the state serves them
+    all; `full` asks for a full profile; a daily table's `days` are counted again whole (a
+    backfill of chosen days). Other tables are profiled in full, as always."""
+    source, schema, table = _one_table(entities)
+    with uow:
+        bound = uow.entities.bound_to_table(tenant_id, source, schema, table)
+        stored = uow.profile_states.get(tenant_id, source, schema, table)
+    asked = {entity.canonical_key for entity in entities}
+    everyone = [
+        *entities,
+        *(
+            BoundEntity(live.canonical_key, live.binding, tenant_id=tenant_id)
+            for live in bound
+            if live.binding is not None and live.canonical_key not in asked
+        ),
+    ]
+    declared = {e.binding.incremental.model_dump_json() for e in everyone if e.binding.incremental}
+    if not declared:
+        return TableProfile(
+            profile_table(entities, limits=limits, weights=weights, engine_for=engine_for)
+        )
+    if len(declared) > 1:
+        why = "fields bound to this table declare different binding.incremental: " + "; ".join(
+            f"{e.canonical_key}: {e.binding.incremental.model_dump_json(exclude_none=True)}"
+            for e in everyone
+            if e.binding.incremental
+        )
+        return TableProfile(
+            _legacy(entities, limits=limits, weights=weights, engine_for=engine_for, why=why)
+        )
+    incremental = _declared(everyone)
+    assert incremental is not None
+    rules, position = _rules(everyone)
+    state, version = stored if stored is not None else (None, None)
+    now = _now()
+    reason = full_reason(
+        state,
+        PassRequest(
+            incremental=incremental.model_dump(mode="json", exclude_none=True),
+            specs=tuple(sorted(position)),
+            now=now,
+            full_every_days=settings.full_profile_every_days,
+            forced=full,
+            sampled=limits.sample_percent is not None,
+        ),
+    )
+    if limits.sample_percent is not None:
+        return TableProfile(
+            _legacy(entities, limits=limits, weights=weights, engine_for=engine_for, why=reason)
+        )
+    increment = measure_incremental(
+        engine_for(source),
+        table,
+        rules,
+        incremental,
+        schema=schema,
+        source=source,
+        timeout_s=limits.timeout_s,
+        state=None if reason else state,
+        full_reason=reason,
+        now=now,
+        recount=days,
+    )
+    results = _results(entities, increment.metrics, position, weights, _how(increment))
+    days: dict[str, list[ProfileDay]] = {}
+    if incremental.partition == "day":
+        columns = {key: increment.metrics.columns[i] for key, i in position.items()}
+        tiers = {live.canonical_key: live.tier.value for live in bound}
+        for entity in everyone:
+            days[entity.canonical_key] = [
+                dataclasses.replace(
+                    _day_record(entity, day, columns, weights, now),
+                    tier=tiers.get(entity.canonical_key),
+                )
+                for day in increment.days
+            ]
+    kept = KeptState(
+        table=(source, schema, table),
+        state=increment.state,
+        read_version=version,
+        days=days,
+        full=increment.mode == FULL,
+    )
+    return TableProfile(results, kept)
+
+
+def _legacy(
+    entities: Sequence[BoundEntity],
+    *,
+    limits: ProfileLimits,
+    weights: ScoreWeights,
+    engine_for: EngineFor,
+    why: str | None,
+) -> list[ProfileResult]:
+    """A full profile that keeps no state (sampled, or declarations that disagree)."""
+    source, schema, table = _one_table(entities)
+    rules, position = _rules(entities)
+    metrics = warehouse.measure_table(
+        engine_for(source),
+        table,
+        rules,
+        schema=schema,
+        source=source,
+        timeout_s=limits.timeout_s,
+        sample_percent=limits.sample_percent,
+    )
+    how = Measured(rows_read=metrics.rows_read, full_reason=why)
+    return _results(entities, metrics, position, weights, how)
+
+
+def _day_record(
+    entity: BoundEntity,
+    day: DayCounts,
+    measured: Mapping[str, warehouse.ColumnMetrics],
+    weights: ScoreWeights,
+    now: dt.datetime,
+) -> ProfileDay:
+    """One day of one field: its columns' counts over the day's rows, scored by the one
+    formula (`quality_score`), as if the table held that day alone."""
+    columns = []
+    for rule in entity.binding.columns:
+        key = signature(rule)
+        counts = day.columns[key]
+        column = measured[key]
+        columns.append(
+            ColumnProfile(
+                name=column.name,
+                data_type=column.data_type,
+                n=day.row_count,
+                non_null=counts.non_null,
+                distinct=counts.distinct,
+                valid=counts.valid,
+                min=_jsonable(counts.min),
+                max=_jsonable(counts.max),
+                nullable=rule.nullable,
+                unique=rule.unique,
+                rules=list(column.rules),
+                rules_not_applied=list(column.rules_not_applied),
+            )
+        )
+    summary = quality_score(columns, weights)
+    return ProfileDay(
+        day=day.day,
+        row_count=day.row_count,
+        quality_score=summary.quality_score,
+        columns={
+            c.name: {
+                "non_null": c.non_null,
+                "valid": c.valid,
+                "distinct": c.distinct,
+                "min": c.min,
+                "max": c.max,
+                "completeness": c.completeness,
+                "uniqueness": c.uniqueness,
+                "validity": c.validity,
+                "score": c.score,
+            }
+            for c in summary.columns
+        },
+        updated_at=now,
+    )
 
 
 def _jsonable(value: object) -> object:
@@ -235,6 +516,7 @@ class ProfileTarget:
     canonical_key: str
     trigger: Trigger = Trigger.MANUAL
     approval_id: uuid.UUID | None = None
+    full: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,13 +535,14 @@ class RunOutcome:
     (or no longer) bound, entities whose table failed (with the error), and entities an
     earlier attempt of the same run saved already (a retried step neither scans their table
     again nor reports them twice); and the KPIs whose trust the new profiles changed, as last
-    computed."""
+    computed; and, for a daily table, the days the run read, per field."""
 
     profiles: list[SavedProfile] = field(default_factory=list)
     unbound: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     saved_before: list[str] = field(default_factory=list)
     kpis: dict[str, KpiTrust] = field(default_factory=dict)
+    days: dict[str, list[ProfileDay]] = field(default_factory=dict)
 
 
 def run_profiles(
@@ -270,11 +553,13 @@ def run_profiles(
     *,
     run_id: str,
     engine_for: EngineFor | None = None,
+    days: Sequence[dt.date] = (),
 ) -> RunOutcome:
     """Profile the live bindings of `targets` (one scan per table), save each table's profiles
     in one transaction, and judge them by the quality gate. A table that cannot be profiled
     costs only its own entities their profile (listed in `failed`); the others are saved.
-    Entities `run_id` saved already are skipped, so a retried step saves each profile once."""
+    Entities `run_id` saved already are skipped, so a retried step saves each profile once.
+    `days`: days of daily tables to count again whole (see `profile_for_run`)."""
     engine_for = engine_for or source_engines(settings)
     with uow:
         profiled, not_profiled = load_profiled(
@@ -286,6 +571,7 @@ def run_profiles(
     outcome = RunOutcome(unbound={key: why for (_, key), why in not_profiled.items()})
     tiers: dict[str, Tier] = {}
     entities: list[BoundEntity] = []
+    full = {target.canonical_key for target in targets if target.full}
     for target in targets:
         live = profiled.get((tenant_id, target.canonical_key))
         if live is None or live.binding is None:
@@ -314,10 +600,15 @@ def run_profiles(
         )
     for group in group_by_table(entities).values():
         try:
-            results = profile_table(
+            profiled = profile_for_run(
+                uow,
+                settings,
+                tenant_id,
                 group,
                 limits=limits_for(settings, (tiers[e.canonical_key] for e in group)),
                 engine_for=engine_for,
+                full=any(entity.canonical_key in full for entity in group),
+                days=days,
             )
         except Exception as exc:  # one table's fault must spare the others
             message = _failure_message(settings, exc, group[0].binding)
@@ -325,8 +616,18 @@ def run_profiles(
             record_failures(uow, settings, tenant_id, failed, run_id, message)
             outcome.failed.update({key: message for key, _ in failed})
             continue
-        tiered = [(result, tiers[result.canonical_key]) for result in results]
-        saved_profiles, kpis = save_table(uow, settings, tenant_id, tiered, run_id)
+        tiered = [(result, tiers[result.canonical_key]) for result in profiled.results]
+        saved_profiles, kpis = save_table(
+            uow, settings, tenant_id, tiered, run_id, kept=profiled.kept
+        )
+        if profiled.kept is not None and profiled.kept.days:
+            ids = {saved.result.canonical_key: saved.profile_id for saved in saved_profiles}
+            outcome.days.update(
+                {
+                    key: [dataclasses.replace(d, profile_id=ids.get(key)) for d in days]
+                    for key, days in profiled.kept.days.items()
+                }
+            )
         outcome.profiles.extend(saved_profiles)
         outcome.kpis.update({trust.canonical_key: trust for trust in kpis})
     return outcome
@@ -364,9 +665,13 @@ def save_table(
     tenant_id: uuid.UUID,
     results: Sequence[tuple[ProfileResult, Tier]],
     run_id: str | None,
+    *,
+    kept: KeptState | None = None,
 ) -> tuple[list[SavedProfile], list[KpiTrust]]:
     """`save_profiles`, and in the same transaction the trust of every active KPI depending
-    on a newly saved profile, recomputed and recorded (with its impact events)."""
+    on a newly saved profile, recomputed and recorded (with its impact events), and for a
+    table bound incrementally its new state and days (unless another pass kept a state since
+    this one read it)."""
     saved = []
     landed = []
     now = _now()
@@ -386,9 +691,32 @@ def save_table(
                 incidents.assess_entity(uow, settings, tenant_id, result.canonical_key, tier, now)
                 landed.append(result.canonical_key)
             saved.append(SavedProfile(profile_id, tier, result, verdict))
+        if kept is not None:
+            _keep(uow, tenant_id, kept, {s.result.canonical_key: s.profile_id for s in saved}, now)
         kpis = lineage.refresh_dependents(uow, settings, tenant_id, landed) if landed else []
         uow.commit()
     return saved, kpis
+
+
+def _keep(
+    uow: UnitOfWork,
+    tenant_id: uuid.UUID,
+    kept: KeptState,
+    profile_ids: Mapping[str, uuid.UUID],
+    now: dt.datetime,
+) -> None:
+    source, schema, table = kept.table
+    if not uow.profile_states.put(
+        tenant_id, source, schema, table, kept.state, kept.read_version, now
+    ):
+        return  # another pass (or an earlier attempt of this run) kept its own since
+    for key, days in kept.days.items():
+        uow.profile_days.write(
+            tenant_id,
+            key,
+            [dataclasses.replace(day, profile_id=profile_ids.get(key)) for day in days],
+            replace_all=kept.full,
+        )
 
 
 def record_failures(
@@ -494,6 +822,7 @@ def _stored(
             "table": result.table,
             "warnings": data["warnings"],
             "sql_params": data["sql_params"],
+            **({"probes": data["probes"]} if data["probes"] else {}),
         },
         trigger=result.trigger.value,
         approval_id=result.approval_id,
@@ -502,6 +831,11 @@ def _stored(
         sample=data["sample"],
         duration_ms=result.duration_ms,
         created_at=result.profiled_at,
+        mode=result.mode,
+        watermark_before=result.watermark_before,
+        watermark_after=result.watermark_after,
+        rows_read=result.rows_read,
+        full_reason=result.full_reason,
     )
 
 

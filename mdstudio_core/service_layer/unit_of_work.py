@@ -22,7 +22,9 @@ from mdstudio_core.adapters.repositories import (
     LineageRepository,
     NotificationRepository,
     PolicyRepository,
+    ProfileDayRepository,
     ProfileRepository,
+    ProfileStateRepository,
     TokenRepository,
 )
 
@@ -49,6 +51,8 @@ class UnitOfWork:
     metrics: CatalogMetrics
     policies: PolicyRepository
     profiles: ProfileRepository
+    profile_days: ProfileDayRepository
+    profile_states: ProfileStateRepository
     tokens: TokenRepository
 
     def __init__(self, engine: Engine) -> None:
@@ -73,6 +77,8 @@ class UnitOfWork:
             self.metrics = CatalogMetrics(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
+            self.profile_days = ProfileDayRepository(self.connection)
+            self.profile_states = ProfileStateRepository(self.connection)
             self.tokens = TokenRepository(self.connection)
         self._depth += 1
         return self
