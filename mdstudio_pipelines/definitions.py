@@ -19,7 +19,7 @@ from mdstudio_pipelines.jobs import build_profile_job
 from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
 from mdstudio_pipelines.notifications import build_notification_sensor
 from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.schedules import build_profiling_schedules
+from mdstudio_pipelines.schedules import build_profiling_pass_sensor, build_profiling_schedules
 from mdstudio_pipelines.sensors import build_approval_sensor
 
 SNAPSHOT_KEY = "mdstudio/catalog_snapshot"
@@ -37,8 +37,12 @@ def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Defin
             *(a for a in (table_assets, kpi_assets) if a is not None),
         ],
         jobs=[job],
-        sensors=[build_approval_sensor(settings, job, graph), build_notification_sensor(settings)],
-        schedules=build_profiling_schedules(settings, job, graph),
+        sensors=[
+            build_approval_sensor(settings, job, graph),
+            build_notification_sensor(settings),
+            build_profiling_pass_sensor(settings, job, graph),
+        ],
+        schedules=build_profiling_schedules(settings, job),
         resources={"catalog": CatalogResource()},
     )
 

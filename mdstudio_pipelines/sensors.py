@@ -45,6 +45,15 @@ LOCATION_NAME = "mdstudio"  # workspace.yaml's, when the tick does not say
 # A tick reads at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and stops paging after this long; a
 # backlog drains over several ticks, each well inside Dagster's 60 s evaluation limit.
 TICK_BUDGET_SECONDS = 20.0
+# Runs whose profiles may not be saved yet (a cancelling run may still be scanning).
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.MANAGED,
+]
 PRIORITY_TAG = {Priority.HIGH: "10", Priority.NORMAL: "0", Priority.LOW: "-10"}
 
 
@@ -358,22 +367,22 @@ def recently_requested(
     now: dt.datetime,
     settings: Settings,
 ) -> dict[tuple[uuid.UUID, str], dt.datetime]:
-    """When a profile run was last launched for each entity within the rerun interval: it may
-    still be running, so its result is not in `mdm_profile` yet. Read from Dagster's runs
-    (not from our own observations, which a crashed tick may have written without launching
-    anything); failed and cancelled runs do not count, so they can be retried."""
+    """When a profile run still in flight was launched for each entity within the rerun
+    interval: its result is not in `mdm_profile` yet. Read from Dagster's runs (not from our
+    own observations, which a crashed tick may have written without launching anything). A
+    finished run is left to `mdm_profile`: a successful one saved every profile it was asked
+    for, and failed and cancelled runs do not count, so they can be retried. Only runs in
+    flight are read, so the lookup does not grow with the runs of past passes."""
     if not entities:
         return {}
     wanted = set(entities)
     since = now - settings.min_rerun
     found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
     records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=JOB_NAME, created_after=since),
+        filters=dg.RunsFilter(job_name=JOB_NAME, created_after=since, statuses=IN_FLIGHT),
         limit=10_000,
     )
     for record in records:
-        if record.dagster_run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-            continue
         config = record.dagster_run.run_config.get("ops", {}).get("profile_tables", {})
         config = config.get("config", {})
         tenant_id = uuid.UUID(config["tenant_id"])

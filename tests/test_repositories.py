@@ -20,7 +20,14 @@ from mdstudio_core.adapters.repositories import ApprovalRepository
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.lineage import TrustState
-from mdstudio_core.domain.model import ApiToken, ApprovalStatus, EntityStatus, EntityType, Tier
+from mdstudio_core.domain.model import (
+    ApiToken,
+    ApprovalStatus,
+    EntityStatus,
+    EntityType,
+    PassProgress,
+    Tier,
+)
 from mdstudio_core.domain.notifications import DeliveryStatus, Subscription
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -90,9 +97,12 @@ def test_a_scheduled_pass_reads_active_bound_entities_of_one_tier(engine, tenant
     approve_metadata(engine, tenant, key="finance.t2", tier="tier2", binding=DEMO_BINDING)
     approve_metadata(engine, tenant, key="finance.unbound", binding=None)
     approve_metadata(engine, tenant, key="finance.draft", binding=DEMO_BINDING, lane="draft")
+    orders = (str(tenant), "demo", "", "orders")
     with UnitOfWork(engine) as uow:
-        [first, bound] = uow.entities.bound(Tier.TIER1)  # by key within a tenant
-        [tier2] = uow.entities.bound(Tier.TIER2)
+        assert uow.entities.bound_tables(Tier.TIER1, None, 10) == [orders]
+        [first, bound] = uow.entities.bound_on_tables(Tier.TIER1, None, orders)  # by key
+        [tier2] = uow.entities.bound_on_tables(Tier.TIER2, None, orders)
+        assert uow.entities.bound_on_tables(Tier.TIER1, orders, orders) == []
     assert first.canonical_key == "finance.a_t1"
     assert (bound.canonical_key, bound.entity_type, bound.status) == (
         "finance.t1",
@@ -100,6 +110,107 @@ def test_a_scheduled_pass_reads_active_bound_entities_of_one_tier(engine, tenant
         EntityStatus.ACTIVE,
     )
     assert tier2.canonical_key == "finance.t2"
+
+
+def bound_field(uow, tenant, key, binding, tier="tier1", status="active"):
+    uow.entities.insert(
+        EntityType.GLOBAL_METADATA,
+        tenant,
+        uuid.uuid4(),
+        {
+            "canonical_key": key,
+            "label": key,
+            "description": "",
+            "tier": tier,
+            "domain": "finance",
+            "owner": "o",
+            "data_type": "integer",
+            "status": status,
+            "binding": binding,
+        },
+        "alice",
+        T0,
+    )
+
+
+def test_a_pass_pages_tables_in_tenant_source_schema_table_order_each_table_whole(engine):
+    first, second = uuid.UUID(int=1), uuid.UUID(int=2)
+    column = [{"name": "id"}]
+    with UnitOfWork(engine) as uow:
+        for tenant in (second, first):
+            for source, schema, table in [
+                ("wh", "sales", "b"),
+                ("wh", None, "z"),
+                ("dw", "sales", "a"),
+                ("wh", "sales", "a"),
+            ]:
+                binding = {"source": source, "table": table, "columns": column}
+                if schema:
+                    binding["schema"] = schema
+                for field in ("f1", "f2"):
+                    bound_field(uow, tenant, f"k.{source}.{schema}.{table}.{field}", binding)
+        bound_field(
+            uow, first, "k.tier2", {"source": "aa", "table": "t", "columns": column}, "tier2"
+        )
+        bound_field(
+            uow,
+            first,
+            "k.old",
+            {"source": "aa", "table": "t", "columns": column},
+            status="deprecated",
+        )
+        uow.commit()
+    order = [
+        (str(tenant), source, schema, table)
+        for tenant in (first, second)
+        for source, schema, table in [
+            ("dw", "sales", "a"),
+            ("wh", "", "z"),
+            ("wh", "sales", "a"),
+            ("wh", "sales", "b"),
+        ]
+    ]
+    with UnitOfWork(engine) as uow:
+        pages, after = [], None
+        while page := uow.entities.bound_tables(Tier.TIER1, after, 3):
+            pages.append(page)
+            entities = uow.entities.bound_on_tables(Tier.TIER1, after, page[-1])
+            assert len(entities) == 2 * len(page)  # every field of each table of the page
+            after = page[-1]
+        assert uow.entities.bound_tables(Tier.TIER2, None, 3) == [(str(first), "aa", "", "t")]
+    assert [t for page in pages for t in page] == order
+    assert [len(page) for page in pages] == [3, 3, 2]
+
+
+def test_a_pass_is_recorded_once_per_slot_and_keeps_its_progress(engine):
+    later = T0 + dt.timedelta(minutes=5)
+    with UnitOfWork(engine) as uow:
+        queued = uow.passes.add("tier1_profiling_schedule", Tier.TIER1, "2026-01-01T02:00", T0)
+        again = uow.passes.add("tier1_profiling_schedule", Tier.TIER1, "2026-01-01T02:00", later)
+        other = uow.passes.add("tier2_profiling_schedule", Tier.TIER2, "2026-01-01T02:00", T0)
+        uow.commit()
+    assert again == queued and other.id > queued.id
+    assert (queued.tier, queued.requested_at, queued.finished_at) == (Tier.TIER1, T0, None)
+    through = (str(uuid.UUID(int=1)), "wh", "", "t")
+    with UnitOfWork(engine) as uow:
+        assert uow.passes.next_open(0) == queued
+        uow.passes.record(PassProgress(queued.id, through, 3, 1, finished=False), T0)
+        assert uow.passes.get(queued.id).finished_at is None
+        done = PassProgress(queued.id, through, 5, 2, finished=True)
+        uow.passes.record(done, later)
+        uow.passes.record(done, later + dt.timedelta(hours=1))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        recorded = uow.passes.get(queued.id)
+        assert uow.passes.next_open(0) == other
+        assert uow.passes.next_open(other.id) is None
+        assert uow.passes.get(999) is None
+    assert (recorded.planned_through, recorded.tables_planned, recorded.runs_requested) == (
+        through,
+        5,
+        2,
+    )
+    assert recorded.finished_at == later  # the first finish is kept
 
 
 def test_a_run_saves_an_entity_once_and_other_entities_of_the_run_still_save(engine, tenant):

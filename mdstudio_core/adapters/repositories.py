@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
+    Uuid,
     and_,
     bindparam,
     case,
@@ -21,9 +22,11 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,6 +45,9 @@ from mdstudio_core.domain.model import (
     Identity,
     Lane,
     LiveEntity,
+    PassProgress,
+    ProfilePass,
+    TablePosition,
     Tier,
     stored_binding,
 )
@@ -239,19 +245,36 @@ class EntityRepository:
             )
         return found
 
-    def bound(self, tier: Tier) -> list[LiveEntity]:
-        """Active metadata entities of a tier, in every tenant, that are bound to a table: what
-        a scheduled profiling pass covers."""
+    def bound_tables(
+        self, tier: Tier, after: TablePosition | None, limit: int
+    ) -> list[TablePosition]:
+        """The next `limit` tables after `after` that active bound entities of `tier` are bound
+        to, in every tenant, in the order a scheduled pass pages them."""
+        position = _table_position()
+        query = (
+            select(*position).where(*_bound_of(tier)).distinct().order_by(*position).limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(*position) > _position_values(after))
+        return [
+            (str(tenant_id), source, schema, table)
+            for tenant_id, source, schema, table in self._connection.execute(query)
+        ]
+
+    def bound_on_tables(
+        self, tier: Tier, after: TablePosition | None, through: TablePosition
+    ) -> list[LiveEntity]:
+        """The active bound entities of `tier` on the tables after `after` up to `through`
+        (`bound_tables` order), by tenant and canonical key."""
         table = tables.global_metadata
+        position = tuple_(*_table_position())
         query = (
             select(table)
-            .where(
-                table.c.tier == tier.value,
-                table.c.status == EntityStatus.ACTIVE.value,
-                table.c.binding.is_not(None),
-            )
+            .where(*_bound_of(tier), position <= _position_values(through))
             .order_by(table.c.tenant_id, table.c.canonical_key)
         )
+        if after is not None:
+            query = query.where(position > _position_values(after))
         return [
             _live_entity(EntityType.GLOBAL_METADATA, row) for row in self._connection.execute(query)
         ]
@@ -299,6 +322,37 @@ class EntityRepository:
             .values(version=expected_version + 1, updated_at=at, updated_by=actor, **state)
         )
         return result.rowcount == 1
+
+
+def _bound_of(tier: Tier) -> list[Any]:
+    table = tables.global_metadata
+    return [
+        table.c.tier == tier.value,
+        table.c.status == EntityStatus.ACTIVE.value,
+        table.c.binding.is_not(None),
+    ]
+
+
+def _table_position() -> list[Any]:
+    """A bound entity's table as pages order it: tenant, source, schema ("" for the source's
+    default) and table, read from the binding."""
+    binding = tables.global_metadata.c.binding
+    return [
+        tables.global_metadata.c.tenant_id,
+        func.coalesce(binding["source"].as_string(), "warehouse"),
+        func.coalesce(binding["schema"].as_string(), ""),
+        binding["table"].as_string(),
+    ]
+
+
+def _position_values(position: TablePosition) -> Any:
+    tenant_id, source, schema, table = position
+    return tuple_(
+        bindparam(None, uuid.UUID(tenant_id), type_=Uuid),
+        literal(source),
+        literal(schema),
+        literal(table),
+    )
 
 
 def _live_entity(entity_type: EntityType, row: Row[Any]) -> LiveEntity:
@@ -932,6 +986,74 @@ class ConsumerCursors:
         self._connection.execute(
             dialect.insert(tables.consumer_cursors).values(values).on_conflict_do_nothing()
         )
+
+
+class ProfilePassRepository:
+    """`mdm_profile_pass`: scheduled profiling passes and how far their planning got."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, schedule: str, tier: Tier, slot: str, at: dt.datetime) -> ProfilePass:
+        """The pass of `schedule` at `slot`, recorded once however often its tick is
+        evaluated."""
+        values = {"schedule": schedule, "tier": tier.value, "slot": slot, "requested_at": at}
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        self._connection.execute(
+            dialect.insert(tables.profile_passes).values(values).on_conflict_do_nothing()
+        )
+        column = tables.profile_passes.c
+        row = self._connection.execute(
+            select(tables.profile_passes).where(column.schedule == schedule, column.slot == slot)
+        ).one()
+        return _profile_pass(row)
+
+    def get(self, pass_id: int) -> ProfilePass | None:
+        row = self._connection.execute(
+            select(tables.profile_passes).where(tables.profile_passes.c.id == pass_id)
+        ).first()
+        return _profile_pass(row) if row else None
+
+    def next_open(self, after_id: int) -> ProfilePass | None:
+        """The oldest pass after `after_id` not finished yet."""
+        column = tables.profile_passes.c
+        row = self._connection.execute(
+            select(tables.profile_passes)
+            .where(column.id > after_id, column.finished_at.is_(None))
+            .order_by(column.id)
+            .limit(1)
+        ).first()
+        return _profile_pass(row) if row else None
+
+    def record(self, progress: PassProgress, at: dt.datetime) -> None:
+        """How far the pass's planning got; a finished pass keeps its first `finished_at`."""
+        column = tables.profile_passes.c
+        self._connection.execute(
+            update(tables.profile_passes)
+            .where(column.id == progress.pass_id)
+            .values(
+                planned_through=list(progress.planned_through)
+                if progress.planned_through
+                else None,
+                tables_planned=progress.tables_planned,
+                runs_requested=progress.runs_requested,
+                finished_at=func.coalesce(column.finished_at, at) if progress.finished else None,
+            )
+        )
+
+
+def _profile_pass(row: Row[Any]) -> ProfilePass:
+    return ProfilePass(
+        id=row.id,
+        schedule=row.schedule,
+        tier=Tier(row.tier),
+        slot=row.slot,
+        requested_at=row.requested_at,
+        planned_through=tuple(row.planned_through) if row.planned_through else None,  # type: ignore[arg-type]
+        tables_planned=row.tables_planned,
+        runs_requested=row.runs_requested,
+        finished_at=row.finished_at,
+    )
 
 
 class CatalogMetrics:

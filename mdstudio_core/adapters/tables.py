@@ -307,6 +307,25 @@ consumer_cursors = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# A scheduled profiling pass (`tier1_profiling_schedule` at one slot): the schedule's tick
+# records it, `profiling_pass_sensor` plans it a page of tables per tick. `planned_through` is
+# where planning stands (the last table planned, in page order); `finished_at` ends the pass.
+profile_passes = Table(
+    "mdm_profile_pass",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule", String(64), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("slot", String(32), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("planned_through", Json),
+    Column("tables_planned", Integer, nullable=False, server_default="0"),
+    Column("runs_requested", Integer, nullable=False, server_default="0"),
+    Column("finished_at", UtcDateTime),
+    UniqueConstraint("schedule", "slot", name="uq_mdm_profile_pass_slot"),
+    sqlite_autoincrement=True,
+)
+
 # A tenant's name: its asset keys and asset group in Dagster (`mdstudio tenants name`).
 tenants = Table(
     "mdm_tenant",
@@ -334,7 +353,7 @@ kpi_trust = Table(
 )
 
 # Tables of the deployment, not of a tenant; every other table is keyed by tenant.
-GLOBAL_TABLES = frozenset({consumer_cursors})
+GLOBAL_TABLES = frozenset({consumer_cursors, profile_passes})
 
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,

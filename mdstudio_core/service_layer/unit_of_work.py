@@ -18,6 +18,7 @@ from mdstudio_core.adapters.repositories import (
     LineageRepository,
     NotificationRepository,
     PolicyRepository,
+    ProfilePassRepository,
     ProfileRepository,
     TokenRepository,
 )
@@ -41,6 +42,7 @@ class UnitOfWork:
     notifications: NotificationRepository
     cursors: ConsumerCursors
     metrics: CatalogMetrics
+    passes: ProfilePassRepository
     policies: PolicyRepository
     profiles: ProfileRepository
     tokens: TokenRepository
@@ -62,6 +64,7 @@ class UnitOfWork:
             self.notifications = NotificationRepository(self.connection)
             self.cursors = ConsumerCursors(self.connection)
             self.metrics = CatalogMetrics(self.connection)
+            self.passes = ProfilePassRepository(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.tokens = TokenRepository(self.connection)
