@@ -174,6 +174,7 @@ class Settings(BaseModel):
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
     sensor_max_bytes: Count = 16 * 1024 * 1024
+    consumer_max_attempts: Count = 5
     incident_open_after: Count = 1
     incident_recovery_margin: Annotated[float, Field(ge=0, le=100)] = 2.0
     notify_max_attempts: Count = 8

@@ -84,6 +84,7 @@ def test_every_alert_is_tested_and_names_where_it_happened():
         "ProfileFailures",
         "ApprovalBacklog",
         "OutboxConsumerLag",
+        "OutboxDeadLetters",
         "NotificationsDead",
     }
     assert alerts["Tier1QualityDegraded"]["labels"]["severity"] == "critical"

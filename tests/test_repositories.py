@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories import ApprovalRepository
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetterStatus
+from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.lineage import TrustState
 from mdstudio_core.domain.model import (
@@ -382,11 +383,11 @@ def test_incidents_are_listed_a_hundred_at_a_time_by_default(engine, tenant):
 
 def test_the_unit_of_work_keeps_the_outbox_readers_cursors(engine):
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.get("a_reader") == 0
-        uow.cursors.set("a_reader", 7, T0)
+        assert uow.cursors.get("a_reader") == ConsumerCursor("a_reader")
+        uow.cursors.save(ConsumerCursor("a_reader", position=7, updated_at=T0))
         uow.commit()
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.get("a_reader") == 7
+        assert uow.cursors.get("a_reader").position == 7
 
 
 def subscription(tenant: uuid.UUID, n: int, created_at: dt.datetime) -> Subscription:
@@ -501,21 +502,125 @@ def test_ending_a_tokens_expired_sessions_ends_those_expired_by_then_only(engine
 
 
 def test_each_outbox_reader_keeps_its_own_cursor_from_zero(engine):
-    """Reading a cursor creates nothing; locking one creates it at 0; each `set` moves only
-    that reader's cursor and stamps the time."""
+    """Reading a cursor creates nothing; locking one creates it at 0; each `save` moves only
+    that reader's cursor, with every part of it."""
     later = T0 + dt.timedelta(hours=2)
+    replaying = ConsumerCursor(
+        "a_reader",
+        position=9,
+        generation=2,
+        replay_id=40,
+        replay_through=30,
+        resume_after=35,
+        attempts=3,
+        failing_event_id=10,
+        last_error="KeyError: 'reason'",
+        updated_at=later,
+    )
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.get("unread") == 0
-        assert uow.cursors.get("locked", for_update=True) == 0
-        uow.cursors.set("a_reader", 7, T0)
-        uow.cursors.set("b_reader", 3, T0)
-        uow.cursors.set("a_reader", 9, later)
+        assert uow.cursors.get("unread").position == 0
+        assert uow.cursors.get("locked", for_update=True).position == 0
+        uow.cursors.save(ConsumerCursor("a_reader", position=7, updated_at=T0))
+        uow.cursors.save(ConsumerCursor("b_reader", position=3, updated_at=T0))
+        uow.cursors.save(replaying)
         uow.commit()
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.all() == {"locked": 0, "a_reader": 9, "b_reader": 3}
-        column = tables.consumer_cursors.c
-        stamped = dict(uow.connection.execute(sa.select(column.consumer, column.updated_at)).all())
-    assert (stamped["a_reader"], stamped["b_reader"]) == (later, T0)
+        assert {c.consumer: c.position for c in uow.cursors.all()} == {
+            "locked": 0,
+            "a_reader": 9,
+            "b_reader": 3,
+        }
+        assert uow.cursors.get("a_reader") == replaying
+        assert uow.cursors.get("b_reader").updated_at == T0
+
+
+def test_a_consumer_is_registered_once_and_removed_by_name(engine):
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.add(ConsumerCursor("feed", position=5, updated_at=T0))
+        assert not uow.cursors.add(ConsumerCursor("feed", position=9, updated_at=T0))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.get("feed").position == 5
+        assert uow.cursors.remove("feed") and not uow.cursors.remove("feed")
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.all() == []
+
+
+def outbox_event(event_id: int, tenant: uuid.UUID) -> Event:
+    return Event(
+        id=event_id,
+        type="quality.incident.opened",
+        tenant_id=tenant,
+        entity_type=EntityType.GLOBAL_METADATA,
+        entity_key=KEY,
+        correlation_id=uuid.UUID(int=event_id),
+        actor="profiler",
+        occurred_at=T0,
+        payload={"tier": "tier9"},
+    )
+
+
+def test_dead_letters_keep_their_event_one_per_consumer_and_event(engine, tenant):
+    later = T0 + dt.timedelta(minutes=5)
+    with UnitOfWork(engine) as uow:
+        uow.dead_letters.add("notification_sensor", outbox_event(4, tenant), "ValueError", 5, T0)
+        uow.dead_letters.add("approval_sensor", outbox_event(4, tenant), "KeyError", 5, T0)
+        uow.dead_letters.add("approval_sensor", outbox_event(6, tenant), "KeyError", 5, T0)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        [first, second] = uow.dead_letters.list("approval_sensor")
+        assert Event.from_json(first.event) == outbox_event(4, tenant)
+        assert (first.event_id, first.error, first.attempts, first.status) == (
+            4,
+            "KeyError",
+            5,
+            DeadLetterStatus.DEAD,
+        )
+        uow.dead_letters.save(
+            dataclasses.replace(first, status=DeadLetterStatus.RETRYING, resolved_by="ops")
+        )
+        uow.dead_letters.save(
+            dataclasses.replace(
+                second, status=DeadLetterStatus.DISCARDED, resolved_at=later, reason="old"
+            )
+        )
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.dead_letters.counts() == {"notification_sensor": 1}
+        assert uow.dead_letters.counts(DeadLetterStatus.RETRYING) == {"approval_sensor": 1}
+        assert [d.id for d in uow.dead_letters.list(status=DeadLetterStatus.DISCARDED)] == [
+            second.id
+        ]
+        assert len(uow.dead_letters.list(limit=2)) == 2
+        assert [d.id for d in uow.dead_letters.list(offset=2)] == [second.id]
+        # The same event failing again (a retry, a replay) is dead again, with the new error.
+        uow.dead_letters.add("approval_sensor", outbox_event(4, tenant), "again", 6, later)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        again = uow.dead_letters.get(first.id, for_update=True)
+        assert (again.status, again.error, again.attempts, again.failed_at) == (
+            DeadLetterStatus.DEAD,
+            "again",
+            6,
+            later,
+        )
+        assert (again.resolved_by, uow.dead_letters.get(999)) == (None, None)
+
+
+def test_the_head_and_when_the_first_unread_event_happened(engine, tenant):
+    with UnitOfWork(engine) as uow:
+        assert uow.events.head() == 0 and uow.events.occurred_after(0) is None
+        fresh = {k: v for k, v in dataclasses.asdict(outbox_event(0, tenant)).items() if k != "id"}
+        written = uow.events.append([NewEvent(**fresh) for _ in range(3)])
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.events.head() == written[-1].id
+        assert uow.events.occurred_after(written[0].id) == T0
+        assert uow.events.occurred_after(written[-1].id) is None
+        assert [e.id for e in uow.events.list(after=0, through=written[1].id)] == [
+            e.id for e in written[:2]
+        ]
 
 
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)

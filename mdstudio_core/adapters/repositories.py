@@ -33,7 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.approvals import Approval, ApprovalListing
-from mdstudio_core.domain.events import Event, NewEvent
+from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetter, DeadLetterStatus
+from mdstudio_core.domain.events import Event, NewEvent, entity_kind
 from mdstudio_core.domain.incidents import Incident, IncidentStatus, ProfileOutcome
 from mdstudio_core.domain.lineage import TrustState
 from mdstudio_core.domain.model import (
@@ -439,13 +440,17 @@ class EventOutbox:
         tenant_id: uuid.UUID | None = None,
         entity_key: str | None = None,
         max_bytes: int | None = None,
+        through: int | None = None,
     ) -> list[Event]:
-        """Events with `id > after`, oldest first; across tenants when `tenant_id` is None
-        (the Dagster sensor), otherwise one tenant's. With `max_bytes`, the page stops before
-        the event whose payload would take it past that many bytes of JSON (it always holds
-        one event), counted in the database, so no more than that is ever read."""
+        """Events with `id > after` (and `id <= through`, given), oldest first; across tenants
+        when `tenant_id` is None (the consumers), otherwise one tenant's. With `max_bytes`, the
+        page stops before the event whose payload would take it past that many bytes of JSON
+        (it always holds one event), counted in the database, so no more than that is ever
+        read."""
         column = tables.events.c
         query = select(tables.events).where(column.id > after)
+        if through is not None:
+            query = query.where(column.id <= through)
         if self._connection.dialect.name == "postgresql":
             query = query.where(column.id <= self._horizon())
         if tenant_id is not None:
@@ -460,7 +465,7 @@ class EventOutbox:
                 id=row.id,
                 type=row.type,
                 tenant_id=row.tenant_id,
-                entity_type=EntityType(row.entity_type),
+                entity_type=entity_kind(row.entity_type),
                 entity_key=row.entity_key,
                 correlation_id=row.correlation_id,
                 actor=row.actor,
@@ -512,6 +517,23 @@ class EventOutbox:
             ).first()
             is not None
         )
+
+    def head(self) -> int:
+        """The id of the last event a reader can see now (0 when there is none)."""
+        if self._connection.dialect.name == "postgresql":
+            return self._horizon()
+        return int(
+            self._connection.execute(
+                select(func.coalesce(func.max(tables.events.c.id), 0))
+            ).scalar_one()
+        )
+
+    def occurred_after(self, position: int) -> dt.datetime | None:
+        """When the first event after `position` happened (None when there is none)."""
+        column = tables.events.c
+        return self._connection.execute(
+            select(column.occurred_at).where(column.id > position).order_by(column.id).limit(1)
+        ).scalar()
 
     def _horizon(self) -> int:
         """How far a reader may read (PostgreSQL): the largest id committed when the statement
@@ -947,32 +969,53 @@ def _delivery(row: Row[Any]) -> Delivery:
 
 
 class ConsumerCursors:
-    """`mdm_consumer_cursor`: how far each reader of the outbox has read (deployment-wide)."""
+    """`mdm_consumer_cursor`: where each reader of the outbox is (deployment-wide)."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def get(self, consumer: str, *, for_update: bool = False) -> int:
-        """The consumer's last event id (0 before it first reads); `for_update` holds it to
-        commit, so two readers of one consumer take turns."""
-        column = tables.consumer_cursors.c
-        query = select(column.last_event_id).where(column.consumer == consumer)
+    def get(self, consumer: str, *, for_update: bool = False) -> ConsumerCursor:
+        """The consumer's cursor (at 0 before it first reads); `for_update` holds it to commit,
+        so two readers of one consumer, or a reader and a replay, take turns."""
+        query = select(tables.consumer_cursors).where(
+            tables.consumer_cursors.c.consumer == consumer
+        )
         if for_update:
             self._ensure(consumer)
             query = query.with_for_update()
-        return self._connection.execute(query).scalar() or 0
+        row = self._connection.execute(query).first()
+        return _cursor(row) if row else ConsumerCursor(consumer)
 
-    def set(self, consumer: str, last_event_id: int, at: dt.datetime) -> None:
-        self._ensure(consumer)
+    def save(self, cursor: ConsumerCursor) -> None:
+        self._ensure(cursor.consumer)
         self._connection.execute(
             update(tables.consumer_cursors)
-            .where(tables.consumer_cursors.c.consumer == consumer)
-            .values(last_event_id=last_event_id, updated_at=at)
+            .where(tables.consumer_cursors.c.consumer == cursor.consumer)
+            .values(_cursor_values(cursor))
         )
 
-    def all(self) -> dict[str, int]:
-        column = tables.consumer_cursors.c
-        return dict(self._connection.execute(select(column.consumer, column.last_event_id)).all())
+    def add(self, cursor: ConsumerCursor) -> bool:
+        """Register a consumer at its cursor; False when it is registered already."""
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        inserted = self._connection.execute(
+            dialect.insert(tables.consumer_cursors)
+            .values(consumer=cursor.consumer, **_cursor_values(cursor))
+            .on_conflict_do_nothing()
+            .returning(tables.consumer_cursors.c.consumer)
+        )
+        return inserted.first() is not None
+
+    def remove(self, consumer: str) -> bool:
+        result = self._connection.execute(
+            delete(tables.consumer_cursors).where(tables.consumer_cursors.c.consumer == consumer)
+        )
+        return result.rowcount == 1
+
+    def all(self) -> list[ConsumerCursor]:
+        rows = self._connection.execute(
+            select(tables.consumer_cursors).order_by(tables.consumer_cursors.c.consumer)
+        )
+        return [_cursor(row) for row in rows]
 
     def _ensure(self, consumer: str) -> None:
         """The consumer's row exists (inserted once; a concurrent insert is not an error)."""
@@ -986,6 +1029,115 @@ class ConsumerCursors:
         self._connection.execute(
             dialect.insert(tables.consumer_cursors).values(values).on_conflict_do_nothing()
         )
+
+
+def _cursor(row: Row[Any]) -> ConsumerCursor:
+    return ConsumerCursor(
+        consumer=row.consumer,
+        position=row.last_event_id,
+        generation=row.generation,
+        replay_id=row.replay_id,
+        replay_through=row.replay_through,
+        resume_after=row.resume_after,
+        attempts=row.attempts,
+        failing_event_id=row.failing_event_id,
+        last_error=row.last_error,
+        updated_at=row.updated_at,
+    )
+
+
+def _cursor_values(cursor: ConsumerCursor) -> dict[str, Any]:
+    return {
+        "last_event_id": cursor.position,
+        "updated_at": cursor.updated_at or dt.datetime.now(dt.UTC),
+        "generation": cursor.generation,
+        "replay_id": cursor.replay_id,
+        "replay_through": cursor.replay_through,
+        "resume_after": cursor.resume_after,
+        "attempts": cursor.attempts,
+        "failing_event_id": cursor.failing_event_id,
+        "last_error": cursor.last_error,
+    }
+
+
+class DeadLetterRepository:
+    """`mdm_dead_letter`: events the consumers set aside, one row per consumer and event."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, consumer: str, event: Event, error: str, attempts: int, at: dt.datetime) -> None:
+        """Set `event` aside for `consumer`; an event set aside before (then retried, or
+        replayed) is dead again, with this error."""
+        dead = {
+            "event": event.to_json(),
+            "error": error,
+            "attempts": attempts,
+            "status": DeadLetterStatus.DEAD.value,
+            "failed_at": at,
+            "resolved_at": None,
+            "resolved_by": None,
+            "reason": None,
+        }
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        self._connection.execute(
+            dialect.insert(tables.dead_letters)
+            .values(consumer=consumer, event_id=event.id, **dead)
+            .on_conflict_do_update(index_elements=["consumer", "event_id"], set_=dead)
+        )
+
+    def get(self, letter_id: int, *, for_update: bool = False) -> DeadLetter | None:
+        query = select(tables.dead_letters).where(tables.dead_letters.c.id == letter_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
+        return _dead_letter(row) if row else None
+
+    def list(
+        self,
+        consumer: str | None = None,
+        status: DeadLetterStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[DeadLetter]:
+        """Oldest first."""
+        column = tables.dead_letters.c
+        query = select(tables.dead_letters)
+        if consumer is not None:
+            query = query.where(column.consumer == consumer)
+        if status is not None:
+            query = query.where(column.status == status.value)
+        query = query.order_by(column.id).limit(limit).offset(offset)
+        return [_dead_letter(row) for row in self._connection.execute(query)]
+
+    def save(self, letter: DeadLetter) -> None:
+        self._connection.execute(
+            update(tables.dead_letters)
+            .where(tables.dead_letters.c.id == letter.id)
+            .values(
+                error=letter.error,
+                attempts=letter.attempts,
+                status=letter.status.value,
+                failed_at=letter.failed_at,
+                resolved_at=letter.resolved_at,
+                resolved_by=letter.resolved_by,
+                reason=letter.reason,
+            )
+        )
+
+    def counts(self, status: DeadLetterStatus = DeadLetterStatus.DEAD) -> dict[str, int]:
+        """How many letters of each consumer are in `status`."""
+        column = tables.dead_letters.c
+        rows = self._connection.execute(
+            select(column.consumer, func.count())
+            .where(column.status == status.value)
+            .group_by(column.consumer)
+        )
+        return {consumer: count for consumer, count in rows}
+
+
+def _dead_letter(row: Row[Any]) -> DeadLetter:
+    return DeadLetter(**row._asdict() | {"status": DeadLetterStatus(row.status)})
 
 
 class ProfilePassRepository:

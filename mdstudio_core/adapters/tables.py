@@ -298,13 +298,44 @@ notification_deliveries = Table(
     Index("ix_mdm_notification_delivery_tenant", "tenant_id", "created_at"),
 )
 
-# Where each reader of the outbox is, so its lag is measurable outside Dagster.
+# Where each reader of the outbox is (`last_event_id`, the last event it handled), the replay it
+# is in (`generation` counts replays; `replay_id` keys the replay's effects; past
+# `replay_through` it resumes after `resume_after`), and the event at its head that keeps failing.
 consumer_cursors = Table(
     "mdm_consumer_cursor",
     metadata,
     Column("consumer", String(64), primary_key=True),
     Column("last_event_id", EventId, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("replay_id", EventId),
+    Column("replay_through", EventId),
+    Column("resume_after", EventId),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("failing_event_id", EventId),
+    Column("last_error", Text),
+)
+
+# Events a consumer failed on MDSTUDIO_CONSUMER_MAX_ATTEMPTS times, set aside so it could move
+# on: the event itself (it outlives the outbox's retention) and the scrubbed error; `retry`
+# hands one back, `discard` drops it on the record.
+dead_letters = Table(
+    "mdm_dead_letter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("consumer", String(64), nullable=False),
+    Column("event_id", EventId, nullable=False),
+    Column("event", Json, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    Column("resolved_by", String(200)),
+    Column("reason", Text),
+    UniqueConstraint("consumer", "event_id", name="uq_mdm_dead_letter_event"),
+    Index("ix_mdm_dead_letter_status", "consumer", "status"),
+    sqlite_autoincrement=True,
 )
 
 # A scheduled profiling pass (`tier1_profiling_schedule` at one slot): the schedule's tick
@@ -353,7 +384,7 @@ kpi_trust = Table(
 )
 
 # Tables of the deployment, not of a tenant; every other table is keyed by tenant.
-GLOBAL_TABLES = frozenset({consumer_cursors, profile_passes})
+GLOBAL_TABLES = frozenset({consumer_cursors, dead_letters, profile_passes})
 
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,

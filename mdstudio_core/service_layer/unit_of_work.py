@@ -12,6 +12,7 @@ from mdstudio_core.adapters.repositories import (
     CatalogMetrics,
     ConsoleSessionRepository,
     ConsumerCursors,
+    DeadLetterRepository,
     EntityRepository,
     EventOutbox,
     IncidentRepository,
@@ -41,6 +42,7 @@ class UnitOfWork:
     lineage: LineageRepository
     notifications: NotificationRepository
     cursors: ConsumerCursors
+    dead_letters: DeadLetterRepository
     metrics: CatalogMetrics
     passes: ProfilePassRepository
     policies: PolicyRepository
@@ -63,6 +65,7 @@ class UnitOfWork:
             self.lineage = LineageRepository(self.connection)
             self.notifications = NotificationRepository(self.connection)
             self.cursors = ConsumerCursors(self.connection)
+            self.dead_letters = DeadLetterRepository(self.connection)
             self.metrics = CatalogMetrics(self.connection)
             self.passes = ProfilePassRepository(self.connection)
             self.policies = PolicyRepository(self.connection)

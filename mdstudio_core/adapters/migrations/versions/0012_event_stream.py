@@ -1,4 +1,5 @@
-"""The event stream at scale: scheduled profiling passes planned a page per tick.
+"""The event stream at scale: scheduled profiling passes planned a page per tick; the outbox's
+consumers' replays and failing events; dead letters.
 
 Revision ID: 0012
 Revises: 0008
@@ -12,6 +13,21 @@ from sqlalchemy.dialects import postgresql
 
 # JSONB on PostgreSQL, JSON text elsewhere (as in mdstudio_core.adapters.tables).
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+EVENT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def cursor_columns() -> list[sa.Column]:
+    """The consumer cursor's new columns (fresh objects: a column belongs to one table)."""
+    return [
+        sa.Column("generation", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("replay_id", EVENT_ID, nullable=True),
+        sa.Column("replay_through", EVENT_ID, nullable=True),
+        sa.Column("resume_after", EVENT_ID, nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("failing_event_id", EVENT_ID, nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+    ]
+
 
 revision = "0012"
 down_revision = "0008"
@@ -35,7 +51,33 @@ def upgrade() -> None:
         sa.UniqueConstraint("schedule", "slot", name="uq_mdm_profile_pass_slot"),
         sqlite_autoincrement=True,
     )
+    with op.batch_alter_table("mdm_consumer_cursor") as batch:
+        for column in cursor_columns():
+            batch.add_column(column)
+    op.create_table(
+        "mdm_dead_letter",
+        sa.Column("id", sa.Integer(), nullable=False, autoincrement=True),
+        sa.Column("consumer", sa.String(length=64), nullable=False),
+        sa.Column("event_id", EVENT_ID, nullable=False),
+        sa.Column("event", JSON, nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_by", sa.String(length=200), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("consumer", "event_id", name="uq_mdm_dead_letter_event"),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_mdm_dead_letter_status", "mdm_dead_letter", ["consumer", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_mdm_dead_letter_status", table_name="mdm_dead_letter")
+    op.drop_table("mdm_dead_letter")
+    with op.batch_alter_table("mdm_consumer_cursor") as batch:
+        for column in reversed(cursor_columns()):
+            batch.drop_column(column.name)
     op.drop_table("mdm_profile_pass")
