@@ -19,6 +19,7 @@ from mdstudio_pipelines.jobs import build_profile_job
 from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
 from mdstudio_pipelines.notifications import build_notification_sensor
 from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.retention import event_retention, event_retention_job
 from mdstudio_pipelines.schedules import build_profiling_pass_sensor, build_profiling_schedules
 from mdstudio_pipelines.sensors import build_approval_sensor
 
@@ -36,13 +37,13 @@ def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Defin
             entity_profile,
             *(a for a in (table_assets, kpi_assets) if a is not None),
         ],
-        jobs=[job],
+        jobs=[job, event_retention_job],
         sensors=[
             build_approval_sensor(settings, job, graph),
             build_notification_sensor(settings),
             build_profiling_pass_sensor(settings, job, graph),
         ],
-        schedules=build_profiling_schedules(settings, job),
+        schedules=[*build_profiling_schedules(settings, job), event_retention],
         resources={"catalog": CatalogResource()},
     )
 

@@ -54,6 +54,7 @@ from mdstudio_core.domain.model import (
 )
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.domain.retention import ArchiveRecord
 
 # The outbox's visibility rule on PostgreSQL (see `EventOutbox.append`): a writer announces a
 # bound below the event ids it is about to draw, as a shared advisory lock keyed by the bound
@@ -527,6 +528,49 @@ class EventOutbox:
                 select(func.coalesce(func.max(tables.events.c.id), 0))
             ).scalar_one()
         )
+
+    def last_before(self, after: int, before: dt.datetime) -> int:
+        """The last id after `after` of the run of events that happened before `before` (the
+        outbox's order is the commit order: an archive's cut ends at the first later event);
+        `after` when the first event after it is not that old."""
+        column = tables.events.c
+        later = self._connection.execute(
+            select(func.min(column.id)).where(column.id > after, column.occurred_at >= before)
+        ).scalar()
+        if later is not None:
+            return int(later) - 1
+        return max(self.head(), after)
+
+    def lowest(self) -> int | None:
+        """The id of the oldest event kept (None when the outbox is empty)."""
+        return self._connection.execute(select(func.min(tables.events.c.id))).scalar()
+
+    def restore(self, events: Sequence[Event]) -> int:
+        """Insert events with their own ids, each once however often it is given (an archive
+        read back into a scratch database); how many were new."""
+        column = tables.events.c
+        present = set(
+            self._connection.execute(
+                select(column.id).where(column.id.in_([event.id for event in events]))
+            ).scalars()
+        )
+        rows = [
+            dataclasses.asdict(event) | {"entity_type": event.entity_type.value}
+            for event in events
+            if event.id not in present
+        ]
+        if rows:
+            self._connection.execute(insert(tables.events), rows)
+        return len(rows)
+
+    def remove(self, after: int, through: int) -> int:
+        """Delete the events with ids after `after` through `through` (an archived range, in
+        batches the caller commits one by one); how many were deleted."""
+        column = tables.events.c
+        result = self._connection.execute(
+            delete(tables.events).where(column.id > after, column.id <= through)
+        )
+        return result.rowcount
 
     def occurred_after(self, position: int) -> dt.datetime | None:
         """When the first event after `position` happened (None when there is none)."""
@@ -1058,6 +1102,49 @@ def _cursor_values(cursor: ConsumerCursor) -> dict[str, Any]:
         "failing_event_id": cursor.failing_event_id,
         "last_error": cursor.last_error,
     }
+
+
+class EventArchiveRepository:
+    """`mdm_event_archive`: what each archive run moved out of the outbox."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def horizon(self) -> int:
+        """The last event id archived (0 before any archive): no event up to it is kept."""
+        return int(
+            self._connection.execute(
+                select(func.coalesce(func.max(tables.event_archives.c.last_event_id), 0))
+            ).scalar_one()
+        )
+
+    def add(self, record: ArchiveRecord) -> bool:
+        """Record an archive run; False when a run starting at the same event was recorded
+        (two archives at once: the other one's record stands)."""
+        values = dataclasses.asdict(record) | {"files": list(record.files)}
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        inserted = self._connection.execute(
+            dialect.insert(tables.event_archives)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(tables.event_archives.c.id)
+        )
+        return inserted.first() is not None
+
+    def list(self) -> list[ArchiveRecord]:
+        column = tables.event_archives.c
+        rows = self._connection.execute(select(tables.event_archives).order_by(column.id))
+        return [
+            ArchiveRecord(
+                **{
+                    name: value
+                    for name, value in row._asdict().items()
+                    if name not in ("id", "files")
+                },
+                files=tuple(row.files),
+            )
+            for row in rows
+        ]
 
 
 class DeadLetterRepository:

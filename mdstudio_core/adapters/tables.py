@@ -338,6 +338,26 @@ dead_letters = Table(
     sqlite_autoincrement=True,
 )
 
+# Each `mdstudio events archive` (or `event_retention` run): the events it moved from mdm_event
+# to Parquet files, ids `first_event_id` to `last_event_id`. The largest `last_event_id` is the
+# outbox's horizon: no event at or below it is kept, so a reader resuming below it has missed
+# some (HTTP 410).
+event_archives = Table(
+    "mdm_event_archive",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("first_event_id", EventId, nullable=False),
+    Column("last_event_id", EventId, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("before", UtcDateTime, nullable=False),
+    Column("directory", Text, nullable=False),
+    Column("files", Json, nullable=False),
+    Column("archived_at", UtcDateTime, nullable=False),
+    Column("archived_by", String(200), nullable=False),
+    UniqueConstraint("first_event_id", name="uq_mdm_event_archive_first"),
+    sqlite_autoincrement=True,
+)
+
 # A scheduled profiling pass (`tier1_profiling_schedule` at one slot): the schedule's tick
 # records it, `profiling_pass_sensor` plans it a page of tables per tick. `planned_through` is
 # where planning stands (the last table planned, in page order); `finished_at` ends the pass.
@@ -384,7 +404,7 @@ kpi_trust = Table(
 )
 
 # Tables of the deployment, not of a tenant; every other table is keyed by tenant.
-GLOBAL_TABLES = frozenset({consumer_cursors, dead_letters, profile_passes})
+GLOBAL_TABLES = frozenset({consumer_cursors, dead_letters, event_archives, profile_passes})
 
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,

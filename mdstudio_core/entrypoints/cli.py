@@ -58,6 +58,7 @@ from mdstudio_core.service_layer import (
     notifications,
     profile_requests,
     profiling,
+    retention,
     tokens,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -875,6 +876,75 @@ def _print_dry_run(record: dict[str, Any]) -> None:
                 click.echo("  " + json.dumps(line, default=str))
     if record.get("skipped"):
         click.echo(f"skipped by the cost guards: {json.dumps(record['skipped'])}")
+
+
+@events_group.command("archive")
+@click.option(
+    "--before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+    help="Archive the events that happened before this date (UTC).",
+)
+@click.option("--to", "directory", required=True, help="Directory of the Parquet files.")
+@common_options
+def events_archive(before: dt.datetime, directory: str) -> None:
+    """Move the events that happened before DATE to Parquet files under DIR (one per month),
+    then out of the outbox in short batches; never an event a consumer has not handled: the
+    consumer holding the archive back is named (exit 0: what could be archived was)."""
+    cut = before.replace(tzinfo=dt.UTC)
+    if cut > _now():
+        raise InvalidInput("must not be in the future", field="before")
+    report = retention.archive(
+        runtime().uow, cut, Path(directory).expanduser().resolve(), operator(), _now()
+    )
+    record = jsonable(report)
+    emit(record, lambda: _print_archive(report))
+
+
+def _print_archive(report: retention.ArchiveReport) -> None:
+    if report.events:
+        click.echo(
+            f"archived {report.events} events (ids {report.first_event_id} to "
+            f"{report.last_event_id}) to {len(report.files)} files; removed {report.removed} "
+            "from mdm_event"
+        )
+        for path in report.files:
+            click.echo(f"  {path}")
+    else:
+        click.echo(f"nothing to archive (removed {report.removed} left from an earlier run)")
+    if report.held_back_by:
+        click.echo(
+            f"held back by {report.held_back_by}, at event {report.held_back_at}: the events "
+            "after it stay until it has handled them"
+        )
+    click.echo(f"the outbox keeps events from {report.horizon + 1} on")
+
+
+@events_group.command("import")
+@click.argument("directory")
+@click.option(
+    "--into",
+    "target",
+    default="events-import.db",
+    show_default=True,
+    help="Scratch database: a SQLite file path or a SQLAlchemy URL (never the live store).",
+)
+@common_options
+def events_import(directory: str, target: str) -> None:
+    """Load archived events (the Parquet files under DIR) into a scratch database's
+    mdm_event table, for investigation; each event once however often it is imported."""
+    folder = Path(directory).expanduser().resolve()
+    if not folder.is_dir():
+        raise InvalidInput(f"{directory} is not a directory", field="directory")
+    report = retention.import_archive(folder, target, runtime().settings.store_url)
+    record = jsonable(report)
+    emit(
+        record,
+        lambda: click.echo(
+            f"imported {report.events} events (ids {report.first_event_id} to "
+            f"{report.last_event_id}) into {report.target}"
+        ),
+    )
 
 
 @events_group.group("dead-letters", invoke_without_command=True)

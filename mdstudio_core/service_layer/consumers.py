@@ -41,6 +41,7 @@ from mdstudio_core.domain.events import (
     NewEvent,
     validate_event,
 )
+from mdstudio_core.domain.retention import check_resume
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -74,6 +75,7 @@ def register(
                 f"must be an event id from 1 to {head + 1} (the next event)", field="from"
             )
         else:
+            check_resume(from_event_id - 1, uow.archives.horizon())
             position = from_event_id - 1
         cursor = ConsumerCursor(name, position=position, updated_at=now)
         if not uow.cursors.add(cursor):
@@ -164,7 +166,9 @@ def replay_range(uow: UnitOfWork, name: str, first: int, last: int | None) -> Re
     changed (a dry run lists what they would cause)."""
     with uow:
         cursor = _existing(uow, name)
+        archived = uow.archives.horizon()
     planned = cursor.replayed(0, first, last, dt.datetime.now(dt.UTC))
+    check_resume(first - 1, archived)
     assert planned.replay_through is not None
     return ReplayRange(name, first, planned.replay_through)
 
@@ -178,6 +182,7 @@ def replay(
     with uow:
         cursor = _existing(uow, name, for_update=True)
         through = cursor.replayed(0, first, last, now).replay_through
+        check_resume(first - 1, uow.archives.horizon())
         assert through is not None
         [event] = uow.events.append(
             [

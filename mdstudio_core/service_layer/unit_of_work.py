@@ -14,6 +14,7 @@ from mdstudio_core.adapters.repositories import (
     ConsumerCursors,
     DeadLetterRepository,
     EntityRepository,
+    EventArchiveRepository,
     EventOutbox,
     IncidentRepository,
     LineageRepository,
@@ -43,6 +44,7 @@ class UnitOfWork:
     notifications: NotificationRepository
     cursors: ConsumerCursors
     dead_letters: DeadLetterRepository
+    archives: EventArchiveRepository
     metrics: CatalogMetrics
     passes: ProfilePassRepository
     policies: PolicyRepository
@@ -66,6 +68,7 @@ class UnitOfWork:
             self.notifications = NotificationRepository(self.connection)
             self.cursors = ConsumerCursors(self.connection)
             self.dead_letters = DeadLetterRepository(self.connection)
+            self.archives = EventArchiveRepository(self.connection)
             self.metrics = CatalogMetrics(self.connection)
             self.passes = ProfilePassRepository(self.connection)
             self.policies = PolicyRepository(self.connection)

@@ -55,6 +55,7 @@ def test_definitions_name_what_the_issue_names(env):
     assert {s.name for s in load_defs().schedules} == {
         "tier1_profiling_schedule",
         "tier2_profiling_schedule",
+        "event_retention",
     }
     assert load_defs().resolve_assets_def(ENTITY_PROFILE).check_keys == {
         dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK)

@@ -1,7 +1,7 @@
 """approval_sensor as a consumer of the outbox, on a real (temporary) Dagster instance and a
 store on each backend: its cursor in the store, replays keyed so that each happens once per
 replay (a tick evaluated again asks for the same runs), events it cannot read set aside as
-dead letters, and letters handed back."""
+dead letters, and letters handed back; and the `event_retention` schedule's run."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import pytest
 
 import mdstudio_pipelines.cli  # noqa: F401  (adds approval_sensor's dry run to the CLI)
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.consumers import ConsumerCursor
 from mdstudio_core.domain.events import DEPLOYMENT_TENANT, NewEvent
 from mdstudio_core.domain.model import EntityType
 from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.partitions import CATALOG_ENTITIES, partition_key
 from tests.cli_helpers import run_cli
+from tests.pipelines.conftest import load_defs
 
 KEY = "finance.revenue.gross_amount"
 
@@ -228,3 +230,40 @@ def test_a_replays_own_event_is_read_without_observing_an_entity(operator_env):
     assert partition_key(env.tenant, "sales.misc.note") in env.instance.get_dynamic_partitions(
         CATALOG_ENTITIES.name
     )
+
+
+def test_event_retention_archives_daily_in_a_run_when_retention_is_set(env, monkeypatch, tmp_path):
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    with UnitOfWork(env.engine) as uow:
+        written = uow.events.append(
+            [
+                NewEvent(
+                    type="approval.rejected",
+                    tenant_id=env.tenant,
+                    entity_type=EntityType.KPI,
+                    entity_key=f"finance.kpi.k{n}",
+                    correlation_id=uuid.uuid4(),
+                    actor="bob",
+                    occurred_at=old if n < 3 else dt.datetime.now(dt.UTC),
+                    payload={"n": n},
+                )
+                for n in range(5)
+            ]
+        )
+        for name in ("approval_sensor", "notification_sensor"):
+            uow.cursors.save(ConsumerCursor(name, position=written[-1].id))
+        uow.commit()
+    when = dt.datetime(2026, 12, 1, 4, 15, tzinfo=dt.UTC)
+    off = env.schedule("event_retention", when)
+    assert isinstance(off, dg.SkipReason) and "MDSTUDIO_EVENT_RETENTION_DAYS" in off.skip_message
+    monkeypatch.setenv("MDSTUDIO_EVENT_RETENTION_DAYS", "30")
+    monkeypatch.setenv("MDSTUDIO_EVENT_ARCHIVE_DIR", str(tmp_path / "archive"))
+    request = env.schedule("event_retention", when)
+    assert request.run_key == "event_retention:2026-12-01"
+    job = load_defs().resolve_job_def("event_retention_job")
+    assert job.execute_in_process(instance=env.instance, tags=request.tags).success
+    with UnitOfWork(env.engine) as uow:
+        assert uow.events.lowest() == written[3].id
+        [record] = uow.archives.list()
+    assert (record.events, record.archived_by) == (3, "event_retention")
+    assert len(list((tmp_path / "archive").glob("events-*.parquet"))) == 1

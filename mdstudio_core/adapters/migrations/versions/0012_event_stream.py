@@ -1,5 +1,5 @@
 """The event stream at scale: scheduled profiling passes planned a page per tick; the outbox's
-consumers' replays and failing events; dead letters.
+consumers' replays and failing events; dead letters; the archive's record (the horizon).
 
 Revision ID: 0012
 Revises: 0008
@@ -72,9 +72,25 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_mdm_dead_letter_status", "mdm_dead_letter", ["consumer", "status"])
+    op.create_table(
+        "mdm_event_archive",
+        sa.Column("id", sa.Integer(), nullable=False, autoincrement=True),
+        sa.Column("first_event_id", EVENT_ID, nullable=False),
+        sa.Column("last_event_id", EVENT_ID, nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("before", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("directory", sa.Text(), nullable=False),
+        sa.Column("files", JSON, nullable=False),
+        sa.Column("archived_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("archived_by", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("first_event_id", name="uq_mdm_event_archive_first"),
+        sqlite_autoincrement=True,
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("mdm_event_archive")
     op.drop_index("ix_mdm_dead_letter_status", table_name="mdm_dead_letter")
     op.drop_table("mdm_dead_letter")
     with op.batch_alter_table("mdm_consumer_cursor") as batch:
