@@ -43,7 +43,7 @@ from mdstudio_pipelines.partitions import (
     RUN_REQUESTED,
     partition_key,
 )
-from mdstudio_pipelines.reload import RELOADER, fingerprint
+from mdstudio_pipelines.reload import CATALOG, RELOADER
 from mdstudio_pipelines.resources import CatalogResource
 
 CONSUMER = "approval_sensor"
@@ -255,8 +255,8 @@ def reload_if_changed(
 ) -> None:
     """Compare the store's catalog with the one this location was built from, and request a
     reload of the location (debounced, see `mdstudio_pipelines.reload`) when they differ."""
-    built = fingerprint(graph.snapshot.to_json())
-    current = fingerprint(lineage.load_snapshot(catalog.uow()).to_json())
+    built = graph.fingerprint
+    current = CATALOG.current(catalog.uow)
     origin = context.code_location_origin
     location = origin.location_name if origin is not None else LOCATION_NAME
     requested, error = RELOADER.reload(

@@ -747,3 +747,26 @@ def test_an_inbox_page_reads_the_page_not_the_history(engine, status):
         ).all()
     assert [listing.summary["entity_key"] for listing in page] == [f"k{g}" for g in range(1, 21)]
     assert _rows_read(plan["Plan"]) <= 21
+
+
+def test_the_catalog_version_moves_with_every_change_the_graph_is_built_from(engine, tenant):
+    def version():
+        with UnitOfWork(engine) as uow:
+            return uow.lineage.version()
+
+    empty = version()
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    bound = version()
+    assert bound != empty and version() == bound  # a read changes nothing
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING, label="Renamed")
+    relabelled = version()
+    assert relabelled != bound
+    with UnitOfWork(engine) as uow:
+        uow.lineage.set_tenant_name(tenant, "acme", "ana", T0)
+        uow.commit()
+    named = version()
+    assert named != relabelled
+    with UnitOfWork(engine) as uow:
+        uow.lineage.set_tenant_name(tenant, "acme_eu", "ana", T0)
+        uow.commit()
+    assert version() != named

@@ -26,10 +26,11 @@ from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import EntityType
 from mdstudio_core.domain.retention import ArchiveRecord, archive_scope
 from mdstudio_core.entrypoints.http import create_app
-from mdstudio_core.service_layer import tokens
+from mdstudio_core.service_layer import retention, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.cli_helpers import run_cli
 from tests.factories import person
+from tests.test_incidents import save
 
 KEY = "finance.revenue.gross_amount"
 JAN, FEB, MAR = (dt.datetime(2026, month, 10, 12, tzinfo=dt.UTC) for month in (1, 2, 3))
@@ -246,3 +247,22 @@ def test_retention_days_need_an_archive_directory(tmp_path):
     )
     assert (settings.event_retention_days, settings.event_archive_dir) == (30, tmp_path)
     assert Settings.from_env({}).event_retention_days is None
+
+
+def test_the_profiles_counter_keeps_what_the_archive_took(store, tenant, tmp_path):
+    save(store, tenant, 91.0, "run-1")
+    save(store, tenant, 40.0, "run-2", key="finance.revenue.other")
+    with UnitOfWork(store) as uow:
+        head = uow.events.head()
+        for name in ("approval_sensor", "notification_sensor"):
+            uow.cursors.save(ConsumerCursor(name, position=head))
+        uow.commit()
+        before = sorted(uow.metrics.profile_outcomes())
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    report = retention.archive(lambda: UnitOfWork(store), later, tmp_path, "olga", later)
+    assert report.events == head and kept_ids(store) == []
+    with UnitOfWork(store) as uow:
+        assert sorted(uow.metrics.profile_outcomes()) == before
+    assert [(t, tier, outcome, n) for t, tier, outcome, n in before] == [
+        (tenant, "tier1", "completed", 2)
+    ]

@@ -541,6 +541,10 @@ class EventOutbox:
             return int(later) - 1
         return max(self.head(), after)
 
+    def profile_outcomes(self, after: int, through: int) -> list[tuple[uuid.UUID, str, str, int]]:
+        """The profile outcomes among the events after `after` through `through`."""
+        return profile_outcome_counts(self._connection, after=after, through=through)
+
     def lowest(self) -> int | None:
         """The id of the oldest event kept (None when the outbox is empty)."""
         return self._connection.execute(select(func.min(tables.events.c.id))).scalar()
@@ -1121,7 +1125,10 @@ class EventArchiveRepository:
     def add(self, record: ArchiveRecord) -> bool:
         """Record an archive run; False when a run starting at the same event was recorded
         (two archives at once: the other one's record stands)."""
-        values = dataclasses.asdict(record) | {"files": list(record.files)}
+        values = dataclasses.asdict(record) | {
+            "files": list(record.files),
+            "profile_outcomes": [list(outcome) for outcome in record.profile_outcomes],
+        }
         dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
         inserted = self._connection.execute(
             dialect.insert(tables.event_archives)
@@ -1139,9 +1146,10 @@ class EventArchiveRepository:
                 **{
                     name: value
                     for name, value in row._asdict().items()
-                    if name not in ("id", "files")
+                    if name not in ("id", "files", "profile_outcomes")
                 },
                 files=tuple(row.files),
+                profile_outcomes=tuple(tuple(outcome) for outcome in row.profile_outcomes),
             )
             for row in rows
         ]
@@ -1295,6 +1303,26 @@ def _profile_pass(row: Row[Any]) -> ProfilePass:
     )
 
 
+def profile_outcome_counts(
+    connection: Connection, *, after: int, through: int | None
+) -> list[tuple[uuid.UUID, str, str, int]]:
+    """(tenant, tier, outcome, count) of the profile events with ids after `after` (through
+    `through`), outcome `completed` or `failed`."""
+    column = tables.events.c
+    tier = column.payload["tier"].as_string()
+    query = (
+        select(column.tenant_id, tier, column.type, func.count())
+        .where(column.type.in_(PROFILE_OUTCOMES), column.id > after)
+        .group_by(column.tenant_id, tier, column.type)
+    )
+    if through is not None:
+        query = query.where(column.id <= through)
+    return [
+        (tenant, tier, kind.rsplit(".", 1)[-1], count)
+        for tenant, tier, kind, count in connection.execute(query)
+    ]
+
+
 class CatalogMetrics:
     """Aggregates `/metrics` reports, read from the store at scrape time so every replica
     reports the same truth. Each is one grouped query."""
@@ -1344,18 +1372,19 @@ class CatalogMetrics:
         return [tuple(row) for row in self._connection.execute(query)]
 
     def profile_outcomes(self) -> list[tuple[uuid.UUID, str, str, int]]:
-        """(tenant, tier, outcome, count): every profile event the outbox holds."""
-        column = tables.events.c
-        tier = column.payload["tier"].as_string()
-        query = (
-            select(column.tenant_id, tier, column.type, func.count())
-            .where(column.type.in_(PROFILE_OUTCOMES))
-            .group_by(column.tenant_id, tier, column.type)
-        )
-        return [
-            (tenant, tier, kind.rsplit(".", 1)[-1], count)
-            for tenant, tier, kind, count in self._connection.execute(query)
-        ]
+        """(tenant, tier, outcome, count): every profile event the outbox holds, and those
+        archived from it (so the count never goes down)."""
+        counts: dict[tuple[uuid.UUID, str, str], int] = {}
+        for tenant, tier, outcome, count in profile_outcome_counts(
+            self._connection, after=0, through=None
+        ):
+            counts[(tenant, tier, outcome)] = counts.get((tenant, tier, outcome), 0) + count
+        archived = self._connection.execute(select(tables.event_archives.c.profile_outcomes))
+        for outcomes in archived.scalars():
+            for tenant, tier, outcome, count in outcomes:
+                found = (uuid.UUID(tenant), tier, outcome)
+                counts[found] = counts.get(found, 0) + count
+        return [(tenant, tier, outcome, count) for (tenant, tier, outcome), count in counts.items()]
 
     def profile_durations(
         self, buckets: Sequence[float]
@@ -1535,6 +1564,25 @@ class LineageRepository:
             update(tables.tenants).where(column.tenant_id == tenant_id).values(values)
         ).rowcount:
             self._connection.execute(insert(tables.tenants).values(tenant_id=tenant_id, **values))
+
+    def version(self) -> tuple[Any, ...]:
+        """What changes whenever the graph may have: each entity table's rows and the sum of
+        their versions (every change bumps one; entities are never deleted), and the tenants'
+        names. Three small aggregates instead of the whole catalog."""
+        counted = []
+        for table in (tables.global_metadata, tables.kpis):
+            counted.append(
+                tuple(
+                    self._connection.execute(
+                        select(func.count(), func.coalesce(func.sum(table.c.version), 0))
+                    ).one()
+                )
+            )
+        column = tables.tenants.c
+        names = self._connection.execute(
+            select(column.tenant_id, column.name).order_by(column.tenant_id)
+        ).all()
+        return (*counted, tuple(tuple(row) for row in names))
 
     def bound_fields(self) -> list[LiveEntity]:
         """Every tenant's bound fields that are not deprecated, drafts included: the asset graph

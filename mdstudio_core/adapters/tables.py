@@ -341,7 +341,7 @@ dead_letters = Table(
 # Each `mdstudio events archive` (or `event_retention` run): the events it moved from mdm_event
 # to Parquet files, ids `first_event_id` to `last_event_id`. The largest `last_event_id` is the
 # outbox's horizon: no event at or below it is kept, so a reader resuming below it has missed
-# some (HTTP 410).
+# some (HTTP 410). `profile_outcomes` counts the profile events it archived (see /metrics).
 event_archives = Table(
     "mdm_event_archive",
     metadata,
@@ -354,6 +354,7 @@ event_archives = Table(
     Column("files", Json, nullable=False),
     Column("archived_at", UtcDateTime, nullable=False),
     Column("archived_by", String(200), nullable=False),
+    Column("profile_outcomes", Json, nullable=False),
     UniqueConstraint("first_event_id", name="uq_mdm_event_archive_first"),
     sqlite_autoincrement=True,
 )

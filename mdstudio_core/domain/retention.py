@@ -25,6 +25,9 @@ class ArchiveRecord:
     files: tuple[str, ...]
     archived_at: dt.datetime
     archived_by: str
+    # The profile outcomes among the archived events, (tenant id, tier, outcome, count): the
+    # profiles counter of /metrics adds them, so archiving never makes it go down.
+    profile_outcomes: tuple[tuple[str, str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)

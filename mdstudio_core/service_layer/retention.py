@@ -90,6 +90,7 @@ def archive(
         writer.abandon()
         raise
     with uow_factory() as uow:
+        outcomes = uow.events.profile_outcomes(horizon, scope.through)
         uow.archives.add(
             ArchiveRecord(
                 first_event_id=horizon + 1,
@@ -100,6 +101,9 @@ def archive(
                 files=tuple(path.name for path in files),
                 archived_at=now,
                 archived_by=actor,
+                profile_outcomes=tuple(
+                    (str(tenant), tier, outcome, count) for tenant, tier, outcome, count in outcomes
+                ),
             )
         )
         uow.commit()

@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("files", JSON, nullable=False),
         sa.Column("archived_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("archived_by", sa.String(length=200), nullable=False),
+        sa.Column("profile_outcomes", JSON, nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("first_event_id", name="uq_mdm_event_archive_first"),
         sqlite_autoincrement=True,
