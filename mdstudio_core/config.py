@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -189,9 +197,13 @@ class Settings(BaseModel):
     preview_concurrency: Count = 2
     preview_timeout_seconds: Positive = 60.0
     tables_per_run: Count = 10
+    schedule_tables_per_tick: Count = 50
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
     sensor_max_bytes: Count = 16 * 1024 * 1024
+    consumer_max_attempts: Count = 5
+    event_retention_days: Count | None = None
+    event_archive_dir: Path | None = None
     incident_open_after: Count = 1
     incident_recovery_margin: Annotated[float, Field(ge=0, le=100)] = 2.0
     notify_max_attempts: Count = 8
@@ -237,6 +249,16 @@ class Settings(BaseModel):
     @classmethod
     def _absolute(cls, home: Path) -> Path:
         return home.expanduser().resolve()
+
+    @field_validator("event_archive_dir")
+    @classmethod
+    def _archive_dir(cls, directory: Path | None, info: ValidationInfo) -> Path | None:
+        if directory is None and info.data.get("event_retention_days") is not None:
+            raise ValueError(
+                "is required with MDSTUDIO_EVENT_RETENTION_DAYS: the directory the "
+                "event_retention schedule archives the outbox's old events to"
+            )
+        return directory.expanduser().resolve() if directory is not None else None
 
     @field_validator("database_url")
     @classmethod

@@ -20,7 +20,8 @@ from mdstudio_pipelines.jobs import build_profile_job
 from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
 from mdstudio_pipelines.notifications import build_notification_sensor
 from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.schedules import build_profiling_schedules
+from mdstudio_pipelines.retention import event_retention, event_retention_job
+from mdstudio_pipelines.schedules import build_profiling_pass_sensor, build_profiling_schedules
 from mdstudio_pipelines.sensors import build_approval_sensor
 
 SNAPSHOT_KEY = "mdstudio/catalog_snapshot"
@@ -38,13 +39,14 @@ def build_definitions(settings: Settings, snapshot: CatalogSnapshot) -> dg.Defin
             *table_assets,
             *([kpi_assets] if kpi_assets is not None else []),
         ],
-        jobs=[job],
+        jobs=[job, event_retention_job],
         sensors=[
             build_approval_sensor(settings, job, graph),
             build_notification_sensor(settings),
             build_approval_deadline_sensor(settings),
+            build_profiling_pass_sensor(settings, job, graph),
         ],
-        schedules=build_profiling_schedules(settings, job, graph),
+        schedules=[*build_profiling_schedules(settings, job), event_retention],
         resources={"catalog": CatalogResource()},
     )
 

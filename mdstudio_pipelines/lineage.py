@@ -19,6 +19,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.lineage import CatalogSnapshot, KpiNode, KpiTrust, TableNode
 from mdstudio_core.domain.quality import quality_gate
 from mdstudio_core.service_layer import lineage as lineage_service
+from mdstudio_pipelines import reload
 from mdstudio_pipelines.checks import SEVERITY
 from mdstudio_pipelines.resources import CatalogResource
 
@@ -35,6 +36,11 @@ class AssetGraph:
 
     settings: Settings
     snapshot: CatalogSnapshot
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The catalog this location was built from (`reload.fingerprint`)."""
+        return reload.fingerprint(self.snapshot.to_json())
 
     @functools.cached_property
     def table_keys(self) -> frozenset[dg.AssetKey]:

@@ -31,7 +31,7 @@ def build_notification_sensor(settings: Settings) -> dg.SensorDefinition:
     def notification_sensor(
         context: dg.SensorEvaluationContext, catalog: CatalogResource
     ) -> dg.SkipReason:
-        collected = notifications.collect(catalog.uow(), MAX_EVENTS_PER_TICK)
+        collected = notifications.collect(catalog.uow(), MAX_EVENTS_PER_TICK, catalog.settings)
 
         def run_in_progress(group_key: str) -> bool:
             if not group_key.startswith("run:"):
@@ -45,9 +45,16 @@ def build_notification_sensor(settings: Settings) -> dg.SensorDefinition:
             held=run_in_progress,
             budget_seconds=SEND_BUDGET_SECONDS,
         )
+        stopped = (
+            f"; stopped at event {collected.failing} (failed, tried again next tick)"
+            if collected.failing
+            else ""
+        )
         return dg.SkipReason(
-            f"read {collected} events; delivered {report.delivered}, failed {report.failed}, "
-            f"dead {report.dead}, held back {report.held} (run in progress)"
+            f"read {collected.read} events ({collected.dead_lettered} set aside as dead "
+            f"letters, {collected.retried} retried){stopped}; delivered {report.delivered}, "
+            f"failed {report.failed}, dead {report.dead}, held back {report.held} "
+            "(run in progress)"
         )
 
     return notification_sensor

@@ -16,7 +16,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from mdstudio_core.service_layer import lineage
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 RELOAD = """
 mutation Reload($name: String!) {
@@ -89,4 +94,25 @@ class Reloader:
             return True, error
 
 
+@dataclass
+class CatalogFingerprint:
+    """The store's catalog fingerprint, computed again only when its version moved: a tick
+    reads three aggregates, not every field and KPI (seconds at 10,000 fields)."""
+
+    version: tuple[Any, ...] | None = None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def current(self, uow_factory: Callable[[], UnitOfWork]) -> str:
+        with self._lock:
+            version = lineage.catalog_version(uow_factory())
+            if version != self.version or self.fingerprint is None:
+                snapshot = lineage.load_snapshot(uow_factory())
+                self.version, self.fingerprint = version, fingerprint(snapshot.to_json())
+            return self.fingerprint
+
+
 RELOADER = Reloader()
+CATALOG = CatalogFingerprint()

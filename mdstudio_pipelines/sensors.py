@@ -7,21 +7,30 @@ are packed into runs per tenant and source. The cursor and the run requests are 
 Dagster with the tick, and run keys are derived from event ids: a retried tick or a restarted
 daemon never launches the same profile twice, and a crash before the tick commits leaves the
 cursor where it was (the tick is evaluated again; its observations are written at least once).
+
+The store keeps the consumer's cursor too (`mdm_consumer_cursor`, `consumers.resume`): each
+tick records there what Dagster committed with the last one, so lags and retention see it,
+and reads there whether an operator replayed a range since. A replay moves the store's cursor
+to a new generation, which then counts over Dagster's; the replay's runs are keyed by it
+(`replay:<id>:events:...`), so Dagster launches them once per replay, however often a crash
+makes the tick start over. An event the sensor cannot read is tried at each tick until it has
+failed `MDSTUDIO_CONSUMER_MAX_ATTEMPTS` times, then set aside as a dead letter; one handed back
+(`mdstudio events dead-letters retry`) is handled at the next tick, its runs keyed by the retry.
 """
 
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
 import orjson
 
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.events import Event
+from mdstudio_core.domain.consumers import DeadLetter
+from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event
 from mdstudio_core.domain.model import Priority
-from mdstudio_core.service_layer import lineage, profile_requests
+from mdstudio_core.service_layer import consumers, lineage, profile_requests
 from mdstudio_core.service_layer.profile_requests import Skip, TableBatch
 from mdstudio_pipelines.dagster_internals import store_observations
 from mdstudio_pipelines.jobs import JOB_NAME, ProfileJob, ProfileRunConfig, TableConfig
@@ -34,7 +43,7 @@ from mdstudio_pipelines.partitions import (
     RUN_REQUESTED,
     partition_key,
 )
-from mdstudio_pipelines.reload import RELOADER, fingerprint
+from mdstudio_pipelines.reload import CATALOG, RELOADER
 from mdstudio_pipelines.resources import CatalogResource
 
 CONSUMER = "approval_sensor"
@@ -45,6 +54,15 @@ LOCATION_NAME = "mdstudio"  # workspace.yaml's, when the tick does not say
 # A tick reads at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and stops paging after this long; a
 # backlog drains over several ticks, each well inside Dagster's 60 s evaluation limit.
 TICK_BUDGET_SECONDS = 20.0
+# Runs whose profiles may not be saved yet (a cancelling run may still be scanning).
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.MANAGED,
+]
 PRIORITY_TAG = {Priority.HIGH: "10", Priority.NORMAL: "0", Priority.LOW: "-10"}
 
 
@@ -71,17 +89,149 @@ def build_approval_sensor(
 def evaluate_approval_sensor(
     context: dg.SensorEvaluationContext, catalog: CatalogResource, graph: AssetGraph
 ) -> dg.SensorResult | dg.SkipReason:
-    """One tick: the events after the cursor become observations and run requests; a
-    catalog changed since the code location loaded asks the webserver for a reload."""
-    settings = catalog.settings
-    cursor = int(context.cursor or 0)
-    record_cursor(catalog, cursor)
+    """One tick: the events after the cursor (and the dead letters handed back) become
+    observations and run requests; a catalog changed since the code location loaded asks the
+    webserver for a reload."""
+    now = dt.datetime.now(dt.UTC)
+    cursor = consumers.resume(catalog.uow(), CONSUMER, decode_cursor(context.cursor), now)
     reload_if_changed(context, catalog, graph)
-    events = read_events(catalog, cursor)
-    if not events:
-        return dg.SkipReason("no new events in mdm_event")
+    read = read_events(catalog, cursor.position, cursor.read_through)
+    handled, position = handle_each(catalog, read, cursor.position)
+    retried = [
+        (letter, work)
+        for letter in consumers.retrying(catalog.uow(), CONSUMER)
+        if (work := retry_work(catalog, letter)) is not None
+    ]
+    next_cursor = encode_cursor(
+        consumers.Committed(
+            cursor.moved_to(position, now).position,
+            cursor.generation,
+            tuple(letter.id for letter, _ in retried),
+        )
+    )
+    if not handled and not retried:
+        if position == cursor.position:
+            return dg.SkipReason(
+                f"no new events in mdm_event after {position}"
+                if not read
+                else f"event {read[0].id} failed; it is tried again at the next tick"
+            )
+        return dg.SensorResult(cursor=next_cursor)  # past events set aside as dead letters
+    runs = plan_runs(context, catalog, graph, [w.event for w in handled], cursor.key)
+    for letter, work in retried:
+        runs += plan_runs(context, catalog, graph, [work.event], letter.key)
+    everything = [*handled, *(work for _, work in retried)]
+    report_changed_kpis(context, catalog, [w.kpi_change for w in everything if w.kpi_change])
+    add_partitions(
+        context.instance,
+        {partition_key(w.event.tenant_id, w.event.entity_key) for w in everything if w.observed},
+    )
+    store_observations(
+        context.instance,
+        [
+            *(event_observation(w.event) for w in everything if w.observed),
+            *(observation for run in runs for observation in run.observations),
+        ],
+    )
+    return dg.SensorResult(
+        run_requests=[request for run in runs for request in run.requests], cursor=next_cursor
+    )
+
+
+def decode_cursor(raw: str | None) -> consumers.Committed | None:
+    """Dagster's committed cursor: the position, the generation (replays) it read in and the
+    dead letters its tick retried. A cursor of an earlier release is the position alone."""
+    if not raw:
+        return None
+    if raw.isdigit():
+        return consumers.Committed(int(raw))
+    value = orjson.loads(raw)
+    return consumers.Committed(value["position"], value["generation"], tuple(value["retried"]))
+
+
+def encode_cursor(committed: consumers.Committed) -> str:
+    return orjson.dumps(
+        {
+            "position": committed.position,
+            "generation": committed.generation,
+            "retried": list(committed.retried),
+        }
+    ).decode()
+
+
+@dataclass(frozen=True)
+class EventWork:
+    """What one event asks of the sensor, worked out on its own so that an event the sensor
+    cannot read is known: whether it is observed (a catalog entity's), and the KPI trust it
+    changes."""
+
+    event: Event
+    observed: bool
+    kpi_change: tuple[str, uuid.UUID, str] | None
+
+
+def event_work(event: Event) -> EventWork:
+    """Raises when the event cannot be handled (a payload the sensor cannot read)."""
+    if event.tenant_id == DEPLOYMENT_TENANT:  # the deployment's own (a replay): no entity
+        return EventWork(event, observed=False, kpi_change=None)
+    profile_requests.candidates_from_events([event])
+    event_observation(event)
+    return EventWork(event, observed=True, kpi_change=kpi_change(event))
+
+
+def handle_each(
+    catalog: CatalogResource, events: list[Event], position: int
+) -> tuple[list[EventWork], int]:
+    """The events the tick handles, each worked out on its own, and the position after them.
+    An event that fails stops the tick before it (the next tick tries it again) until it has
+    failed `MDSTUDIO_CONSUMER_MAX_ATTEMPTS` times in a row: then it is a dead letter and the
+    tick moves past it. A failure of the store is not the event's: it fails the tick."""
+    handled = []
+    for event in events:
+        try:
+            handled.append(event_work(event))
+        except consumers.ENVIRONMENT_ERRORS:
+            raise
+        except Exception as exc:
+            if not consumers.record_failure(catalog.uow(), CONSUMER, event, exc, catalog.settings):
+                break
+        position = event.id
+    return handled, position
+
+
+def retry_work(catalog: CatalogResource, letter: DeadLetter) -> EventWork | None:
+    """A dead letter handed back, worked out again; None when it fails again (it is dead
+    again, with the new error)."""
+    try:
+        return event_work(Event.from_json(letter.event))
+    except consumers.ENVIRONMENT_ERRORS:
+        raise
+    except Exception as exc:
+        consumers.record_retry_failure(catalog.uow(), letter, exc, catalog.settings)
+        return None
+
+
+@dataclass(frozen=True)
+class TickRuns:
+    requests: list[dg.RunRequest]
+    observations: list[dg.AssetObservation]
+
+
+def plan_runs(
+    context: dg.SensorEvaluationContext,
+    catalog: CatalogResource,
+    graph: AssetGraph,
+    events: list[Event],
+    key: str | None,
+) -> list[TickRuns]:
+    """The runs the profile events among `events` ask for, through the cost guards, keyed by
+    their event ids (and by `key`, the replay or retry they belong to), with the guards'
+    decisions as observations."""
+    settings = catalog.settings
     now = dt.datetime.now(dt.UTC)
     candidates = profile_requests.candidates_from_events(events)
+    if not candidates:
+        return []
     profile_plan = profile_requests.plan(
         catalog.uow(),
         candidates,
@@ -91,22 +241,13 @@ def evaluate_approval_sensor(
             context.instance, [c.entity for c in candidates if not c.force], now, settings
         ),
     )
-    runs = pack_runs(profile_plan.batches, settings.tables_per_run, graph=graph)
-    report_changed_kpis(context, catalog, events)
-    store_observations(
-        context.instance,
-        [
-            *(event_observation(event) for event in events),
-            *decision_observations(profile_plan.skipped, runs),
-        ],
-    )
-    return dg.SensorResult(
-        run_requests=[run.request for run in runs],
-        dynamic_partitions_requests=new_partitions(
-            context.instance, (partition_key(e.tenant_id, e.entity_key) for e in events)
-        ),
-        cursor=str(events[-1].id),
-    )
+    runs = pack_runs(profile_plan.batches, settings.tables_per_run, graph=graph, key=key)
+    return [
+        TickRuns(
+            requests=[run.request for run in runs],
+            observations=decision_observations(profile_plan.skipped, runs),
+        )
+    ]
 
 
 def reload_if_changed(
@@ -114,8 +255,8 @@ def reload_if_changed(
 ) -> None:
     """Compare the store's catalog with the one this location was built from, and request a
     reload of the location (debounced, see `mdstudio_pipelines.reload`) when they differ."""
-    built = fingerprint(graph.snapshot.to_json())
-    current = fingerprint(lineage.load_snapshot(catalog.uow()).to_json())
+    built = graph.fingerprint
+    current = CATALOG.current(catalog.uow)
     origin = context.code_location_origin
     location = origin.location_name if origin is not None else LOCATION_NAME
     requested, error = RELOADER.reload(
@@ -126,24 +267,33 @@ def reload_if_changed(
         context.log.info(f"the catalog's structure changed: reload of {location} {outcome}")
 
 
+def kpi_change(event: Event) -> tuple[str, uuid.UUID, str] | None:
+    """What an event changes of KPI trust: a KPI approved (new or changed), or a field's
+    binding changed or deprecated."""
+    changed = set(event.payload.get("changed_fields") or ())
+    if event.type == "kpi.changed":
+        return ("kpi", event.tenant_id, event.entity_key)
+    if (
+        event.type == "metadata.changed"
+        and changed & REBINDING
+        and event.payload.get("previous_version")
+    ):
+        return ("field", event.tenant_id, event.entity_key)
+    return None
+
+
 def report_changed_kpis(
-    context: dg.SensorEvaluationContext, catalog: CatalogResource, events: list[Event]
+    context: dg.SensorEvaluationContext,
+    catalog: CatalogResource,
+    changes: list[tuple[str, uuid.UUID, str]],
 ) -> None:
-    """A KPI approved (new or changed), or a field's binding changed or deprecated: the
-    KPIs' trust was recomputed with the approval (`approvals.approve`); the KPI assets get it
-    as a materialization and a `kpi_inputs_quality` evaluation, reported without a run."""
+    """A KPI approved, or a field's binding changed or deprecated: the KPIs' trust was
+    recomputed with the approval (`approvals.approve`); the KPI assets get it as a
+    materialization and a `kpi_inputs_quality` evaluation, reported without a run."""
     fields: dict[uuid.UUID, set[str]] = {}
     kpis: dict[uuid.UUID, set[str]] = {}
-    for event in events:
-        changed = set(event.payload.get("changed_fields") or ())
-        if event.type == "kpi.changed":
-            kpis.setdefault(event.tenant_id, set()).add(event.entity_key)
-        elif (
-            event.type == "metadata.changed"
-            and changed & REBINDING
-            and event.payload.get("previous_version")
-        ):
-            fields.setdefault(event.tenant_id, set()).add(event.entity_key)
+    for kind, tenant_id, key in changes:
+        (kpis if kind == "kpi" else fields).setdefault(tenant_id, set()).add(key)
     tenants = set(fields) | set(kpis)
     if not tenants:
         return
@@ -161,26 +311,18 @@ def report_changed_kpis(
                 context.instance.report_runless_asset_event(event)
 
 
-def record_cursor(catalog: CatalogResource, cursor: int) -> None:
-    """Keep the committed cursor (the last tick's) in `mdm_consumer_cursor`, so the lag is
-    measurable outside Dagster; Dagster's own cursor stays the one that counts."""
-    with catalog.uow() as uow:
-        if uow.cursors.get(CONSUMER) != cursor:
-            uow.cursors.set(CONSUMER, cursor, dt.datetime.now(dt.UTC))
-            uow.commit()
-
-
-def read_events(catalog: CatalogResource, cursor: int) -> list[Event]:
-    """The events after `cursor`, page by page, up to this tick's bounds: at most
-    `MDSTUDIO_SENSOR_MAX_EVENTS` events and `MDSTUDIO_SENSOR_MAX_BYTES` of payload (counted by
-    the database, so a tick never reads more; a single larger event is read alone)."""
+def read_events(catalog: CatalogResource, cursor: int, through: int | None) -> list[Event]:
+    """The events after `cursor` (through `through`, a replay's last), page by page, up to this
+    tick's bounds: at most `MDSTUDIO_SENSOR_MAX_EVENTS` events and `MDSTUDIO_SENSOR_MAX_BYTES`
+    of payload (counted by the database, so a tick never reads more; a single larger event is
+    read alone)."""
     events: list[Event] = []
     most, budget = catalog.settings.sensor_max_events, catalog.settings.sensor_max_bytes
     deadline = time.monotonic() + TICK_BUDGET_SECONDS
     while len(events) < most and budget > 0 and time.monotonic() < deadline:
         limit = min(PAGE_SIZE, most - len(events))
         with catalog.uow() as uow:
-            page = uow.events.list(after=cursor, limit=limit, max_bytes=budget)
+            page = uow.events.list(after=cursor, limit=limit, max_bytes=budget, through=through)
         events.extend(page)
         budget -= sum(len(orjson.dumps(event.payload)) for event in page)
         if len(page) < limit:
@@ -200,10 +342,12 @@ def pack_runs(
     tables_per_run: int,
     slot: str | None = None,
     graph: AssetGraph | None = None,
+    key: str | None = None,
 ) -> list[PlannedRun]:
     """Runs for the table batches: one tenant and one source per run, at most
-    `tables_per_run` tables each. A run's key names the outbox events it serves (or, for a
-    schedule, its slot) and its first table, so Dagster refuses to launch it twice. A run
+    `tables_per_run` tables each. A run's key names the outbox events it serves, after the
+    replay or retry they belong to (`key`), or, for a schedule, its slot, and its first
+    table, so Dagster refuses to launch it twice. A run
     selects the table assets of its tables that `graph` has (a table bound since the code
     location loaded has none yet: a run of such tables only selects the whole job, and
     profiles only what its config names)."""
@@ -214,7 +358,7 @@ def pack_runs(
     for (tenant_id, source), group in by_source.items():
         for start in range(0, len(group), tables_per_run):
             chunk = group[start : start + tables_per_run]
-            request = _run_request(tenant_id, source, chunk, slot, graph)
+            request = _run_request(tenant_id, source, chunk, slot, graph, key)
             runs.append(PlannedRun(request, chunk))
     return runs
 
@@ -225,6 +369,7 @@ def _run_request(
     chunk: list[TableBatch],
     slot: str | None,
     graph: AssetGraph | None,
+    key: str | None,
 ) -> dg.RunRequest:
     entities = [entity for batch in chunk for entity in batch.entities]
     event_ids = [i for entity in entities for i in entity.candidate.event_ids]
@@ -235,8 +380,13 @@ def _run_request(
     where = f"{tenant_id}:{chunk[0].table_name}"  # the table name starts with its source
     known = [graph.known_table(tenant_id, batch.table_name) for batch in chunk] if graph else []
     selection = [key for key in known if key is not None]
+    if slot:
+        run_key = f"{slot}:{where}"
+    else:
+        served = f"events:{min(event_ids)}-{max(event_ids)}:{where}"
+        run_key = f"{key}:{served}" if key else served
     return dg.RunRequest(
-        run_key=f"{slot}:{where}" if slot else f"events:{min(event_ids)}-{max(event_ids)}:{where}",
+        run_key=run_key,
         job_name=JOB_NAME,
         asset_selection=selection or None,
         run_config=dg.RunConfig(
@@ -360,22 +510,22 @@ def recently_requested(
     now: dt.datetime,
     settings: Settings,
 ) -> dict[tuple[uuid.UUID, str], dt.datetime]:
-    """When a profile run was last launched for each entity within the rerun interval: it may
-    still be running, so its result is not in `mdm_profile` yet. Read from Dagster's runs
-    (not from our own observations, which a crashed tick may have written without launching
-    anything); failed and cancelled runs do not count, so they can be retried."""
+    """When a profile run still in flight was launched for each entity within the rerun
+    interval: its result is not in `mdm_profile` yet. Read from Dagster's runs (not from our
+    own observations, which a crashed tick may have written without launching anything). A
+    finished run is left to `mdm_profile`: a successful one saved every profile it was asked
+    for, and failed and cancelled runs do not count, so they can be retried. Only runs in
+    flight are read, so the lookup does not grow with the runs of past passes."""
     if not entities:
         return {}
     wanted = set(entities)
     since = now - settings.min_rerun
     found: dict[tuple[uuid.UUID, str], dt.datetime] = {}
     records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=JOB_NAME, created_after=since),
+        filters=dg.RunsFilter(job_name=JOB_NAME, created_after=since, statuses=IN_FLIGHT),
         limit=10_000,
     )
     for record in records:
-        if record.dagster_run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-            continue
         config = record.dagster_run.run_config.get("ops", {}).get("profile_tables", {})
         config = config.get("config", {})
         tenant_id = uuid.UUID(config["tenant_id"])
@@ -388,15 +538,12 @@ def recently_requested(
     return found
 
 
-def new_partitions(
-    instance: dg.DagsterInstance, keys: Iterable[str]
-) -> list[dg.AddDynamicPartitionsRequest]:
-    """Partitions for entities Dagster has not seen yet (added before any run needs them)."""
-    wanted = set(keys)
-    if len(wanted) > 50:  # one query for all known keys beats one query per key
-        missing = sorted(wanted - set(instance.get_dynamic_partitions(CATALOG_ENTITIES.name)))
-    else:
-        missing = sorted(
-            k for k in wanted if not instance.has_dynamic_partition(CATALOG_ENTITIES.name, k)
-        )
-    return [dg.AddDynamicPartitionsRequest(CATALOG_ENTITIES.name, missing)] if missing else []
+def add_partitions(instance: dg.DagsterInstance, keys: set[str]) -> None:
+    """Partitions for entities Dagster has not seen yet, added before any run needs them: in
+    one query and one insert (a `SensorResult`'s partition requests cost the daemon a query and
+    a connection per key). Adding is idempotent, so a tick evaluated again adds nothing."""
+    if not keys:
+        return
+    missing = keys - set(instance.get_dynamic_partitions(CATALOG_ENTITIES.name))
+    if missing:
+        instance.add_dynamic_partitions(CATALOG_ENTITIES.name, sorted(missing))

@@ -71,7 +71,7 @@ def subscribe(engine, tenant, url, settings, **kwargs):
 
 
 def tick(engine, settings, **kwargs):
-    notifications.collect(UnitOfWork(engine), 1000)
+    notifications.collect(UnitOfWork(engine), 1000, settings)
     return notifications.send_due(lambda: UnitOfWork(engine), settings, **kwargs)
 
 
@@ -258,7 +258,7 @@ def test_collecting_twice_at_once_creates_each_delivery_once(engine, tenant, set
 
     def collect():
         barrier.wait()
-        notifications.collect(UnitOfWork(engine), 1000)
+        notifications.collect(UnitOfWork(engine), 1000, settings)
 
     threads = [threading.Thread(target=collect) for _ in range(3)]
     for thread in threads:
@@ -471,9 +471,9 @@ def test_collect_reads_at_most_max_events_and_skips_tenants_without_subscription
 ):
     save(engine, tenant, 40.0, "run-1")  # nobody in this tenant listens
     _, subscription = subscribe(engine, uuid.uuid4(), "https://x.example/h", settings)
-    read = notifications.collect(UnitOfWork(engine), 1)
-    assert read == 1 and notifications.collect(UnitOfWork(engine), 1000) > 0
-    assert notifications.collect(UnitOfWork(engine), 1000) == 0  # nothing new
+    read = notifications.collect(UnitOfWork(engine), 1, settings).read
+    assert read == 1 and notifications.collect(UnitOfWork(engine), 1000, settings).read > 0
+    assert notifications.collect(UnitOfWork(engine), 1000, settings).read == 0  # nothing new
     assert deliveries(engine, subscription.tenant_id) == []
 
 
@@ -497,12 +497,12 @@ def test_a_tick_counts_every_outcome_and_goes_on_past_held_and_orphaned_deliveri
 ):
     _, gone = subscribe(engine, tenant, receiver.url, settings)
     save(engine, tenant, 40.0, "run-0")
-    notifications.collect(UnitOfWork(engine), 1000)  # gone's delivery is due first
+    notifications.collect(UnitOfWork(engine), 1000, settings)  # gone's delivery is due first
     notifications.unsubscribe(UnitOfWork(engine), admin(tenant), gone.id)
     subscribe(engine, tenant, receiver.url, settings)
     for run, key in (("run-1", OTHER), ("run-2", THIRD), ("run-3", "finance.revenue.fee")):
         save(engine, tenant, 40.0, run, key=key)
-        notifications.collect(UnitOfWork(engine), 1000)
+        notifications.collect(UnitOfWork(engine), 1000, settings)
     every_run = tick(engine, settings, held=lambda group: True)
     assert every_run == notifications.SendReport(held=3)
     report = tick(engine, settings, held=lambda group: group == "run:run-1")
@@ -577,7 +577,7 @@ def test_two_senders_record_one_attempt_once(engine, tenant, settings, receiver)
     first to finish records the attempt; the other's record is refused and not counted."""
     subscribe(engine, tenant, receiver.url, settings)
     save(engine, tenant, 40.0, "run-1")
-    notifications.collect(UnitOfWork(engine), 1000)
+    notifications.collect(UnitOfWork(engine), 1000, settings)
     raced, other = threading.Event(), []
 
     def race():

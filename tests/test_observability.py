@@ -85,6 +85,7 @@ def test_every_alert_is_tested_and_names_where_it_happened():
         "ApprovalBacklog",
         "ApprovalsOverdue",
         "OutboxConsumerLag",
+        "OutboxDeadLetters",
         "NotificationsDead",
     }
     assert alerts["Tier1QualityDegraded"]["labels"]["severity"] == "critical"

@@ -14,6 +14,7 @@ from mdstudio_core.domain.errors import NotFound
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.model import (
     EntityType,
+    PassProgress,
     Priority,
     ProfileReason,
     SkipReason,
@@ -26,8 +27,8 @@ from mdstudio_core.service_layer.profile_requests import (
     ProfileCandidate,
     TableBatch,
     candidates_from_events,
+    pass_page,
     plan,
-    scheduled_candidates,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.factories import DEMO_BINDING, approve_metadata, person, stored_profile
@@ -313,11 +314,11 @@ def test_a_schedule_covers_the_active_bound_entities_of_its_tier_in_every_tenant
     approve_metadata(engine, first, key="finance.draft", binding=DEMO_BINDING, lane="draft")
     approve_metadata(engine, first, key="finance.gone", binding=DEMO_BINDING)
     approve_metadata(engine, first, key="finance.gone", binding=DEMO_BINDING, status="deprecated")
+    tier1 = profile_requests.queue_pass(UnitOfWork(engine), "t1", Tier.TIER1, "s", NOW)
+    tier2 = profile_requests.queue_pass(UnitOfWork(engine), "t2", Tier.TIER2, "s", NOW)
 
-    tier1 = scheduled_candidates(UnitOfWork(engine), Tier.TIER1)
-    tier2 = scheduled_candidates(UnitOfWork(engine), Tier.TIER2)
-
-    assert tier1 == [
+    page = pass_page(UnitOfWork(engine), tier1, None, 10)
+    assert page.candidates == [
         ProfileCandidate(
             tenant_id=tenant,
             canonical_key="finance.t1",
@@ -327,10 +328,65 @@ def test_a_schedule_covers_the_active_bound_entities_of_its_tier_in_every_tenant
         )
         for tenant in (first, second)
     ]
-    assert [(c.tenant_id, c.canonical_key, c.priority) for c in tier2] == [
+    assert (page.tables, page.through, page.last) == (2, (str(second), "demo", "", "orders"), True)
+    tier2_page = pass_page(UnitOfWork(engine), tier2, None, 10)
+    assert [(c.tenant_id, c.canonical_key, c.priority) for c in tier2_page.candidates] == [
         (first, "finance.t2", Priority.LOW),
         (second, "finance.t2", Priority.LOW),
     ]
+
+
+def test_a_pass_is_planned_a_page_at_a_time_and_the_last_page_says_so(engine):
+    tenants = [uuid.UUID(int=i) for i in (1, 2, 3)]
+    for tenant in tenants:
+        approve_metadata(engine, tenant, key="finance.t1", binding=DEMO_BINDING)
+    queued = profile_requests.queue_pass(UnitOfWork(engine), "t1", Tier.TIER1, "s", NOW)
+    first = pass_page(UnitOfWork(engine), queued, None, 2)
+    assert [c.tenant_id for c in first.candidates] == tenants[:2]
+    assert (first.tables, first.last) == (2, False)
+    second = pass_page(UnitOfWork(engine), queued, first.through, 2)
+    assert [c.tenant_id for c in second.candidates] == tenants[2:]
+    assert (second.tables, second.through, second.last) == (
+        1,
+        (str(tenants[2]), "demo", "", "orders"),
+        True,
+    )
+    exact = pass_page(UnitOfWork(engine), queued, None, 3)
+    assert (exact.tables, exact.last) == (3, True)
+    empty = pass_page(UnitOfWork(engine), queued, second.through, 2)
+    assert (empty.candidates, empty.tables, empty.through, empty.last) == (
+        [],
+        0,
+        second.through,
+        True,
+    )
+
+
+def test_resuming_records_the_committed_progress_and_moves_to_the_next_open_pass(engine):
+    def uow() -> UnitOfWork:
+        return UnitOfWork(engine)
+
+    assert profile_requests.resume_pass(uow(), None, NOW) is None
+    first = profile_requests.queue_pass(uow(), "t1", Tier.TIER1, "a", NOW)
+    assert profile_requests.queue_pass(uow(), "t1", Tier.TIER1, "a", NOW + HOUR) == first
+    second = profile_requests.queue_pass(uow(), "t2", Tier.TIER2, "a", NOW)
+    assert profile_requests.resume_pass(uow(), None, NOW) == (first, PassProgress(first.id))
+    through = (str(TENANT), "demo", "", "orders")
+    halfway = PassProgress(first.id, through, 4, 2)
+    current, progress = profile_requests.resume_pass(uow(), halfway, NOW)
+    assert (current.id, progress) == (first.id, halfway)
+    with UnitOfWork(engine) as reader:
+        assert reader.passes.get(first.id).tables_planned == 4
+    done = PassProgress(first.id, through, 5, 3, finished=True)
+    assert profile_requests.resume_pass(uow(), done, NOW + HOUR) == (
+        second,
+        PassProgress(second.id),
+    )
+    with UnitOfWork(engine) as reader:
+        recorded = reader.passes.get(first.id)
+    assert (recorded.tables_planned, recorded.runs_requested) == (5, 3)
+    assert recorded.finished_at == NOW + HOUR
+    assert profile_requests.resume_pass(uow(), PassProgress(second.id, finished=True), NOW) is None
 
 
 def test_a_manual_request_is_an_event_in_the_outbox(engine, tenant):

@@ -17,10 +17,18 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories import ApprovalRepository
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetterStatus
+from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.lineage import TrustState
-from mdstudio_core.domain.model import ApiToken, ApprovalStatus, EntityStatus, EntityType, Tier
+from mdstudio_core.domain.model import (
+    ApiToken,
+    ApprovalStatus,
+    EntityStatus,
+    EntityType,
+    PassProgress,
+    Tier,
+)
 from mdstudio_core.domain.notifications import DeliveryStatus, Subscription
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -91,9 +99,12 @@ def test_a_scheduled_pass_reads_active_bound_entities_of_one_tier(engine, tenant
     approve_metadata(engine, tenant, key="finance.t2", tier="tier2", binding=DEMO_BINDING)
     approve_metadata(engine, tenant, key="finance.unbound", binding=None)
     approve_metadata(engine, tenant, key="finance.draft", binding=DEMO_BINDING, lane="draft")
+    orders = (str(tenant), "demo", "", "orders")
     with UnitOfWork(engine) as uow:
-        [first, bound] = uow.entities.bound(Tier.TIER1)  # by key within a tenant
-        [tier2] = uow.entities.bound(Tier.TIER2)
+        assert uow.entities.bound_tables(Tier.TIER1, None, 10) == [orders]
+        [first, bound] = uow.entities.bound_on_tables(Tier.TIER1, None, orders)  # by key
+        [tier2] = uow.entities.bound_on_tables(Tier.TIER2, None, orders)
+        assert uow.entities.bound_on_tables(Tier.TIER1, orders, orders) == []
     assert first.canonical_key == "finance.a_t1"
     assert (bound.canonical_key, bound.entity_type, bound.status) == (
         "finance.t1",
@@ -101,6 +112,107 @@ def test_a_scheduled_pass_reads_active_bound_entities_of_one_tier(engine, tenant
         EntityStatus.ACTIVE,
     )
     assert tier2.canonical_key == "finance.t2"
+
+
+def bound_field(uow, tenant, key, binding, tier="tier1", status="active"):
+    uow.entities.insert(
+        EntityType.GLOBAL_METADATA,
+        tenant,
+        uuid.uuid4(),
+        {
+            "canonical_key": key,
+            "label": key,
+            "description": "",
+            "tier": tier,
+            "domain": "finance",
+            "owner": "o",
+            "data_type": "integer",
+            "status": status,
+            "binding": binding,
+        },
+        "alice",
+        T0,
+    )
+
+
+def test_a_pass_pages_tables_in_tenant_source_schema_table_order_each_table_whole(engine):
+    first, second = uuid.UUID(int=1), uuid.UUID(int=2)
+    column = [{"name": "id"}]
+    with UnitOfWork(engine) as uow:
+        for tenant in (second, first):
+            for source, schema, table in [
+                ("wh", "sales", "b"),
+                ("wh", None, "z"),
+                ("dw", "sales", "a"),
+                ("wh", "sales", "a"),
+            ]:
+                binding = {"source": source, "table": table, "columns": column}
+                if schema:
+                    binding["schema"] = schema
+                for field in ("f1", "f2"):
+                    bound_field(uow, tenant, f"k.{source}.{schema}.{table}.{field}", binding)
+        bound_field(
+            uow, first, "k.tier2", {"source": "aa", "table": "t", "columns": column}, "tier2"
+        )
+        bound_field(
+            uow,
+            first,
+            "k.old",
+            {"source": "aa", "table": "t", "columns": column},
+            status="deprecated",
+        )
+        uow.commit()
+    order = [
+        (str(tenant), source, schema, table)
+        for tenant in (first, second)
+        for source, schema, table in [
+            ("dw", "sales", "a"),
+            ("wh", "", "z"),
+            ("wh", "sales", "a"),
+            ("wh", "sales", "b"),
+        ]
+    ]
+    with UnitOfWork(engine) as uow:
+        pages, after = [], None
+        while page := uow.entities.bound_tables(Tier.TIER1, after, 3):
+            pages.append(page)
+            entities = uow.entities.bound_on_tables(Tier.TIER1, after, page[-1])
+            assert len(entities) == 2 * len(page)  # every field of each table of the page
+            after = page[-1]
+        assert uow.entities.bound_tables(Tier.TIER2, None, 3) == [(str(first), "aa", "", "t")]
+    assert [t for page in pages for t in page] == order
+    assert [len(page) for page in pages] == [3, 3, 2]
+
+
+def test_a_pass_is_recorded_once_per_slot_and_keeps_its_progress(engine):
+    later = T0 + dt.timedelta(minutes=5)
+    with UnitOfWork(engine) as uow:
+        queued = uow.passes.add("tier1_profiling_schedule", Tier.TIER1, "2026-01-01T02:00", T0)
+        again = uow.passes.add("tier1_profiling_schedule", Tier.TIER1, "2026-01-01T02:00", later)
+        other = uow.passes.add("tier2_profiling_schedule", Tier.TIER2, "2026-01-01T02:00", T0)
+        uow.commit()
+    assert again == queued and other.id > queued.id
+    assert (queued.tier, queued.requested_at, queued.finished_at) == (Tier.TIER1, T0, None)
+    through = (str(uuid.UUID(int=1)), "wh", "", "t")
+    with UnitOfWork(engine) as uow:
+        assert uow.passes.next_open(0) == queued
+        uow.passes.record(PassProgress(queued.id, through, 3, 1, finished=False), T0)
+        assert uow.passes.get(queued.id).finished_at is None
+        done = PassProgress(queued.id, through, 5, 2, finished=True)
+        uow.passes.record(done, later)
+        uow.passes.record(done, later + dt.timedelta(hours=1))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        recorded = uow.passes.get(queued.id)
+        assert uow.passes.next_open(0) == other
+        assert uow.passes.next_open(other.id) is None
+        assert uow.passes.get(999) is None
+    assert (recorded.planned_through, recorded.tables_planned, recorded.runs_requested) == (
+        through,
+        5,
+        2,
+    )
+    assert recorded.finished_at == later  # the first finish is kept
 
 
 def test_a_run_saves_an_entity_once_and_other_entities_of_the_run_still_save(engine, tenant):
@@ -272,11 +384,11 @@ def test_incidents_are_listed_a_hundred_at_a_time_by_default(engine, tenant):
 
 def test_the_unit_of_work_keeps_the_outbox_readers_cursors(engine):
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.get("a_reader") == 0
-        uow.cursors.set("a_reader", 7, T0)
+        assert uow.cursors.get("a_reader") == ConsumerCursor("a_reader")
+        uow.cursors.save(ConsumerCursor("a_reader", position=7, updated_at=T0))
         uow.commit()
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.get("a_reader") == 7
+        assert uow.cursors.get("a_reader").position == 7
 
 
 def subscription(tenant: uuid.UUID, n: int, created_at: dt.datetime) -> Subscription:
@@ -440,21 +552,125 @@ def test_a_live_session_is_one_not_expired_nor_idle_with_a_live_token(engine, te
 
 
 def test_each_outbox_reader_keeps_its_own_cursor_from_zero(engine):
-    """Reading a cursor creates nothing; locking one creates it at 0; each `set` moves only
-    that reader's cursor and stamps the time."""
+    """Reading a cursor creates nothing; locking one creates it at 0; each `save` moves only
+    that reader's cursor, with every part of it."""
     later = T0 + dt.timedelta(hours=2)
+    replaying = ConsumerCursor(
+        "a_reader",
+        position=9,
+        generation=2,
+        replay_id=40,
+        replay_through=30,
+        resume_after=35,
+        attempts=3,
+        failing_event_id=10,
+        last_error="KeyError: 'reason'",
+        updated_at=later,
+    )
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.get("unread") == 0
-        assert uow.cursors.get("locked", for_update=True) == 0
-        uow.cursors.set("a_reader", 7, T0)
-        uow.cursors.set("b_reader", 3, T0)
-        uow.cursors.set("a_reader", 9, later)
+        assert uow.cursors.get("unread").position == 0
+        assert uow.cursors.get("locked", for_update=True).position == 0
+        uow.cursors.save(ConsumerCursor("a_reader", position=7, updated_at=T0))
+        uow.cursors.save(ConsumerCursor("b_reader", position=3, updated_at=T0))
+        uow.cursors.save(replaying)
         uow.commit()
     with UnitOfWork(engine) as uow:
-        assert uow.cursors.all() == {"locked": 0, "a_reader": 9, "b_reader": 3}
-        column = tables.consumer_cursors.c
-        stamped = dict(uow.connection.execute(sa.select(column.consumer, column.updated_at)).all())
-    assert (stamped["a_reader"], stamped["b_reader"]) == (later, T0)
+        assert {c.consumer: c.position for c in uow.cursors.all()} == {
+            "locked": 0,
+            "a_reader": 9,
+            "b_reader": 3,
+        }
+        assert uow.cursors.get("a_reader") == replaying
+        assert uow.cursors.get("b_reader").updated_at == T0
+
+
+def test_a_consumer_is_registered_once_and_removed_by_name(engine):
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.add(ConsumerCursor("feed", position=5, updated_at=T0))
+        assert not uow.cursors.add(ConsumerCursor("feed", position=9, updated_at=T0))
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.get("feed").position == 5
+        assert uow.cursors.remove("feed") and not uow.cursors.remove("feed")
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.cursors.all() == []
+
+
+def outbox_event(event_id: int, tenant: uuid.UUID) -> Event:
+    return Event(
+        id=event_id,
+        type="quality.incident.opened",
+        tenant_id=tenant,
+        entity_type=EntityType.GLOBAL_METADATA,
+        entity_key=KEY,
+        correlation_id=uuid.UUID(int=event_id),
+        actor="profiler",
+        occurred_at=T0,
+        payload={"tier": "tier9"},
+    )
+
+
+def test_dead_letters_keep_their_event_one_per_consumer_and_event(engine, tenant):
+    later = T0 + dt.timedelta(minutes=5)
+    with UnitOfWork(engine) as uow:
+        uow.dead_letters.add("notification_sensor", outbox_event(4, tenant), "ValueError", 5, T0)
+        uow.dead_letters.add("approval_sensor", outbox_event(4, tenant), "KeyError", 5, T0)
+        uow.dead_letters.add("approval_sensor", outbox_event(6, tenant), "KeyError", 5, T0)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        [first, second] = uow.dead_letters.list("approval_sensor")
+        assert Event.from_json(first.event) == outbox_event(4, tenant)
+        assert (first.event_id, first.error, first.attempts, first.status) == (
+            4,
+            "KeyError",
+            5,
+            DeadLetterStatus.DEAD,
+        )
+        uow.dead_letters.save(
+            dataclasses.replace(first, status=DeadLetterStatus.RETRYING, resolved_by="ops")
+        )
+        uow.dead_letters.save(
+            dataclasses.replace(
+                second, status=DeadLetterStatus.DISCARDED, resolved_at=later, reason="old"
+            )
+        )
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.dead_letters.counts() == {"notification_sensor": 1}
+        assert uow.dead_letters.counts(DeadLetterStatus.RETRYING) == {"approval_sensor": 1}
+        assert [d.id for d in uow.dead_letters.list(status=DeadLetterStatus.DISCARDED)] == [
+            second.id
+        ]
+        assert len(uow.dead_letters.list(limit=2)) == 2
+        assert [d.id for d in uow.dead_letters.list(offset=2)] == [second.id]
+        # The same event failing again (a retry, a replay) is dead again, with the new error.
+        uow.dead_letters.add("approval_sensor", outbox_event(4, tenant), "again", 6, later)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        again = uow.dead_letters.get(first.id, for_update=True)
+        assert (again.status, again.error, again.attempts, again.failed_at) == (
+            DeadLetterStatus.DEAD,
+            "again",
+            6,
+            later,
+        )
+        assert (again.resolved_by, uow.dead_letters.get(999)) == (None, None)
+
+
+def test_the_head_and_when_the_first_unread_event_happened(engine, tenant):
+    with UnitOfWork(engine) as uow:
+        assert uow.events.head() == 0 and uow.events.occurred_after(0) is None
+        fresh = {k: v for k, v in dataclasses.asdict(outbox_event(0, tenant)).items() if k != "id"}
+        written = uow.events.append([NewEvent(**fresh) for _ in range(3)])
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.events.head() == written[-1].id
+        assert uow.events.occurred_after(written[0].id) == T0
+        assert uow.events.occurred_after(written[-1].id) is None
+        assert [e.id for e in uow.events.list(after=0, through=written[1].id)] == [
+            e.id for e in written[:2]
+        ]
 
 
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -581,3 +797,26 @@ def test_an_inbox_page_reads_the_page_not_the_history(engine, status):
         ).all()
     assert [listing.summary["entity_key"] for listing in page] == [f"k{g}" for g in range(1, 21)]
     assert _rows_read(plan["Plan"]) <= 21
+
+
+def test_the_catalog_version_moves_with_every_change_the_graph_is_built_from(engine, tenant):
+    def version():
+        with UnitOfWork(engine) as uow:
+            return uow.lineage.version()
+
+    empty = version()
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
+    bound = version()
+    assert bound != empty and version() == bound  # a read changes nothing
+    approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING, label="Renamed")
+    relabelled = version()
+    assert relabelled != bound
+    with UnitOfWork(engine) as uow:
+        uow.lineage.set_tenant_name(tenant, "acme", "ana", T0)
+        uow.commit()
+    named = version()
+    assert named != relabelled
+    with UnitOfWork(engine) as uow:
+        uow.lineage.set_tenant_name(tenant, "acme_eu", "ana", T0)
+        uow.commit()
+    assert version() != named

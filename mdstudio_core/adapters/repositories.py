@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    Uuid,
     and_,
     bindparam,
     case,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -33,7 +35,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.domain.approvals import Approval, ApprovalListing, Endorsement
-from mdstudio_core.domain.events import Event, NewEvent
+from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetter, DeadLetterStatus
+from mdstudio_core.domain.events import Event, NewEvent, entity_kind
 from mdstudio_core.domain.idempotency import Answer, KeyedRequest, StoredKey
 from mdstudio_core.domain.incidents import Incident, IncidentStatus, ProfileOutcome
 from mdstudio_core.domain.incremental import ProfileDay, TableState
@@ -47,11 +50,15 @@ from mdstudio_core.domain.model import (
     Identity,
     Lane,
     LiveEntity,
+    PassProgress,
+    ProfilePass,
+    TablePosition,
     Tier,
     stored_binding,
 )
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.domain.retention import ArchiveRecord
 
 # The outbox's visibility rule on PostgreSQL (see `EventOutbox.append`): a writer announces a
 # bound below the event ids it is about to draw, as a shared advisory lock keyed by the bound
@@ -461,19 +468,36 @@ class EntityRepository:
             == (source, schema, table)
         ]
 
-    def bound(self, tier: Tier) -> list[LiveEntity]:
-        """Active metadata entities of a tier, in every tenant, that are bound to a table: what
-        a scheduled profiling pass covers."""
+    def bound_tables(
+        self, tier: Tier, after: TablePosition | None, limit: int
+    ) -> list[TablePosition]:
+        """The next `limit` tables after `after` that active bound entities of `tier` are bound
+        to, in every tenant, in the order a scheduled pass pages them."""
+        position = _table_position()
+        query = (
+            select(*position).where(*_bound_of(tier)).distinct().order_by(*position).limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(*position) > _position_values(after))
+        return [
+            (str(tenant_id), source, schema, table)
+            for tenant_id, source, schema, table in self._connection.execute(query)
+        ]
+
+    def bound_on_tables(
+        self, tier: Tier, after: TablePosition | None, through: TablePosition
+    ) -> list[LiveEntity]:
+        """The active bound entities of `tier` on the tables after `after` up to `through`
+        (`bound_tables` order), by tenant and canonical key."""
         table = tables.global_metadata
+        position = tuple_(*_table_position())
         query = (
             select(table)
-            .where(
-                table.c.tier == tier.value,
-                table.c.status == EntityStatus.ACTIVE.value,
-                table.c.binding.is_not(None),
-            )
+            .where(*_bound_of(tier), position <= _position_values(through))
             .order_by(table.c.tenant_id, table.c.canonical_key)
         )
+        if after is not None:
+            query = query.where(position > _position_values(after))
         return [
             _live_entity(EntityType.GLOBAL_METADATA, row) for row in self._connection.execute(query)
         ]
@@ -582,6 +606,37 @@ class EntityRepository:
             ],
         )
         return result.rowcount
+
+
+def _bound_of(tier: Tier) -> list[Any]:
+    table = tables.global_metadata
+    return [
+        table.c.tier == tier.value,
+        table.c.status == EntityStatus.ACTIVE.value,
+        table.c.binding.is_not(None),
+    ]
+
+
+def _table_position() -> list[Any]:
+    """A bound entity's table as pages order it: tenant, source, schema ("" for the source's
+    default) and table, read from the binding."""
+    binding = tables.global_metadata.c.binding
+    return [
+        tables.global_metadata.c.tenant_id,
+        func.coalesce(binding["source"].as_string(), "warehouse"),
+        func.coalesce(binding["schema"].as_string(), ""),
+        binding["table"].as_string(),
+    ]
+
+
+def _position_values(position: TablePosition) -> Any:
+    tenant_id, source, schema, table = position
+    return tuple_(
+        bindparam(None, uuid.UUID(tenant_id), type_=Uuid),
+        literal(source),
+        literal(schema),
+        literal(table),
+    )
 
 
 def _live_entity(entity_type: EntityType, row: Row[Any]) -> LiveEntity:
@@ -697,13 +752,17 @@ class EventOutbox:
         tenant_id: uuid.UUID | None = None,
         entity_key: str | None = None,
         max_bytes: int | None = None,
+        through: int | None = None,
     ) -> list[Event]:
-        """Events with `id > after`, oldest first; across tenants when `tenant_id` is None
-        (the Dagster sensor), otherwise one tenant's. With `max_bytes`, the page stops before
-        the event whose payload would take it past that many bytes of JSON (it always holds
-        one event), counted in the database, so no more than that is ever read."""
+        """Events with `id > after` (and `id <= through`, given), oldest first; across tenants
+        when `tenant_id` is None (the consumers), otherwise one tenant's. With `max_bytes`, the
+        page stops before the event whose payload would take it past that many bytes of JSON
+        (it always holds one event), counted in the database, so no more than that is ever
+        read."""
         column = tables.events.c
         query = select(tables.events).where(column.id > after)
+        if through is not None:
+            query = query.where(column.id <= through)
         if self._connection.dialect.name == "postgresql":
             query = query.where(column.id <= self._horizon())
         if tenant_id is not None:
@@ -718,7 +777,7 @@ class EventOutbox:
                 id=row.id,
                 type=row.type,
                 tenant_id=row.tenant_id,
-                entity_type=EntityType(row.entity_type),
+                entity_type=entity_kind(row.entity_type),
                 entity_key=row.entity_key,
                 correlation_id=row.correlation_id,
                 actor=row.actor,
@@ -770,6 +829,70 @@ class EventOutbox:
             ).first()
             is not None
         )
+
+    def head(self) -> int:
+        """The id of the last event a reader can see now (0 when there is none)."""
+        if self._connection.dialect.name == "postgresql":
+            return self._horizon()
+        return int(
+            self._connection.execute(
+                select(func.coalesce(func.max(tables.events.c.id), 0))
+            ).scalar_one()
+        )
+
+    def last_before(self, after: int, before: dt.datetime) -> int:
+        """The last id after `after` of the run of events that happened before `before` (the
+        outbox's order is the commit order: an archive's cut ends at the first later event);
+        `after` when the first event after it is not that old."""
+        column = tables.events.c
+        later = self._connection.execute(
+            select(func.min(column.id)).where(column.id > after, column.occurred_at >= before)
+        ).scalar()
+        if later is not None:
+            return int(later) - 1
+        return max(self.head(), after)
+
+    def profile_outcomes(self, after: int, through: int) -> list[tuple[uuid.UUID, str, str, int]]:
+        """The profile outcomes among the events after `after` through `through`."""
+        return profile_outcome_counts(self._connection, after=after, through=through)
+
+    def lowest(self) -> int | None:
+        """The id of the oldest event kept (None when the outbox is empty)."""
+        return self._connection.execute(select(func.min(tables.events.c.id))).scalar()
+
+    def restore(self, events: Sequence[Event]) -> int:
+        """Insert events with their own ids, each once however often it is given (an archive
+        read back into a scratch database); how many were new."""
+        column = tables.events.c
+        present = set(
+            self._connection.execute(
+                select(column.id).where(column.id.in_([event.id for event in events]))
+            ).scalars()
+        )
+        rows = [
+            dataclasses.asdict(event) | {"entity_type": event.entity_type.value}
+            for event in events
+            if event.id not in present
+        ]
+        if rows:
+            self._connection.execute(insert(tables.events), rows)
+        return len(rows)
+
+    def remove(self, after: int, through: int) -> int:
+        """Delete the events with ids after `after` through `through` (an archived range, in
+        batches the caller commits one by one); how many were deleted."""
+        column = tables.events.c
+        result = self._connection.execute(
+            delete(tables.events).where(column.id > after, column.id <= through)
+        )
+        return result.rowcount
+
+    def occurred_after(self, position: int) -> dt.datetime | None:
+        """When the first event after `position` happened (None when there is none)."""
+        column = tables.events.c
+        return self._connection.execute(
+            select(column.occurred_at).where(column.id > position).order_by(column.id).limit(1)
+        ).scalar()
 
     def _horizon(self) -> int:
         """How far a reader may read (PostgreSQL): the largest id committed when the statement
@@ -1378,32 +1501,53 @@ def _delivery(row: Row[Any]) -> Delivery:
 
 
 class ConsumerCursors:
-    """`mdm_consumer_cursor`: how far each reader of the outbox has read (deployment-wide)."""
+    """`mdm_consumer_cursor`: where each reader of the outbox is (deployment-wide)."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def get(self, consumer: str, *, for_update: bool = False) -> int:
-        """The consumer's last event id (0 before it first reads); `for_update` holds it to
-        commit, so two readers of one consumer take turns."""
-        column = tables.consumer_cursors.c
-        query = select(column.last_event_id).where(column.consumer == consumer)
+    def get(self, consumer: str, *, for_update: bool = False) -> ConsumerCursor:
+        """The consumer's cursor (at 0 before it first reads); `for_update` holds it to commit,
+        so two readers of one consumer, or a reader and a replay, take turns."""
+        query = select(tables.consumer_cursors).where(
+            tables.consumer_cursors.c.consumer == consumer
+        )
         if for_update:
             self._ensure(consumer)
             query = query.with_for_update()
-        return self._connection.execute(query).scalar() or 0
+        row = self._connection.execute(query).first()
+        return _cursor(row) if row else ConsumerCursor(consumer)
 
-    def set(self, consumer: str, last_event_id: int, at: dt.datetime) -> None:
-        self._ensure(consumer)
+    def save(self, cursor: ConsumerCursor) -> None:
+        self._ensure(cursor.consumer)
         self._connection.execute(
             update(tables.consumer_cursors)
-            .where(tables.consumer_cursors.c.consumer == consumer)
-            .values(last_event_id=last_event_id, updated_at=at)
+            .where(tables.consumer_cursors.c.consumer == cursor.consumer)
+            .values(_cursor_values(cursor))
         )
 
-    def all(self) -> dict[str, int]:
-        column = tables.consumer_cursors.c
-        return dict(self._connection.execute(select(column.consumer, column.last_event_id)).all())
+    def add(self, cursor: ConsumerCursor) -> bool:
+        """Register a consumer at its cursor; False when it is registered already."""
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        inserted = self._connection.execute(
+            dialect.insert(tables.consumer_cursors)
+            .values(consumer=cursor.consumer, **_cursor_values(cursor))
+            .on_conflict_do_nothing()
+            .returning(tables.consumer_cursors.c.consumer)
+        )
+        return inserted.first() is not None
+
+    def remove(self, consumer: str) -> bool:
+        result = self._connection.execute(
+            delete(tables.consumer_cursors).where(tables.consumer_cursors.c.consumer == consumer)
+        )
+        return result.rowcount == 1
+
+    def all(self) -> list[ConsumerCursor]:
+        rows = self._connection.execute(
+            select(tables.consumer_cursors).order_by(tables.consumer_cursors.c.consumer)
+        )
+        return [_cursor(row) for row in rows]
 
     def _ensure(self, consumer: str) -> None:
         """The consumer's row exists (inserted once; a concurrent insert is not an error)."""
@@ -1417,6 +1561,250 @@ class ConsumerCursors:
         self._connection.execute(
             dialect.insert(tables.consumer_cursors).values(values).on_conflict_do_nothing()
         )
+
+
+def _cursor(row: Row[Any]) -> ConsumerCursor:
+    return ConsumerCursor(
+        consumer=row.consumer,
+        position=row.last_event_id,
+        generation=row.generation,
+        replay_id=row.replay_id,
+        replay_through=row.replay_through,
+        resume_after=row.resume_after,
+        attempts=row.attempts,
+        failing_event_id=row.failing_event_id,
+        last_error=row.last_error,
+        updated_at=row.updated_at,
+    )
+
+
+def _cursor_values(cursor: ConsumerCursor) -> dict[str, Any]:
+    return {
+        "last_event_id": cursor.position,
+        "updated_at": cursor.updated_at or dt.datetime.now(dt.UTC),
+        "generation": cursor.generation,
+        "replay_id": cursor.replay_id,
+        "replay_through": cursor.replay_through,
+        "resume_after": cursor.resume_after,
+        "attempts": cursor.attempts,
+        "failing_event_id": cursor.failing_event_id,
+        "last_error": cursor.last_error,
+    }
+
+
+class EventArchiveRepository:
+    """`mdm_event_archive`: what each archive run moved out of the outbox."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def horizon(self) -> int:
+        """The last event id archived (0 before any archive): no event up to it is kept."""
+        return int(
+            self._connection.execute(
+                select(func.coalesce(func.max(tables.event_archives.c.last_event_id), 0))
+            ).scalar_one()
+        )
+
+    def add(self, record: ArchiveRecord) -> bool:
+        """Record an archive run; False when a run starting at the same event was recorded
+        (two archives at once: the other one's record stands)."""
+        values = dataclasses.asdict(record) | {
+            "files": list(record.files),
+            "profile_outcomes": [list(outcome) for outcome in record.profile_outcomes],
+        }
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        inserted = self._connection.execute(
+            dialect.insert(tables.event_archives)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(tables.event_archives.c.id)
+        )
+        return inserted.first() is not None
+
+    def list(self) -> list[ArchiveRecord]:
+        column = tables.event_archives.c
+        rows = self._connection.execute(select(tables.event_archives).order_by(column.id))
+        return [
+            ArchiveRecord(
+                **{
+                    name: value
+                    for name, value in row._asdict().items()
+                    if name not in ("id", "files", "profile_outcomes")
+                },
+                files=tuple(row.files),
+                profile_outcomes=tuple(tuple(outcome) for outcome in row.profile_outcomes),
+            )
+            for row in rows
+        ]
+
+
+class DeadLetterRepository:
+    """`mdm_dead_letter`: events the consumers set aside, one row per consumer and event."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, consumer: str, event: Event, error: str, attempts: int, at: dt.datetime) -> None:
+        """Set `event` aside for `consumer`; an event set aside before (then retried, or
+        replayed) is dead again, with this error."""
+        dead = {
+            "event": event.to_json(),
+            "error": error,
+            "attempts": attempts,
+            "status": DeadLetterStatus.DEAD.value,
+            "failed_at": at,
+            "resolved_at": None,
+            "resolved_by": None,
+            "reason": None,
+        }
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        self._connection.execute(
+            dialect.insert(tables.dead_letters)
+            .values(consumer=consumer, event_id=event.id, **dead)
+            .on_conflict_do_update(index_elements=["consumer", "event_id"], set_=dead)
+        )
+
+    def get(self, letter_id: int, *, for_update: bool = False) -> DeadLetter | None:
+        query = select(tables.dead_letters).where(tables.dead_letters.c.id == letter_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
+        return _dead_letter(row) if row else None
+
+    def list(
+        self,
+        consumer: str | None = None,
+        status: DeadLetterStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[DeadLetter]:
+        """Oldest first."""
+        column = tables.dead_letters.c
+        query = select(tables.dead_letters)
+        if consumer is not None:
+            query = query.where(column.consumer == consumer)
+        if status is not None:
+            query = query.where(column.status == status.value)
+        query = query.order_by(column.id).limit(limit).offset(offset)
+        return [_dead_letter(row) for row in self._connection.execute(query)]
+
+    def save(self, letter: DeadLetter) -> None:
+        self._connection.execute(
+            update(tables.dead_letters)
+            .where(tables.dead_letters.c.id == letter.id)
+            .values(
+                error=letter.error,
+                attempts=letter.attempts,
+                status=letter.status.value,
+                failed_at=letter.failed_at,
+                resolved_at=letter.resolved_at,
+                resolved_by=letter.resolved_by,
+                reason=letter.reason,
+            )
+        )
+
+    def counts(self, status: DeadLetterStatus = DeadLetterStatus.DEAD) -> dict[str, int]:
+        """How many letters of each consumer are in `status`."""
+        column = tables.dead_letters.c
+        rows = self._connection.execute(
+            select(column.consumer, func.count())
+            .where(column.status == status.value)
+            .group_by(column.consumer)
+        )
+        return {consumer: count for consumer, count in rows}
+
+
+def _dead_letter(row: Row[Any]) -> DeadLetter:
+    return DeadLetter(**row._asdict() | {"status": DeadLetterStatus(row.status)})
+
+
+class ProfilePassRepository:
+    """`mdm_profile_pass`: scheduled profiling passes and how far their planning got."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, schedule: str, tier: Tier, slot: str, at: dt.datetime) -> ProfilePass:
+        """The pass of `schedule` at `slot`, recorded once however often its tick is
+        evaluated."""
+        values = {"schedule": schedule, "tier": tier.value, "slot": slot, "requested_at": at}
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        self._connection.execute(
+            dialect.insert(tables.profile_passes).values(values).on_conflict_do_nothing()
+        )
+        column = tables.profile_passes.c
+        row = self._connection.execute(
+            select(tables.profile_passes).where(column.schedule == schedule, column.slot == slot)
+        ).one()
+        return _profile_pass(row)
+
+    def get(self, pass_id: int) -> ProfilePass | None:
+        row = self._connection.execute(
+            select(tables.profile_passes).where(tables.profile_passes.c.id == pass_id)
+        ).first()
+        return _profile_pass(row) if row else None
+
+    def next_open(self, after_id: int) -> ProfilePass | None:
+        """The oldest pass after `after_id` not finished yet."""
+        column = tables.profile_passes.c
+        row = self._connection.execute(
+            select(tables.profile_passes)
+            .where(column.id > after_id, column.finished_at.is_(None))
+            .order_by(column.id)
+            .limit(1)
+        ).first()
+        return _profile_pass(row) if row else None
+
+    def record(self, progress: PassProgress, at: dt.datetime) -> None:
+        """How far the pass's planning got; a finished pass keeps its first `finished_at`."""
+        column = tables.profile_passes.c
+        self._connection.execute(
+            update(tables.profile_passes)
+            .where(column.id == progress.pass_id)
+            .values(
+                planned_through=list(progress.planned_through)
+                if progress.planned_through
+                else None,
+                tables_planned=progress.tables_planned,
+                runs_requested=progress.runs_requested,
+                finished_at=func.coalesce(column.finished_at, at) if progress.finished else None,
+            )
+        )
+
+
+def _profile_pass(row: Row[Any]) -> ProfilePass:
+    return ProfilePass(
+        id=row.id,
+        schedule=row.schedule,
+        tier=Tier(row.tier),
+        slot=row.slot,
+        requested_at=row.requested_at,
+        planned_through=tuple(row.planned_through) if row.planned_through else None,  # type: ignore[arg-type]
+        tables_planned=row.tables_planned,
+        runs_requested=row.runs_requested,
+        finished_at=row.finished_at,
+    )
+
+
+def profile_outcome_counts(
+    connection: Connection, *, after: int, through: int | None
+) -> list[tuple[uuid.UUID, str, str, int]]:
+    """(tenant, tier, outcome, count) of the profile events with ids after `after` (through
+    `through`), outcome `completed` or `failed`."""
+    column = tables.events.c
+    tier = column.payload["tier"].as_string()
+    query = (
+        select(column.tenant_id, tier, column.type, func.count())
+        .where(column.type.in_(PROFILE_OUTCOMES), column.id > after)
+        .group_by(column.tenant_id, tier, column.type)
+    )
+    if through is not None:
+        query = query.where(column.id <= through)
+    return [
+        (tenant, tier, kind.rsplit(".", 1)[-1], count)
+        for tenant, tier, kind, count in connection.execute(query)
+    ]
 
 
 class CatalogMetrics:
@@ -1468,18 +1856,19 @@ class CatalogMetrics:
         return [tuple(row) for row in self._connection.execute(query)]
 
     def profile_outcomes(self) -> list[tuple[uuid.UUID, str, str, int]]:
-        """(tenant, tier, outcome, count): every profile event the outbox holds."""
-        column = tables.events.c
-        tier = column.payload["tier"].as_string()
-        query = (
-            select(column.tenant_id, tier, column.type, func.count())
-            .where(column.type.in_(PROFILE_OUTCOMES))
-            .group_by(column.tenant_id, tier, column.type)
-        )
-        return [
-            (tenant, tier, kind.rsplit(".", 1)[-1], count)
-            for tenant, tier, kind, count in self._connection.execute(query)
-        ]
+        """(tenant, tier, outcome, count): every profile event the outbox holds, and those
+        archived from it (so the count never goes down)."""
+        counts: dict[tuple[uuid.UUID, str, str], int] = {}
+        for tenant, tier, outcome, count in profile_outcome_counts(
+            self._connection, after=0, through=None
+        ):
+            counts[(tenant, tier, outcome)] = counts.get((tenant, tier, outcome), 0) + count
+        archived = self._connection.execute(select(tables.event_archives.c.profile_outcomes))
+        for outcomes in archived.scalars():
+            for tenant, tier, outcome, count in outcomes:
+                found = (uuid.UUID(tenant), tier, outcome)
+                counts[found] = counts.get(found, 0) + count
+        return [(tenant, tier, outcome, count) for (tenant, tier, outcome), count in counts.items()]
 
     def profile_durations(
         self, buckets: Sequence[float]
@@ -1835,6 +2224,25 @@ class LineageRepository:
             update(tables.tenants).where(column.tenant_id == tenant_id).values(values)
         ).rowcount:
             self._connection.execute(insert(tables.tenants).values(tenant_id=tenant_id, **values))
+
+    def version(self) -> tuple[Any, ...]:
+        """What changes whenever the graph may have: each entity table's rows and the sum of
+        their versions (every change bumps one; entities are never deleted), and the tenants'
+        names. Three small aggregates instead of the whole catalog."""
+        counted = []
+        for table in (tables.global_metadata, tables.kpis):
+            counted.append(
+                tuple(
+                    self._connection.execute(
+                        select(func.count(), func.coalesce(func.sum(table.c.version), 0))
+                    ).one()
+                )
+            )
+        column = tables.tenants.c
+        names = self._connection.execute(
+            select(column.tenant_id, column.name).order_by(column.tenant_id)
+        ).all()
+        return (*counted, tuple(tuple(row) for row in names))
 
     def bound_fields(self) -> list[LiveEntity]:
         """Every tenant's bound fields that are not deprecated, drafts included: the asset graph

@@ -31,6 +31,15 @@ class NotFound(MdstudioError):
     so their existence does not leak)."""
 
 
+class Gone(NotFound):
+    """What was asked for was there and has been archived: the outbox keeps events from
+    `earliest_id` on (HTTP 410; CLI exit 4, as not found)."""
+
+    def __init__(self, message: str, earliest_id: int) -> None:
+        super().__init__(message)
+        self.earliest_id = earliest_id
+
+
 class Conflict(MdstudioError):
     """The request is valid but the state moved on: already decided, stale, or a lost race."""
 

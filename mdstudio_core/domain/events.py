@@ -9,11 +9,29 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mdstudio_core.domain.model import EntityType, Lane, Priority, ProfileReason, Tier, Trigger
+
+# The tenant of the deployment's own events (`events.replayed`): no tenant's stream shows them.
+DEPLOYMENT_TENANT = uuid.UUID(int=0)
+
+
+class DeploymentEntity(StrEnum):
+    """What an event of the deployment itself, not of a tenant's catalog, is about."""
+
+    CONSUMER = "CONSUMER"
+
+
+def entity_kind(value: str) -> EntityType | DeploymentEntity:
+    """An event's `entity_type` as stored: a catalog entity type, or the deployment's."""
+    try:
+        return EntityType(value)
+    except ValueError:
+        return DeploymentEntity(value)
 
 
 class _EventPayload(BaseModel):
@@ -210,6 +228,17 @@ class IncidentResolved(_IncidentTransition):
     reason: str
 
 
+class EventsReplayed(_EventPayload):
+    """`events.replayed`: an operator moved a consumer back to handle a range of the outbox
+    again (`mdstudio events replay`); the consumer's effects in that pass are keyed by this
+    event's id."""
+
+    consumer: str
+    from_event_id: int
+    to_event_id: int
+    requested_by: str
+
+
 EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "metadata.approved": EntityApproved,
     "metadata.changed": EntityChanged,
@@ -230,6 +259,7 @@ EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
     "quality.incident.opened": IncidentOpened,
     "quality.incident.acknowledged": IncidentAcknowledged,
     "quality.incident.resolved": IncidentResolved,
+    "events.replayed": EventsReplayed,
 }
 
 
@@ -239,7 +269,7 @@ class NewEvent:
 
     type: str
     tenant_id: uuid.UUID
-    entity_type: EntityType
+    entity_type: EntityType | DeploymentEntity
     entity_key: str
     correlation_id: uuid.UUID
     actor: str
@@ -265,6 +295,21 @@ class Event(NewEvent):
             "occurred_at": self.occurred_at.isoformat(),
             "payload": self.payload,
         }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Event:
+        """An event as `to_json` wrote it (a dead letter keeps its event so)."""
+        return cls(
+            id=int(record["id"]),
+            type=record["type"],
+            tenant_id=uuid.UUID(record["tenant_id"]),
+            entity_type=entity_kind(record["entity_type"]),
+            entity_key=record["entity_key"],
+            correlation_id=uuid.UUID(record["correlation_id"]),
+            actor=record["actor"],
+            occurred_at=dt.datetime.fromisoformat(record["occurred_at"]),
+            payload=record["payload"],
+        )
 
 
 def validate_event(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -474,6 +474,38 @@ class SourceAccess:
         return None
 
 
+# Where a scheduled pass's planning stands: the last table planned, as pages order tables
+# (tenant id, source, schema or "", table).
+TablePosition = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True)
+class ProfilePass:
+    """A scheduled profiling pass: one tier's schedule at one slot (`2026-11-26T02:00`), planned
+    a page of tables at a time so no tick's work grows with the catalog."""
+
+    id: int
+    schedule: str
+    tier: Tier
+    slot: str
+    requested_at: dt.datetime
+    planned_through: TablePosition | None = None
+    tables_planned: int = 0
+    runs_requested: int = 0
+    finished_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class PassProgress:
+    """How far the orchestrator's committed ticks planned a pass (its cursor)."""
+
+    pass_id: int
+    planned_through: TablePosition | None = None
+    tables_planned: int = 0
+    runs_requested: int = 0
+    finished: bool = False
+
+
 @dataclass(frozen=True)
 class StoreTimeouts:
     """Bounds on the metadata store (PostgreSQL): how long one statement may run and how long it

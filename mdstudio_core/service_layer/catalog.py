@@ -9,6 +9,7 @@ from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.incremental import ProfileDay
 from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, LiveEntity, Tier
 from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.domain.retention import check_resume
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 # A page holds 1 to MAX_PAGE_SIZE rows; positions (offsets, event ids) fit a signed 64-bit
@@ -56,9 +57,11 @@ def list_events(
     limit: int = 100,
     entity_key: str | None = None,
 ) -> list[Event]:
-    """The tenant's events after `after`, oldest first: page on with the last id returned."""
+    """The tenant's events after `after`, oldest first: page on with the last id returned.
+    Events after `after` archived already: `Gone`, with the earliest id kept."""
     check_page(limit, after, "after")
     with uow:
+        check_resume(after, uow.archives.horizon())
         return uow.events.list(
             after=after, limit=limit, tenant_id=identity.tenant_id, entity_key=entity_key
         )

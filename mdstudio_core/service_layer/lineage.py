@@ -30,6 +30,12 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 # -- the graph ---------------------------------------------------------------------------------
 
 
+def catalog_version(uow: UnitOfWork) -> tuple[Any, ...]:
+    """A cheap token that changes whenever `load_snapshot` may answer differently."""
+    with uow:
+        return uow.lineage.version()
+
+
 def load_snapshot(uow: UnitOfWork) -> CatalogSnapshot:
     """Every tenant's bound tables (with their fields) and active KPIs, in one transaction."""
     with uow:

@@ -2,10 +2,11 @@
 deliveries, and sending them with retries.
 
 `collect` reads the outbox after the `notification_sensor` cursor kept in the store and writes
-the deliveries and the new cursor in one transaction: an event becomes a delivery exactly once,
-whatever crashes. `send_due` posts outside any transaction and records each attempt with a
-compare-and-set, so two senders never record one attempt twice; a receiver may see a delivery
-again only when a sender dies between its POST and that record (its id is the idempotency key).
+the deliveries and the new cursor in one transaction (`consumers.consume`): an event becomes a
+delivery exactly once, whatever crashes, and once more per replay of it. `send_due` posts
+outside any transaction and records each attempt with a compare-and-set, so two senders never
+record one attempt twice; a receiver may see a delivery again only when a sender dies between
+its POST and that record (its id is the idempotency key).
 
 A destination is judged at subscription and again at every send, on the addresses its host
 resolves to then, and the POST goes to an address so checked (DNS cannot swap it in between).
@@ -30,6 +31,7 @@ from mdstudio_core.domain.errors import Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.model import Identity, Tier, parse_id
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
+from mdstudio_core.service_layer import consumers
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -143,34 +145,61 @@ def redeliver(uow: UnitOfWork, identity: Identity, delivery_id: uuid.UUID | str)
 # -- the sensor's side ------------------------------------------------------------------------
 
 
-def collect(uow: UnitOfWork, max_events: int) -> int:
+def collect(uow: UnitOfWork, max_events: int, settings: Settings) -> consumers.Pass:
     """Turn the outbox events after the cursor into deliveries, one per subscription and group
-    (a profiling run's events together), and advance the cursor: one transaction. Returns how
-    many events were read."""
+    (a profiling run's events together), and advance the cursor: one transaction
+    (`consumers.consume`, which also sets aside an event that keeps failing)."""
+    by_tenant: dict[uuid.UUID, list[Subscription]] | None = None
+    now = _now()
+
+    def deliver(uow: UnitOfWork, event: Event, key: str | None) -> None:
+        nonlocal by_tenant
+        if by_tenant is None:
+            by_tenant = {}
+            for subscription in uow.notifications.subscriptions():
+                by_tenant.setdefault(subscription.tenant_id, []).append(subscription)
+        for subscription in by_tenant.get(event.tenant_id, ()):
+            if subscription.wants(event):
+                _add_to_delivery(uow, subscription, event, now, key)
+
+    return consumers.consume(uow, CONSUMER, deliver, settings=settings, max_events=max_events)
+
+
+def would_deliver(uow: UnitOfWork, events: Sequence[Event], key: str) -> list[dict[str, object]]:
+    """What `collect` would deliver for `events` under `key` (a replay's dry run): one line
+    per subscription and group, with the events it would carry."""
     with uow:
-        cursor = uow.cursors.get(CONSUMER, for_update=True)
-        events = uow.events.list(after=cursor, limit=max_events)
-        if not events:
-            return 0
-        subscriptions: dict[uuid.UUID, list[Subscription]] = {}
-        for subscription in uow.notifications.subscriptions():
-            subscriptions.setdefault(subscription.tenant_id, []).append(subscription)
-        now = _now()
-        for event in events:
-            for subscription in subscriptions.get(event.tenant_id, ()):
-                if subscription.wants(event):
-                    _add_to_delivery(uow, subscription, event, now)
-        uow.cursors.set(CONSUMER, events[-1].id, now)
-        uow.commit()
-    return len(events)
+        subscriptions = uow.notifications.subscriptions()
+    planned: dict[tuple[uuid.UUID, str], dict[str, object]] = {}
+    for event in events:
+        for subscription in subscriptions:
+            if subscription.tenant_id == event.tenant_id and subscription.wants(event):
+                group = f"{key}:{rules.group_key(event)}"
+                line = planned.setdefault(
+                    (subscription.id, group),
+                    {
+                        "subscription_id": str(subscription.id),
+                        "host": subscription.host,
+                        "tenant_id": str(subscription.tenant_id),
+                        "group_key": group,
+                        "event_ids": [],
+                    },
+                )
+                line["event_ids"].append(event.id)  # type: ignore[attr-defined]
+    return list(planned.values())
 
 
 def _add_to_delivery(
-    uow: UnitOfWork, subscription: Subscription, event: Event, now: dt.datetime
+    uow: UnitOfWork,
+    subscription: Subscription,
+    event: Event,
+    now: dt.datetime,
+    key: str | None = None,
 ) -> None:
     """Join the group's delivery while it is untried; a late event of a group already sent
-    goes in a delivery of its own."""
-    group = rules.group_key(event)
+    goes in a delivery of its own. A replayed or retried event's group is its replay's or
+    retry's (`replay:<id>:run:<run id>`): delivered again once per replay."""
+    group = rules.group_key(event) if key is None else f"{key}:{rules.group_key(event)}"
     record = orjson.loads(orjson.dumps(event))
     open_delivery = uow.notifications.open_delivery(subscription.id, group)
     if open_delivery is not None:

@@ -27,9 +27,12 @@ from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.model import (
     EntityType,
     Identity,
+    PassProgress,
     Priority,
+    ProfilePass,
     ProfileReason,
     SkipReason,
+    TablePosition,
     Tier,
     Trigger,
 )
@@ -223,11 +226,72 @@ def plan(
     return result
 
 
-def scheduled_candidates(uow: UnitOfWork, tier: Tier) -> list[ProfileCandidate]:
-    """Every active bound entity of `tier`, in every tenant: a scheduled pass."""
+def queue_pass(
+    uow: UnitOfWork, schedule: str, tier: Tier, slot: str, now: dt.datetime
+) -> ProfilePass:
+    """Record a scheduled pass of `tier` (`schedule` at `slot`): once, however often the
+    schedule's tick is evaluated. The orchestrator then plans it a page at a time (`pass_page`),
+    so no tick's work grows with the catalog."""
     with uow:
-        entities = uow.entities.bound(tier)
-    return [
+        found = uow.passes.add(schedule, tier, slot, now)
+        uow.commit()
+    return found
+
+
+def resume_pass(
+    uow: UnitOfWork, committed: PassProgress | None, now: dt.datetime
+) -> tuple[ProfilePass, PassProgress] | None:
+    """Record how far the orchestrator's last committed tick planned (so operators see a
+    pass's progress in `mdm_profile_pass`), and return the pass to plan next with where it
+    stands: the same pass until it is finished, then the oldest open one after it."""
+    with uow:
+        current = None
+        if committed is not None:
+            recorded = uow.passes.get(committed.pass_id)
+            if recorded is not None and _progress(recorded) != committed:
+                uow.passes.record(committed, now)
+                uow.commit()
+            if recorded is not None and not committed.finished:
+                current = (recorded, committed)
+        if current is None:
+            after = committed.pass_id if committed is not None else 0
+            found = uow.passes.next_open(after)
+            current = (found, PassProgress(found.id)) if found is not None else None
+    return current
+
+
+def _progress(recorded: ProfilePass) -> PassProgress:
+    return PassProgress(
+        pass_id=recorded.id,
+        planned_through=recorded.planned_through,
+        tables_planned=recorded.tables_planned,
+        runs_requested=recorded.runs_requested,
+        finished=recorded.finished_at is not None,
+    )
+
+
+@dataclass(frozen=True)
+class PassPage:
+    """The candidates of one page of a scheduled pass: every active bound entity of its tier
+    on the next tables (each table whole, so it is scanned once), and where the page ends."""
+
+    candidates: list[ProfileCandidate]
+    tables: int
+    through: TablePosition | None
+    last: bool
+
+
+def pass_page(
+    uow: UnitOfWork, profile_pass: ProfilePass, after: TablePosition | None, tables: int
+) -> PassPage:
+    """The next `tables` tables of the pass after `after` (every tenant's, in `bound_tables`
+    order) and the entities bound to them."""
+    tier = profile_pass.tier
+    with uow:
+        found = uow.entities.bound_tables(tier, after, tables + 1)
+        page = found[:tables]
+        entities = uow.entities.bound_on_tables(tier, after, page[-1]) if page else []
+    candidates = [
         ProfileCandidate(
             tenant_id=entity.tenant_id,
             canonical_key=entity.canonical_key,
@@ -237,6 +301,12 @@ def scheduled_candidates(uow: UnitOfWork, tier: Tier) -> list[ProfileCandidate]:
         )
         for entity in entities
     ]
+    return PassPage(
+        candidates=candidates,
+        tables=len(page),
+        through=page[-1] if page else after,
+        last=len(found) <= tables,
+    )
 
 
 def request_profile(

@@ -15,7 +15,9 @@ from mdstudio_core.adapters.repositories import (
     ChangeSetRepository,
     ConsoleSessionRepository,
     ConsumerCursors,
+    DeadLetterRepository,
     EntityRepository,
+    EventArchiveRepository,
     EventOutbox,
     IdempotencyKeyRepository,
     IncidentRepository,
@@ -23,6 +25,7 @@ from mdstudio_core.adapters.repositories import (
     NotificationRepository,
     PolicyRepository,
     ProfileDayRepository,
+    ProfilePassRepository,
     ProfileRepository,
     ProfileStateRepository,
     TokenRepository,
@@ -48,7 +51,10 @@ class UnitOfWork:
     lineage: LineageRepository
     notifications: NotificationRepository
     cursors: ConsumerCursors
+    dead_letters: DeadLetterRepository
+    archives: EventArchiveRepository
     metrics: CatalogMetrics
+    passes: ProfilePassRepository
     policies: PolicyRepository
     profiles: ProfileRepository
     profile_days: ProfileDayRepository
@@ -74,7 +80,10 @@ class UnitOfWork:
             self.lineage = LineageRepository(self.connection)
             self.notifications = NotificationRepository(self.connection)
             self.cursors = ConsumerCursors(self.connection)
+            self.dead_letters = DeadLetterRepository(self.connection)
+            self.archives = EventArchiveRepository(self.connection)
             self.metrics = CatalogMetrics(self.connection)
+            self.passes = ProfilePassRepository(self.connection)
             self.policies = PolicyRepository(self.connection)
             self.profiles = ProfileRepository(self.connection)
             self.profile_days = ProfileDayRepository(self.connection)

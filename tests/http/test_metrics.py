@@ -82,6 +82,7 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
     assert value(found, "mdstudio_outbox_consumer_lag_events", consumer="approval_sensor") == (
         value(found, "mdstudio_outbox_last_event_id")
     )
+    assert value(found, "mdstudio_outbox_dead_letters", consumer="approval_sensor") == 0
     requests = value(
         found,
         "mdstudio_http_requests_total",

@@ -57,6 +57,7 @@ class Env:
     def __init__(self, instance, engine, url, tenant):
         self.instance, self.engine, self.url, self.tenant = instance, engine, url, tenant
         self.cursor: str | None = None
+        self.pass_cursor: str | None = None
         self.defs: dg.Definitions | None = None  # as the last tick saw them
 
     def approve(
@@ -102,6 +103,21 @@ class Env:
             resources={"catalog": CatalogResource()},
         ) as context:
             return schedule(context)
+
+    def pass_tick(self, cursor: str | None = None):
+        """One evaluation of `profiling_pass_sensor` from `cursor` (default: the last one this
+        driver committed), committing its cursor as the daemon does."""
+        defs = self.defs = load_defs()
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=cursor if cursor is not None else self.pass_cursor,
+            definitions=defs,
+            resources={"catalog": CatalogResource()},
+        ) as context:
+            result = defs.resolve_sensor_def("profiling_pass_sensor")(context)
+        if not isinstance(result, dg.SkipReason):
+            self.pass_cursor = result.cursor
+        return result
 
     def run(self, run_request):
         job = (self.defs or load_defs()).resolve_job_def("profile_tables_job")

@@ -22,7 +22,7 @@ from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import migrations, tables
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_core.service_layer import approvals, profile_requests
+from mdstudio_core.service_layer import approvals, consumers, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
@@ -338,3 +338,60 @@ def test_the_daemon_marks_a_late_request_overdue_once_within_a_minute(deployment
     # Later ticks write no second event.
     time.sleep(35)
     assert len(overdue()) == 1
+
+
+def test_a_replay_killed_after_its_first_run_is_launched_launches_each_run_once(deployment):
+    """A replay of three forced requests (each its own table and run): the daemon dies right
+    after queueing the replay's first run, before the tick's cursor is committed. Restarted,
+    it asks for the same runs again; Dagster launches the other two, none twice, and later
+    ticks launch nothing more. The replay's runs are keyed by it, so they ran although the
+    original runs had the same events."""
+    keys = [f"finance.replayed.{table}" for table in TABLES[1:]]
+    before = len(deployment.runs())
+    for key, table in zip(keys, TABLES[1:], strict=True):
+        deployment.approve(key, table=table)
+    deployment.wait_runs_done(before + len(keys))
+    requests = [
+        profile_requests.request_profile(
+            UnitOfWork(deployment.store), person(deployment.tenant, "sam"), key, force=True
+        )
+        for key in keys
+    ]
+    deployment.wait_runs_done(before + 2 * len(keys))
+
+    def recorded():
+        with UnitOfWork(deployment.store) as uow:
+            return uow.cursors.get("approval_sensor").position >= requests[-1].id
+
+    wait_for(recorded, 120, "approval_sensor's cursor past the requests, in the store")
+    deployment.crash_flag.touch()
+    replay = consumers.replay(
+        UnitOfWork(deployment.store),
+        "olga",
+        "approval_sensor",
+        requests[0].id,
+        requests[-1].id,
+        dt.datetime.now(dt.UTC),
+    )
+    wait_for(lambda: deployment.daemon.poll() is not None, 120, "the daemon to crash")
+    prefix = f"replay:{replay.id}:"
+
+    def replayed():
+        return [r for r in deployment.runs() if r.tags["dagster/run_key"].startswith(prefix)]
+
+    assert len(replayed()) == 1
+    deployment.start_daemon()
+    wait_for(
+        lambda: len(replayed()) == len(keys) and all(r.is_finished for r in replayed()),
+        300,
+        "the replay's runs",
+    )
+    deployment.wait_sensor_ticks(2)
+    runs = replayed()
+    assert len(runs) == len(keys) == len({r.tags["dagster/run_key"] for r in runs})
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), deployment.log_tail()
+    for key in keys:
+        assert len(deployment.profiles(key)) == 3, key  # approval, request, replay
+    with UnitOfWork(deployment.store) as uow:
+        after = uow.cursors.get("approval_sensor")
+    assert after.replay_id is None and after.position >= replay.id

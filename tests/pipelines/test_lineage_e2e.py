@@ -235,6 +235,7 @@ def test_kpi_trust_lineage_and_a_structural_change_on_the_live_graph(shared):
     wait_for(kpi_in_graph, 120, "the KPI asset in the webserver's graph")
     assert shared.automation(orders) == {
         "approval_sensor",
+        "profiling_pass_sensor",
         "tier1_profiling_schedule",
         "tier2_profiling_schedule",
     }

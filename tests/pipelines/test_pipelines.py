@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import tables, warehouse
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.model import Binding, Tier
+from mdstudio_core.domain.model import Binding, EntityType, Tier
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -51,10 +51,12 @@ def test_definitions_name_what_the_issue_names(env):
         "approval_sensor",
         "notification_sensor",
         "approval_deadline_sensor",
+        "profiling_pass_sensor",
     }
     assert {s.name for s in load_defs().schedules} == {
         "tier1_profiling_schedule",
         "tier2_profiling_schedule",
+        "event_retention",
     }
     assert load_defs().resolve_assets_def(ENTITY_PROFILE).check_keys == {
         dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK)
@@ -295,9 +297,9 @@ def test_cursor_paging_and_stable_run_keys(env, monkeypatch):
     for i in range(3):
         env.approve(key=f"finance.k{i}", tier="tier3")  # 3 events each
     first = env.tick()
-    assert first.cursor == "6"
+    assert orjson.loads(first.cursor)["position"] == 6
     second = env.tick()
-    assert second.cursor == "9"
+    assert orjson.loads(second.cursor)["position"] == 9
     assert isinstance(env.tick(), dg.SkipReason)
     # Re-evaluating from an old cursor (a retried tick) gives the same run keys.
     env.approve()
@@ -313,15 +315,23 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
     env.approve(key="finance.revenue.unbound", binding=None)
     env.approve(key="finance.revenue.tier2", tier="tier2")
     when = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
-    [request] = env.schedule("tier1_profiling_schedule", when)
+    queued = env.schedule("tier1_profiling_schedule", when)
+    assert isinstance(queued, dg.SkipReason) and "queued" in queued.skip_message
+    [request] = env.pass_tick().run_requests
     assert request.run_key.startswith("tier1_profiling_schedule:2026-11-26T02:00:")
     assert request.tags["mdstudio/trigger"] == "schedule"
     assert env.run(request).success
-    assert isinstance(env.schedule("tier1_profiling_schedule", when), dg.SkipReason)
+    assert isinstance(env.pass_tick(), dg.SkipReason)  # the pass is planned
+    env.schedule("tier1_profiling_schedule", when)  # the same slot again: no second pass
+    assert isinstance(env.pass_tick(), dg.SkipReason)
+    env.schedule("tier1_profiling_schedule", when + dt.timedelta(hours=1))
+    assert env.pass_tick().run_requests == []
     skips = [
         o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
     ]
-    assert [s["reason"] for s in skips] == ["COST_GUARD"]
+    assert [(s["reason"], s["slot"]) for s in skips] == [
+        ("COST_GUARD", "tier1_profiling_schedule:2026-11-26T03:00")
+    ]
 
 
 def test_tier2_schedule_covers_active_tier2_and_skips_deprecated_and_drafts(env):
@@ -331,13 +341,94 @@ def test_tier2_schedule_covers_active_tier2_and_skips_deprecated_and_drafts(env)
     env.approve(key="finance.t2.draft", tier="tier2", lane="draft")
     env.approve(key="finance.t1.active")
     when = dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC)
-    [request] = env.schedule("tier2_profiling_schedule", when)
+    env.schedule("tier2_profiling_schedule", when)
+    [request] = env.pass_tick().run_requests
     [table] = request.run_config["ops"]["profile_tables"]["config"]["tables"]
     assert table["canonical_keys"] == ["finance.t2.active"]
     assert request.tags["mdstudio/tier"] == "tier2"
     assert request.tags["mdstudio/priority"] == "low"
     assert request.tags["dagster/priority"] == "-10"
     assert request.run_key.startswith("tier2_profiling_schedule:2026-11-29T03:00:")
+
+
+def bind_tables(env, count: int, tenant=None) -> list[str]:
+    """One tier1 field on each of `count` tables of a warehouse of empty tables, written to the
+    store directly (no approvals: thousands of them would take minutes); their keys."""
+    tenant = tenant or env.tenant
+    now = dt.datetime.now(dt.UTC)
+    keys = []
+    with UnitOfWork(env.engine) as uow:
+        for i in range(count):
+            key = f"finance.table{i:04d}.amount"
+            binding = {"source": "demo", "table": f"t{i:04d}", "columns": [{"name": "amount"}]}
+            uow.entities.insert(
+                EntityType.GLOBAL_METADATA,
+                tenant,
+                uuid.uuid4(),
+                {
+                    "canonical_key": key,
+                    "label": key,
+                    "description": "",
+                    "tier": "tier1",
+                    "domain": "finance",
+                    "owner": "finance-data",
+                    "data_type": "integer",
+                    "status": "active",
+                    "binding": binding,
+                },
+                "bench",
+                now,
+            )
+            keys.append(key)
+        uow.commit()
+    return keys
+
+
+def test_a_pass_too_large_for_one_tick_is_planned_a_page_per_tick_and_covers_every_table(
+    env, monkeypatch
+):
+    """Before, one tick requested every run of a pass: at a second of the daemon's per run, a
+    catalog of this many tables at one table per run needed more than Dagster's 60 s. Now each
+    tick plans at most MDSTUDIO_SCHEDULE_TABLES_PER_TICK tables, and the ticks together request
+    every due table exactly once; a tick evaluated again asks for the same runs."""
+    monkeypatch.setenv("MDSTUDIO_TABLES_PER_RUN", "1")
+    monkeypatch.setenv("MDSTUDIO_SCHEDULE_TABLES_PER_TICK", "7")
+    tables = 75  # > 60 runs of a second each in one tick
+    keys = bind_tables(env, tables - 5)
+    other_tenant = uuid.uuid4()
+    keys += bind_tables(env, 5, tenant=other_tenant)
+    env.schedule("tier1_profiling_schedule", dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC))
+    requests: list[dg.RunRequest] = []
+    pages: list[int] = []
+    while True:
+        committed = env.pass_cursor
+        result = env.pass_tick()
+        if isinstance(result, dg.SkipReason):
+            break
+        if len(pages) == 3:  # the daemon died before committing this tick: evaluated again
+            again = env.pass_tick(cursor=committed)
+            assert [r.run_key for r in again.run_requests] == [
+                r.run_key for r in result.run_requests
+            ]
+        pages.append(len(result.run_requests))
+        requests += result.run_requests
+    assert pages == [7] * 10 + [5]  # every tick within its budget, 75 tables in 11 ticks
+    keys_requested = [
+        (r.tags["mdstudio/tenant"], table["canonical_keys"][0])
+        for r in requests
+        for table in r.run_config["ops"]["profile_tables"]["config"]["tables"]
+    ]
+    assert sorted(keys_requested) == sorted(
+        [(str(env.tenant), key) for key in keys[:70]]
+        + [(str(other_tenant), key) for key in keys[70:]]
+    )
+    assert len({r.run_key for r in requests}) == tables
+    pass_id = orjson.loads(env.pass_cursor)["pass"]
+    with UnitOfWork(env.engine) as uow:
+        recorded = uow.passes.get(pass_id)
+        assert uow.passes.next_open(0) is None
+    assert (recorded.tables_planned, recorded.runs_requested) == (tables, tables)
+    assert recorded.finished_at is not None
 
 
 def test_a_deprecated_field_asks_for_no_profile(env):
@@ -453,7 +544,7 @@ with dg.instance_for_test() as instance:
         instance=instance, definitions=defs, resources=defs.resources
     ) as context:
         result = defs.resolve_sensor_def("approval_sensor")(context)
-    print(result.cursor, len(result.run_requests))
+    print(orjson.loads(result.cursor)["position"], len(result.run_requests))
 """
 
 
@@ -688,7 +779,7 @@ def test_a_tick_is_bounded_by_bytes_as_well_as_by_events(env, monkeypatch):
         total = len(uow.events.list(limit=1000))
     cursors = []
     while not isinstance(result := env.tick(), dg.SkipReason):
-        cursors.append(int(result.cursor))
+        cursors.append(orjson.loads(result.cursor)["position"])
     assert len(cursors) > 1 and cursors[-1] == total
     observed = [
         o["event_id"]

@@ -30,10 +30,10 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.consumers import BUILTIN_CONSUMERS
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
-CONSUMERS = ("approval_sensor", "notification_sensor")
 PROFILE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0)
 DECISION_BUCKETS = (60.0, 600.0, 3600.0, 4 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -120,7 +120,8 @@ class CatalogCollector(Collector):
                 DECISION_BUCKETS,
             )
             last_event_id = read.last_event_id()
-            cursors = uow.cursors.all()
+            cursors = {cursor.consumer: cursor.position for cursor in uow.cursors.all()}
+            dead_letters = uow.dead_letters.counts()
             deliveries = read.deliveries()
 
         score = GaugeMetricFamily(
@@ -226,9 +227,17 @@ class CatalogCollector(Collector):
             "Outbox events a consumer has not read yet",
             labels=("consumer",),
         )
-        for consumer in sorted({*CONSUMERS, *cursors}):
+        dead = GaugeMetricFamily(
+            "mdstudio_outbox_dead_letters",
+            "Outbox events a consumer set aside after failing on them (not retried or discarded)",
+            labels=("consumer",),
+        )
+        for consumer in sorted({*BUILTIN_CONSUMERS, *cursors}):
             lag.add_metric((consumer,), max(last_event_id - cursors.get(consumer, 0), 0))
+        for consumer in sorted({*BUILTIN_CONSUMERS, *cursors, *dead_letters}):
+            dead.add_metric((consumer,), dead_letters.get(consumer, 0))
         yield lag
+        yield dead
 
         delivered = CounterMetricFamily(
             "mdstudio_notification_deliveries",

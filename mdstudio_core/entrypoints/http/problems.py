@@ -20,6 +20,7 @@ from mdstudio_core.domain.change_sets import InvalidItems
 from mdstudio_core.domain.errors import (
     Conflict,
     Forbidden,
+    Gone,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
@@ -47,6 +48,7 @@ class Problem(BaseModel):
     instance: str
     field: str | None = None
     errors: list[dict[str, str]] | None = None
+    earliest_id: int | None = None  # 410: the first event the outbox keeps
 
 
 def problem(
@@ -58,6 +60,7 @@ def problem(
     field: str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
+    earliest_id: int | None = None,
 ) -> Response:
     """An RFC 9457 problem: `type` names the kind of failure, `field` the offending input. The
     detail and the instance are scrubbed of any URL's credentials (`config.scrub`)."""
@@ -72,6 +75,8 @@ def problem(
         body["field"] = field
     if errors:
         body["errors"] = errors
+    if earliest_id is not None:
+        body["earliest_id"] = earliest_id
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -157,6 +162,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for error, (status, kind) in _DOMAIN_ERRORS.items():
         app.add_exception_handler(error, _domain_handler(status, kind))
+
+    @app.exception_handler(Gone)
+    async def gone(request: Request, exc: Gone) -> Response:
+        """Archived: resume from `earliest_id` (purge-safe resume)."""
+        return problem(
+            410,
+            "gone",
+            error_text(request, exc),
+            request.url.path,
+            earliest_id=exc.earliest_id,
+        )
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(request: Request, exc: Unauthenticated) -> Response:

@@ -14,13 +14,15 @@ from mdstudio_core.service_layer import catalog
 router = APIRouter(tags=["events"], default_response_class=JsonResponse)
 
 
-@router.get("/events", responses=documented(EventPage, *AUTHED))
+@router.get("/events", responses=documented(EventPage, *AUTHED, 410))
 async def list_events(
     caller: Caller,
     after: Offset = 0,
     limit: Limit = 100,
     entity: EntityFilter = None,
 ) -> Response:
-    """The tenant's events, oldest first; continue with `after=next_after`."""
+    """The tenant's events, oldest first; continue with `after=next_after`. When events after
+    `after` were archived, 410 with `earliest_id`, the first event kept: resume after
+    `earliest_id - 1` (the archive holds the others)."""
     found = await call(catalog.list_events, caller, after=after, limit=limit, entity_key=entity)
     return JsonResponse({"items": found, "next_after": found[-1].id if found else after})
