@@ -349,7 +349,8 @@ def test_an_incremental_column_gone_from_the_table_fails_naming_the_field(
     assert "binding.incremental.column" in outcome.failed[KEY]
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", wh.url)
-    preview = run_cli(["profiles", "preview", KEY, "--tenant", str(tenant), "--user", "c"])
+    steward = ["--user", "c", "--role", "metadata_steward"]
+    preview = run_cli(["profiles", "preview", KEY, "--tenant", str(tenant), *steward])
     assert preview.exit_code == 2
     assert "binding.incremental.column: column loaded_at not found" in preview.stderr
 
