@@ -299,7 +299,12 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
         dt.datetime.now(dt.UTC),
     )
     prefix = f"replay:{event.id}:"
-    env = {**os.environ, "MDSTUDIO_DATABASE_URL": store_url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "MDSTUDIO_DATABASE_URL": store_url,
+        "PYTHONPATH": str(ROOT),
+        "PASS_PAUSE_SECONDS": "0.08",
+    }
     started = time.monotonic()  # how long a worker takes to start, on this machine now
     subprocess.run([sys.executable, "-c", "import tests.consumer_worker"], env=env, check=True)
     start_up = time.monotonic() - started

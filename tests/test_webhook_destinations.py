@@ -77,7 +77,7 @@ def subscribe(engine, tenant, url, settings, events=None):
 
 
 def tick(engine, settings):
-    notifications.collect(UnitOfWork(engine), 1000)
+    notifications.collect(UnitOfWork(engine), 1000, SETTINGS)
     return notifications.send_due(lambda: UnitOfWork(engine), settings)
 
 
