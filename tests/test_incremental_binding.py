@@ -5,6 +5,7 @@ against the warehouse when the source can tell, and a structural change when it 
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import pytest
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from mdstudio_core.adapters import warehouse
+from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.domain.approvals import validate_request
 from mdstudio_core.domain.errors import InvalidInput
 from mdstudio_core.entrypoints.http import create_app
@@ -85,10 +87,12 @@ def test_a_binding_without_it_keeps_its_json():
     ],
 )
 def test_cli_and_http_refuse_a_column_that_cannot_order_the_rows(
-    store_url, engine, warehouse_url, monkeypatch, incremental, field, says
+    sqlite_url, warehouse_url, monkeypatch, incremental, field, says
 ):
+    """Refused before the store is read (its backend does not matter here)."""
     build_orders(warehouse_url)
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    engine = create_store_engine(sqlite_url)
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", warehouse_url)
     before = store_snapshot(engine)
     request = metadata_request(key=KEY, binding=binding(incremental))
@@ -108,6 +112,7 @@ def test_cli_and_http_refuse_a_column_that_cannot_order_the_rows(
     assert is_problem(response, 422, field), response.text
     assert says in response.json()["detail"]
     assert store_snapshot(engine) == before
+    engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -115,10 +120,10 @@ def test_cli_and_http_refuse_a_column_that_cannot_order_the_rows(
     [{"column": "loaded_at"}, {"column": "id"}, {"column": "LOAD_DAY", "partition": "day"}],
 )
 def test_a_column_that_orders_the_rows_is_accepted(
-    store_url, warehouse_url, monkeypatch, incremental
+    sqlite_url, warehouse_url, monkeypatch, incremental
 ):
     build_orders(warehouse_url)
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", warehouse_url)
     result = run_cli(
         ["approvals", "submit", "--file", "-", "--tenant", str(ACME), "--user", "a", "--json"],
@@ -143,9 +148,10 @@ def test_a_source_that_cannot_tell_now_leaves_the_check_to_profiling(store_url, 
     warehouse.dispose_engines()
 
 
-def test_changing_it_is_a_structural_change(store_url, engine, warehouse_url, monkeypatch):
+def test_changing_it_is_a_structural_change(sqlite_url, warehouse_url, monkeypatch):
     build_orders(warehouse_url)
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    engine = create_store_engine(sqlite_url)
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", warehouse_url)
     common = ["--tenant", str(ACME), "--json"]
     for incremental in ({"column": "loaded_at"}, {"column": "id"}):
@@ -159,3 +165,12 @@ def test_changing_it_is_a_structural_change(store_url, engine, warehouse_url, mo
         )
         assert approved.exit_code == 0, approved.stderr
         assert "metadata.profile.due" in event_types(engine, uuid.UUID(approval))
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template, tmp_path) -> str:
+    """A SQLite store of its own: what is tested here happens before the store is read."""
+    path = tmp_path / "store.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"

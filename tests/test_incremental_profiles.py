@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from mdstudio_core.adapters import warehouse
+from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Binding, Tier
 from mdstudio_core.entrypoints.http import create_app
@@ -101,6 +103,22 @@ def wh(warehouse_url):
     found.dispose()
 
 
+@pytest.fixture
+def sqlite_url(sqlite_template, tmp_path) -> str:
+    """A store of its own on SQLite, for tests of the warehouse side (the store's behaviour is
+    tested on both backends by the tests that take `engine`)."""
+    path = tmp_path / "store.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def store(sqlite_url):
+    engine = create_store_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
 def settings_for(wh: Warehouse, **variables: str) -> Settings:
     return Settings.from_env({"MDSTUDIO_SOURCE_WH_URL": wh.url, **variables})
 
@@ -141,13 +159,13 @@ def fresh_full(wh: Warehouse, raw_binding: dict[str, Any]):
     return result
 
 
-def test_a_pass_after_an_append_reads_the_new_rows_and_equals_a_full_profile(engine, tenant, wh):
+def test_a_pass_after_an_append_reads_the_new_rows_and_equals_a_full_profile(store, tenant, wh):
     wh.create(indexed=("loaded_at",))  # without, every statement reads the whole table
     wh.append(40, T0)
     raw = binding(column="loaded_at")
-    approve_metadata(engine, tenant, key=KEY, binding=raw)
+    approve_metadata(store, tenant, key=KEY, binding=raw)
 
-    first = run(engine, tenant, wh)
+    first = run(store, tenant, wh)
     assert (first.mode, first.full_reason) == (
         "full",
         "first profile of this table with binding.incremental",
@@ -155,7 +173,7 @@ def test_a_pass_after_an_append_reads_the_new_rows_and_equals_a_full_profile(eng
     assert (first.watermark_before, first.watermark_after) == (None, "2024-03-01T08:39:00")
 
     wh.append(5, T0 + dt.timedelta(hours=2))
-    second = run(engine, tenant, wh)
+    second = run(store, tenant, wh)
     assert second.mode == "incremental" and second.full_reason is None
     assert (second.watermark_before, second.watermark_after) == (
         "2024-03-01T08:39:00",
@@ -172,16 +190,16 @@ def test_a_pass_after_an_append_reads_the_new_rows_and_equals_a_full_profile(eng
     assert second.rows_read < first.rows_read
 
 
-def test_rows_at_the_watermark_may_still_arrive(engine, tenant, wh):
+def test_rows_at_the_watermark_may_still_arrive(store, tenant, wh):
     """A load timestamp shared by a batch committed in two parts: the rows at the watermark
     are read again by the next pass, never counted twice."""
     wh.append(10, T0)
     raw = binding(column="loaded_at")
-    approve_metadata(engine, tenant, key=KEY, binding=raw)
-    run(engine, tenant, wh)
+    approve_metadata(store, tenant, key=KEY, binding=raw)
+    run(store, tenant, wh)
     last = T0 + dt.timedelta(minutes=9)
     wh.append(3, last, loaded_at=last)
-    again = run(engine, tenant, wh)
+    again = run(store, tenant, wh)
     assert again.mode == "incremental", again.full_reason
     assert again.watermark_before == again.watermark_after == last.isoformat()
     assert measured(again) == measured(fresh_full(wh, raw))
@@ -196,95 +214,95 @@ def test_rows_at_the_watermark_may_still_arrive(engine, tenant, wh):
         ("UPDATE events SET loaded_at = '2024-03-01 07:00:00' WHERE id = 2", "updated"),
     ],
 )
-def test_the_safety_net_turns_a_pass_full_and_says_why(engine, tenant, wh, change, says):
+def test_the_safety_net_turns_a_pass_full_and_says_why(store, tenant, wh, change, says):
     """PostgreSQL's change counters tell of updates and deletes; elsewhere the count and the
     checksum of the rows below the watermark do; the count tells of late rows everywhere."""
     wh.append(10, T0)
     raw = binding(column="loaded_at")
-    approve_metadata(engine, tenant, key=KEY, binding=raw)
-    run(engine, tenant, wh)
+    approve_metadata(store, tenant, key=KEY, binding=raw)
+    run(store, tenant, wh)
     wh.run(change)
     wh.append(2, T0 + dt.timedelta(hours=1))
-    result = run(engine, tenant, wh)
+    result = run(store, tenant, wh)
     assert result.mode == "full"
     assert says in result.full_reason
     assert measured(result) == measured(fresh_full(wh, raw))
-    after = run(engine, tenant, wh)  # the full pass kept a state the next one trusts
+    after = run(store, tenant, wh)  # the full pass kept a state the next one trusts
     assert after.mode == "incremental", after.full_reason
 
 
-def test_full_when_asked_when_due_and_when_the_binding_changes(engine, tenant, wh):
+def test_full_when_asked_when_due_and_when_the_binding_changes(store, tenant, wh):
     wh.append(10, T0)
-    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
-    run(engine, tenant, wh)
-    asked = run(engine, tenant, wh, full=True)
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="loaded_at"))
+    run(store, tenant, wh)
+    asked = run(store, tenant, wh, full=True)
     assert (asked.mode, asked.full_reason) == ("full", "asked for (mdstudio profiles run --full)")
-    assert run(engine, tenant, wh).mode == "incremental"
+    assert run(store, tenant, wh).mode == "incremental"
 
-    due = run(engine, tenant, wh, MDSTUDIO_FULL_PROFILE_EVERY_DAYS="1e-10")
+    due = run(store, tenant, wh, MDSTUDIO_FULL_PROFILE_EVERY_DAYS="1e-10")
     assert due.mode == "full" and "MDSTUDIO_FULL_PROFILE_EVERY_DAYS (1e-10)" in due.full_reason
 
-    approve_metadata(engine, tenant, key=KEY, binding=binding(column="id"))
-    changed = run(engine, tenant, wh)
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="id"))
+    changed = run(store, tenant, wh)
     assert changed.full_reason == "binding.incremental changed (loaded_at -> id)"
     rules = binding(column="id")
     rules["columns"] = [*COLUMNS[:3], {"name": "code", "allowed_values": ["a"]}]
-    approve_metadata(engine, tenant, key=KEY, binding=rules)
-    assert run(engine, tenant, wh).full_reason == "the bound columns or their rules changed"
-    assert run(engine, tenant, wh).mode == "incremental"
+    approve_metadata(store, tenant, key=KEY, binding=rules)
+    assert run(store, tenant, wh).full_reason == "the bound columns or their rules changed"
+    assert run(store, tenant, wh).mode == "incremental"
 
 
-def test_every_field_of_the_table_shares_one_state(engine, tenant, wh):
+def test_every_field_of_the_table_shares_one_state(store, tenant, wh):
     """A run that profiles one field measures the columns of every field bound to the table,
     so a run of the other fields finds a state that serves them (no full pass in turn)."""
     wh.append(10, T0)
-    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="loaded_at"))
     other = "sales.events.code"
     narrow = {**binding(column="loaded_at"), "columns": [{"name": "code", "nullable": True}]}
-    approve_metadata(engine, tenant, key=other, binding=narrow, tier="tier2")
-    run(engine, tenant, wh)
+    approve_metadata(store, tenant, key=other, binding=narrow, tier="tier2")
+    run(store, tenant, wh)
     wh.append(2, T0 + dt.timedelta(hours=1))
-    assert run(engine, tenant, wh, key=other).mode == "incremental"
+    assert run(store, tenant, wh, key=other).mode == "incremental"
     wh.append(2, T0 + dt.timedelta(hours=2))
-    assert run(engine, tenant, wh).mode == "incremental"
+    assert run(store, tenant, wh).mode == "incremental"
 
 
-def test_declarations_that_disagree_profile_in_full(engine, tenant, wh):
+def test_declarations_that_disagree_profile_in_full(store, tenant, wh):
     wh.append(4, T0)
-    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="loaded_at"))
     other = {**binding(column="id"), "columns": [{"name": "code", "nullable": True}]}
-    approve_metadata(engine, tenant, key="sales.events.code", binding=other, tier="tier2")
-    result = run(engine, tenant, wh)
+    approve_metadata(store, tenant, key="sales.events.code", binding=other, tier="tier2")
+    result = run(store, tenant, wh)
     assert result.mode == "full"
     assert "declare different binding.incremental" in result.full_reason
 
 
-def test_a_sampling_tier_profiles_in_full_and_keeps_no_state(engine, tenant, warehouse_url):
+def test_a_sampling_tier_profiles_in_full_and_keeps_no_state(store, tenant, warehouse_url):
     wh = Warehouse(warehouse_url)
     if not wh.postgres:
         pytest.skip("sampling is a PostgreSQL feature")
     wh.create()
     wh.append(10, T0)
-    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
-    sampled = run(engine, tenant, wh, MDSTUDIO_TIER1_SAMPLE_PERCENT="100")
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="loaded_at"))
+    sampled = run(store, tenant, wh, MDSTUDIO_TIER1_SAMPLE_PERCENT="100")
     assert sampled.mode == "full" and "samples" in sampled.full_reason
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(store) as uow:
         assert uow.profile_states.get(tenant, "wh", None, "events") is None
     wh.dispose()
 
 
 @pytest.mark.parametrize(("indexed", "method"), [((), "scan"), (("id",), "index")])
 def test_new_values_of_a_unique_column_are_probed_against_the_earlier_rows(
-    engine, tenant, wh, indexed, method
+    store, tenant, wh, indexed, method
 ):
     wh.create(indexed=("loaded_at", *indexed))
     wh.append(10, T0)
     raw = binding(column="loaded_at")
-    approve_metadata(engine, tenant, key=KEY, binding=raw)
-    run(engine, tenant, wh)
+    approve_metadata(store, tenant, key=KEY, binding=raw)
+    run(store, tenant, wh)
     wh.next_id = 5  # ids 5 and 6 again: duplicates of earlier rows, and 7..8 too
     wh.append(4, T0 + dt.timedelta(hours=1))
-    result = run(engine, tenant, wh)
+    result = run(store, tenant, wh)
     assert result.mode == "incremental", result.full_reason
     assert result.probes == {"id": method}
     [id_column] = [c for c in result.columns if c.name == "id"]
@@ -324,7 +342,7 @@ def test_history_and_the_api_show_how_each_profile_was_taken(
     assert all("duration_ms" in item for item in items)
 
 
-def test_a_preview_reads_the_whole_table_and_keeps_nothing(engine, tenant, wh):
+def test_a_preview_reads_the_whole_table_and_keeps_nothing(store, tenant, wh):
     wh.append(6, T0)
     raw = binding(column="loaded_at")
     [result] = profile_table(
@@ -332,22 +350,22 @@ def test_a_preview_reads_the_whole_table_and_keeps_nothing(engine, tenant, wh):
         engine_for=lambda _source: warehouse.create_engine(wh.url),
     )
     assert result.mode == "full" and "preview" in result.full_reason
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(store) as uow:
         assert uow.profile_states.get(tenant, "wh", None, "events") is None
 
 
 def test_an_incremental_column_gone_from_the_table_fails_naming_the_field(
-    store_url, engine, tenant, wh, monkeypatch
+    sqlite_url, store, tenant, wh, monkeypatch
 ):
     wh.append(3, T0)
-    approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="loaded_at"))
     with wh.engine.begin() as connection:
         connection.exec_driver_sql("ALTER TABLE events RENAME COLUMN loaded_at TO arrived_at")
     outcome = run_profiles(
-        UnitOfWork(engine), settings_for(wh), tenant, [ProfileTarget(KEY)], run_id="r"
+        UnitOfWork(store), settings_for(wh), tenant, [ProfileTarget(KEY)], run_id="r"
     )
     assert "binding.incremental.column" in outcome.failed[KEY]
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
+    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", wh.url)
     steward = ["--user", "c", "--role", "metadata_steward"]
     preview = run_cli(["profiles", "preview", KEY, "--tenant", str(tenant), *steward])
@@ -453,3 +471,17 @@ def _only_day(wh: Warehouse, day: str) -> list:
         [BoundEntity(KEY, Binding.model_validate({**binding(), "table": "one_day"}))],
         engine_for=lambda _source: warehouse.create_engine(wh.url),
     )
+
+
+def test_a_rewritten_table_is_profiled_in_full(store, tenant, wh):
+    """TRUNCATE and a reload of as many rows: the count below the watermark holds, but
+    PostgreSQL gave the table a new file (elsewhere the checksum of the rows tells)."""
+    wh.append(6, T0)
+    approve_metadata(store, tenant, key=KEY, binding=binding(column="loaded_at"))
+    run(store, tenant, wh)
+    wh.run("DELETE FROM events" if not wh.postgres else "TRUNCATE events")
+    wh.next_id = 100
+    wh.append(6, T0)
+    result = run(store, tenant, wh)
+    assert result.mode == "full"
+    assert ("rewritten" if wh.postgres else "checksum") in result.full_reason

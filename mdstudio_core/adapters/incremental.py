@@ -4,21 +4,21 @@ table's state (`domain.incremental` says what is kept and why the merge is exact
 
 One pass, in one read-only repeatable-read transaction (one snapshot), runs:
 
-1. *watermark*: the largest incremental value now (an index answers it at once);
+1. *watermark*: the largest incremental value now (an index on the column answers it at once);
 2. *safety net* (incremental only): the count, min and max of the incremental values of the
-   settled rows (an index on the column answers it), which must equal the state's; on PostgreSQL the
-   table's change counters (`pg_stat_user_tables`: rows updated or deleted, read before the
-   snapshot) and its file (a TRUNCATE or rewrite replaces it) must be unchanged; where those
-   counters are missing (SQLite, views, `track_counts` off) a checksum of the settled rows'
-   bound columns must be. Any difference makes the pass full, saying why;
-3. *row pass*: per part (settled re-read for days, new rows below the new watermark, the new
-   frontier) and per day where the binding is daily: row count, non-null, valid, min and max of
-   every bound column (a full pass groups low-cardinality columns by value first, as
-   `warehouse.build_profile_statements` does, so value rules run once per value);
+   settled rows (read from that index), which must equal the state's; on PostgreSQL the table's
+   change counters (`pg_stat_user_tables`: rows updated or deleted, read before the snapshot)
+   and its file (a TRUNCATE or rewrite replaces it) must be unchanged; where those counters are
+   missing (SQLite, views, `track_counts` off) a checksum of the settled rows' bound columns
+   must be. Any difference makes the pass full, saying why;
+3. *row pass*: one aggregate (parallel on PostgreSQL) with, per part (the new rows below the
+   new watermark, the new frontier at it, and for a daily table the settled rows of the
+   watermark's day, read again) and per day where the binding is daily: row count, non-null,
+   valid, min and max of every bound column;
 4. *distinct* of each column declared `unique` (others need none: uniqueness is the only
-   dimension that reads it): the new values, and whether each already occurs among the settled
+   dimension that reads it): the new values, and how many already occur among the settled
    rows, found by a probe that uses an index on the column when there is one, else a scan of
-   the settled rows; not needed when the new values lie outside the settled values' range;
+   the settled rows; none when the new values lie outside the settled values' range;
 5. *days*: distinct values per day of the `unique` columns.
 """
 
@@ -100,7 +100,6 @@ class Increment:
     probes: dict[str, str]
     state: TableState
     days: list[DayCounts]
-    signatures: list[str]
     # The statements as run, by name (for `bench/incremental.py` to EXPLAIN them).
     statements: list[tuple[str, sa.Executable]] = field(default_factory=list)
 
@@ -589,7 +588,12 @@ def _safety_net(
     if not checksummed and state.watermark is not None:
         # A range below the watermark and the rows without a value, apart: each is a range
         # of the index on the column (an OR of the two would read the whole index).
-        below = statement.where(inc < _raw(state.watermark, inc, dialect)).subquery("below")
+        below = (
+            sa.select(*items)
+            .select_from(shape.table)
+            .where(inc < _raw(state.watermark, inc, dialect))
+            .subquery("below")
+        )
         nulls = sa.select(sa.func.count()).select_from(shape.table).where(inc.is_(None))
         statement = sa.select(
             (below.c.n + nulls.scalar_subquery()).label("n"), below.c.inc_min, below.c.inc_max
@@ -810,7 +814,6 @@ def _pass(
         probes=probes,
         state=new_state,
         days=days,
-        signatures=[signature(spec.rule) for spec in shape.specs],
         statements=list(runner.statements),
     )
 
