@@ -178,7 +178,7 @@ class Settings(BaseModel):
     tier1_min_score: Score = 80.0
     tier2_min_score: Score = 70.0
     tables_per_run: Count = 10
-    schedule_tables_per_tick: Count = 50
+    schedule_tables_per_tick: Count = 30
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
     sensor_max_bytes: Count = 16 * 1024 * 1024
