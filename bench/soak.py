@@ -447,6 +447,8 @@ def main() -> None:
     args = parser.parse_args()
     fields_per_tenant = args.fields // len(TENANTS)
 
+    # Stopped from outside, it still stops its daemon and drops its databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     urls = {label: create_database(admin, label) for label in ("store", "empty", "dagster", "wh")}
     home = Path(tempfile.mkdtemp(prefix="mdstudio_soak_"))
