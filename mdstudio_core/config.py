@@ -197,7 +197,7 @@ class Settings(BaseModel):
     preview_concurrency: Count = 2
     preview_timeout_seconds: Positive = 60.0
     tables_per_run: Count = 10
-    schedule_tables_per_tick: Count = 50
+    schedule_tables_per_tick: Count = 30
     sensor_interval_seconds: Count = 15
     sensor_max_events: Count = 2000
     sensor_max_bytes: Count = 16 * 1024 * 1024

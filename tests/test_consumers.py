@@ -287,7 +287,7 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
     then started again. After every kill, the replay's deliveries are exactly the events its
     cursor has passed: the deliveries and the cursor commit together or not at all."""
     subscribe(store, tenant)
-    count = 600
+    count = 1500
     written = append(store, [incident_event(tenant, f"run-{i}") for i in range(count)])
     collect(store, max_events=count)
     event = consumers.replay(
@@ -313,7 +313,7 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
     position = written[0].id - 1
     while cursor(store).replay_id is not None:
         worker = subprocess.Popen([sys.executable, "-m", "tests.consumer_worker"], env=env)
-        time.sleep(start_up + rng.uniform(0.05, 1.0))
+        time.sleep(start_up + rng.uniform(0.05, 1.2))
         killed = worker.poll() is None
         if killed:
             worker.send_signal(signal.SIGKILL)

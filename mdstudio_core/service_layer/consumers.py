@@ -308,8 +308,9 @@ def consume(
     uow: UnitOfWork, consumer: str, handle: Handler, *, settings: Settings, max_events: int
 ) -> Pass:
     """One pass of a consumer whose effects are rows of the store: the letters handed back to
-    it, then up to `max_events` events after its cursor, each handled in a savepoint; the
-    effects, the cursor, the attempts and the dead letters commit together. An event that
+    it, then up to `max_events` events after its cursor, all in one savepoint or, when one
+    fails, each in its own; the effects, the cursor, the attempts and the dead letters commit
+    together. An event that
     fails stops the pass there (it is tried again at the next pass) until it has failed
     `MDSTUDIO_CONSUMER_MAX_ATTEMPTS` times in a row; then it is set aside as a dead letter and
     the pass goes on."""
@@ -326,6 +327,10 @@ def consume(
         events = uow.events.list(
             after=cursor.position, limit=max_events, through=cursor.read_through
         )
+        if events and _all_handled(uow, handle, events, cursor.key):
+            uow.cursors.save(cursor.moved_to(events[-1].id, now))
+            uow.commit()
+            return Pass(len(events), len(events), 0, retried, None)
         handled = dead = 0
         failing = None
         for event in events:
@@ -344,6 +349,24 @@ def consume(
         uow.cursors.save(cursor)
         uow.commit()
     return Pass(len(events), handled, dead, retried, failing)
+
+
+def _all_handled(uow: UnitOfWork, handle: Handler, events: list[Event], key: str | None) -> bool:
+    """The page in one savepoint: True when every event was handled; else nothing of it is
+    kept, and the caller handles the events one savepoint each to find the one that fails
+    (a savepoint per event costs two round trips each, and failures are rare)."""
+    savepoint = uow.connection.begin_nested()
+    try:
+        for event in events:
+            handle(uow, event, key)
+    except ENVIRONMENT_ERRORS:
+        savepoint.rollback()
+        raise
+    except Exception:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
 
 
 def _attempt(
