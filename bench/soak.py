@@ -466,6 +466,7 @@ def main() -> None:
         "MDSTUDIO_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9",  # no webserver to reload
         "MDSTUDIO_TIER1_PROFILING_CRON": "0 0 1 1 *",  # moved to a chosen minute in step 3
         "MDSTUDIO_METRICS_TOKEN": uuid.uuid4().hex,
+        "MDSTUDIO_NOTIFY_ALLOW_PRIVATE": "1",  # the receiver is on this machine
         "PYTHONPATH": str(ROOT),
     }
     os.environ.update(env)
