@@ -44,13 +44,6 @@ from mdstudio_core.adapters.warehouse import (
     ProfileTimeout,
     SourceUnavailable,
     TableMetrics,
-    _check_rule_pattern,
-    _ordered,
-    _reflect,
-    _rule_condition,
-    _Spec,
-    _type_name,
-    _unique_by_constraint,
     build_specs,
     column_kind,
     column_metrics,
@@ -58,6 +51,9 @@ from mdstudio_core.adapters.warehouse import (
     incremental_column,
     render_sql,
 )
+from mdstudio_core.adapters.warehouse.columns import _reflect, _type_name, _unique_by_constraint
+from mdstudio_core.adapters.warehouse.compiler import _ordered, _rule_condition, _Spec
+from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern
 from mdstudio_core.domain.incremental import (
     FULL,
     INCREMENTAL,
