@@ -162,13 +162,14 @@ def _measure(
         assert state is not None
         full_reason = _safety_net(runner, shape, state, dialect, checksummed)
     mode: Mode = FULL if full_reason is not None else INCREMENTAL
-    try:
+
+    def run(pass_mode: Mode, reason: str | None) -> Increment:
         return _pass(
             runner,
             shape,
             engine,
-            mode,
-            full_reason,
+            pass_mode,
+            reason,
             state,
             after,
             statistics,
@@ -178,6 +179,9 @@ def _measure(
             started,
             recount,
         )
+
+    try:
+        return run(mode, full_reason)
     except MergeError as exc:
         if mode == FULL:
             raise ProfileError(
@@ -185,21 +189,7 @@ def _measure(
                 f"other ({exc}); remove binding.incremental or make the column's values of "
                 "one type"
             ) from exc
-        return _pass(
-            runner,
-            shape,
-            engine,
-            FULL,
-            f"min/max could not be merged ({exc})",
-            state,
-            after,
-            statistics,
-            checksummed,
-            incremental,
-            now,
-            started,
-            recount,
-        )
+        return run(FULL, f"min/max could not be merged ({exc})")
 
 
 def _pass(

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Text, and_, cast, func, insert, select, update
+from sqlalchemy import Row, Text, and_, cast, func, insert, select, update
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.adapters.repositories.shared import insert_rows
+from mdstudio_core.adapters.repositories.shared import Repository, insert_rows
 from mdstudio_core.domain.approvals import Approval, ApprovalListing, Endorsement
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
 
@@ -33,10 +33,7 @@ def _approval_from_row(row: Row[Any]) -> Approval:
 _APPROVAL_COLUMNS = frozenset(tables.approvals.c.keys())
 
 
-class ApprovalRepository:
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
+class ApprovalRepository(Repository):
     def add(self, approval: Approval) -> None:
         values = {
             field.name: getattr(approval, field.name)
@@ -228,11 +225,8 @@ class ApprovalRepository:
         return listings
 
 
-class ChangeSetRepository:
+class ChangeSetRepository(Repository):
     """`mdm_change_set_item`: the items of each change set, by number."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add_items(self, change_set: Approval, items: Sequence[Approval]) -> None:
         """Store the items of `change_set` (already added as an approval), numbered from 1."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.adapters.repositories.tokens import api_token
 from mdstudio_core.domain.model import ApiToken
 
@@ -30,12 +31,9 @@ _SESSION_IDENTITY = (
 )
 
 
-class ConsoleSessionRepository:
+class ConsoleSessionRepository(Repository):
     """Steward console sessions, by the SHA-256 of their opaque id, each tied to a token; the
     sign-in attempts counted per client and minute; the server's keys."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add(
         self,

@@ -7,20 +7,18 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetter, DeadLetterStatus
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.retention import ArchiveRecord
 
 
-class ConsumerCursors:
+class ConsumerCursors(Repository):
     """`mdm_consumer_cursor`: where each reader of the outbox is (deployment-wide)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def get(self, consumer: str, *, for_update: bool = False) -> ConsumerCursor:
         """The consumer's cursor (at 0 before it first reads); `for_update` holds it to commit,
@@ -108,11 +106,8 @@ def _cursor_values(cursor: ConsumerCursor) -> dict[str, Any]:
     }
 
 
-class EventArchiveRepository:
+class EventArchiveRepository(Repository):
     """`mdm_event_archive`: what each archive run moved out of the outbox."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def horizon(self) -> int:
         """The last event id archived (0 before any archive): no event up to it is kept."""
@@ -155,11 +150,8 @@ class EventArchiveRepository:
         ]
 
 
-class DeadLetterRepository:
+class DeadLetterRepository(Repository):
     """`mdm_dead_letter`: events the consumers set aside, one row per consumer and event."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add(self, consumer: str, event: Event, error: str, attempts: int, at: dt.datetime) -> None:
         """Set `event` aside for `consumer`; an event set aside before (then retried, or

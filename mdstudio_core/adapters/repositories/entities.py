@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Row,
     Uuid,
     bindparam,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 )
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.adapters.repositories.shared import insert_rows, keys_by_tenant
+from mdstudio_core.adapters.repositories.shared import Repository, insert_rows, keys_by_tenant
 from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
     EntityStatus,
@@ -34,11 +33,8 @@ from mdstudio_core.domain.model import (
 )
 
 
-class EntityRepository:
+class EntityRepository(Repository):
     """The live catalog: one table per entity type, one row per (tenant, canonical key)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def get(self, entity_type: EntityType, tenant_id: uuid.UUID, key: str) -> LiveEntity | None:
         table = tables.ENTITY_TABLES[entity_type]

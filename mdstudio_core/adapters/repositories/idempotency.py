@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Connection, delete, select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.domain.idempotency import Answer, KeyedRequest, StoredKey
 
 # Expired keys purged per claim at most: the table stays bounded without a job of its own, and
@@ -16,11 +17,8 @@ from mdstudio_core.domain.idempotency import Answer, KeyedRequest, StoredKey
 PURGE_BATCH = 100
 
 
-class IdempotencyKeyRepository:
+class IdempotencyKeyRepository(Repository):
     """Idempotency keys and their answers (`mdm_idempotency_key`), per tenant."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def claim(
         self,

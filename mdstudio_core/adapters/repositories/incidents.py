@@ -7,18 +7,16 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, text, update
+from sqlalchemy import Row, insert, select, text, update
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import Tier
 
 
-class IncidentRepository:
+class IncidentRepository(Repository):
     """`mdm_quality_incident`: at most one active (not resolved) incident per entity."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add(self, incident: Incident) -> None:
         self._connection.execute(insert(tables.quality_incidents).values(_incident_row(incident)))

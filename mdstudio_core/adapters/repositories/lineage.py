@@ -8,21 +8,18 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories.entities import live_entity
-from mdstudio_core.adapters.repositories.shared import keys_by_tenant
+from mdstudio_core.adapters.repositories.shared import Repository, keys_by_tenant
 from mdstudio_core.domain.lineage import TrustState
 from mdstudio_core.domain.model import EntityStatus, EntityType, LiveEntity
 
 
-class LineageRepository:
+class LineageRepository(Repository):
     """Tenant names, the catalog as a graph (every tenant's bound fields and active KPIs), the
     latest profile of each field, and each KPI's trust state (`mdm_kpi_trust`)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def tenant_names(self, tenant_ids: Sequence[uuid.UUID] | None = None) -> dict[uuid.UUID, str]:
         column = tables.tenants.c

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Column, Connection, and_, case, func, or_, select
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.adapters.repositories.shared import utc
+from mdstudio_core.adapters.repositories.shared import Repository, utc
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.model import ApprovalStatus, Tier
 
@@ -36,12 +37,9 @@ def profile_outcome_counts(
     ]
 
 
-class CatalogMetrics:
+class CatalogMetrics(Repository):
     """Aggregates `/metrics` reports, read from the store at scrape time so every replica
     reports the same truth. Each is one grouped query."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def latest_scores(self) -> list[tuple[uuid.UUID, str, str, float]]:
         """(tenant, canonical key, tier, score) of each tier1/tier2 field's latest profile."""
@@ -76,13 +74,7 @@ class CatalogMetrics:
         return [(tenant, key, tier, score) for (tenant, key), (tier, score) in latest.items()]
 
     def open_incidents(self) -> list[tuple[uuid.UUID, str, int]]:
-        column = tables.quality_incidents.c
-        query = (
-            select(column.tenant_id, column.tier, func.count())
-            .where(column.status != IncidentStatus.RESOLVED.value)
-            .group_by(column.tenant_id, column.tier)
-        )
-        return [tuple(row) for row in self._connection.execute(query)]
+        return self._counts(tables.quality_incidents.c.tier, IncidentStatus.RESOLVED.value)
 
     def profile_outcomes(self) -> list[tuple[uuid.UUID, str, str, int]]:
         """(tenant, tier, outcome, count): every profile event the outbox holds, and those
@@ -176,13 +168,7 @@ class CatalogMetrics:
         ]
 
     def decisions(self) -> list[tuple[uuid.UUID, str, int]]:
-        column = tables.approvals.c
-        query = (
-            select(column.tenant_id, column.status, func.count())
-            .where(column.status != ApprovalStatus.PENDING.value)
-            .group_by(column.tenant_id, column.status)
-        )
-        return [tuple(row) for row in self._connection.execute(query)]
+        return self._counts(tables.approvals.c.status, ApprovalStatus.PENDING.value)
 
     def decision_times(self) -> Iterator[tuple[str, dt.datetime, dt.datetime]]:
         """(tier, requested_at, decided_at) of decided requests, streamed."""
@@ -202,3 +188,14 @@ class CatalogMetrics:
         column = tables.notification_deliveries.c
         query = select(column.status, func.count()).group_by(column.status)
         return [tuple(row) for row in self._connection.execute(query)]
+
+    def _counts(self, column: Column[Any], but_status: str) -> list[tuple[uuid.UUID, str, int]]:
+        """(tenant, value of `column`, count) of the rows of its table whose status is not
+        `but_status`."""
+        row = column.table.c
+        query = (
+            select(row.tenant_id, column, func.count())
+            .where(row.status != but_status)
+            .group_by(row.tenant_id, column)
+        )
+        return [tuple(found) for found in self._connection.execute(query)]

@@ -7,18 +7,16 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, insert, select, update
+from sqlalchemy import Row, Table, insert, select, update
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 
 
-class NotificationRepository:
+class NotificationRepository(Repository):
     """`mdm_notification_subscription` and `mdm_notification_delivery`."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def subscribe(self, subscription: Subscription) -> None:
         row = dataclasses.asdict(subscription)

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, Text, cast, delete, func, insert, or_, select, text
+from sqlalchemy import Select, Text, cast, delete, func, insert, or_, select, text
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories.metrics import PROFILE_OUTCOMES, profile_outcome_counts
-from mdstudio_core.adapters.repositories.shared import UNNEST_FROM
+from mdstudio_core.adapters.repositories.shared import UNNEST_FROM, Repository
 from mdstudio_core.domain.events import Event, NewEvent, entity_kind
 from mdstudio_core.domain.incidents import ProfileOutcome
 
@@ -49,11 +49,8 @@ _INSERT_UNNESTED = text(
 )
 
 
-class EventOutbox:
+class EventOutbox(Repository):
     """`mdm_event`, the transactional outbox the Dagster sensor and API consumers read."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def append(self, new_events: Sequence[NewEvent]) -> list[Event]:
         """Insert events in order, as the last step of the caller's transaction.

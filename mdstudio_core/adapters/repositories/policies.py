@@ -5,17 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.domain.model import Lane
 
 
-class PolicyRepository:
+class PolicyRepository(Repository):
     """Per-tenant overrides of who approves which lane and tier."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def overrides(self, tenant_id: uuid.UUID) -> dict[tuple[str, str], str]:
         """{(lane, tier or "*"): required_role} for the tenant."""

@@ -24,17 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.adapters.repositories.shared import keys_by_tenant
+from mdstudio_core.adapters.repositories.shared import Repository, keys_by_tenant
 from mdstudio_core.domain.incremental import ProfileDay, TableState
 from mdstudio_core.domain.model import PassProgress, ProfilePass, Tier
 from mdstudio_core.domain.quality import StoredProfile
 
 
-class ProfileRepository:
+class ProfileRepository(Repository):
     """`mdm_profile`: one row per profiled entity per run."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add(self, profile: StoredProfile) -> bool:
         """Insert a profile; False when this run already saved this entity (a retried run must
@@ -82,11 +79,8 @@ class ProfileRepository:
         return _per_key(self._connection, tables.profiles, func.max(column.created_at), entities)
 
 
-class ProfileStateRepository:
+class ProfileStateRepository(Repository):
     """`mdm_profile_state`: what an incremental profile keeps of each table, per tenant."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     @staticmethod
     def _where(tenant_id: uuid.UUID, source: str, schema: str | None, table: str) -> Any:
@@ -150,12 +144,9 @@ class ProfileStateRepository:
         return updated.rowcount == 1
 
 
-class ProfileDayRepository:
+class ProfileDayRepository(Repository):
     """`mdm_profile_day`: each day's counts and score of a field bound with
     `incremental.partition: day`."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def write(
         self,
@@ -249,11 +240,8 @@ def _per_key(
     return found
 
 
-class ProfilePassRepository:
+class ProfilePassRepository(Repository):
     """`mdm_profile_pass`: scheduled profiling passes and how far their planning got."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add(self, schedule: str, tier: Tier, slot: str, at: dt.datetime) -> ProfilePass:
         """The pass of `schedule` at `slot`, recorded once however often its tick is

@@ -1,4 +1,5 @@
-"""What several repositories share: batch inserts, batched key lookups, UTC datetimes."""
+"""What the repositories share: the connection they work on, batch inserts, batched key lookups,
+UTC datetimes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Table, insert, text
+
+
+class Repository:
+    """A repository works on the connection of one unit of work, so whatever it does commits or
+    rolls back with the rest of it."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
 
 # Batches of more rows or events than this go to PostgreSQL as one JSON array (`insert_rows`,
 # `EventOutbox._append_unnested`); smaller ones as before.

@@ -6,9 +6,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.adapters.repositories.shared import Repository
 from mdstudio_core.domain.model import ApiToken, Identity
 
 _TOKEN_BY_HASH = select(tables.api_tokens).where(
@@ -16,11 +17,8 @@ _TOKEN_BY_HASH = select(tables.api_tokens).where(
 )
 
 
-class TokenRepository:
+class TokenRepository(Repository):
     """API tokens, by the SHA-256 of their secret (the secret itself is never stored)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
 
     def add(
         self,
