@@ -1,4 +1,5 @@
-"""Steward console sessions, each standing on a live API token."""
+"""Steward console sessions, each standing on a live API token; the sign-in attempts the console
+counts; the server's keys."""
 
 from __future__ import annotations
 
