@@ -91,7 +91,7 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 	$(BIN)/python bench/lineage.py
 	$(BIN)/python bench/console.py
 
-# Mutation testing of the core's logic (mdstudio_core/domain, service_layer, adapters/repositories.py;
+# Mutation testing of the core's logic (mdstudio_core/domain, service_layer, adapters/repositories/;
 # [tool.mutmut] in pyproject.toml), not part of `make test`. A fresh run each time (mutmut's cache
 # would keep the verdicts of mutants whose tests changed). Each mutant runs only the tests that call
 # the function it mutates, on the SQLite half of the suite: PostgreSQL is made unreachable and the

@@ -1,77 +1,27 @@
-"""The store's tables, in SQLAlchemy Core, portable across PostgreSQL and SQLite.
-
-The Alembic migrations create exactly these (a test compares them); this module is what the
-repositories query.
-"""
+"""The tables keyed by tenant: the catalog, its requests and profiles, the outbox, access and
+notifications."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
     Date,
-    DateTime,
     Float,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
+from mdstudio_core.adapters.tables.base import EventId, Json, UtcDateTime, entity_columns, metadata
 from mdstudio_core.domain.model import EntityType
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A timezone-aware UTC timestamp on every backend (SQLite would hand back naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.UTC) if value is not None else None
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-# BIGINT identity on PostgreSQL; INTEGER PRIMARY KEY AUTOINCREMENT on SQLite (never reused).
-EventId = BigInteger().with_variant(Integer(), "sqlite")
-
-metadata = MetaData()
-
-
-def _entity_columns() -> list[Column[Any]]:
-    """Columns every catalog entity shares: identity, tenant, lifecycle and optimistic version."""
-    return [
-        Column("id", Uuid, primary_key=True),
-        Column("tenant_id", Uuid, nullable=False),
-        Column("canonical_key", String(200), nullable=False),
-        Column("tier", String(16), nullable=False),
-        Column("owner", String(200)),
-        Column("status", String(16), nullable=False, server_default="active"),
-        Column("version", Integer, nullable=False),
-        Column("updated_at", UtcDateTime, nullable=False),
-        Column("updated_by", String(200), nullable=False),
-    ]
-
 
 approvals = Table(
     "mdm_approval",
@@ -144,7 +94,7 @@ approval_endorsements = Table(
 global_metadata = Table(
     "mdm_global_metadata",
     metadata,
-    *_entity_columns(),
+    *entity_columns(),
     Column("label", String(200), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("domain", String(200), nullable=False),
@@ -156,7 +106,7 @@ global_metadata = Table(
 kpis = Table(
     "mdm_kpi",
     metadata,
-    *_entity_columns(),
+    *entity_columns(),
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("expression", Text, nullable=False),
@@ -167,7 +117,7 @@ kpis = Table(
 business_rules = Table(
     "mdm_business_rule",
     metadata,
-    *_entity_columns(),
+    *entity_columns(),
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("expression", Text, nullable=False),
@@ -179,7 +129,7 @@ business_rules = Table(
 glossary = Table(
     "mdm_glossary",
     metadata,
-    *_entity_columns(),
+    *entity_columns(),
     Column("term", String(200), nullable=False),
     Column("definition", Text, nullable=False),
     Column("synonyms", Json, nullable=False),
@@ -315,27 +265,6 @@ console_sessions = Table(
     Index("ix_mdm_console_session_token", "token_id"),
 )
 
-# Console sign-in attempts per client address (its SHA-256) and minute (Unix time // 60), in
-# the store so that every server process sharing it counts the same attempts. Only the current
-# minute's rows are kept.
-console_login_attempts = Table(
-    "mdm_console_login_attempt",
-    metadata,
-    Column("client_hash", String(64), primary_key=True),
-    Column("minute", Integer, primary_key=True),
-    Column("attempts", Integer, nullable=False),
-    Index("ix_mdm_console_login_attempt_minute", "minute"),
-)
-
-# Keys only the server knows (the console's sign-in CSRF key), each made once by whichever
-# process needs it first and then shared by all.
-server_keys = Table(
-    "mdm_server_key",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("secret", String(128), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-)
 
 # The answers of requests sent with an `Idempotency-Key`, per tenant: a retry with the same key
 # gets the stored answer instead of doing the work again. The row is written in the transaction
@@ -424,85 +353,6 @@ notification_deliveries = Table(
     Index("ix_mdm_notification_delivery_tenant", "tenant_id", "created_at"),
 )
 
-# Where each reader of the outbox is (`last_event_id`, the last event it handled), the replay it
-# is in (`generation` counts replays; `replay_id` keys the replay's effects; past
-# `replay_through` it resumes after `resume_after`), and the event at its head that keeps failing.
-consumer_cursors = Table(
-    "mdm_consumer_cursor",
-    metadata,
-    Column("consumer", String(64), primary_key=True),
-    Column("last_event_id", EventId, nullable=False),
-    Column("updated_at", UtcDateTime, nullable=False),
-    Column("generation", Integer, nullable=False, server_default="0"),
-    Column("replay_id", EventId),
-    Column("replay_through", EventId),
-    Column("resume_after", EventId),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("failing_event_id", EventId),
-    Column("last_error", Text),
-)
-
-# Events a consumer failed on MDSTUDIO_CONSUMER_MAX_ATTEMPTS times, set aside so it could move
-# on: the event itself (it outlives the outbox's retention) and the scrubbed error; `retry`
-# hands one back, `discard` drops it on the record.
-dead_letters = Table(
-    "mdm_dead_letter",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("consumer", String(64), nullable=False),
-    Column("event_id", EventId, nullable=False),
-    Column("event", Json, nullable=False),
-    Column("error", Text, nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("failed_at", UtcDateTime, nullable=False),
-    Column("resolved_at", UtcDateTime),
-    Column("resolved_by", String(200)),
-    Column("reason", Text),
-    UniqueConstraint("consumer", "event_id", name="uq_mdm_dead_letter_event"),
-    Index("ix_mdm_dead_letter_status", "consumer", "status"),
-    sqlite_autoincrement=True,
-)
-
-# Each `mdstudio events archive` (or `event_retention` run): the events it moved from mdm_event
-# to Parquet files, ids `first_event_id` to `last_event_id`. The largest `last_event_id` is the
-# outbox's horizon: no event at or below it is kept, so a reader resuming below it has missed
-# some (HTTP 410). `profile_outcomes` counts the profile events it archived (see /metrics).
-event_archives = Table(
-    "mdm_event_archive",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("first_event_id", EventId, nullable=False),
-    Column("last_event_id", EventId, nullable=False),
-    Column("events", Integer, nullable=False),
-    Column("before", UtcDateTime, nullable=False),
-    Column("directory", Text, nullable=False),
-    Column("files", Json, nullable=False),
-    Column("archived_at", UtcDateTime, nullable=False),
-    Column("archived_by", String(200), nullable=False),
-    Column("profile_outcomes", Json, nullable=False),
-    UniqueConstraint("first_event_id", name="uq_mdm_event_archive_first"),
-    sqlite_autoincrement=True,
-)
-
-# A scheduled profiling pass (`tier1_profiling_schedule` at one slot): the schedule's tick
-# records it, `profiling_pass_sensor` plans it a page of tables per tick. `planned_through` is
-# where planning stands (the last table planned, in page order); `finished_at` ends the pass.
-profile_passes = Table(
-    "mdm_profile_pass",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("schedule", String(64), nullable=False),
-    Column("tier", String(16), nullable=False),
-    Column("slot", String(32), nullable=False),
-    Column("requested_at", UtcDateTime, nullable=False),
-    Column("planned_through", Json),
-    Column("tables_planned", Integer, nullable=False, server_default="0"),
-    Column("runs_requested", Integer, nullable=False, server_default="0"),
-    Column("finished_at", UtcDateTime),
-    UniqueConstraint("schedule", "slot", name="uq_mdm_profile_pass_slot"),
-    sqlite_autoincrement=True,
-)
 
 # A tenant's name: its asset keys and asset group in Dagster (`mdstudio tenants name`).
 tenants = Table(
@@ -530,17 +380,6 @@ kpi_trust = Table(
     Column("below_streak", Integer, nullable=False),
 )
 
-# Tables of the deployment, not of a tenant; every other table is keyed by tenant.
-GLOBAL_TABLES = frozenset(
-    {
-        consumer_cursors,
-        console_login_attempts,
-        server_keys,
-        dead_letters,
-        event_archives,
-        profile_passes,
-    }
-)
 
 ENTITY_TABLES: dict[EntityType, Table] = {
     EntityType.GLOBAL_METADATA: global_metadata,
