@@ -27,15 +27,13 @@ from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.model import (
     EntityType,
     Identity,
-    PassProgress,
     Priority,
-    ProfilePass,
     ProfileReason,
     SkipReason,
-    TablePosition,
     Tier,
     Trigger,
 )
+from mdstudio_core.domain.operations import PassProgress, ProfilePass, TablePosition
 from mdstudio_core.service_layer.profiling import Entity, load_profiled, table_key
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
