@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import io
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -276,22 +275,15 @@ class ChangeSet:
         decides item i): decided by the role of the strictest cell, by as many approvers as
         any item needs."""
         strictest = min(cells, key=strictness)
-        approval = Approval(
-            id=uuid.uuid4(),
-            tenant_id=requester.tenant_id,
+        approval = Approval.pending(
+            requester,
+            now,
             entity_type=EntityType.CHANGE_SET,
             entity_id=None,
             entity_key=title,
-            tier=strictest[1],
-            lane=strictest[0],
+            cell=strictest,
             payload={"title": title, "items": len(items)},
             current_state=None,
-            status=ApprovalStatus.PENDING,
-            decision_reason=None,
-            requested_by=requester.user,
-            decided_by=None,
-            requested_at=now,
-            decided_at=None,
             required_role=cell_role(strictest, overrides),
             required_approvals=max(required_approvals(cell, counts) for cell in cells),
         )

@@ -24,7 +24,14 @@ from mdstudio_core.domain.lineage import (
     KpiTrust,
     TableNode,
 )
-from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, LiveEntity, Tier
+from mdstudio_core.domain.model import (
+    TENANT_ADMIN_ROLE,
+    EntityStatus,
+    EntityType,
+    Identity,
+    LiveEntity,
+    Tier,
+)
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -358,8 +365,8 @@ def name_tenant(
 ) -> dict[str, Any]:
     """Name a tenant (a tenant admin of that tenant): its asset keys and group in Dagster."""
     name = rules.check_tenant_name(name)
-    if rules.TENANT_ADMIN_ROLE not in identity.roles:
-        raise Forbidden(f"naming a tenant requires the {rules.TENANT_ADMIN_ROLE} role")
+    if TENANT_ADMIN_ROLE not in identity.roles:
+        raise Forbidden(f"naming a tenant requires the {TENANT_ADMIN_ROLE} role")
     if identity.tenant_id != tenant_id:
         raise NotFound(f"tenant {tenant_id} not found")
     with uow:

@@ -29,7 +29,7 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain import notifications as rules
 from mdstudio_core.domain.errors import Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
-from mdstudio_core.domain.model import Identity, Tier, parse_id
+from mdstudio_core.domain.model import TENANT_ADMIN_ROLE, Identity, Tier, parse_id
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.service_layer import consumers
 from mdstudio_core.service_layer.catalog import check_page
@@ -40,7 +40,6 @@ CONSUMER = "notification_sensor"
 # A run's group waits for the run to end, but no longer than this (a run stuck in a dead
 # worker must not silence its incidents).
 MAX_HOLD = dt.timedelta(hours=1)
-ADMIN_ROLE = "tenant_admin"
 
 
 def subscribe(
@@ -324,8 +323,8 @@ def _refused(host: str, why: str) -> webhooks.PostResult:
 
 
 def _check_admin(identity: Identity) -> None:
-    if ADMIN_ROLE not in identity.roles:
-        raise Forbidden(f"role {ADMIN_ROLE} is required to manage notifications")
+    if TENANT_ADMIN_ROLE not in identity.roles:
+        raise Forbidden(f"role {TENANT_ADMIN_ROLE} is required to manage notifications")
 
 
 def _tier(value: Tier | str | None) -> Tier | None:
