@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain import incidents as rules
 from mdstudio_core.domain.approvals import TIER_LANE, check_reason, required_role
 from mdstudio_core.domain.errors import NotFound
@@ -98,7 +99,7 @@ def acknowledge(
     with uow:
         incident, role = _load(uow, identity, incident_id)
         updated, event = incident.acknowledge(
-            identity, role, note, _now(), settings.quality_thresholds
+            identity, role, note, clock.now(), settings.quality_thresholds
         )
         uow.incidents.save(updated)
         uow.events.append([event])
@@ -119,7 +120,7 @@ def resolve(
     with uow:
         incident, role = _load(uow, identity, incident_id)
         updated, event = incident.resolve(
-            identity, role, reason, _now(), settings.quality_thresholds
+            identity, role, reason, clock.now(), settings.quality_thresholds
         )
         uow.incidents.save(updated)
         uow.events.append([event])
@@ -134,7 +135,3 @@ def _load(uow: UnitOfWork, identity: Identity, incident_id: uuid.UUID) -> tuple[
         raise NotFound(f"incident {incident_id} not found")
     overrides = uow.policies.overrides(identity.tenant_id)
     return incident, required_role(TIER_LANE[incident.tier], incident.tier, overrides)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

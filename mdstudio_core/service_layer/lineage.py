@@ -5,7 +5,6 @@ and impact queries of the CLI and the HTTP API, and tenant names. The rules are 
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain import lineage as rules
 from mdstudio_core.domain.approvals import Approval, field_binding_change
 from mdstudio_core.domain.errors import Conflict, Forbidden, NotFound
@@ -80,7 +80,7 @@ def load_snapshot(uow: UnitOfWork) -> CatalogSnapshot:
                 else None,
             )
         )
-    today = dt.datetime.now(dt.UTC).date()
+    today = clock.now().date()
     tables = tuple(
         TableNode(
             tenant_id,
@@ -147,7 +147,7 @@ def _input_states(uow: UnitOfWork, tenant_id: uuid.UUID, keys: Iterable[str]) ->
 def _trusts(
     uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, kpis: Sequence[LiveEntity]
 ) -> list[KpiTrust]:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     states = {
         s.key: s for s in _input_states(uow, tenant_id, (k for kpi in kpis for k in kpi.depends_on))
     }
@@ -373,7 +373,7 @@ def name_tenant(
         if uow.lineage.name_taken(name, tenant_id):
             raise Conflict(f"the name {name} is taken by another tenant")
         try:
-            uow.lineage.set_tenant_name(tenant_id, name, identity.user, dt.datetime.now(dt.UTC))
+            uow.lineage.set_tenant_name(tenant_id, name, identity.user, clock.now())
             uow.commit()
         except IntegrityError as exc:  # named by another tenant since the check
             raise Conflict(f"the name {name} is taken by another tenant") from exc

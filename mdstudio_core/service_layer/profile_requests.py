@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mdstudio_core.domain import clock
 from mdstudio_core.domain.errors import NotFound
 from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.model import (
@@ -330,7 +331,7 @@ def request_profile(
                     entity_key=canonical_key,
                     correlation_id=uuid.uuid4(),
                     actor=identity.user,
-                    occurred_at=dt.datetime.now(dt.UTC),
+                    occurred_at=clock.now(),
                     payload=validate_event(
                         "metadata.profile.requested",
                         {
