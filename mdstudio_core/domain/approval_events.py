@@ -4,7 +4,6 @@ event table)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
     if prefix:
         structural = approval.is_structural()
         events.append(
-            _request_event(
+            request_event(
                 approval,
                 f"{prefix}.approved",
                 now,
@@ -72,9 +71,9 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
                     "added_inputs": added,
                     "removed_inputs": removed,
                 }
-        events.append(_request_event(approval, f"{prefix}.changed", now, changed))
+        events.append(request_event(approval, f"{prefix}.changed", now, changed))
         if lineage is not None:
-            events.append(_request_event(approval, "lineage.changed", now, lineage))
+            events.append(request_event(approval, "lineage.changed", now, lineage))
         if (
             approval.entity_type is EntityType.GLOBAL_METADATA
             and approval.tier in PROFILED_TIERS
@@ -83,7 +82,7 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
             and approval.payload.get("status") != EntityStatus.DEPRECATED.value
         ):
             events.append(
-                _request_event(
+                request_event(
                     approval,
                     "metadata.profile.due",
                     now,
@@ -109,12 +108,12 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
 def decision_event(approval: Approval, event_type: str, now: dt.datetime, **extra: Any) -> NewEvent:
     """The event of a decision (`approval.approved`, `.rejected`, `.cancelled`): the request,
     who decided it and why."""
-    return _request_event(
+    return request_event(
         approval,
         event_type,
         now,
         {
-            **_request_fields(approval),
+            **request_fields(approval),
             "decided_by": approval.decided_by,
             "reason": approval.decision_reason,
             **extra,
@@ -122,8 +121,8 @@ def decision_event(approval: Approval, event_type: str, now: dt.datetime, **extr
     )
 
 
-def _request_fields(approval: Approval) -> dict[str, Any]:
-    """What every decision event says of the request: which, whose, and who decides it."""
+def request_fields(approval: Approval) -> dict[str, Any]:
+    """What every event about a request says of it: which, whose, and who decides it."""
     return {
         "approval_id": approval.id,
         "entity_type": approval.entity_type,
@@ -135,17 +134,22 @@ def _request_fields(approval: Approval) -> dict[str, Any]:
     }
 
 
-def _request_event(
-    approval: Approval, event_type: str, now: dt.datetime, payload: dict[str, Any]
+def request_event(
+    approval: Approval,
+    event_type: str,
+    now: dt.datetime,
+    payload: dict[str, Any],
+    actor: str | None = None,
 ) -> NewEvent:
-    """An event about the request, by whoever acted on it last, validated against its schema."""
+    """An event about the request, by `actor` (else whoever acted on it last), validated
+    against its schema."""
     return NewEvent(
         type=event_type,
         tenant_id=approval.tenant_id,
         entity_type=approval.entity_type,
         entity_key=approval.entity_key,
         correlation_id=approval.id,
-        actor=approval.decided_by or approval.requested_by,
+        actor=actor or approval.decided_by or approval.requested_by,
         occurred_at=now,
         payload=validate_event(event_type, payload),
     )
@@ -155,16 +159,16 @@ def endorsement_event(
     endorsed: Approval, decider: Identity, now: dt.datetime, reason: str | None
 ) -> NewEvent:
     """The `approval.endorsed` event of `decider`'s endorsement, now on `endorsed`."""
-    event = _request_event(
+    return request_event(
         endorsed,
         "approval.endorsed",
         now,
         {
-            **_request_fields(endorsed),
+            **request_fields(endorsed),
             "endorsed_by": decider.user,
             "endorsements": len(endorsed.endorsements),
             "required_approvals": endorsed.required_approvals,
             "reason": reason,
         },
+        actor=decider.user,
     )
-    return dataclasses.replace(event, actor=decider.user)

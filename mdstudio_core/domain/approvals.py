@@ -18,20 +18,9 @@ from typing import Any
 
 import orjson
 
-from mdstudio_core.domain.approval_events import (
-    ENTITY_EVENT_PREFIX,
-    PROFILED_TIERS,
-    approval_events,
-    decision_event,
-    endorsement_event,
-)
+from mdstudio_core.domain.approval_events import approval_events, decision_event, endorsement_event
 from mdstudio_core.domain.approval_policy import (
-    ALLOWED_LANES,
-    DEFAULT_REQUIRED_ROLE,
-    MAX_APPROVALS,
-    ROLE_PATTERN,
     TIER_LANE,
-    WORKFLOW_ROLES,
     ApprovalCounts,
     Cell,
     PolicyOverrides,
@@ -58,11 +47,7 @@ from mdstudio_core.domain.approval_requests import (
     rejection_reason,
     validate_request,
 )
-from mdstudio_core.domain.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-)
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
 from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import (
     BOOKKEEPING_FIELDS,
@@ -78,26 +63,13 @@ from mdstudio_core.domain.model import (
     Tier,
 )
 
-# The rules this aggregate applies live in `approval_policy` and `approval_requests`; they are
-# re-exported so callers may keep importing them from here.
+# Rules re-exported for callers outside the domain that still import them from here.
 __all__ = [
-    "ALLOWED_LANES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
-    "DEFAULT_REQUIRED_ROLE",
-    "ENTITY_EVENT_PREFIX",
-    "MAX_APPROVALS",
     "MAX_JSON_DEPTH",
-    "PROFILED_TIERS",
-    "ROLE_PATTERN",
-    "TIER_LANE",
-    "WORKFLOW_ROLES",
     "Approval",
-    "ApprovalCounts",
     "ApprovalListing",
-    "Cell",
     "Endorsement",
-    "PolicyOverrides",
-    "cell_role",
     "check_approvals_count",
     "check_depth",
     "check_may_preview_entity",
@@ -108,12 +80,8 @@ __all__ = [
     "effective_policy",
     "field_binding_change",
     "parse_approval_id",
-    "rejection_reason",
     "required_approvals",
-    "required_cell",
     "required_role",
-    "strictness",
-    "touched_tier",
     "validate_request",
 ]
 

@@ -21,18 +21,18 @@ from typing import Any
 
 import orjson
 
-from mdstudio_core.domain.approvals import (
-    Approval,
+from mdstudio_core.domain.approval_policy import (
     ApprovalCounts,
     Cell,
     PolicyOverrides,
     cell_role,
-    check_no_nul,
     required_approvals,
     required_cell,
     strictness,
     touched_tier,
 )
+from mdstudio_core.domain.approval_requests import check_no_nul
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.diff import diff_entity
 from mdstudio_core.domain.errors import Conflict, InvalidInput
 from mdstudio_core.domain.events import NewEvent

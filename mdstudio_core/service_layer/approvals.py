@@ -16,16 +16,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import clock
-from mdstudio_core.domain.approvals import (
-    Approval,
-    ApprovalListing,
-    check_policy_change,
+from mdstudio_core.domain.approval_policy import check_policy_change, effective_policy
+from mdstudio_core.domain.approval_requests import (
     check_reason,
-    effective_policy,
     parse_approval_id,
     rejection_reason,
     validate_request,
 )
+from mdstudio_core.domain.approvals import Approval, ApprovalListing
 from mdstudio_core.domain.errors import Conflict, InvalidInput, NotFound
 from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import (

@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import clock
-from mdstudio_core.domain.approvals import Approval, parse_approval_id, validate_request
+from mdstudio_core.domain.approval_requests import parse_approval_id, validate_request
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.change_sets import (
     ChangeSet,
     InvalidItems,

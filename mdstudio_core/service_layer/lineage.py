@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import clock
 from mdstudio_core.domain import lineage as rules
-from mdstudio_core.domain.approvals import Approval, field_binding_change
+from mdstudio_core.domain.approval_requests import field_binding_change
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.errors import Conflict, Forbidden, NotFound
 from mdstudio_core.domain.lineage import (
     CatalogSnapshot,
@@ -251,20 +252,25 @@ def lineage(uow: UnitOfWork, identity: Identity, settings: Settings, key: str) -
                 "columns": [c.name for c in binding.columns] if binding else [],
                 "kpis": _kpi_rows(uow, settings, identity.tenant_id, [key]),
             }
-        kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, key)
-        if kpi is None:
-            raise NotFound(f"{key} is neither a metadata field nor a KPI of this tenant")
-        [trust] = _trusts(uow, settings, identity.tenant_id, [kpi])
-    return trust.as_dict()
+        missing = f"{key} is neither a metadata field nor a KPI of this tenant"
+        return _trust_of(uow, settings, identity.tenant_id, key, missing)
 
 
 def kpi_trust(uow: UnitOfWork, identity: Identity, settings: Settings, key: str) -> dict[str, Any]:
     """A KPI's trust, computed now from its inputs' latest profiles."""
     with uow:
-        kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, key)
-        if kpi is None:
-            raise NotFound(f"KPI {key} not found")
-        [trust] = _trusts(uow, settings, identity.tenant_id, [kpi])
+        return _trust_of(uow, settings, identity.tenant_id, key, f"KPI {key} not found")
+
+
+def _trust_of(
+    uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, key: str, missing: str
+) -> dict[str, Any]:
+    """The KPI `key`'s trust, computed now in the caller's unit of work (`NotFound` saying
+    `missing` when the tenant has no such KPI)."""
+    kpi = uow.entities.get(EntityType.KPI, tenant_id, key)
+    if kpi is None:
+        raise NotFound(missing)
+    [trust] = _trusts(uow, settings, tenant_id, [kpi])
     return trust.as_dict()
 
 

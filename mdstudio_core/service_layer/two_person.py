@@ -10,14 +10,13 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.domain import clock
-from mdstudio_core.domain.approvals import (
-    Approval,
-    Endorsement,
+from mdstudio_core.domain.approval_policy import (
     check_approvals_count,
     check_policy_change,
     effective_approvals,
     effective_policy,
 )
+from mdstudio_core.domain.approvals import Approval, Endorsement
 from mdstudio_core.domain.errors import Conflict
 from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import Identity, Lane, Tier

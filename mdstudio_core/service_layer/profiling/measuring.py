@@ -102,24 +102,15 @@ def profile_table(
     """
     if not entities:
         return []
-    source, schema, table = _one_table(entities)
     limits = limits or ProfileLimits()
     incremental = _declared(entities)
     if incremental is None or limits.sample_percent is not None:
         return _legacy(
             entities, limits=limits, weights=weights, engine_for=engine_for, why=full_reason
         )
-    rules, position = _rules(entities)
-    increment = measure_incremental(
-        engine_for(source),
-        table,
-        rules,
-        incremental,
-        schema=schema,
-        source=source,
-        timeout_s=limits.timeout_s,
-        full_reason=full_reason or "a preview reads the whole table and keeps no state",
-    )
+    _, position = _rules(entities)
+    why = full_reason or "a preview reads the whole table and keeps no state"
+    increment = _read_increment(entities, incremental, limits, engine_for, full_reason=why)
     return _results(entities, increment.metrics, position, weights, _how(increment))
 
 
@@ -318,7 +309,7 @@ def profile_for_run(
         )
     incremental = _declared(everyone)
     assert incremental is not None
-    rules, position = _rules(everyone)
+    _, position = _rules(everyone)
     state, version = stored if stored is not None else (None, None)
     now = clock.now()
     reason = full_reason(
@@ -336,16 +327,13 @@ def profile_for_run(
         return TableProfile(
             _legacy(entities, limits=limits, weights=weights, engine_for=engine_for, why=reason)
         )
-    increment = measure_incremental(
-        engine_for(source),
-        table,
-        rules,
+    increment = _read_increment(
+        everyone,
         incremental,
-        schema=schema,
-        source=source,
-        timeout_s=limits.timeout_s,
-        state=None if reason else state,
+        limits,
+        engine_for,
         full_reason=reason,
+        state=None if reason else state,
         now=now,
         recount=days,
     )
@@ -370,6 +358,36 @@ def profile_for_run(
         full=increment.mode == FULL,
     )
     return TableProfile(results, kept)
+
+
+def _read_increment(
+    entities: Sequence[BoundEntity],
+    incremental: Incremental,
+    limits: ProfileLimits,
+    engine_for: EngineFor,
+    *,
+    full_reason: str | None,
+    state: TableState | None = None,
+    now: dt.datetime | None = None,
+    recount: Sequence[dt.date] = (),
+) -> Increment:
+    """Read the entities' incrementally bound table from `state`, or in full (`full_reason`
+    says why), measuring every entity's columns, within the limits' timeout."""
+    source, schema, table = _one_table(entities)
+    rules, _ = _rules(entities)
+    return measure_incremental(
+        engine_for(source),
+        table,
+        rules,
+        incremental,
+        schema=schema,
+        source=source,
+        timeout_s=limits.timeout_s,
+        state=state,
+        full_reason=full_reason,
+        now=now,
+        recount=recount,
+    )
 
 
 def _legacy(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.approvals import check_may_preview_entity
+from mdstudio_core.domain.approval_policy import check_may_preview_entity
 from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.model import (
     Binding,
