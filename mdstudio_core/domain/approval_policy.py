@@ -11,17 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mdstudio_core.domain.errors import (
-    Forbidden,
-    InvalidInput,
-)
-from mdstudio_core.domain.model import (
-    TENANT_ADMIN_ROLE,
-    Identity,
-    Lane,
-    LiveEntity,
-    Tier,
-)
+from mdstudio_core.domain.errors import Forbidden, InvalidInput
+from mdstudio_core.domain.model import TENANT_ADMIN_ROLE, Identity, Lane, LiveEntity, Tier
 
 # Who approves what, unless a tenant overrides it. Overrides may name a tier or "*" for every
 # tier of a lane; the most specific one wins.

@@ -13,11 +13,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from mdstudio_core.domain.approval_policy import ALLOWED_LANES
-from mdstudio_core.domain.errors import (
-    InvalidInput,
-    PayloadTooLarge,
-    field_path,
-)
+from mdstudio_core.domain.errors import InvalidInput, PayloadTooLarge, field_path
 from mdstudio_core.domain.model import (
     KEY_FIELD,
     PAYLOAD_MODELS,
