@@ -47,21 +47,11 @@ from mdstudio_core.domain.approval_requests import (
     rejection_reason,
     validate_request,
 )
+from mdstudio_core.domain.enums import ApprovalStatus, EntityStatus, EntityType, Lane, Tier
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
 from mdstudio_core.domain.events import NewEvent
-from mdstudio_core.domain.model import (
-    BOOKKEEPING_FIELDS,
-    STRUCTURAL_FIELDS,
-    TENANT_ADMIN_ROLE,
-    ApprovalRequest,
-    ApprovalStatus,
-    EntityStatus,
-    EntityType,
-    Identity,
-    Lane,
-    LiveEntity,
-    Tier,
-)
+from mdstudio_core.domain.model import BOOKKEEPING_FIELDS, TENANT_ADMIN_ROLE, Identity, LiveEntity
+from mdstudio_core.domain.payloads import STRUCTURAL_FIELDS, ApprovalRequest
 
 # Rules re-exported for callers outside the domain that still import them from here.
 __all__ = [
