@@ -253,7 +253,7 @@ def _plain(value: Any) -> str:
         value = value.item()
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # pandas reads NUMERIC as float; the profile prints -50, not -50.0
-    from mdstudio_core.service_layer.profiling import _jsonable
+    from mdstudio_core.service_layer.profiling.measuring import _jsonable
 
     return str(_jsonable(value))
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from pydantic import BaseModel, ValidationError, model_validator
 
+from mdstudio_core.domain.approval_requests import _invalid
 from mdstudio_core.domain.approvals import (
     MAX_JSON_DEPTH,
     ApprovalListing,
-    _invalid,
     check_depth,
     check_no_nul,
     check_policy_change,

@@ -16,24 +16,23 @@ import dataclasses
 import datetime as dt
 import io
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from mdstudio_core.domain.approvals import (
-    Approval,
+from mdstudio_core.domain.approval_policy import (
     ApprovalCounts,
     Cell,
     PolicyOverrides,
     cell_role,
-    check_no_nul,
     required_approvals,
     required_cell,
     strictness,
     touched_tier,
 )
+from mdstudio_core.domain.approval_requests import check_no_nul
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.diff import diff_entity
 from mdstudio_core.domain.errors import Conflict, InvalidInput
 from mdstudio_core.domain.events import NewEvent
@@ -276,22 +275,15 @@ class ChangeSet:
         decides item i): decided by the role of the strictest cell, by as many approvers as
         any item needs."""
         strictest = min(cells, key=strictness)
-        approval = Approval(
-            id=uuid.uuid4(),
-            tenant_id=requester.tenant_id,
+        approval = Approval.pending(
+            requester,
+            now,
             entity_type=EntityType.CHANGE_SET,
             entity_id=None,
             entity_key=title,
-            tier=strictest[1],
-            lane=strictest[0],
+            cell=strictest,
             payload={"title": title, "items": len(items)},
             current_state=None,
-            status=ApprovalStatus.PENDING,
-            decision_reason=None,
-            requested_by=requester.user,
-            decided_by=None,
-            requested_at=now,
-            decided_at=None,
             required_role=cell_role(strictest, overrides),
             required_approvals=max(required_approvals(cell, counts) for cell in cells),
         )

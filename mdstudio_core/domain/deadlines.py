@@ -9,8 +9,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
+from mdstudio_core.domain.approval_events import request_event, request_fields
 from mdstudio_core.domain.approvals import Approval
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import Tier
 
 
@@ -37,27 +38,15 @@ class ApprovalDeadlines:
     def overdue_event(self, approval: Approval, now: dt.datetime) -> NewEvent:
         """`approval.overdue` for a pending request past its deadline."""
         sla = self.slas[approval.tier]
-        return NewEvent(
-            type="approval.overdue",
-            tenant_id=approval.tenant_id,
-            entity_type=approval.entity_type,
-            entity_key=approval.entity_key,
-            correlation_id=approval.id,
+        return request_event(
+            approval,
+            "approval.overdue",
+            now,
+            {
+                **request_fields(approval),
+                "requested_at": approval.requested_at,
+                "deadline": approval.requested_at + sla,
+                "sla_hours": sla.total_seconds() / 3600,
+            },
             actor="approval_deadline_sensor",
-            occurred_at=now,
-            payload=validate_event(
-                "approval.overdue",
-                {
-                    "approval_id": approval.id,
-                    "entity_type": approval.entity_type,
-                    "entity_key": approval.entity_key,
-                    "tier": approval.tier,
-                    "lane": approval.lane,
-                    "required_role": approval.required_role,
-                    "requested_by": approval.requested_by,
-                    "requested_at": approval.requested_at,
-                    "deadline": approval.requested_at + sla,
-                    "sla_hours": sla.total_seconds() / 3600,
-                },
-            ),
         )

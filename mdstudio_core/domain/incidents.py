@@ -19,11 +19,10 @@ from typing import Any
 
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
 from mdstudio_core.domain.events import NewEvent, validate_event
-from mdstudio_core.domain.model import EntityType, Identity, Tier
+from mdstudio_core.domain.model import TENANT_ADMIN_ROLE, EntityType, Identity, Tier
 from mdstudio_core.domain.quality import QualityThresholds
 
 SYSTEM_ACTOR = "mdstudio"  # who acts when the profiler's results move an incident
-INCIDENT_ADMIN_ROLE = "tenant_admin"
 WATCHED_TIERS = (Tier.TIER1, Tier.TIER2)
 
 
@@ -163,9 +162,9 @@ class Incident:
 
 def _check_may_handle(actor: Identity, deciding_role: str) -> None:
     """The role that decides the entity's tier, or a tenant admin."""
-    if deciding_role not in actor.roles and INCIDENT_ADMIN_ROLE not in actor.roles:
+    if deciding_role not in actor.roles and TENANT_ADMIN_ROLE not in actor.roles:
         raise Forbidden(
-            f"role {deciding_role} (the role that decides this tier) or {INCIDENT_ADMIN_ROLE} "
+            f"role {deciding_role} (the role that decides this tier) or {TENANT_ADMIN_ROLE} "
             "is required to handle this incident"
         )
 

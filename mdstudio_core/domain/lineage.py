@@ -27,7 +27,6 @@ from mdstudio_core.domain.incidents import SYSTEM_ACTOR, IncidentPolicy
 from mdstudio_core.domain.model import IDENTIFIER_PATTERN, EntityType, Tier
 from mdstudio_core.domain.quality import QualityThresholds
 
-TENANT_ADMIN_ROLE = "tenant_admin"
 # A stale input counts for this fraction of its score.
 STALE_FACTOR = 0.8
 # How old a profile may be, in schedule periods of its field's tier, before it is stale.

@@ -7,7 +7,6 @@ both call these functions; neither re-implements a rule.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -16,16 +15,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.approvals import (
-    Approval,
-    ApprovalListing,
-    check_policy_change,
+from mdstudio_core.domain import clock
+from mdstudio_core.domain.approval_policy import check_policy_change, effective_policy
+from mdstudio_core.domain.approval_requests import (
     check_reason,
-    effective_policy,
     parse_approval_id,
     rejection_reason,
     validate_request,
 )
+from mdstudio_core.domain.approvals import Approval, ApprovalListing
 from mdstudio_core.domain.errors import Conflict, InvalidInput, NotFound
 from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import (
@@ -64,7 +62,7 @@ def submit(
             identity,
             live,
             uow.policies.overrides(identity.tenant_id),
-            _now(),
+            clock.now(),
             breaks_tier1_kpi=lineage.breaks_tier1_kpi(uow, identity.tenant_id, live, state),
             approval_counts=uow.policies.approval_counts(identity.tenant_id),
         )
@@ -99,7 +97,9 @@ def approve(
 
             return change_sets.approve_loaded(uow, identity, approval, reason, settings)
         live = _live(uow, approval)
-        decided, events = _judged_again(uow, approval, live).approve(identity, live, _now(), reason)
+        decided, events = _judged_again(uow, approval, live).approve(
+            identity, live, clock.now(), reason
+        )
         if decided.status is ApprovalStatus.PENDING:  # an endorsement: more approvers needed
             return two_person.record_endorsement(uow, decided, events)
         _apply(uow, decided)
@@ -123,7 +123,7 @@ def reject(
     with uow:
         approval = _load(uow, identity, approval_id)
         live = _live(uow, approval)
-        decided, events = _judged_again(uow, approval, live).reject(identity, _now(), reason)
+        decided, events = _judged_again(uow, approval, live).reject(identity, clock.now(), reason)
         _record(uow, decided, events)
     return decided
 
@@ -135,7 +135,7 @@ def cancel(
     reason = check_reason(reason)
     approval_id = parse_approval_id(approval_id)
     with uow:
-        decided, events = _load(uow, identity, approval_id).cancel(identity, _now(), reason)
+        decided, events = _load(uow, identity, approval_id).cancel(identity, clock.now(), reason)
         _record(uow, decided, events)
     return decided
 
@@ -234,7 +234,7 @@ def set_policy(
     role = check_policy_change(identity, role)
     with uow:
         uow.policies.set(
-            identity.tenant_id, lane, tier.value if tier else "*", role, identity.user, _now()
+            identity.tenant_id, lane, tier.value if tier else "*", role, identity.user, clock.now()
         )
         effective = effective_policy(uow.policies.overrides(identity.tenant_id))
         uow.commit()
@@ -331,7 +331,3 @@ def _record(uow: UnitOfWork, decided: Approval, events: list[NewEvent]) -> None:
         raise Conflict(f"approval {decided.id} was decided concurrently")
     uow.events.append(events)
     uow.commit()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

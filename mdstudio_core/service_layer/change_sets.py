@@ -7,7 +7,6 @@ goes through `approvals.approve`, which hands a set to `approve_loaded`.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,7 +14,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.approvals import Approval, parse_approval_id, validate_request
+from mdstudio_core.domain import clock
+from mdstudio_core.domain.approval_requests import parse_approval_id, validate_request
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.change_sets import (
     ChangeSet,
     InvalidItems,
@@ -51,7 +52,7 @@ def submit(
     every bad item listed (`InvalidItems`); nothing is stored then."""
     title = check_title(title)
     validated = _validate(identity, check_size(requests), settings)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     with uow:
         live = _live(uow, identity.tenant_id, [(r.entity_type, _key(r)) for r, _ in validated])
         overrides = uow.policies.overrides(identity.tenant_id)
@@ -135,7 +136,7 @@ def approve_loaded(
     order) stored, in one transaction."""
     change_set, live = load(uow, approval)
     change_set = _judged_again(uow, change_set, live)
-    decided, events = change_set.approve(identity, live, dt.datetime.now(dt.UTC), reason)
+    decided, events = change_set.approve(identity, live, clock.now(), reason)
     if decided.pending:
         return two_person.record_endorsement(uow, decided.approval, events)
     _apply(uow, change_set, decided)

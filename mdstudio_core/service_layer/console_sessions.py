@@ -14,6 +14,7 @@ import math
 import secrets
 from dataclasses import dataclass
 
+from mdstudio_core.domain import clock
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import tokens
 from mdstudio_core.service_layer.tokens import Unauthenticated
@@ -62,7 +63,7 @@ def open_session(
 ) -> Session:
     """Exchange a live token for a session lasting `lifetime`, or less when the token expires
     sooner. Raises `Unauthenticated` for a token that is not live."""
-    now = _now()
+    now = clock.now()
     session_id = secrets.token_urlsafe(32)
     with uow:
         token = tokens.live_token(uow, secret.strip())
@@ -80,7 +81,7 @@ def active_session(uow: UnitOfWork, session_id: str, idle_timeout: dt.timedelta)
     token is live and that was seen within `idle_timeout`; `Unauthenticated` otherwise."""
     if not session_id or len(session_id) > _MAX_SESSION_ID_LENGTH:
         raise Unauthenticated(SESSION_EXPIRED)
-    now = _now()
+    now = clock.now()
     with uow:
         found = uow.console_sessions.live_session(session_hash(session_id), now, now - idle_timeout)
     if found is None:
@@ -91,7 +92,7 @@ def active_session(uow: UnitOfWork, session_id: str, idle_timeout: dt.timedelta)
 
 def record_activity(uow: UnitOfWork, session_id: str) -> None:
     """Note that the session is in use now (unless that was noted within `SEEN_EVERY`)."""
-    now = _now()
+    now = clock.now()
     with uow:
         uow.console_sessions.seen(session_hash(session_id), now, now - SEEN_EVERY)
         uow.commit()
@@ -110,7 +111,7 @@ def count_sign_in(
     """Count a sign-in attempt from `client` (its address). Raises `TooManySignIns` for each
     attempt past `per_minute` within the same minute, counted in the store, so the limit holds
     across every server process sharing it."""
-    at = (now or _now()).timestamp()
+    at = (now or clock.now()).timestamp()
     minute = int(at) // 60
     with uow:
         attempts = uow.console_sessions.count_login_attempt(_sha256(client), minute)
@@ -123,7 +124,7 @@ def login_csrf_key(uow: UnitOfWork) -> bytes:
     """The sign-in form's CSRF key: made once in the store by the first process to ask, the
     same for every process after (two making it at once end with one)."""
     with uow:
-        key = uow.console_sessions.server_key(LOGIN_CSRF_KEY, secrets.token_hex(32), _now())
+        key = uow.console_sessions.server_key(LOGIN_CSRF_KEY, secrets.token_hex(32), clock.now())
         uow.commit()
     return bytes.fromhex(key)
 
@@ -134,7 +135,3 @@ def session_hash(session_id: str) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

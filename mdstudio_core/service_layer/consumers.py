@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain.consumers import (
     BUILTIN_CONSUMERS,
     ERROR_CHARS,
@@ -167,7 +168,7 @@ def replay_range(uow: UnitOfWork, name: str, first: int, last: int | None) -> Re
     with uow:
         cursor = _existing(uow, name)
         archived = uow.archives.horizon()
-    planned = cursor.replayed(0, first, last, dt.datetime.now(dt.UTC))
+    planned = cursor.replayed(0, first, last, clock.now())
     check_resume(first - 1, archived)
     assert planned.replay_through is not None
     return ReplayRange(name, first, planned.replay_through)
@@ -314,7 +315,7 @@ def consume(
     fails stops the pass there (it is tried again at the next pass) until it has failed
     `MDSTUDIO_CONSUMER_MAX_ATTEMPTS` times in a row; then it is set aside as a dead letter and
     the pass goes on."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     with uow:
         cursor = uow.cursors.get(consumer, for_update=True)
         retried = 0
@@ -442,7 +443,7 @@ def record_failure(
 ) -> bool:
     """An orchestrated consumer failed on `event` (the first it has not handled): count the
     attempt; True when it was the last, the event now a dead letter to move past."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     error = error_text(exc, settings)
     with uow:
         cursor = uow.cursors.get(consumer, for_update=True)
@@ -464,7 +465,7 @@ def record_retry_failure(
     uow: UnitOfWork, letter: DeadLetter, exc: BaseException, settings: Settings
 ) -> None:
     """A retried letter failed again: it is dead again, with this error."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     with uow:
         uow.dead_letters.save(_retried(letter, error_text(exc, settings), now))
         uow.commit()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -21,7 +22,7 @@ def mark_overdue(
     """Write `approval.overdue` for every pending request past its deadline that has none yet
     (every tenant's), oldest first, and note it on the request, in one transaction: a retried
     or concurrent tick writes no event twice (the rows are locked and marked)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     deadlines = settings.approval_deadlines
     marked: list[Approval] = []
     with uow:

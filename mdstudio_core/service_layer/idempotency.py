@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from mdstudio_core.domain import clock
 from mdstudio_core.domain.idempotency import Answer, KeyedRequest, replay
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -27,7 +28,7 @@ def answer_once(
     """`work()`'s answer, or the stored answer of the request that used `request.key` in the
     caller's tenant before (within `lifetime`). `work` runs on `uow`: its commands' commits are
     held, so the work and its stored answer commit together or not at all."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     with uow:
         stored = uow.idempotency_keys.claim(identity.tenant_id, request, now, now + lifetime)
         if stored is not None:

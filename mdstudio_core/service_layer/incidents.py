@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain import incidents as rules
-from mdstudio_core.domain.approvals import TIER_LANE, check_reason, required_role
+from mdstudio_core.domain.approval_policy import TIER_LANE, required_role
+from mdstudio_core.domain.approval_requests import check_reason
 from mdstudio_core.domain.errors import NotFound
+from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import Identity, Tier, parse_id
+from mdstudio_core.domain.quality import QualityThresholds
 from mdstudio_core.service_layer.catalog import check_page
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -94,16 +99,7 @@ def acknowledge(
 ) -> Incident:
     """Someone is on it (the role that decides the entity's tier, or a tenant admin)."""
     note = check_reason(note, field="note")
-    incident_id = parse_id(incident_id, "incident_id")
-    with uow:
-        incident, role = _load(uow, identity, incident_id)
-        updated, event = incident.acknowledge(
-            identity, role, note, _now(), settings.quality_thresholds
-        )
-        uow.incidents.save(updated)
-        uow.events.append([event])
-        uow.commit()
-    return updated
+    return _handle(uow, identity, incident_id, settings, Incident.acknowledge, note)
 
 
 def resolve(
@@ -115,11 +111,30 @@ def resolve(
 ) -> Incident:
     """Closed by a person, with the reason."""
     reason = check_reason(reason)
+    return _handle(uow, identity, incident_id, settings, Incident.resolve, reason)
+
+
+# What a person does to an incident: `Incident.acknowledge` or `Incident.resolve`.
+Handling = Callable[
+    [Incident, Identity, str, str | None, dt.datetime, QualityThresholds], tuple[Incident, NewEvent]
+]
+
+
+def _handle(
+    uow: UnitOfWork,
+    identity: Identity,
+    incident_id: uuid.UUID | str,
+    settings: Settings,
+    handling: Handling,
+    text: str | None,
+) -> Incident:
+    """Apply a person's `handling` to the incident (locked) and append its event, in one
+    transaction."""
     incident_id = parse_id(incident_id, "incident_id")
     with uow:
         incident, role = _load(uow, identity, incident_id)
-        updated, event = incident.resolve(
-            identity, role, reason, _now(), settings.quality_thresholds
+        updated, event = handling(
+            incident, identity, role, text, clock.now(), settings.quality_thresholds
         )
         uow.incidents.save(updated)
         uow.events.append([event])
@@ -134,7 +149,3 @@ def _load(uow: UnitOfWork, identity: Identity, incident_id: uuid.UUID) -> tuple[
         raise NotFound(f"incident {incident_id} not found")
     overrides = uow.policies.overrides(identity.tenant_id)
     return incident, required_role(TIER_LANE[incident.tier], incident.tier, overrides)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

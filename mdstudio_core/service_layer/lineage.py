@@ -5,7 +5,6 @@ and impact queries of the CLI and the HTTP API, and tenant names. The rules are 
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -13,8 +12,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain import lineage as rules
-from mdstudio_core.domain.approvals import Approval, field_binding_change
+from mdstudio_core.domain.approval_requests import field_binding_change
+from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.errors import Conflict, Forbidden, NotFound
 from mdstudio_core.domain.lineage import (
     CatalogSnapshot,
@@ -24,7 +25,14 @@ from mdstudio_core.domain.lineage import (
     KpiTrust,
     TableNode,
 )
-from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, LiveEntity, Tier
+from mdstudio_core.domain.model import (
+    TENANT_ADMIN_ROLE,
+    EntityStatus,
+    EntityType,
+    Identity,
+    LiveEntity,
+    Tier,
+)
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 # -- the graph ---------------------------------------------------------------------------------
@@ -73,7 +81,7 @@ def load_snapshot(uow: UnitOfWork) -> CatalogSnapshot:
                 else None,
             )
         )
-    today = dt.datetime.now(dt.UTC).date()
+    today = clock.now().date()
     tables = tuple(
         TableNode(
             tenant_id,
@@ -140,7 +148,7 @@ def _input_states(uow: UnitOfWork, tenant_id: uuid.UUID, keys: Iterable[str]) ->
 def _trusts(
     uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, kpis: Sequence[LiveEntity]
 ) -> list[KpiTrust]:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     states = {
         s.key: s for s in _input_states(uow, tenant_id, (k for kpi in kpis for k in kpi.depends_on))
     }
@@ -244,20 +252,25 @@ def lineage(uow: UnitOfWork, identity: Identity, settings: Settings, key: str) -
                 "columns": [c.name for c in binding.columns] if binding else [],
                 "kpis": _kpi_rows(uow, settings, identity.tenant_id, [key]),
             }
-        kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, key)
-        if kpi is None:
-            raise NotFound(f"{key} is neither a metadata field nor a KPI of this tenant")
-        [trust] = _trusts(uow, settings, identity.tenant_id, [kpi])
-    return trust.as_dict()
+        missing = f"{key} is neither a metadata field nor a KPI of this tenant"
+        return _trust_of(uow, settings, identity.tenant_id, key, missing)
 
 
 def kpi_trust(uow: UnitOfWork, identity: Identity, settings: Settings, key: str) -> dict[str, Any]:
     """A KPI's trust, computed now from its inputs' latest profiles."""
     with uow:
-        kpi = uow.entities.get(EntityType.KPI, identity.tenant_id, key)
-        if kpi is None:
-            raise NotFound(f"KPI {key} not found")
-        [trust] = _trusts(uow, settings, identity.tenant_id, [kpi])
+        return _trust_of(uow, settings, identity.tenant_id, key, f"KPI {key} not found")
+
+
+def _trust_of(
+    uow: UnitOfWork, settings: Settings, tenant_id: uuid.UUID, key: str, missing: str
+) -> dict[str, Any]:
+    """The KPI `key`'s trust, computed now in the caller's unit of work (`NotFound` saying
+    `missing` when the tenant has no such KPI)."""
+    kpi = uow.entities.get(EntityType.KPI, tenant_id, key)
+    if kpi is None:
+        raise NotFound(missing)
+    [trust] = _trusts(uow, settings, tenant_id, [kpi])
     return trust.as_dict()
 
 
@@ -358,15 +371,15 @@ def name_tenant(
 ) -> dict[str, Any]:
     """Name a tenant (a tenant admin of that tenant): its asset keys and group in Dagster."""
     name = rules.check_tenant_name(name)
-    if rules.TENANT_ADMIN_ROLE not in identity.roles:
-        raise Forbidden(f"naming a tenant requires the {rules.TENANT_ADMIN_ROLE} role")
+    if TENANT_ADMIN_ROLE not in identity.roles:
+        raise Forbidden(f"naming a tenant requires the {TENANT_ADMIN_ROLE} role")
     if identity.tenant_id != tenant_id:
         raise NotFound(f"tenant {tenant_id} not found")
     with uow:
         if uow.lineage.name_taken(name, tenant_id):
             raise Conflict(f"the name {name} is taken by another tenant")
         try:
-            uow.lineage.set_tenant_name(tenant_id, name, identity.user, dt.datetime.now(dt.UTC))
+            uow.lineage.set_tenant_name(tenant_id, name, identity.user, clock.now())
             uow.commit()
         except IntegrityError as exc:  # named by another tenant since the check
             raise Conflict(f"the name {name} is taken by another tenant") from exc

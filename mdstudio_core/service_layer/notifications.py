@@ -26,10 +26,11 @@ import orjson
 
 from mdstudio_core.adapters import webhooks
 from mdstudio_core.config import Settings
+from mdstudio_core.domain import clock
 from mdstudio_core.domain import notifications as rules
 from mdstudio_core.domain.errors import Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.events import Event
-from mdstudio_core.domain.model import Identity, Tier, parse_id
+from mdstudio_core.domain.model import TENANT_ADMIN_ROLE, Identity, Tier, parse_id
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
 from mdstudio_core.service_layer import consumers
 from mdstudio_core.service_layer.catalog import check_page
@@ -40,7 +41,6 @@ CONSUMER = "notification_sensor"
 # A run's group waits for the run to end, but no longer than this (a run stuck in a dead
 # worker must not silence its incidents).
 MAX_HOLD = dt.timedelta(hours=1)
-ADMIN_ROLE = "tenant_admin"
 
 
 def subscribe(
@@ -67,7 +67,7 @@ def subscribe(
         url=url,
         events=rules.check_event_patterns(events),
         min_tier=_tier(min_tier),
-        created_at=_now(),
+        created_at=clock.now(),
         created_by=identity.user,
         secret=secrets.token_urlsafe(32),
     )
@@ -104,7 +104,7 @@ def unsubscribe(
         found = uow.notifications.subscription(identity.tenant_id, subscription_id)
         if found is None or found.unsubscribed_at is not None:
             raise NotFound(f"subscription {subscription_id} not found")
-        now = _now()
+        now = clock.now()
         uow.notifications.unsubscribe(subscription_id, now)
         uow.commit()
     return replace(found, unsubscribed_at=now)
@@ -136,7 +136,9 @@ def redeliver(uow: UnitOfWork, identity: Identity, delivery_id: uuid.UUID | str)
         delivery = uow.notifications.delivery(identity.tenant_id, delivery_id)
         if delivery is None:
             raise NotFound(f"delivery {delivery_id} not found")
-        again = replace(delivery, status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=_now())
+        again = replace(
+            delivery, status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=clock.now()
+        )
         uow.notifications.save_delivery(again)
         uow.commit()
     return again
@@ -150,7 +152,7 @@ def collect(uow: UnitOfWork, max_events: int, settings: Settings) -> consumers.P
     (a profiling run's events together), and advance the cursor: one transaction
     (`consumers.consume`, which also sets aside an event that keeps failing)."""
     by_tenant: dict[uuid.UUID, list[Subscription]] | None = None
-    now = _now()
+    now = clock.now()
 
     def deliver(uow: UnitOfWork, event: Event, key: str | None) -> None:
         nonlocal by_tenant
@@ -242,7 +244,7 @@ def send_due(
 ) -> SendReport:
     """Post the deliveries that are due, within a time budget (a sensor tick stays short).
     `held(group_key)` keeps a group back while its profiling run may still add events."""
-    now = _now()
+    now = clock.now()
     with uow_factory() as uow:
         due = uow.notifications.due(now, limit)
         targets = {s.id: s for s in uow.notifications.subscriptions(active_only=False)}
@@ -267,7 +269,7 @@ def send_due(
 
 
 def _attempt(delivery: Delivery, subscription: Subscription, settings: Settings) -> Delivery:
-    now = _now()
+    now = clock.now()
     result = _send(delivery, subscription, settings, int(now.timestamp()))
     attempts = delivery.attempts + 1
     if result.ok:
@@ -324,8 +326,8 @@ def _refused(host: str, why: str) -> webhooks.PostResult:
 
 
 def _check_admin(identity: Identity) -> None:
-    if ADMIN_ROLE not in identity.roles:
-        raise Forbidden(f"role {ADMIN_ROLE} is required to manage notifications")
+    if TENANT_ADMIN_ROLE not in identity.roles:
+        raise Forbidden(f"role {TENANT_ADMIN_ROLE} is required to manage notifications")
 
 
 def _tier(value: Tier | str | None) -> Tier | None:
@@ -335,7 +337,3 @@ def _tier(value: Tier | str | None) -> Tier | None:
         return Tier(value)
     except ValueError as exc:
         raise InvalidInput("must be tier1, tier2 or tier3", field="min_tier") from exc
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -22,20 +22,19 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mdstudio_core.domain import clock
 from mdstudio_core.domain.errors import NotFound
 from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.model import (
     EntityType,
     Identity,
-    PassProgress,
     Priority,
-    ProfilePass,
     ProfileReason,
     SkipReason,
-    TablePosition,
     Tier,
     Trigger,
 )
+from mdstudio_core.domain.operations import PassProgress, ProfilePass, TablePosition
 from mdstudio_core.service_layer.profiling import Entity, load_profiled, table_key
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -332,7 +331,7 @@ def request_profile(
                     entity_key=canonical_key,
                     correlation_id=uuid.uuid4(),
                     actor=identity.user,
-                    occurred_at=dt.datetime.now(dt.UTC),
+                    occurred_at=clock.now(),
                     payload=validate_event(
                         "metadata.profile.requested",
                         {

@@ -14,6 +14,7 @@ import re
 import secrets
 import uuid
 
+from mdstudio_core.domain.clock import now as _now  # a module name tests can move in time
 from mdstudio_core.domain.errors import InvalidInput, NotFound
 from mdstudio_core.domain.model import ApiToken, Identity, parse_id
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -116,7 +117,3 @@ def live_token(uow: UnitOfWork, secret: str) -> ApiToken:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -4,20 +4,19 @@ endorsement and set how many approvers a cell needs."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from mdstudio_core.domain.approvals import (
-    Approval,
-    Endorsement,
+from mdstudio_core.domain import clock
+from mdstudio_core.domain.approval_policy import (
     check_approvals_count,
     check_policy_change,
     effective_approvals,
     effective_policy,
 )
+from mdstudio_core.domain.approvals import Approval, Endorsement
 from mdstudio_core.domain.errors import Conflict
 from mdstudio_core.domain.events import NewEvent
 from mdstudio_core.domain.model import Identity, Lane, Tier
@@ -56,9 +55,7 @@ def set_policy(
     role = check_policy_change(identity, role)
     cell = tier.value if tier else "*"
     with uow:
-        uow.policies.set(
-            identity.tenant_id, lane, cell, role, identity.user, dt.datetime.now(dt.UTC)
-        )
+        uow.policies.set(identity.tenant_id, lane, cell, role, identity.user, clock.now())
         uow.policies.set_approvals(identity.tenant_id, lane, cell, approvals)
         effective = effective_policy(uow.policies.overrides(identity.tenant_id))
         uow.commit()
