@@ -260,7 +260,7 @@ async def evidence(request: Request, approval_id: str) -> Response:
             lambda uow, who: profiling.plan_approval_preview(uow, state.settings, who, approval_id),
         )
         found: profiling.Preview = await state.previews.run(
-            lambda: profiling.run_preview(state.settings, plan)
+            lambda: profiling.run_preview(state.settings, plan, state.warehouse_engines)
         )
     except Unauthenticated:
         return to_login()
