@@ -10,6 +10,7 @@ from typing import Any
 import click
 import orjson
 
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.change_sets import ChangeSet, parse_csv, parse_jsonl
 from mdstudio_core.domain.errors import InvalidInput
@@ -195,9 +196,7 @@ def approvals_list(
     offset: int,
 ) -> None:
     """The tenant's requests, newest first (`--status pending` is the approver's inbox)."""
-    found = approvals.list_approvals(
-        runtime().uow(),
-        identity(),
+    wanted = ApprovalFilter(
         status=ApprovalStatus(status) if status else None,
         entity_type=EntityType(entity_type) if entity_type else None,
         tier=Tier(tier) if tier else None,
@@ -207,6 +206,7 @@ def approvals_list(
         offset=offset,
         include_payload=True,
     )
+    found = approvals.list_approvals(runtime().uow(), identity(), wanted)
     records = jsonable([listing.as_dict(include_payload=True) for listing in found])
     emit(
         records,

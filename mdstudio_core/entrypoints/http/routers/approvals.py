@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.idempotency import Answer
 from mdstudio_core.domain.model import (
@@ -99,9 +100,7 @@ async def list_approvals(
     """The inbox, newest first (`status=pending` for what awaits a decision). Items leave out
     `payload` and `current_state` unless `include=payload`: a page stays small."""
     include_payload = include == "payload"
-    found = await call(
-        approvals.list_approvals,
-        caller,
+    wanted = ApprovalFilter(
         status=status,
         entity_type=entity_type,
         tier=tier,
@@ -111,6 +110,7 @@ async def list_approvals(
         offset=offset,
         include_payload=include_payload,
     )
+    found = await call(approvals.list_approvals, caller, wanted)
     return JsonResponse(page([item.as_dict(include_payload) for item in found], limit, offset))
 
 
