@@ -1,5 +1,5 @@
 """The `mdstudio` command line: a thin shell over the services, one module per command group
-over the plumbing (`plumbing`: identity, runtime, output, exit codes).
+over `plumbing` (identity, runtime, exit codes) and `output` (text or JSON).
 
 Exit codes: 0 ok, 1 environment or internal failure (database or warehouse unreachable, a store
 timeout, a source not configured, a profile timeout), 2 invalid input (including a binding naming a
@@ -22,11 +22,11 @@ from mdstudio_core.entrypoints.cli import (
     tokens,
 )
 from mdstudio_core.entrypoints.cli.events import DRY_RUNS, REPLAY_KEY
+from mdstudio_core.entrypoints.cli.output import emit
 from mdstudio_core.entrypoints.cli.plumbing import (
     Runtime,
     cli,
     common_options,
-    emit,
     main,
     runtime,
     tenant_id,

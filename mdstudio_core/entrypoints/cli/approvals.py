@@ -14,26 +14,10 @@ from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.change_sets import ChangeSet, parse_csv, parse_jsonl
 from mdstudio_core.domain.errors import InvalidInput
-from mdstudio_core.domain.model import (
-    ApprovalStatus,
-    EntityType,
-    Lane,
-    Tier,
-)
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    identity,
-    jsonable,
-    print_record,
-    print_table,
-    runtime,
-)
-from mdstudio_core.service_layer import (
-    approvals,
-    change_sets,
-)
+from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
+from mdstudio_core.entrypoints.cli.output import emit, jsonable, print_record, print_table
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import approvals, change_sets
 
 APPROVAL_SUMMARY = (
     "id",
@@ -210,20 +194,7 @@ def approvals_list(
     records = jsonable([listing.as_dict(include_payload=True) for listing in found])
     emit(
         records,
-        lambda: print_table(
-            records,
-            (
-                "id",
-                "status",
-                "entity_type",
-                "entity_key",
-                "tier",
-                "lane",
-                "required_role",
-                "requested_by",
-                "requested_at",
-            ),
-        ),
+        lambda: print_table(records, APPROVAL_SUMMARY[: APPROVAL_SUMMARY.index("decided_by")]),
     )
 
 

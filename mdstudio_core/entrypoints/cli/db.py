@@ -5,12 +5,8 @@ from __future__ import annotations
 import click
 
 from mdstudio_core.adapters import migrations
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    runtime,
-)
+from mdstudio_core.entrypoints.cli.output import emit
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, runtime
 
 
 @cli.group()

@@ -14,24 +14,16 @@ import click
 
 from mdstudio_core.domain.consumers import DeadLetter, DeadLetterStatus
 from mdstudio_core.domain.errors import InvalidInput
+from mdstudio_core.entrypoints.cli.output import emit, jsonable, print_record, print_table
 from mdstudio_core.entrypoints.cli.plumbing import (
     Runtime,
     cli,
     common_options,
-    emit,
     identity,
-    jsonable,
     operator,
-    print_record,
-    print_table,
     runtime,
 )
-from mdstudio_core.service_layer import (
-    catalog,
-    consumers,
-    notifications,
-    retention,
-)
+from mdstudio_core.service_layer import catalog, consumers, notifications, retention
 
 
 @cli.group("events")

@@ -5,22 +5,10 @@ from __future__ import annotations
 import click
 
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
-from mdstudio_core.domain.model import (
-    Tier,
-)
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    identity,
-    jsonable,
-    print_record,
-    print_table,
-    runtime,
-)
-from mdstudio_core.service_layer import (
-    incidents,
-)
+from mdstudio_core.domain.model import Tier
+from mdstudio_core.entrypoints.cli.output import emit, jsonable, print_record, print_table
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import incidents
 
 
 @cli.group("incidents")

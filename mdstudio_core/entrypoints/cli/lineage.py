@@ -9,22 +9,10 @@ from typing import Any
 import click
 
 from mdstudio_core.domain.errors import InvalidInput
-from mdstudio_core.domain.model import (
-    EntityType,
-)
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    identity,
-    jsonable,
-    print_record,
-    print_table,
-    runtime,
-)
-from mdstudio_core.service_layer import (
-    lineage,
-)
+from mdstudio_core.domain.model import EntityType
+from mdstudio_core.entrypoints.cli.output import emit, jsonable, print_record, print_table
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import lineage
 
 
 def print_trust(record: dict[str, Any]) -> None:

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mdstudio_core.domain.model import (
-    CATALOG_ENTITY_TYPES,
-    EntityStatus,
-    EntityType,
-    Tier,
-)
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    identity,
-    print_record,
-    print_table,
-    runtime,
-)
-from mdstudio_core.service_layer import (
-    catalog,
-)
+from mdstudio_core.domain.model import CATALOG_ENTITY_TYPES, EntityStatus, EntityType, Tier
+from mdstudio_core.entrypoints.cli.output import emit, print_record, print_table
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import catalog
 
 
 @cli.group("metadata")

@@ -1,19 +1,17 @@
 """The plumbing every `mdstudio` command stands on: the identity options, the runtime (settings
-read once, the store), output as text or JSON, and domain errors turned into the exit codes
-the package's docstring lists."""
+read once, the store), and domain errors turned into the exit codes the package's docstring
+lists. What a command prints is `output`'s."""
 
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import click
-import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -26,9 +24,7 @@ from mdstudio_core.adapters.warehouse import (
 )
 from mdstudio_core.config import Settings, scrub
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
-from mdstudio_core.domain.model import (
-    Identity,
-)
+from mdstudio_core.domain.model import Identity
 from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -149,55 +145,6 @@ def identity() -> Identity:
         role.strip() for value in raw_roles for role in value.split(",") if role.strip()
     )
     return Identity(tenant_id=tenant, user=user, roles=roles)
-
-
-def wants_json() -> bool:
-    return bool(click.get_current_context().find_root().meta.get("mdstudio.json"))
-
-
-# -- output --------------------------------------------------------------------------------
-
-
-def jsonable(data: Any) -> Any:
-    """Records (dataclasses, enums, UUIDs, datetimes) as plain JSON values."""
-    return orjson.loads(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
-
-
-def emit(data: Any, human: Callable[[], None]) -> None:
-    if wants_json():
-        options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-        click.echo(orjson.dumps(data, option=options).decode())
-    else:
-        human()
-
-
-def print_record(record: dict[str, Any], fields: Iterable[str] | None = None) -> None:
-    keys = list(fields or record)
-    width = max(len(key) for key in keys) + 2
-    for key in keys:
-        value = record.get(key)
-        if isinstance(value, dict | list):
-            value = json.dumps(value, default=str)
-        click.echo(f"{key + ':':<{width}}{'' if value is None else value}".rstrip())
-
-
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        click.echo("(none)")
-        return
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [
-        max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)
-    ]
-    for line in [[column.upper() for column in columns], *cells]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def operator() -> str:

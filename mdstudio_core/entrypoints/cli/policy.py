@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mdstudio_core.domain.model import (
-    Lane,
-    Tier,
-)
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    identity,
-    print_table,
-    runtime,
-)
-from mdstudio_core.service_layer import (
-    approvals,
-    two_person,
-)
+from mdstudio_core.domain.model import Lane, Tier
+from mdstudio_core.entrypoints.cli.output import emit, print_table
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import approvals, two_person
 
 
 @cli.group("policy")

@@ -7,10 +7,7 @@ import sys
 
 import click
 
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    runtime,
-)
+from mdstudio_core.entrypoints.cli.plumbing import cli, runtime
 
 METRICS_OFF = (
     "mdstudio serve: metrics are off (/metrics answers 404). To turn them on, set "

@@ -8,21 +8,10 @@ from typing import Any
 import click
 
 from mdstudio_core.domain.errors import InvalidInput
-from mdstudio_core.domain.model import (
-    ApiToken,
-)
-from mdstudio_core.entrypoints.cli.plumbing import (
-    cli,
-    common_options,
-    emit,
-    identity,
-    print_record,
-    print_table,
-    runtime,
-)
-from mdstudio_core.service_layer import (
-    tokens,
-)
+from mdstudio_core.domain.model import ApiToken
+from mdstudio_core.entrypoints.cli.output import emit, print_record, print_table
+from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import tokens
 
 
 @cli.group("tokens")

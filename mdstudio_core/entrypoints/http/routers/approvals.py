@@ -21,7 +21,7 @@ from mdstudio_core.domain.model import (
 )
 from mdstudio_core.entrypoints.http.auth import Caller, call
 from mdstudio_core.entrypoints.http.idempotency import IdempotencyKey, answer
-from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
+from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json, parsed_body
 from mdstudio_core.entrypoints.http.schemas import (
     ApprovalOut,
     ApprovalPage,
@@ -58,14 +58,7 @@ Include = Annotated[
     "",
     status_code=201,
     responses=documented(Approval, *AUTHED, status=201),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ApprovalRequest"}}
-            },
-        }
-    },
+    openapi_extra=parsed_body("ApprovalRequest"),
 )
 async def submit_approval(
     request: Request, caller: Caller, idempotency_key: IdempotencyKey = None
