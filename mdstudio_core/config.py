@@ -1,9 +1,9 @@
 """Every `MDSTUDIO_*` setting, read from the environment in one place and validated once.
 
-The entry points (the CLI, `mdstudio serve`, the Dagster code location) call
-`Settings.from_env()` when they start and pass the result down; nothing else reads the
-environment. A malformed value fails there with a `ConfigurationError` naming the variable and
-never echoing the value (a URL may hold a password).
+The entry points (the CLI, `mdstudio serve`, the Dagster code location) read them through
+`mdstudio_core.bootstrap.read_settings()` when they start and pass the result down; nothing
+else reads the environment. A malformed value fails there with a `ConfigurationError` naming
+the variable and never echoing the value (a URL may hold a password).
 """
 
 from __future__ import annotations

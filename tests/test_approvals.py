@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
 from mdstudio_core.service_layer import approvals, catalog
@@ -535,15 +536,17 @@ def test_inbox_filters_and_orders_newest_first(engine, tenant):
     inbox = approvals.list_approvals(
         UnitOfWork(engine),
         alice,
-        entity_type=EntityType.GLOBAL_METADATA,
-        status=ApprovalStatus.PENDING,
+        ApprovalFilter(entity_type=EntityType.GLOBAL_METADATA, status=ApprovalStatus.PENDING),
     )
     assert [a.id for a in inbox] == ids[::-1]
-    page = approvals.list_approvals(UnitOfWork(engine), alice, limit=2, offset=1)
+    page = approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter(limit=2, offset=1))
     assert len(page) == 2
-    assert approvals.list_approvals(UnitOfWork(engine), person(uuid.uuid4(), "x")) == []
+    stranger = approvals.list_approvals(
+        UnitOfWork(engine), person(uuid.uuid4(), "x"), ApprovalFilter()
+    )
+    assert stranger == []
     with pytest.raises(InvalidInput, match="limit"):
-        approvals.list_approvals(UnitOfWork(engine), alice, limit=0)
+        approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter(limit=0))
 
 
 def test_mine_lists_only_the_callers_own_requests(engine, tenant):
@@ -552,7 +555,8 @@ def test_mine_lists_only_the_callers_own_requests(engine, tenant):
         UnitOfWork(engine), person(tenant, "alice"), metadata_request("a.k"), SETTINGS
     )
     approvals.submit(UnitOfWork(engine), person(tenant, "bob"), metadata_request("b.k"), SETTINGS)
-    mine = approvals.list_approvals(UnitOfWork(engine), person(tenant, "alice"), mine=True)
+    alice = person(tenant, "alice")
+    mine = approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter().made_by(alice))
     assert [a.id for a in mine] == [own.id]
 
 

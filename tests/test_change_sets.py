@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.change_sets import InvalidItems, ItemError
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
@@ -85,7 +86,9 @@ def test_a_set_is_one_pending_request_decided_by_its_strictest_item(engine, tena
         STEWARD,
     ]
     inbox = approvals.list_approvals(
-        UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER), status=ApprovalStatus.PENDING
+        UnitOfWork(engine),
+        person(tenant, "bob", KERNEL_OWNER),
+        ApprovalFilter(status=ApprovalStatus.PENDING),
     )
     assert [row.id for row in inbox] == [approval.id]  # one row, not four
     assert event_types(engine) == []  # submitting writes no event

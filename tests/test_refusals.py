@@ -11,6 +11,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, ValidationError, model_validator
 
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approval_requests import _invalid
 from mdstudio_core.domain.approvals import (
     MAX_JSON_DEPTH,
@@ -107,17 +108,19 @@ def test_the_inbox_pages_fifty_without_payloads_by_default(engine, tenant):
         )
     approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
 
-    page = approvals.list_approvals(UnitOfWork(engine), alice)
+    page = approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter())
     assert len(page) == 50
     assert page[0].summary["entity_key"] == "finance.kpi.gross_margin"  # newest first
     assert page[0].payload_json is None and page[0].current_state_json is None
-    tier2 = approvals.list_approvals(UnitOfWork(engine), alice, tier=Tier.TIER2)
+    tier2 = approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter(tier=Tier.TIER2))
     assert [listing.summary["entity_key"] for listing in tier2] == ["finance.kpi.gross_margin"]
     pending = approvals.list_approvals(
-        UnitOfWork(engine), alice, status=ApprovalStatus.PENDING, limit=1000
+        UnitOfWork(engine), alice, ApprovalFilter(status=ApprovalStatus.PENDING, limit=1000)
     )
     assert len(pending) == 52
-    refused = refusal(approvals.list_approvals, UnitOfWork(engine), alice, offset=-1)
+    refused = refusal(
+        approvals.list_approvals, UnitOfWork(engine), alice, ApprovalFilter(offset=-1)
+    )
     assert refused.field == "offset"
 
 

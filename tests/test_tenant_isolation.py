@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Endorsement
 from mdstudio_core.domain.events import NewEvent, validate_event
 from mdstudio_core.domain.model import (
@@ -119,8 +120,8 @@ def rows_of(engine: sa.Engine, tenant: uuid.UUID) -> dict[str, list[tuple[str, .
 def reads_of(engine: sa.Engine, tenant: uuid.UUID) -> dict[str, Any]:
     """Everything the repositories let one tenant read, as plain values."""
     with UnitOfWork(engine) as uow:
-        [pending] = uow.approvals.list(tenant, status=ApprovalStatus.PENDING)
-        listed = uow.approvals.list(tenant, include_payload=True)
+        [pending] = uow.approvals.list(tenant, ApprovalFilter(status=ApprovalStatus.PENDING))
+        listed = uow.approvals.list(tenant, ApprovalFilter(include_payload=True))
         [change_set] = [
             uow.approvals.get(tenant, a.id)
             for a in listed
@@ -181,7 +182,7 @@ def _in_uow(action: Callable[[UnitOfWork, uuid.UUID], Any]) -> Operation:
 
 def _approve_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
     with UnitOfWork(engine) as uow:
-        [pending] = uow.approvals.list(tenant, status=ApprovalStatus.PENDING)
+        [pending] = uow.approvals.list(tenant, ApprovalFilter(status=ApprovalStatus.PENDING))
     approvals.approve(
         UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id, None, SETTINGS
     )
@@ -189,7 +190,7 @@ def _approve_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
 
 def _decide_pending(engine: sa.Engine, tenant: uuid.UUID) -> None:
     with UnitOfWork(engine) as uow:
-        [listed] = uow.approvals.list(tenant, status=ApprovalStatus.PENDING)
+        [listed] = uow.approvals.list(tenant, ApprovalFilter(status=ApprovalStatus.PENDING))
         pending = uow.approvals.get(tenant, listed.id, for_update=True)
         assert pending is not None
         decided = dataclasses.replace(
@@ -243,7 +244,8 @@ OPERATIONS: dict[str, Operation] = {
     "approvals.endorse": _in_uow(
         lambda uow, tenant: uow.approvals.endorse(
             uow.approvals.get(
-                tenant, uow.approvals.list(tenant, status=ApprovalStatus.PENDING)[0].id
+                tenant,
+                uow.approvals.list(tenant, ApprovalFilter(status=ApprovalStatus.PENDING))[0].id,
             ),
             Endorsement("erin", T0),
         )

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import clock
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approval_policy import check_policy_change, effective_policy
 from mdstudio_core.domain.approval_requests import (
     check_reason,
@@ -178,42 +179,13 @@ def show_approval(
 
 
 def list_approvals(
-    uow: UnitOfWork,
-    identity: Identity,
-    *,
-    status: ApprovalStatus | None = None,
-    entity_type: EntityType | None = None,
-    tier: Tier | None = None,
-    lane: Lane | None = None,
-    entity_key: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-    include_payload: bool = False,
-    decidable: bool = False,
-    mine: bool = False,
-    oldest_first: bool = False,
+    uow: UnitOfWork, identity: Identity, wanted: ApprovalFilter
 ) -> list[ApprovalListing]:
-    """The tenant's requests, newest first (the approver's inbox with `status=pending`); their
-    payload and current state only with `include_payload`. `decidable` keeps those the caller
-    may decide (a role they hold, not their own: the console's inbox), `mine` the caller's
-    own."""
-    check_page(limit, offset, "offset")
+    """The caller's tenant's requests as `wanted` filters them (the approver's inbox with
+    `status=pending`; the console's with `decidable_by` the caller)."""
+    check_page(wanted.limit, wanted.offset, "offset")
     with uow:
-        return uow.approvals.list(
-            identity.tenant_id,
-            status=status,
-            entity_type=entity_type,
-            tier=tier,
-            lane=lane,
-            entity_key=entity_key,
-            limit=limit,
-            offset=offset,
-            include_payload=include_payload,
-            required_roles=identity.roles if decidable else None,
-            not_requested_by=identity.user if decidable else None,
-            requested_by=identity.user if mine else None,
-            oldest_first=oldest_first,
-        )
+        return uow.approvals.list(identity.tenant_id, wanted)
 
 
 def policy(uow: UnitOfWork, identity: Identity) -> dict[str, dict[str, str]]:

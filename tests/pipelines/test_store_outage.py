@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from demo import warehouse as demo_warehouse
+from mdstudio_core import bootstrap
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
-from mdstudio_pipelines import resources
 from mdstudio_pipelines.partitions import CATALOG_ENTITY, ENTITY_PROFILE, partition_key
 from tests.pipelines.conftest import DEMO_BINDING, Env
 from tests.tcp_proxy import TcpProxy
@@ -60,7 +60,7 @@ def env(store_url, proxy, tmp_path, monkeypatch):
     with dg.instance_for_test() as instance:
         yield Env(instance, engine, store_url, uuid.uuid4())
     settings = Settings.from_env()
-    resources._store_engine(settings.store_url, settings.store_timeouts).dispose()
+    bootstrap.shared_store_engine(settings).dispose()
     engine.dispose()
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, Text, and_, cast, func, insert, select, update
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories.shared import Repository, insert_rows
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval, ApprovalListing, Endorsement
 from mdstudio_core.domain.model import ApprovalStatus, EntityType, Lane, Tier
 
@@ -154,47 +155,30 @@ class ApprovalRepository(Repository):
         )
         return result.rowcount == 1
 
-    def list(
-        self,
-        tenant_id: uuid.UUID,
-        *,
-        status: ApprovalStatus | None = None,
-        entity_type: EntityType | None = None,
-        tier: Tier | None = None,
-        lane: Lane | None = None,
-        entity_key: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        include_payload: bool = False,
-        required_roles: Collection[str] | None = None,
-        requested_by: str | None = None,
-        not_requested_by: str | None = None,
-        oldest_first: bool = False,
-    ) -> list[ApprovalListing]:
-        """The inbox: newest first (or oldest first), served by the (tenant, status,
-        requested_at) index. The payload and current state are read as JSON text, and only with
-        `include_payload`. `required_roles` keeps the requests one of those roles decides;
-        `requested_by` and `not_requested_by` keep or drop one requester's."""
+    def list(self, tenant_id: uuid.UUID, wanted: ApprovalFilter) -> list[ApprovalListing]:
+        """The inbox as `wanted` filters it, served by the (tenant, status, requested_at) index.
+        The payload and current state are read as JSON text, and only if `wanted` includes
+        them."""
         column = tables.approvals.c
         filters = [column.tenant_id == tenant_id]
-        if required_roles is not None:
-            filters.append(column.required_role.in_(sorted(required_roles)))
-        if requested_by is not None:
-            filters.append(column.requested_by == requested_by)
-        if not_requested_by is not None:
-            filters.append(column.requested_by != not_requested_by)
+        if wanted.required_roles is not None:
+            filters.append(column.required_role.in_(sorted(wanted.required_roles)))
+        if wanted.requested_by is not None:
+            filters.append(column.requested_by == wanted.requested_by)
+        if wanted.not_requested_by is not None:
+            filters.append(column.requested_by != wanted.not_requested_by)
         for value, col in (
-            (status, column.status),
-            (entity_type, column.entity_type),
-            (tier, column.tier),
-            (lane, column.lane),
+            (wanted.status, column.status),
+            (wanted.entity_type, column.entity_type),
+            (wanted.tier, column.tier),
+            (wanted.lane, column.lane),
         ):
             if value is not None:
                 filters.append(col == value.value)
-        if entity_key is not None:
-            filters.append(column.entity_key == entity_key)
+        if wanted.entity_key is not None:
+            filters.append(column.entity_key == wanted.entity_key)
         selected = [c for c in tables.approvals.c if c.name not in ("payload", "current_state")]
-        if include_payload:
+        if wanted.include_payload:
             selected += [
                 cast(column.payload, Text).label("payload_json"),
                 cast(column.current_state, Text).label("current_state_json"),
@@ -205,12 +189,12 @@ class ApprovalRepository(Repository):
             .order_by(
                 *(
                     (column.requested_at, column.id)
-                    if oldest_first
+                    if wanted.oldest_first
                     else (column.requested_at.desc(), column.id.desc())
                 )
             )
-            .limit(limit)
-            .offset(offset)
+            .limit(wanted.limit)
+            .offset(wanted.offset)
         )
         listings = []
         for row in self._connection.execute(query):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core import bootstrap
 from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import console, docs, problems
 from mdstudio_core.entrypoints.http.metrics import RequestMetrics
@@ -41,14 +41,11 @@ POOL_OVERFLOW = 10
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """The application. `settings` default to the environment's; without `engine`, one is made
     for the settings' store (and disposed of at shutdown)."""
-    settings = settings or Settings.from_env()
+    settings = settings or bootstrap.read_settings()
     scrub_log_records(settings)
     owns_engine = engine is None
-    store = engine or create_store_engine(
-        settings.store_url,
-        settings.store_timeouts,
-        pool_size=POOL_SIZE,
-        max_overflow=POOL_OVERFLOW,
+    store = engine or bootstrap.store_engine(
+        settings, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
     )
 
     # Threads start on demand and end with the app (an ASGI app can outlive its lifespan in
@@ -77,6 +74,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.engine = store
     app.state.settings = settings
+    app.state.warehouse_engines = bootstrap.warehouse_engines(settings)
     app.state.executor = executor
     # Previews wait on warehouses: never on the threads above (see `previews`).
     app.state.previews = PreviewSlots(

@@ -99,6 +99,17 @@ def parse_json(body: bytes) -> Any:
         raise MalformedJson(str(exc)) from None
 
 
+def parsed_body(schema: str) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its JSON with `parse_json` (so FastAPI
+    does not): required, and described by the named component schema."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
+    }
+
+
 _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not-found"),

@@ -3,6 +3,7 @@ is the services'; a refused action is shown on the page with the rule's own word
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from mdstudio_core.adapters.warehouse import ProfileError
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval, parse_approval_id
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import IncidentStatus
@@ -173,23 +175,18 @@ async def inbox(request: Request) -> Response:
     oldest_first = params.get("order", "oldest") != "newest"
 
     def load(uow: UnitOfWork, identity: Identity) -> dict[str, Any]:
+        inbox = ApprovalFilter(
+            status=ApprovalStatus.PENDING, **filters, oldest_first=oldest_first
+        ).decidable_by(identity)
+
         def page(start: int, limit: int) -> list[Any]:
-            return approvals.list_approvals(
-                uow,
-                identity,
-                status=ApprovalStatus.PENDING,
-                **filters,
-                oldest_first=oldest_first,
-                decidable=True,
-                limit=limit,
-                offset=start,
-            )
+            wanted = dataclasses.replace(inbox, limit=limit, offset=start)
+            return approvals.list_approvals(uow, identity, wanted)
 
         decidable = page(offset, per_page)
         more = bool(page(offset + per_page, 1)) if len(decidable) == per_page else False
-        mine = approvals.list_approvals(
-            uow, identity, status=ApprovalStatus.PENDING, mine=True, limit=MY_REQUESTS
-        )
+        own = ApprovalFilter(status=ApprovalStatus.PENDING, limit=MY_REQUESTS).made_by(identity)
+        mine = approvals.list_approvals(uow, identity, own)
         listed = [item.summary for item in (*decidable, *mine)]
         sets = [r["id"] for r in listed if r["entity_type"] == EntityType.CHANGE_SET.value]
         shared = [r["id"] for r in listed if r["required_approvals"] > 1]
@@ -260,7 +257,7 @@ async def evidence(request: Request, approval_id: str) -> Response:
             lambda uow, who: profiling.plan_approval_preview(uow, state.settings, who, approval_id),
         )
         found: profiling.Preview = await state.previews.run(
-            lambda: profiling.run_preview(state.settings, plan)
+            lambda: profiling.run_preview(state.settings, plan, state.warehouse_engines)
         )
     except Unauthenticated:
         return to_login()
@@ -398,7 +395,10 @@ async def entity_page(request: Request, key: str) -> Response:
             "entity": entity,
             "profiles": profiles,
             "incident": next((i for i in found if i.active), None),
-            "history": [a.summary for a in approvals.list_approvals(uow, identity, entity_key=key)],
+            "history": [
+                a.summary
+                for a in approvals.list_approvals(uow, identity, ApprovalFilter(entity_key=key))
+            ],
             "events": catalog.list_events(uow, identity, entity_key=key, limit=200),
         }
 

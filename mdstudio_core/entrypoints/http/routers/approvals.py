@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.idempotency import Answer
 from mdstudio_core.domain.model import (
@@ -20,7 +21,7 @@ from mdstudio_core.domain.model import (
 )
 from mdstudio_core.entrypoints.http.auth import Caller, call
 from mdstudio_core.entrypoints.http.idempotency import IdempotencyKey, answer
-from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
+from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json, parsed_body
 from mdstudio_core.entrypoints.http.schemas import (
     ApprovalOut,
     ApprovalPage,
@@ -57,14 +58,7 @@ Include = Annotated[
     "",
     status_code=201,
     responses=documented(Approval, *AUTHED, status=201),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ApprovalRequest"}}
-            },
-        }
-    },
+    openapi_extra=parsed_body("ApprovalRequest"),
 )
 async def submit_approval(
     request: Request, caller: Caller, idempotency_key: IdempotencyKey = None
@@ -99,9 +93,7 @@ async def list_approvals(
     """The inbox, newest first (`status=pending` for what awaits a decision). Items leave out
     `payload` and `current_state` unless `include=payload`: a page stays small."""
     include_payload = include == "payload"
-    found = await call(
-        approvals.list_approvals,
-        caller,
+    wanted = ApprovalFilter(
         status=status,
         entity_type=entity_type,
         tier=tier,
@@ -111,6 +103,7 @@ async def list_approvals(
         offset=offset,
         include_payload=include_payload,
     )
+    found = await call(approvals.list_approvals, caller, wanted)
     return JsonResponse(page([item.as_dict(include_payload) for item in found], limit, offset))
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from mdstudio_core.domain.change_sets import parse_body
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.entrypoints.http.auth import Caller, call
-from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json
+from mdstudio_core.entrypoints.http.problems import AUTHED, documented, parse_json, parsed_body
 from mdstudio_core.entrypoints.http.schemas import ChangeSetOut, JsonResponse
 from mdstudio_core.service_layer import change_sets
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -24,14 +24,7 @@ router = APIRouter(prefix="/change-sets", tags=["approvals"], default_response_c
     "",
     status_code=201,
     responses=documented(ChangeSetOut, *AUTHED, status=201),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ChangeSetIn"}}
-            },
-        }
-    },
+    openapi_extra=parsed_body("ChangeSetIn"),
 )
 async def submit_change_set(request: Request, caller: Caller) -> Response:
     """Submit 1 to 10,000 requests as one change set, all or nothing: any invalid item is a
