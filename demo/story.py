@@ -162,7 +162,7 @@ def wait_for_profiles(key: str, count: int, timeout: float = 240) -> None:
 class Receiver:
     """A team's webhook endpoint, as Slack or an on-call tool would be: it checks each
     delivery's signature with the secret it was given at subscription, and refuses one signed
-    more than 5 minutes ago (a replay), as the README's receiver does."""
+    more than 5 minutes ago (a replay), as the receiver in docs/operator/observability.md does."""
 
     def __init__(self) -> None:
         self.secret = ""
@@ -397,6 +397,15 @@ def main() -> None:
         user="bob",
         roles="metadata_steward",
     )
+    say(
+        "Alice submits it again, counting distinct orders; Bob approves it: in Dagster the KPI"
+        " is an asset fed by the orders table's"
+    )
+    kpi["payload"]["expression"] = "sum(gross_amount) / count(distinct order_id)"
+    mdstudio(
+        "approvals", "approve", submit(kpi, user="alice"), user="bob", roles="metadata_steward"
+    )
+    mdstudio("lineage", "finance.kpi.average_order_value", user="dave")
 
     say("The event stream the approval left behind (the outbox Dagster reads)")
     mdstudio("events", "list", user="dave")
