@@ -78,7 +78,7 @@ test: install docs  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_
 # The documentation site (mkdocs.yml, docs/), built strictly: a broken link or anchor, or a page
 # left out of the navigation, fails it and so fails `make test`.
 docs: install  ## build the documentation site into build/site
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: install
 	$(BIN)/ruff check .
