@@ -405,9 +405,8 @@ def main() -> None:
     mdstudio(
         "approvals", "approve", submit(kpi, user="alice"), user="bob", roles="metadata_steward"
     )
-    mdstudio("lineage", "finance.kpi.average_order_value", user="dave")
 
-    say("The event stream the approval left behind (the outbox Dagster reads)")
+    say("The event stream the approvals left behind (the outbox Dagster reads)")
     mdstudio("events", "list", user="dave")
 
     say("Ada, the tenant admin, subscribes the finance on-call webhook to quality incidents")
@@ -431,6 +430,8 @@ def main() -> None:
         wait_for_profiles("finance.revenue.gross_amount", 1)
         say("The saved profile (tier1 minimum here is 95, MDSTUDIO_TIER1_MIN_SCORE)")
         mdstudio("profiles", "history", "finance.revenue.gross_amount", user="dave")
+        say("The KPI on it is trusted as far as its weakest input: the field's score")
+        mdstudio("lineage", "finance.kpi.average_order_value", user="dave")
 
         say("The score fails the tier1 check: a quality incident opens")
         mdstudio("incidents", "list", user="dave")
