@@ -471,8 +471,9 @@ def main() -> None:
         daemon.wait(30)
     change_set_story()
     print(
-        f"\nWatch it in the Dagster UI: MDSTUDIO_HOME={HOME} make dev   (then open "
-        "http://127.0.0.1:3000)"
+        "\nWatch it in the Dagster UI (then open http://127.0.0.1:3000; Lineage shows the orders"
+        f" table feeding the KPI):\n  MDSTUDIO_HOME={HOME} "
+        f"MDSTUDIO_SOURCE_DEMO_URL={ENV['MDSTUDIO_SOURCE_DEMO_URL']} make dev"
     )
 
 
