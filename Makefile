@@ -9,7 +9,7 @@ DEV_ENV := MDSTUDIO_HOME=$(MDSTUDIO_HOME) \
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(MDSTUDIO_HOME)/dagster} \
 	MDSTUDIO_DATABASE_URL=$${MDSTUDIO_DATABASE_URL:-sqlite:///$(MDSTUDIO_HOME)/mdstudio.db}
 
-.PHONY: install lock demo dev test lint bench mutation clean instance-config image drill
+.PHONY: install lock demo dev test docs lint bench mutation clean instance-config image drill
 
 install: $(INSTALLED)
 
@@ -72,8 +72,13 @@ drill: install  ## the image and the failure drills in Docker (about 15 minutes)
 	$(BIN)/pytest -m docker -p no:randomly tests/deploy
 	cat build/drills/results.txt
 
-test: install  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
+test: install docs  ## the whole suite; PostgreSQL tests run when MDSTUDIO_TEST_POSTGRES_URL (or the local server) answers, browser tests when /usr/bin/chromium exists
 	$(BIN)/pytest
+
+# The documentation site (mkdocs.yml, docs/), built strictly: a broken link or anchor, or a page
+# left out of the navigation, fails it and so fails `make test`.
+docs: install  ## build the documentation site into build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: install
 	$(BIN)/ruff check .

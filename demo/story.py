@@ -162,7 +162,7 @@ def wait_for_profiles(key: str, count: int, timeout: float = 240) -> None:
 class Receiver:
     """A team's webhook endpoint, as Slack or an on-call tool would be: it checks each
     delivery's signature with the secret it was given at subscription, and refuses one signed
-    more than 5 minutes ago (a replay), as the README's receiver does."""
+    more than 5 minutes ago (a replay), as the receiver in docs/operator/observability.md does."""
 
     def __init__(self) -> None:
         self.secret = ""
@@ -397,8 +397,16 @@ def main() -> None:
         user="bob",
         roles="metadata_steward",
     )
+    say(
+        "Alice submits it again, counting distinct orders; Bob approves it: in Dagster the KPI"
+        " is an asset fed by the orders table's"
+    )
+    kpi["payload"]["expression"] = "sum(gross_amount) / count(distinct order_id)"
+    mdstudio(
+        "approvals", "approve", submit(kpi, user="alice"), user="bob", roles="metadata_steward"
+    )
 
-    say("The event stream the approval left behind (the outbox Dagster reads)")
+    say("The event stream the approvals left behind (the outbox Dagster reads)")
     mdstudio("events", "list", user="dave")
 
     say("Ada, the tenant admin, subscribes the finance on-call webhook to quality incidents")
@@ -422,6 +430,8 @@ def main() -> None:
         wait_for_profiles("finance.revenue.gross_amount", 1)
         say("The saved profile (tier1 minimum here is 95, MDSTUDIO_TIER1_MIN_SCORE)")
         mdstudio("profiles", "history", "finance.revenue.gross_amount", user="dave")
+        say("The KPI on it is trusted as far as its weakest input: the field's score")
+        mdstudio("lineage", "finance.kpi.average_order_value", user="dave")
 
         say("The score fails the tier1 check: a quality incident opens")
         mdstudio("incidents", "list", user="dave")
@@ -461,8 +471,9 @@ def main() -> None:
         daemon.wait(30)
     change_set_story()
     print(
-        f"\nWatch it in the Dagster UI: MDSTUDIO_HOME={HOME} make dev   (then open "
-        "http://127.0.0.1:3000)"
+        "\nWatch it in the Dagster UI (then open http://127.0.0.1:3000; Lineage shows the orders"
+        f" table feeding the KPI):\n  MDSTUDIO_HOME={HOME} "
+        f"MDSTUDIO_SOURCE_DEMO_URL={ENV['MDSTUDIO_SOURCE_DEMO_URL']} make dev"
     )
 
 
