@@ -1,5 +1,5 @@
 """The one module that uses Dagster's private API. These tests fail loudly when a Dagster upgrade
-changes what it relies on: read `mdstudio_pipelines/dagster_internals.py` and the README's
+changes what it relies on: read `mdstudio_pipelines/lib/dagster_internals.py` and the README's
 "Dagster internals" note before moving the pin."""
 
 import inspect
@@ -7,8 +7,8 @@ from importlib.metadata import version
 
 import dagster as dg
 
-from mdstudio_pipelines import dagster_internals
-from mdstudio_pipelines.dagster_internals import check_evaluations, store_observations
+from mdstudio_pipelines.lib import dagster_internals
+from mdstudio_pipelines.lib.dagster_internals import check_evaluations, store_observations
 from tests.factories import SETTINGS, unnamed_label
 
 PINNED = "1.13.27"
@@ -19,7 +19,7 @@ PARTITIONS = dg.StaticPartitionsDefinition(["a", "b"])
 def test_dagster_is_the_pinned_version():
     assert version("dagster") == PINNED, (
         f"dagster is {version('dagster')}, the internals were checked against {PINNED}: "
-        "re-run these tests and re-read mdstudio_pipelines/dagster_internals.py"
+        "re-run these tests and re-read mdstudio_pipelines/lib/dagster_internals.py"
     )
 
 
@@ -96,7 +96,7 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     from mdstudio_core.adapters.database import create_store_engine
     from mdstudio_core.service_layer import approvals
     from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-    from mdstudio_pipelines.dagster_internals import no_defs_state_storage
+    from mdstudio_pipelines.lib.dagster_internals import no_defs_state_storage
     from tests.factories import metadata_request, person
 
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)

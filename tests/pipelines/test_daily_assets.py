@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.dagster_internals import no_defs_state_storage
-from mdstudio_pipelines.lineage import table_key
-from mdstudio_pipelines.partitions import ENTITY_PROFILE, QUALITY_CHECK, partition_key
+from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE, QUALITY_CHECK, table_key
+from mdstudio_pipelines.lib.dagster_internals import no_defs_state_storage
+from mdstudio_pipelines.lib.partitions import partition_key
 from tests.factories import person, unnamed_label
 from tests.pipelines.conftest import load_defs
 

@@ -14,7 +14,7 @@ from mdstudio_core.domain.lineage import tenant_label
 from mdstudio_core.domain.model import EntityType, Tier
 from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.lineage import KPI_CHECK
+from mdstudio_pipelines.lib.asset_keys import KPI_CHECK
 from tests.factories import SETTINGS, add_entity, kpi_request, person, unnamed_label
 from tests.pipelines.conftest import Env, load_defs
 
