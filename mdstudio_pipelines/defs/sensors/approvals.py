@@ -34,7 +34,7 @@ from mdstudio_pipelines.defs.jobs import ProfileJob
 from mdstudio_pipelines.defs.kpis import kpi_events
 from mdstudio_pipelines.defs.resources import CatalogResource
 from mdstudio_pipelines.defs.run_planning import plan_runs
-from mdstudio_pipelines.defs.sensors import running_sensor
+from mdstudio_pipelines.defs.sensors import planning_sensor
 from mdstudio_pipelines.lib.asset_keys import CATALOG_ENTITY, AssetGraph
 from mdstudio_pipelines.lib.dagster_internals import store_observations
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
@@ -55,18 +55,14 @@ def build_approval_sensor(
 ) -> dg.SensorDefinition:
     """`approval_sensor`, ticking every `MDSTUDIO_SENSOR_INTERVAL_SECONDS`."""
 
-    @running_sensor(
+    return planning_sensor(
         CONSUMER,
-        settings.sensor_interval_seconds,
         "Reads the mdstudio outbox: records each event, requests due profiles.",
+        settings,
         job,
+        graph,
+        evaluate_approval_sensor,
     )
-    def approval_sensor(
-        context: dg.SensorEvaluationContext, catalog: CatalogResource
-    ) -> dg.SensorResult | dg.SkipReason:
-        return evaluate_approval_sensor(context, catalog, graph)
-
-    return approval_sensor
 
 
 def evaluate_approval_sensor(

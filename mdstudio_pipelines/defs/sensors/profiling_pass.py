@@ -13,7 +13,7 @@ from mdstudio_core.service_layer import profile_requests
 from mdstudio_pipelines.defs.jobs import ProfileJob
 from mdstudio_pipelines.defs.resources import CatalogResource
 from mdstudio_pipelines.defs.run_planning import guarded_plan, pack_runs, skip_observation
-from mdstudio_pipelines.defs.sensors import running_sensor
+from mdstudio_pipelines.defs.sensors import planning_sensor
 from mdstudio_pipelines.lib.asset_keys import AssetGraph
 from mdstudio_pipelines.lib.dagster_internals import store_observations
 
@@ -25,19 +25,15 @@ def build_profiling_pass_sensor(
 ) -> dg.SensorDefinition:
     """`profiling_pass_sensor`, ticking every `MDSTUDIO_SENSOR_INTERVAL_SECONDS`."""
 
-    @running_sensor(
+    return planning_sensor(
         PASS_SENSOR,
-        settings.sensor_interval_seconds,
         "Plans the tier schedules' passes, MDSTUDIO_SCHEDULE_TABLES_PER_TICK tables per tick, "
         "and requests their runs.",
+        settings,
         job,
+        graph,
+        plan_pass_page,
     )
-    def profiling_pass_sensor(
-        context: dg.SensorEvaluationContext, catalog: CatalogResource
-    ) -> dg.SensorResult | dg.SkipReason:
-        return plan_pass_page(context, catalog, graph)
-
-    return profiling_pass_sensor
 
 
 def plan_pass_page(
