@@ -9,7 +9,7 @@ offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade 
   `instance.report_runless_asset_event` (13.3 ms per event on PostgreSQL here, two connections
   each), against 0.24 s for a batch of 500 through `event_log_storage.store_event_batch`:
   a 10,000-event backlog would otherwise blow Dagster's 60 s tick limit.
-* `check_evaluations`: the history of a check on one partition. No public Python API reads it
+* `check_evaluations`: the history of a check (on one partition). No public Python API reads it
   (the deprecated `get_event_records` finds no check rows); the storage's
   `get_asset_check_execution_history` with a `PartitionKeyFilter` reads it from its index. The
   public route is the webserver's GraphQL (`assetCheckExecutions`).
@@ -83,12 +83,15 @@ def store_observations(
 
 
 def check_evaluations(
-    instance: dg.DagsterInstance, check: dg.AssetCheckKey, partition: str, limit: int
+    instance: dg.DagsterInstance, check: dg.AssetCheckKey, partition: str | None, limit: int
 ) -> list[AssetCheckExecutionRecord]:
-    """The executions of `check` on one partition, newest first (planned ones included)."""
+    """The executions of `check` (on one partition, or on all), newest first (planned ones
+    included)."""
     return list(
         instance.event_log_storage.get_asset_check_execution_history(
-            check, limit=limit, partition_filter=PartitionKeyFilter(key=partition)
+            check,
+            limit=limit,
+            partition_filter=PartitionKeyFilter(key=partition) if partition is not None else None,
         )
     )
 

@@ -21,7 +21,11 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.defs.resources import CatalogResource
 from mdstudio_pipelines.defs.sensors import approvals
 from mdstudio_pipelines.lib.asset_keys import CATALOG_ENTITY, ENTITY_PROFILE, QUALITY_CHECK
-from mdstudio_pipelines.lib.dagster_internals import no_defs_state_storage, store_observations
+from mdstudio_pipelines.lib.dagster_internals import (
+    check_evaluations,
+    no_defs_state_storage,
+    store_observations,
+)
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
 from tests.factories import (
     BACKTRACKING_BINDING,
@@ -95,8 +99,8 @@ def test_tier1_approval_becomes_one_run_that_profiles_and_checks(env):
     assert str(row.id) == metadata["profile_id"].value
     assert row.quality_score == expected_demo_score()
     assert row.approval_id == approval.id
-    [check] = env.instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK), limit=10
+    [check] = check_evaluations(
+        env.instance, dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK), None, 10
     )
     evaluation = check.event.dagster_event.asset_check_evaluation_data
     assert evaluation.partition == pk

@@ -194,7 +194,7 @@ def reload_if_changed(
     context: dg.SensorEvaluationContext, catalog: CatalogResource, graph: AssetGraph
 ) -> None:
     """Compare the store's catalog with the one this location was built from, and request a
-    reload of the location (debounced, see `mdstudio_pipelines.reload`) when they differ."""
+    reload of the location (debounced, see `lib/reload.py`) when they differ."""
     built = graph.fingerprint
     current = CATALOG.current(catalog.uow)
     origin = context.code_location_origin
