@@ -42,17 +42,17 @@ demo: install  ## the story end to end on the embedded SQLite default (no servic
 
 # The instance (its dagster.yaml and its storage) is made once before `dagster dev` starts the
 # webserver and the daemon: two processes making the storage of a fresh SQLite home at once
-# corrupt it (mdstudio_pipelines/instance.py).
+# corrupt it (mdstudio_pipelines/lib/instance.py).
 dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when MDSTUDIO_DAGSTER_STORAGE_URL is set
-	$(DEV_ENV) $(BIN)/python -m mdstudio_pipelines.instance dagster.yaml
+	$(DEV_ENV) $(BIN)/python -m mdstudio_pipelines.lib.instance dagster.yaml
 	$(DEV_ENV) $(BIN)/mdstudio db upgrade
 	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 # The queue, retry and monitoring blocks of dagster.yaml, deploy/compose/dagster.yaml and
-# deploy/helm/values.yaml, written from mdstudio_pipelines/instance.py (the one place they are
+# deploy/helm/values.yaml, written from mdstudio_pipelines/lib/instance.py (the one place they are
 # set); tests/test_instance_config.py fails when a committed block differs.
 instance-config: install  ## regenerate the committed instance configs' generated blocks
-	$(BIN)/python -m mdstudio_pipelines.instance --committed
+	$(BIN)/python -m mdstudio_pipelines.lib.instance --committed
 
 # One image for every role (Dockerfile). Without a registry (as here) the base is built from
 # Debian's packages with debootstrap, and the packages come from a wheelhouse made on the host

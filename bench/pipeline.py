@@ -199,10 +199,11 @@ def main() -> None:
         "MDSTUDIO_DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9",  # no webserver to reload
     }
     os.environ.update(env)
-    from mdstudio_pipelines import instance as dagster_instance
     from mdstudio_pipelines.definitions import defs as load_defs
-    from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
-    from mdstudio_pipelines.resources import CatalogResource
+    from mdstudio_pipelines.defs.resources import CatalogResource
+    from mdstudio_pipelines.lib import instance as dagster_instance
+    from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE
+    from mdstudio_pipelines.lib.partitions import partition_key
 
     dagster_instance.prepare(ROOT / "dagster.yaml", Settings.from_env(), home)
     store = create_store_engine(urls["store"])

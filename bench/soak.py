@@ -282,7 +282,7 @@ def table_bytes(store: sa.Engine) -> int:
 def prepare_instance(env: dict, home: Path) -> None:
     """The project's dagster.yaml, with the run queue paused: runs are queued, not executed."""
     from mdstudio_core.config import Settings
-    from mdstudio_pipelines import instance as dagster_instance
+    from mdstudio_pipelines.lib import instance as dagster_instance
 
     dagster_instance.prepare(ROOT / "dagster.yaml", Settings.from_env(env), home)
     config = yaml.safe_load((home / "dagster.yaml").read_text())

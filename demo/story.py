@@ -127,7 +127,7 @@ def submit(request: dict, user: str) -> str:
 def start_daemon() -> subprocess.Popen:
     """The Dagster daemon on the demo's SQLite instance, as `make dev` runs it."""
     subprocess.run(
-        [sys.executable, "-m", "mdstudio_pipelines.instance", str(ROOT / "dagster.yaml")],
+        [sys.executable, "-m", "mdstudio_pipelines.lib.instance", str(ROOT / "dagster.yaml")],
         env=ENV,
         check=True,
         capture_output=True,

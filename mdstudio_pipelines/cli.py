@@ -32,7 +32,7 @@ def dagster_instance(run: Runtime) -> Iterator[Any]:
     """The Dagster instance of this deployment, or None where there is none."""
     import dagster as dg
 
-    from mdstudio_pipelines.instance import dagster_home
+    from mdstudio_pipelines.lib.instance import dagster_home
 
     home = dagster_home(run.settings)
     if not (home / "dagster.yaml").exists():
@@ -46,7 +46,7 @@ def approval_runs_again(run: Runtime, planned: consumers.ReplayRange) -> dict[st
     """approval_sensor's dry run: the runs a replay would request, page by page as its ticks
     would, after the cost guards (a run launched earlier in the replay counts for the later
     pages, as it would), and what the guards would skip."""
-    from mdstudio_pipelines.sensors import pack_runs, recently_requested
+    from mdstudio_pipelines.defs.run_planning import pack_runs, recently_requested
 
     settings = run.settings
     now = dt.datetime.now(dt.UTC)
@@ -92,7 +92,7 @@ def approval_runs_again(run: Runtime, planned: consumers.ReplayRange) -> dict[st
     }
 
 
-DRY_RUNS["approval_sensor"] = approval_runs_again  # mdstudio_pipelines.sensors.CONSUMER
+DRY_RUNS["approval_sensor"] = approval_runs_again  # defs.sensors.approvals.CONSUMER
 
 
 @cli.command("audit")
@@ -103,8 +103,8 @@ def audit(canonical_key: str) -> None:
     profiling decisions and skips, materializations with scores, check results."""
     import dagster as dg
 
-    from mdstudio_pipelines.audit import describe, timeline
-    from mdstudio_pipelines.instance import dagster_home
+    from mdstudio_pipelines.lib.audit import describe, timeline
+    from mdstudio_pipelines.lib.instance import dagster_home
 
     home = dagster_home(runtime().settings)
     if not (home / "dagster.yaml").exists():

@@ -1,5 +1,6 @@
-"""The Dagster code location: mdstudio's assets, job, sensor, schedules and resource, built
-from the catalog when the location loads.
+"""The Dagster code location: mdstudio's assets, jobs, sensors, schedules and resource, built
+from the catalog when the location loads. The one place that builds `Definitions`: what it
+assembles is in `defs/` by role, what those are built with in `lib/`.
 
 The code server reads the store once (`lineage.load_snapshot`) and builds one asset per bound
 table per tenant and one per active KPI; the snapshot travels to run workers as reconstruction
@@ -13,16 +14,20 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.lineage import CatalogSnapshot
 from mdstudio_core.entrypoints.logs import scrub_log_records
 from mdstudio_core.service_layer import lineage
-from mdstudio_pipelines.assets import catalog_entity, entity_profile
-from mdstudio_pipelines.dagster_internals import keep_for_reconstruction, reconstruction_metadata
-from mdstudio_pipelines.deadlines import build_approval_deadline_sensor
-from mdstudio_pipelines.jobs import build_profile_job
-from mdstudio_pipelines.lineage import AssetGraph, build_kpi_assets
-from mdstudio_pipelines.notifications import build_notification_sensor
-from mdstudio_pipelines.resources import CatalogResource
-from mdstudio_pipelines.retention import event_retention, event_retention_job
-from mdstudio_pipelines.schedules import build_profiling_pass_sensor, build_profiling_schedules
-from mdstudio_pipelines.sensors import build_approval_sensor
+from mdstudio_pipelines.defs.assets import catalog_entity, entity_profile
+from mdstudio_pipelines.defs.jobs import build_profile_job, event_retention_job
+from mdstudio_pipelines.defs.kpis import build_kpi_assets
+from mdstudio_pipelines.defs.resources import CatalogResource
+from mdstudio_pipelines.defs.schedules import build_profiling_schedules, event_retention
+from mdstudio_pipelines.defs.sensors.approvals import build_approval_sensor
+from mdstudio_pipelines.defs.sensors.deadlines import build_approval_deadline_sensor
+from mdstudio_pipelines.defs.sensors.notifications import build_notification_sensor
+from mdstudio_pipelines.defs.sensors.profiling_pass import build_profiling_pass_sensor
+from mdstudio_pipelines.lib.asset_keys import AssetGraph
+from mdstudio_pipelines.lib.dagster_internals import (
+    keep_for_reconstruction,
+    reconstruction_metadata,
+)
 
 SNAPSHOT_KEY = "mdstudio/catalog_snapshot"
 

@@ -11,8 +11,8 @@ import dagster as dg
 
 def test_definitions_load(store_url, monkeypatch):
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    from mdstudio_pipelines.dagster_internals import no_defs_state_storage
     from mdstudio_pipelines.definitions import defs
+    from mdstudio_pipelines.lib.dagster_internals import no_defs_state_storage
 
     with no_defs_state_storage():
         definitions = defs()

@@ -1,6 +1,7 @@
-"""The queue, retry and monitoring settings live in one place (`mdstudio_pipelines/instance.py`):
-the committed instance configs carry exactly what it generates, each in its own spelling, and an
-instance written for a process carries its environment's per-source limits."""
+"""The queue, retry and monitoring settings live in one place
+(`mdstudio_pipelines/lib/instance.py`): the committed instance configs carry exactly what it
+generates, each in its own spelling, and an instance written for a process carries its
+environment's per-source limits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from mdstudio_core.config import Settings
-from mdstudio_pipelines import instance
+from mdstudio_pipelines.lib import instance
 
 ROOT = Path(__file__).parents[1]
 PER_SOURCE = {"key": "mdstudio/source", "value": {"applyLimitPerUniqueValue": True}}

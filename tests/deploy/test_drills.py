@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from demo.warehouse import ORDERS
 from mdstudio_core.adapters import tables
-from mdstudio_pipelines.audit import timeline
+from mdstudio_pipelines.lib.audit import timeline
 from tests.deploy.conftest import ROOT
 from tests.deploy.stack import POSTGRES_IMAGE, Stack, docker, wait_for
 from tests.factories import KERNEL_OWNER, metadata_request

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.dagster_internals import no_defs_state_storage
 from mdstudio_pipelines.definitions import defs
-from mdstudio_pipelines.partitions import partition_key
-from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.defs.resources import CatalogResource
+from mdstudio_pipelines.lib.dagster_internals import no_defs_state_storage
+from mdstudio_pipelines.lib.partitions import partition_key
 from tests.factories import SETTINGS, metadata_request, person
 
 # The demo orders table, by hand (see demo/warehouse.py), for the binding below:

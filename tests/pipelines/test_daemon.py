@@ -24,9 +24,10 @@ from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
 from mdstudio_core.service_layer import approvals, consumers, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines import instance as dagster_instance
-from mdstudio_pipelines.audit import timeline
-from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
+from mdstudio_pipelines.lib import instance as dagster_instance
+from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE
+from mdstudio_pipelines.lib.audit import timeline
+from mdstudio_pipelines.lib.partitions import partition_key
 from tests.factories import SETTINGS, glossary_request, metadata_request, person
 from tests.pipelines.crash_coordinator import CRASH_FLAG
 

@@ -1,16 +1,24 @@
 """The one module that uses Dagster's private API. These tests fail loudly when a Dagster upgrade
-changes what it relies on: read `mdstudio_pipelines/dagster_internals.py` and the README's
+changes what it relies on: read `mdstudio_pipelines/lib/dagster_internals.py` and the README's
 "Dagster internals" note before moving the pin."""
 
 import inspect
+import re
 from importlib.metadata import version
+from pathlib import Path
 
 import dagster as dg
 
-from mdstudio_pipelines import dagster_internals
-from mdstudio_pipelines.dagster_internals import check_evaluations, store_observations
+from mdstudio_pipelines.lib.dagster_internals import (
+    check_evaluations,
+    load_as_code_server,
+    load_as_run_worker,
+    no_defs_state_storage,
+    store_observations,
+)
 from tests.factories import SETTINGS, unnamed_label
 
+ROOT = Path(__file__).resolve().parents[2]
 PINNED = "1.13.27"
 ASSET = dg.AssetKey("probe")
 PARTITIONS = dg.StaticPartitionsDefinition(["a", "b"])
@@ -19,17 +27,11 @@ PARTITIONS = dg.StaticPartitionsDefinition(["a", "b"])
 def test_dagster_is_the_pinned_version():
     assert version("dagster") == PINNED, (
         f"dagster is {version('dagster')}, the internals were checked against {PINNED}: "
-        "re-run these tests and re-read mdstudio_pipelines/dagster_internals.py"
+        "re-run these tests and re-read mdstudio_pipelines/lib/dagster_internals.py"
     )
 
 
 def test_the_private_signatures_it_calls_are_unchanged():
-    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-
-    assert (RUNLESS_RUN_ID, RUNLESS_JOB_NAME) == (
-        dagster_internals.RUNLESS_RUN_ID,
-        dagster_internals.RUNLESS_JOB_NAME,
-    )
     storage = dg.DagsterInstance.ephemeral().event_log_storage
     assert list(inspect.signature(storage.store_event_batch).parameters) == ["events"]
     history = inspect.signature(storage.get_asset_check_execution_history).parameters
@@ -83,20 +85,9 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     worker would read is empty."""
     import uuid
 
-    from dagster._core.code_pointer import ModuleCodePointer
-    from dagster._core.definitions.definitions_load_context import (
-        DefinitionsLoadContext,
-        DefinitionsLoadType,
-    )
-    from dagster._core.definitions.reconstruct import (
-        initialize_repository_def_from_pointer,
-        reconstruct_repository_def_from_pointer,
-    )
-
     from mdstudio_core.adapters.database import create_store_engine
     from mdstudio_core.service_layer import approvals
     from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-    from mdstudio_pipelines.dagster_internals import no_defs_state_storage
     from tests.factories import metadata_request, person
 
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
@@ -109,13 +100,26 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
         UnitOfWork(engine), person(tenant, "b", approval.required_role), approval.id, None, SETTINGS
     )
     engine.dispose()
-    pointer = ModuleCodePointer("mdstudio_pipelines.definitions", "defs", None)
-    initializing = DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)
-    # Loading sets Dagster's process-wide load context; `scoped` puts the previous one back.
-    with no_defs_state_storage(), DefinitionsLoadContext.scoped(initializing):
-        served = initialize_repository_def_from_pointer(pointer)
+    with no_defs_state_storage():
+        served = load_as_code_server("mdstudio_pipelines.definitions", "defs")
         keys = set(served.asset_graph.get_all_asset_keys())
         assert dg.AssetKey([unnamed_label(tenant), "warehouse", "sales", "orders"]) in keys
         monkeypatch.setenv("MDSTUDIO_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
-        worker = reconstruct_repository_def_from_pointer(pointer, served.repository_load_data)
+        worker = load_as_run_worker("mdstudio_pipelines.definitions", "defs", served)
         assert set(worker.asset_graph.get_all_asset_keys()) == keys
+
+
+def test_only_the_wrapper_imports_dagsters_private_api():
+    """`dagster._core` and the event log storage's own methods are reached through
+    `lib/dagster_internals.py` alone, from the code and from the tests (this module aside: it
+    checks the storage's signatures), so a Dagster upgrade has one module to re-read."""
+    wrapper = ROOT / "mdstudio_pipelines" / "lib" / "dagster_internals.py"
+    private = re.compile(r"^\s*(?:from|import)\s+dagster\._|\.event_log_storage\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("mdstudio_core", "mdstudio_pipelines", "tests", "bench", "demo")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path not in (wrapper, Path(__file__).resolve()) and private.search(path.read_text())
+    ]
+    assert offenders == []
+    assert private.search(wrapper.read_text())

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.dagster_internals import no_defs_state_storage
-from mdstudio_pipelines.lineage import table_key
-from mdstudio_pipelines.partitions import ENTITY_PROFILE, QUALITY_CHECK, partition_key
+from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE, QUALITY_CHECK, table_key
+from mdstudio_pipelines.lib.dagster_internals import check_evaluations, no_defs_state_storage
+from mdstudio_pipelines.lib.partitions import partition_key
 from tests.factories import person, unnamed_label
 from tests.pipelines.conftest import load_defs
 
@@ -88,9 +88,7 @@ def test_a_daily_table_materializes_the_days_each_pass_read(env):
     assert metadata["full_reason"].value == "first profile of this table with binding.incremental"
     assert metadata["watermark_after"].value == "2024-03-02T11:00:00"
     assert metadata["rows_read"].value > 0
-    checks = env.instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(key, QUALITY_CHECK), limit=10
-    )
+    checks = check_evaluations(env.instance, dg.AssetCheckKey(key, QUALITY_CHECK), None, 10)
     assert sorted(c.event.dagster_event.asset_check_evaluation_data.partition for c in checks) == [
         "2024-03-01",
         "2024-03-02",

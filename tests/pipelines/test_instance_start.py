@@ -1,4 +1,4 @@
-"""A fresh SQLite `DAGSTER_HOME`, initialised once (`python -m mdstudio_pipelines.instance`, as
+"""A fresh SQLite `DAGSTER_HOME`, initialised once (`python -m mdstudio_pipelines.lib.instance`, as
 `make dev` and the README's two-process start do), then `dagster-webserver` and
 `dagster-daemon` started at the same moment: both serve, every time.
 
@@ -25,7 +25,7 @@ import httpx
 from mdstudio_core.adapters import migrations
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
-from mdstudio_pipelines import instance as dagster_instance
+from mdstudio_pipelines.lib import instance as dagster_instance
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -61,7 +61,7 @@ def _environment(home: Path, port: int) -> dict[str, str]:
 
 def _initialise(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mdstudio_pipelines.instance", str(ROOT / "dagster.yaml")],
+        [sys.executable, "-m", "mdstudio_pipelines.lib.instance", str(ROOT / "dagster.yaml")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -106,7 +106,7 @@ def _start_both_at_once(home: Path) -> None:
     store = create_store_engine(env["MDSTUDIO_DATABASE_URL"])
     migrations.upgrade(store)
     store.dispose()
-    # What `python -m mdstudio_pipelines.instance` does (the test above runs the command).
+    # What `python -m mdstudio_pipelines.lib.instance` does (the test above runs the command).
     dagster_instance.initialise(
         dagster_instance.prepare(ROOT / "dagster.yaml", Settings.from_env(env), home / "dagster")
     )
@@ -175,6 +175,8 @@ def test_make_dev_initialises_the_instance_before_starting_dagster():
     commands = subprocess.run(
         ["make", "-n", "dev"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    initialise = next(i for i, c in enumerate(commands) if "-m mdstudio_pipelines.instance" in c)
+    initialise = next(
+        i for i, c in enumerate(commands) if "-m mdstudio_pipelines.lib.instance" in c
+    )
     start = next(i for i, c in enumerate(commands) if "dagster dev" in c)
     assert initialise < start

@@ -14,7 +14,8 @@ from mdstudio_core.domain.lineage import tenant_label
 from mdstudio_core.domain.model import EntityType, Tier
 from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.lineage import KPI_CHECK
+from mdstudio_pipelines.lib.asset_keys import KPI_CHECK
+from mdstudio_pipelines.lib.dagster_internals import check_evaluations
 from tests.factories import SETTINGS, add_entity, kpi_request, person, unnamed_label
 from tests.pipelines.conftest import Env, load_defs
 
@@ -62,9 +63,7 @@ def kpi_materializations(env: Env, key: dg.AssetKey) -> list[dict]:
 
 
 def check_results(env: Env, key: dg.AssetKey) -> list:
-    history = env.instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(key, KPI_CHECK), limit=20
-    )
+    history = check_evaluations(env.instance, dg.AssetCheckKey(key, KPI_CHECK), None, 20)
     return [h.event.dagster_event.asset_check_evaluation_data for h in reversed(history)]
 
 

@@ -22,7 +22,8 @@ from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.domain.lineage import tenant_label
 from mdstudio_core.service_layer import approvals, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.lineage import KPI_CHECK
+from mdstudio_pipelines.lib.asset_keys import KPI_CHECK
+from mdstudio_pipelines.lib.dagster_internals import check_evaluations
 from tests.factories import SETTINGS, kpi_request, person
 from tests.pipelines.test_daemon import BIN, ROOT, Deployment, wait_for
 
@@ -168,9 +169,7 @@ class SharedDeployment(Deployment):
 
     def check_of(self, key: dg.AssetKey, trust_score: float):
         """The `kpi_inputs_quality` evaluation reported with this trust score."""
-        history = self.instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(key, KPI_CHECK), limit=50
-        )
+        history = check_evaluations(self.instance, dg.AssetCheckKey(key, KPI_CHECK), None, 50)
         evaluations = [
             h.event.dagster_event.asset_check_evaluation_data
             for h in history

@@ -18,16 +18,15 @@ from mdstudio_core.domain.model import Binding, EntityType, Tier
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines import sensors
-from mdstudio_pipelines.dagster_internals import no_defs_state_storage, store_observations
-from mdstudio_pipelines.partitions import (
-    CATALOG_ENTITIES,
-    CATALOG_ENTITY,
-    ENTITY_PROFILE,
-    QUALITY_CHECK,
-    partition_key,
+from mdstudio_pipelines.defs.resources import CatalogResource
+from mdstudio_pipelines.defs.sensors import approvals
+from mdstudio_pipelines.lib.asset_keys import CATALOG_ENTITY, ENTITY_PROFILE, QUALITY_CHECK
+from mdstudio_pipelines.lib.dagster_internals import (
+    check_evaluations,
+    no_defs_state_storage,
+    store_observations,
 )
-from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
 from tests.factories import (
     BACKTRACKING_BINDING,
     SLOW_PATTERN_BINDING,
@@ -100,8 +99,8 @@ def test_tier1_approval_becomes_one_run_that_profiles_and_checks(env):
     assert str(row.id) == metadata["profile_id"].value
     assert row.quality_score == expected_demo_score()
     assert row.approval_id == approval.id
-    [check] = env.instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK), limit=10
+    [check] = check_evaluations(
+        env.instance, dg.AssetCheckKey(ENTITY_PROFILE, QUALITY_CHECK), None, 10
     )
     evaluation = check.event.dagster_event.asset_check_evaluation_data
     assert evaluation.partition == pk
@@ -293,7 +292,7 @@ def test_tables_of_one_source_share_runs_and_a_broken_table_spares_the_others(
 
 def test_cursor_paging_and_stable_run_keys(env, monkeypatch):
     monkeypatch.setenv("MDSTUDIO_SENSOR_MAX_EVENTS", "6")
-    monkeypatch.setattr(sensors, "PAGE_SIZE", 4)
+    monkeypatch.setattr(approvals, "PAGE_SIZE", 4)
     for i in range(3):
         env.approve(key=f"finance.k{i}", tier="tier3")  # 3 events each
     first = env.tick()
@@ -471,7 +470,7 @@ def test_materializing_one_partition_from_the_ui_profiles_that_entity(env, monke
     env.approve()
     pk = partition_key(env.tenant, "finance.revenue.gross_amount")
     env.instance.add_dynamic_partitions(CATALOG_ENTITIES.name, [pk])
-    from mdstudio_pipelines.assets import entity_profile
+    from mdstudio_pipelines.defs.assets import entity_profile
 
     resources = {"catalog": CatalogResource()}
     # Each materialize builds definitions; a run may leave an instance it made (and that is
@@ -512,12 +511,12 @@ def test_audit_trail_oldest_first_and_repeats_read_once(env):
     result = env.tick()
     env.run(result.run_requests[0])
     from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-    from mdstudio_pipelines.audit import timeline
+    from mdstudio_pipelines.lib.audit import timeline
 
     with UnitOfWork(env.engine) as uow:
         outbox = uow.events.list(tenant_id=env.tenant)
     # A retried tick writes its observations again: the trail shows each step once.
-    store_observations(env.instance, [sensors.event_observation(e) for e in outbox])
+    store_observations(env.instance, [approvals.event_observation(e) for e in outbox])
     trail = timeline(env.instance, env.tenant, "finance.revenue.gross_amount")
     assert [(t["kind"], t["details"]["event_type"]) for t in trail] == [
         ("observation", "metadata.approved"),

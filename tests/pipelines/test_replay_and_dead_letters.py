@@ -19,7 +19,7 @@ from mdstudio_core.domain.events import DEPLOYMENT_TENANT, NewEvent
 from mdstudio_core.domain.model import EntityType
 from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from mdstudio_pipelines.partitions import CATALOG_ENTITIES, partition_key
+from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
 from tests.cli_helpers import run_cli
 from tests.pipelines.conftest import load_defs
 

@@ -1,5 +1,5 @@
 """The warehouse is protected from the fleet: a real `dagster-daemon`, on the instance
-`mdstudio_pipelines.instance` writes, queues 10 runs on source alpha (its own limit, 2) and 2 on
+`mdstudio_pipelines.lib.instance` writes, queues 10 runs on source alpha (its own limit, 2) and 2 on
 beta (the default, 1). Dagster's own run records show at most the limit in flight per source,
 and beta's runs are not held back behind alpha's queue. The runs only take a moment
 (tests/pipelines/queue_location.py): what is tested is the queue, not profiling."""
@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.config import Settings
-from mdstudio_pipelines import instance as dagster_instance
+from mdstudio_pipelines.lib import instance as dagster_instance
 from tests.pipelines.queue_location import RUNS
 
 pytestmark = pytest.mark.postgres

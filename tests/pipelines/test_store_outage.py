@@ -20,7 +20,8 @@ from demo import warehouse as demo_warehouse
 from mdstudio_core import bootstrap
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
-from mdstudio_pipelines.partitions import CATALOG_ENTITY, ENTITY_PROFILE, partition_key
+from mdstudio_pipelines.lib.asset_keys import CATALOG_ENTITY, ENTITY_PROFILE
+from mdstudio_pipelines.lib.partitions import partition_key
 from tests.pipelines.conftest import DEMO_BINDING, Env
 from tests.tcp_proxy import TcpProxy
 

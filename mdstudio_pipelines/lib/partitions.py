@@ -1,17 +1,12 @@
-"""Asset keys and the one partition per catalog entity (tenant + canonical key)."""
+"""The one partition per catalog entity (tenant + canonical key), and a daily table's days."""
 
 import uuid
 
 import dagster as dg
 
+from mdstudio_core.domain.lineage import TableNode
+
 CATALOG_ENTITIES = dg.DynamicPartitionsDefinition(name="catalog_entities")
-CATALOG_ENTITY = dg.AssetKey("catalog_entity")
-ENTITY_PROFILE = dg.AssetKey("entity_profile")
-QUALITY_CHECK = "quality_score_threshold"
-# Observations of `entity_profile` (besides the outbox's own event types on `catalog_entity`).
-RUN_REQUESTED = "metadata.profile.run_requested"
-PROFILE_SKIPPED = "metadata.profile.skipped"
-PROFILE_FAILED = "metadata.profile.failed"
 
 
 def partition_key(tenant_id: uuid.UUID | str, canonical_key: str) -> str:
@@ -23,3 +18,9 @@ def partition_key(tenant_id: uuid.UUID | str, canonical_key: str) -> str:
 def split_partition_key(key: str) -> tuple[uuid.UUID, str]:
     tenant, _, canonical_key = key.partition(":")
     return uuid.UUID(tenant), canonical_key
+
+
+def daily_partitions(node: TableNode) -> dg.DailyPartitionsDefinition:
+    """A daily table's partitions: one per day (UTC) of its incremental column, from its first
+    day profiled, up to today's (a pass counts the rows of the current day too)."""
+    return dg.DailyPartitionsDefinition(start_date=node.first_day or "2000-01-01", end_offset=1)

@@ -9,15 +9,15 @@ from typing import Any
 
 import dagster as dg
 
-from mdstudio_pipelines.dagster_internals import check_evaluations
-from mdstudio_pipelines.partitions import (
+from mdstudio_pipelines.lib.asset_keys import (
     CATALOG_ENTITY,
     ENTITY_PROFILE,
     PROFILE_FAILED,
     PROFILE_SKIPPED,
     QUALITY_CHECK,
-    partition_key,
 )
+from mdstudio_pipelines.lib.dagster_internals import check_evaluations
+from mdstudio_pipelines.lib.partitions import partition_key
 
 PAGE = 1000
 KINDS = {PROFILE_SKIPPED: "skip", PROFILE_FAILED: "failure"}

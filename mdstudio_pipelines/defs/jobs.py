@@ -11,7 +11,11 @@ trust of every KPI depending on a field it profiled (the KPI asset's materializa
 
 Each run is a new process (seconds of start-up), so a run carries up to
 `MDSTUDIO_TABLES_PER_RUN` tables of one source, one after the other. With no bound table in the
-catalog there is no table asset, and the job is the same op without assets."""
+catalog there is no table asset, and the job is the same op without assets.
+
+`event_retention_job`: archives the outbox's old events (`schedules.event_retention` asks for
+it daily) in a run, not in the schedule's tick: a large backlog takes minutes, and a tick has
+60 s."""
 
 import datetime as dt
 import re
@@ -28,24 +32,27 @@ from mdstudio_core.domain.incremental import ProfileDay
 from mdstudio_core.domain.lineage import CatalogSnapshot, KpiTrust, TableNode
 from mdstudio_core.domain.model import SkipReason, Tier, Trigger
 from mdstudio_core.domain.quality import quality_gate
-from mdstudio_core.service_layer import lineage
-from mdstudio_core.service_layer.profiling import (
-    ProfileTarget,
-    RunOutcome,
-    SavedProfile,
-    run_profiles,
-)
-from mdstudio_pipelines.checks import check_evaluation
-from mdstudio_pipelines.lineage import kpi_events, table_key_of, table_spec
-from mdstudio_pipelines.partitions import (
+from mdstudio_core.service_layer import lineage, retention
+from mdstudio_core.service_layer.profiling import ProfileTarget, RunOutcome, run_profiles
+from mdstudio_pipelines.defs.assets import table_spec
+from mdstudio_pipelines.defs.checks import check_evaluation
+from mdstudio_pipelines.defs.kpis import kpi_events
+from mdstudio_pipelines.defs.resources import CatalogResource
+from mdstudio_pipelines.lib.asset_keys import (
     ENTITY_PROFILE,
     PROFILE_FAILED,
     PROFILE_SKIPPED,
     QUALITY_CHECK,
-    partition_key,
+    table_key_of,
 )
-from mdstudio_pipelines.profiling import profile_metadata
-from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.lib.metadata import (
+    day_metadata,
+    pass_metadata,
+    profile_metadata,
+    table_metadata,
+    worst_governed,
+)
+from mdstudio_pipelines.lib.partitions import partition_key
 
 JOB_NAME = "profile_tables_job"
 OP_NAME = "profile_tables"
@@ -199,51 +206,9 @@ def day_events(
     events: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
     for position, (day, fields) in enumerate(sorted(by_day.items())):
         partition = day.isoformat()
-        row_count = next(iter(fields.values())).row_count if fields else 0
-        governed = [
-            d.quality_score
-            for d in fields.values()
-            if d.tier in (Tier.TIER1, Tier.TIER2) and d.quality_score is not None
-        ]
-        metadata: dict = {
-            "dagster/row_count": row_count,
-            "quality_score": dg.MetadataValue.float(min(governed))
-            if governed
-            else dg.MetadataValue.null(),
-            "fields": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord(
-                        {"key": k, "tier": d.tier or "", "quality_score": d.quality_score}
-                    )
-                    for k, d in sorted(fields.items())
-                ],
-                schema=dg.TableSchema(
-                    columns=[
-                        dg.TableColumn("key", "string"),
-                        dg.TableColumn("tier", "string"),
-                        dg.TableColumn("quality_score", "float"),
-                    ]
-                ),
-            ),
-            "columns": dg.MetadataValue.json(
-                {k: dict(d.columns) for k, d in sorted(fields.items())}
-            ),
-            "mdstudio/table": label,
-            "mdstudio/tenant": str(tenant_id),
-        }
+        metadata = day_metadata(tenant_id, label, fields)
         if first is not None and position == len(by_day) - 1:
-            metadata.update(
-                {
-                    "mode": first.mode,
-                    "watermark_before": first.watermark_before or "",
-                    "watermark_after": first.watermark_after or "",
-                    "rows_read": first.rows_read or 0,
-                    "full_reason": first.full_reason or "",
-                    "table_profile_ids": dg.MetadataValue.json(
-                        [str(p.profile_id) for p in outcome.profiles]
-                    ),
-                }
-            )
+            metadata.update(pass_metadata(first, outcome.profiles))
         events.append(
             dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
         )
@@ -251,56 +216,12 @@ def day_events(
         if tiers:
             verdict = quality_gate(
                 min(tiers),
-                min(governed) if governed else None,
+                worst_governed((d.tier, d.quality_score) for d in fields.values()),
                 "no tier1 or tier2 field scored on this day",
                 settings.quality_thresholds,
             )
             events.append(check_evaluation(key, QUALITY_CHECK, partition, verdict))
     return events
-
-
-def table_metadata(tenant_id: uuid.UUID, label: str, profiles: list[SavedProfile]) -> dict:
-    """A table asset's materialization: its worst tier1/tier2 field score (`quality_score`),
-    every field's score, and the profile ids."""
-    governed = [
-        p.result.quality_score
-        for p in profiles
-        if p.tier in (Tier.TIER1, Tier.TIER2) and p.result.quality_score is not None
-    ]
-    return {
-        "quality_score": dg.MetadataValue.float(min(governed))
-        if governed
-        else dg.MetadataValue.null(),
-        "fields": dg.MetadataValue.table(
-            records=[
-                dg.TableRecord(
-                    {
-                        "key": p.result.canonical_key,
-                        "tier": p.tier.value,
-                        "quality_score": p.result.quality_score,
-                        "passed": p.verdict.passed,
-                        "severity": p.verdict.severity.value,
-                        "profile_id": str(p.profile_id),
-                    }
-                )
-                for p in profiles
-            ],
-            schema=dg.TableSchema(
-                columns=[
-                    dg.TableColumn("key", "string"),
-                    dg.TableColumn("tier", "string"),
-                    dg.TableColumn("quality_score", "float"),
-                    dg.TableColumn("passed", "bool"),
-                    dg.TableColumn("severity", "string"),
-                    dg.TableColumn("profile_id", "string"),
-                ]
-            ),
-        ),
-        "profile_ids": dg.MetadataValue.json([str(p.profile_id) for p in profiles]),
-        "dagster/row_count": profiles[0].result.row_count,
-        "mdstudio/table": label,
-        "mdstudio/tenant": str(tenant_id),
-    }
 
 
 def profile_observation(
@@ -407,3 +328,38 @@ def _op_job() -> dg.JobDefinition:
         profile_tables()
 
     return profile_tables_job
+
+
+RETENTION_JOB = "event_retention_job"
+# The schedule that asks for the job; the archives it makes are recorded under its name.
+RETENTION_SCHEDULE = "event_retention"
+
+
+@dg.op(name="archive_old_events")
+def archive_old_events(context: dg.OpExecutionContext, catalog: CatalogResource) -> None:
+    """Archive and remove the events older than MDSTUDIO_EVENT_RETENTION_DAYS."""
+    settings = catalog.settings
+    if settings.event_retention_days is None or settings.event_archive_dir is None:
+        context.log.info("MDSTUDIO_EVENT_RETENTION_DAYS is unset: every event is kept")
+        return
+    now = dt.datetime.now(dt.UTC)
+    before = now - dt.timedelta(days=settings.event_retention_days)
+    report = retention.archive(
+        catalog.uow, before, settings.event_archive_dir, RETENTION_SCHEDULE, now
+    )
+    context.log.info(
+        f"archived {report.events} events before {before.isoformat()} "
+        f"(ids {report.first_event_id} to {report.last_event_id}) to "
+        f"{settings.event_archive_dir}; removed {report.removed} from mdm_event; the outbox "
+        f"keeps events from {report.horizon + 1} on"
+    )
+    if report.held_back_by:
+        context.log.warning(
+            f"held back by {report.held_back_by} at event {report.held_back_at}: the events "
+            "after it stay until it has handled them"
+        )
+
+
+@dg.job(name=RETENTION_JOB, tags={"mdstudio/kind": "retention"})
+def event_retention_job() -> None:
+    archive_old_events()

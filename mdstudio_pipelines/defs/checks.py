@@ -1,4 +1,5 @@
-"""The `quality_score_threshold` check: the domain's quality gate as a Dagster check result.
+"""The checks: `quality_score_threshold` (an entity's profile, a daily table's day) and
+`kpi_inputs_quality` (a KPI's trust), each the domain's quality gate as a Dagster check result.
 What a score means per tier is decided in `mdstudio_core.domain.quality.quality_gate`."""
 
 import dagster as dg
@@ -16,21 +17,31 @@ def check_metadata(verdict: CheckVerdict) -> dict:
     }
 
 
-def check_result(check_name: str, verdict: CheckVerdict) -> dg.AssetCheckResult:
-    """The verdict of the asset being materialized."""
+def check_result(
+    check_name: str,
+    verdict: CheckVerdict,
+    asset_key: dg.AssetKey | None = None,
+    metadata: dict | None = None,
+) -> dg.AssetCheckResult:
+    """The verdict of the asset being materialized (`asset_key` names it in a multi-asset)."""
     return dg.AssetCheckResult(
         check_name=check_name,
+        asset_key=asset_key,
         passed=verdict.passed,
         severity=SEVERITY[verdict.severity],
         description=verdict.description,
-        metadata=check_metadata(verdict),
+        metadata=metadata if metadata is not None else check_metadata(verdict),
     )
 
 
 def check_evaluation(
-    asset_key: dg.AssetKey, check_name: str, partition: str, verdict: CheckVerdict
+    asset_key: dg.AssetKey,
+    check_name: str,
+    partition: str | None,
+    verdict: CheckVerdict,
+    metadata: dict | None = None,
 ) -> dg.AssetCheckEvaluation:
-    """The verdict of one partition, reported from a job."""
+    """The verdict of an asset (of one partition), reported from a run or a sensor."""
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=check_name,
@@ -38,5 +49,5 @@ def check_evaluation(
         partition=partition,
         severity=SEVERITY[verdict.severity],
         description=verdict.description,
-        metadata=check_metadata(verdict),
+        metadata=metadata if metadata is not None else check_metadata(verdict),
     )

@@ -9,7 +9,7 @@ offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade 
   `instance.report_runless_asset_event` (13.3 ms per event on PostgreSQL here, two connections
   each), against 0.24 s for a batch of 500 through `event_log_storage.store_event_batch`:
   a 10,000-event backlog would otherwise blow Dagster's 60 s tick limit.
-* `check_evaluations`: the history of a check on one partition. No public Python API reads it
+* `check_evaluations`: the history of a check (on one partition). No public Python API reads it
   (the deprecated `get_event_records` finds no check rows); the storage's
   `get_asset_check_execution_history` with a `PartitionKeyFilter` reads it from its index. The
   public route is the webserver's GraphQL (`assetCheckExecutions`).
@@ -20,6 +20,10 @@ offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade 
   `Definitions.with_reconstruction_metadata` only adds definition metadata, which does not
   travel), and the public `dg.definitions` gives its function no context: both go through the
   module-level context of `dagster._core.definitions.definitions_load_context`.
+
+For the tests, which reach private API only through this module (`test_dagster_internals.py`
+checks that nothing else imports it): `load_as_code_server` / `load_as_run_worker` load the code
+location as each process does (no public API loads it in either mode).
 """
 
 import contextlib
@@ -28,18 +32,22 @@ import time
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
+from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.definitions.definitions_load_context import (
     DefinitionsLoadContext,
     DefinitionsLoadType,
 )
+from dagster._core.definitions.reconstruct import (
+    initialize_repository_def_from_pointer,
+    reconstruct_repository_def_from_pointer,
+)
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import AssetObservationData
+
+# What Dagster's own runless events carry: no run, no job.
+from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
 from dagster._core.storage.defs_state.base import set_defs_state_storage
-
-# What Dagster's own runless events carry (`dagster._core.instance.utils`): no run, no job.
-RUNLESS_RUN_ID = ""
-RUNLESS_JOB_NAME = ""
 
 BATCH = 500
 
@@ -75,12 +83,15 @@ def store_observations(
 
 
 def check_evaluations(
-    instance: dg.DagsterInstance, check: dg.AssetCheckKey, partition: str, limit: int
+    instance: dg.DagsterInstance, check: dg.AssetCheckKey, partition: str | None, limit: int
 ) -> list[AssetCheckExecutionRecord]:
-    """The executions of `check` on one partition, newest first (planned ones included)."""
+    """The executions of `check` (on one partition, or on all), newest first (planned ones
+    included)."""
     return list(
         instance.event_log_storage.get_asset_check_execution_history(
-            check, limit=limit, partition_filter=PartitionKeyFilter(key=partition)
+            check,
+            limit=limit,
+            partition_filter=PartitionKeyFilter(key=partition) if partition is not None else None,
         )
     )
 
@@ -115,3 +126,24 @@ def no_defs_state_storage() -> Iterator[None]:
     a disposed one there, and building definitions then fails; this clears it for a block."""
     with set_defs_state_storage(None):
         yield
+
+
+def load_as_code_server(module: str, attribute: str) -> dg.RepositoryDefinition:
+    """`module.attribute` loaded as a code server loads it, in a load context of its own (the
+    process-wide one is put back after): the result's `repository_load_data` is what the server
+    hands to its run workers."""
+    initializing = DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)
+    with DefinitionsLoadContext.scoped(initializing):
+        return initialize_repository_def_from_pointer(ModuleCodePointer(module, attribute, None))
+
+
+def load_as_run_worker(
+    module: str, attribute: str, served: dg.RepositoryDefinition
+) -> dg.RepositoryDefinition:
+    """`module.attribute` rebuilt as a run worker rebuilds it, from what the code server that
+    loaded `served` handed over."""
+    reconstructing = DefinitionsLoadContext(DefinitionsLoadType.RECONSTRUCTION)
+    with DefinitionsLoadContext.scoped(reconstructing):
+        return reconstruct_repository_def_from_pointer(
+            ModuleCodePointer(module, attribute, None), served.repository_load_data
+        )

@@ -6,7 +6,8 @@ import dagster as dg
 
 from mdstudio_core.config import Settings
 from mdstudio_core.service_layer import deadlines
-from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.defs.resources import CatalogResource
+from mdstudio_pipelines.defs.sensors import running_sensor
 
 # A tick every 30 s at most, so an overdue request is marked within a minute of its deadline.
 INTERVAL_SECONDS = 30
@@ -16,12 +17,11 @@ def build_approval_deadline_sensor(settings: Settings) -> dg.SensorDefinition:
     """`approval_deadline_sensor` (running by default; it does nothing while no
     `MDSTUDIO_*APPROVAL_SLA_HOURS` is set)."""
 
-    @dg.sensor(
-        name="approval_deadline_sensor",
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        description="Writes approval.overdue once for each approval request still pending past "
-        "its deadline (MDSTUDIO_APPROVAL_SLA_HOURS, MDSTUDIO_<TIER>_APPROVAL_SLA_HOURS).",
+    @running_sensor(
+        "approval_deadline_sensor",
+        INTERVAL_SECONDS,
+        "Writes approval.overdue once for each approval request still pending past its "
+        "deadline (MDSTUDIO_APPROVAL_SLA_HOURS, MDSTUDIO_<TIER>_APPROVAL_SLA_HOURS).",
     )
     def approval_deadline_sensor(
         context: dg.SensorEvaluationContext, catalog: CatalogResource

@@ -12,7 +12,8 @@ import dagster as dg
 
 from mdstudio_core.config import Settings
 from mdstudio_core.service_layer import notifications
-from mdstudio_pipelines.resources import CatalogResource
+from mdstudio_pipelines.defs.resources import CatalogResource
+from mdstudio_pipelines.defs.sensors import running_sensor
 
 # A tick collects this many events at most, then sends for what is left of its budget (at least
 # MIN_SEND_SECONDS): well inside Dagster's 60 s evaluation limit whatever the backlog or the
@@ -25,12 +26,11 @@ MIN_SEND_SECONDS = 5.0
 def build_notification_sensor(settings: Settings) -> dg.SensorDefinition:
     """`notification_sensor`, ticking every `MDSTUDIO_NOTIFY_INTERVAL_SECONDS`."""
 
-    @dg.sensor(
-        name="notification_sensor",
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=settings.notify_interval_seconds,
-        description="Sends webhook notifications of quality incidents (one message per "
-        "profiling run and subscription), with retries and exponential backoff.",
+    @running_sensor(
+        "notification_sensor",
+        settings.notify_interval_seconds,
+        "Sends webhook notifications of quality incidents (one message per profiling run and "
+        "subscription), with retries and exponential backoff.",
     )
     def notification_sensor(
         context: dg.SensorEvaluationContext, catalog: CatalogResource
