@@ -16,7 +16,7 @@ from mdstudio_pipelines.dagster_internals import no_defs_state_storage
 from mdstudio_pipelines.definitions import defs
 from mdstudio_pipelines.partitions import partition_key
 from mdstudio_pipelines.resources import CatalogResource
-from tests.factories import SETTINGS, metadata_request, person
+from tests.support.factories import SETTINGS, metadata_request, person
 
 # The demo orders table, by hand (see demo/warehouse.py), for the binding below:
 #   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95

@@ -27,8 +27,8 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines import instance as dagster_instance
 from mdstudio_pipelines.audit import timeline
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, partition_key
-from tests.factories import SETTINGS, glossary_request, metadata_request, person
 from tests.pipelines.crash_coordinator import CRASH_FLAG
+from tests.support.factories import SETTINGS, glossary_request, metadata_request, person
 
 pytestmark = pytest.mark.postgres
 

@@ -9,7 +9,7 @@ import dagster as dg
 
 from mdstudio_pipelines import dagster_internals
 from mdstudio_pipelines.dagster_internals import check_evaluations, store_observations
-from tests.factories import SETTINGS, unnamed_label
+from tests.support.factories import SETTINGS, unnamed_label
 
 PINNED = "1.13.27"
 ASSET = dg.AssetKey("probe")
@@ -97,7 +97,7 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     from mdstudio_core.service_layer import approvals
     from mdstudio_core.service_layer.unit_of_work import UnitOfWork
     from mdstudio_pipelines.dagster_internals import no_defs_state_storage
-    from tests.factories import metadata_request, person
+    from tests.support.factories import metadata_request, person
 
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     engine = create_store_engine(store_url)

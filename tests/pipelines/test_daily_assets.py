@@ -13,8 +13,8 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.dagster_internals import no_defs_state_storage
 from mdstudio_pipelines.lineage import table_key
 from mdstudio_pipelines.partitions import ENTITY_PROFILE, QUALITY_CHECK, partition_key
-from tests.factories import person, unnamed_label
 from tests.pipelines.conftest import load_defs
+from tests.support.factories import person, unnamed_label
 
 KEY = "sales.events.amount"
 DAY0 = dt.datetime(2024, 3, 1, 9)

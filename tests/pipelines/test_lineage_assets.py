@@ -15,8 +15,8 @@ from mdstudio_core.domain.model import EntityType, Tier
 from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lineage import KPI_CHECK
-from tests.factories import SETTINGS, add_entity, kpi_request, person, unnamed_label
 from tests.pipelines.conftest import Env, load_defs
+from tests.support.factories import SETTINGS, add_entity, kpi_request, person, unnamed_label
 
 REVENUE = "finance.revenue.gross_amount"
 COST = "finance.cost.cost_amount"

@@ -23,8 +23,8 @@ from mdstudio_core.domain.lineage import tenant_label
 from mdstudio_core.service_layer import approvals, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lineage import KPI_CHECK
-from tests.factories import SETTINGS, kpi_request, person
 from tests.pipelines.test_daemon import BIN, ROOT, Deployment, wait_for
+from tests.support.factories import SETTINGS, kpi_request, person
 
 pytestmark = pytest.mark.postgres
 

@@ -28,7 +28,8 @@ from mdstudio_pipelines.partitions import (
     partition_key,
 )
 from mdstudio_pipelines.resources import CatalogResource
-from tests.factories import (
+from tests.pipelines.conftest import DEMO_BINDING, load_defs
+from tests.support.factories import (
     BACKTRACKING_BINDING,
     SLOW_PATTERN_BINDING,
     create_blobs,
@@ -36,7 +37,6 @@ from tests.factories import (
     metadata_request,
     person,
 )
-from tests.pipelines.conftest import DEMO_BINDING, load_defs
 
 
 def expected_demo_score() -> float:

@@ -22,7 +22,7 @@ from mdstudio_core.config import Settings
 from mdstudio_pipelines import resources
 from mdstudio_pipelines.partitions import CATALOG_ENTITY, ENTITY_PROFILE, partition_key
 from tests.pipelines.conftest import DEMO_BINDING, Env
-from tests.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [
     pytest.mark.postgres,
