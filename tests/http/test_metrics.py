@@ -98,7 +98,7 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
 
 
 def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, tenant):
-    from tests.pipelines.conftest import DEMO_BINDING
+    from tests.support.factories import DEMO_BINDING
 
     client = scraped(engine)
     for key, tier in (

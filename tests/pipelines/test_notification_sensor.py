@@ -15,8 +15,8 @@ from mdstudio_core.domain import notifications as rules
 from mdstudio_core.service_layer import notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.resources import CatalogResource
-from tests.pipelines.conftest import DEMO_BINDING, load_defs
-from tests.support.factories import person
+from tests.pipelines.conftest import load_defs
+from tests.support.factories import DEMO_BINDING, person
 from tests.support.webhook_receiver import Receiver
 
 

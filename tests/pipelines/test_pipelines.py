@@ -28,9 +28,10 @@ from mdstudio_pipelines.partitions import (
     partition_key,
 )
 from mdstudio_pipelines.resources import CatalogResource
-from tests.pipelines.conftest import DEMO_BINDING, load_defs
+from tests.pipelines.conftest import load_defs
 from tests.support.factories import (
     BACKTRACKING_BINDING,
+    DEMO_BINDING,
     SLOW_PATTERN_BINDING,
     create_blobs,
     create_codes,

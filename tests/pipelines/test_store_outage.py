@@ -21,7 +21,8 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
 from mdstudio_pipelines import resources
 from mdstudio_pipelines.partitions import CATALOG_ENTITY, ENTITY_PROFILE, partition_key
-from tests.pipelines.conftest import DEMO_BINDING, Env
+from tests.pipelines.conftest import Env
+from tests.support.factories import DEMO_BINDING
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [

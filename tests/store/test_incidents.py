@@ -15,15 +15,15 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain import incidents as rules
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mdstudio_core.domain.incidents import IncidentPolicy, IncidentStatus, ProfileOutcome
-from mdstudio_core.domain.model import Tier, Trigger
-from mdstudio_core.domain.quality import ProfileResult, QualityThresholds
+from mdstudio_core.domain.model import Tier
+from mdstudio_core.domain.quality import QualityThresholds
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import incidents
 from mdstudio_core.service_layer.catalog import list_events
 from mdstudio_core.service_layer.profiling import record_failures, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import run_cli
-from tests.support.factories import person
+from tests.support.factories import person, profile_result
 
 KEY = "finance.revenue.gross_amount"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -125,28 +125,10 @@ def test_people_acknowledge_then_resolve_with_a_reason_and_the_right_role():
 # -- through the store ----------------------------------------------------------------------
 
 
-def profile(score: float | None, key: str = KEY) -> ProfileResult:
-    return ProfileResult(
-        canonical_key=key,
-        source="demo",
-        table="orders",
-        quality_score=score,
-        completeness=score,
-        uniqueness=score,
-        validity=score,
-        row_count=10,
-        columns=[],
-        trigger=Trigger.SCHEDULE,
-        sql="select 1",
-        duration_ms=3,
-        profiled_at=dt.datetime.now(dt.UTC),
-    )
-
-
 def save(engine, tenant, score, run_id, key=KEY, tier=Tier.TIER1):
     settings = Settings.from_env()
     return save_profiles(
-        UnitOfWork(engine), settings, tenant, [(profile(score, key), tier)], run_id
+        UnitOfWork(engine), settings, tenant, [(profile_result(key, score), tier)], run_id
     )
 
 

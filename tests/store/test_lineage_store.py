@@ -25,6 +25,7 @@ from tests.support.factories import (
     kpi_request,
     metadata_request,
     person,
+    profile_result,
     stored_profile,
     unnamed_label,
 )
@@ -167,41 +168,22 @@ def test_deprecating_an_input_of_a_tier1_kpi_needs_the_tier1_role(catalog, tenan
 
 
 def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
-    from mdstudio_core.domain.model import Trigger
-    from mdstudio_core.domain.quality import ProfileResult
     from mdstudio_core.service_layer.profiling import save_table
 
     approve(engine, tenant, metadata_request(REVENUE))
     approve(engine, tenant, metadata_request(COST))
     approve(engine, tenant, kpi_request(tier="tier1"))
 
-    def result(key, score):
-        return ProfileResult(
-            canonical_key=key,
-            source="warehouse",
-            table="sales.orders",
-            quality_score=score,
-            completeness=None,
-            uniqueness=None,
-            validity=None,
-            duration_ms=1,
-            row_count=1,
-            columns=[],
-            trigger=Trigger.SCHEDULE,
-            sql="",
-            profiled_at=dt.datetime.now(dt.UTC),
-        )
-
     _, kpis = save_table(
         UnitOfWork(engine),
         SETTINGS,
         tenant,
-        [(result(REVENUE, 95.0), Tier.TIER1), (result(COST, 60.0), Tier.TIER1)],
+        [(profile_result(REVENUE, 95.0), Tier.TIER1), (profile_result(COST, 60.0), Tier.TIER1)],
         "run-1",
     )
     assert [(k.canonical_key, k.trust_score, k.weakest_input) for k in kpis] == [(KPI, 60.0, COST)]
     _, kpis = save_table(
-        UnitOfWork(engine), SETTINGS, tenant, [(result(COST, 85.0), Tier.TIER1)], "run-2"
+        UnitOfWork(engine), SETTINGS, tenant, [(profile_result(COST, 85.0), Tier.TIER1)], "run-2"
     )
     assert kpis[0].trust_score == 85.0
     with engine.connect() as connection:

@@ -47,11 +47,11 @@ def add_profile(
     assert uow.profiles.add(dataclasses.replace(profile, duration_ms=duration_ms))
 
 
-def test_a_fields_latest_score_is_its_own_newest_profiles_when_it_has_a_score(engine):
+def test_a_fields_latest_score_is_its_own_newest_profiles_when_it_has_a_score(uow):
     """Only tier1/tier2 fields; the newest profile of that tenant's field (another tenant's
     newer or simultaneous profile of the same key, or a sibling field's, does not count); an
     unscored newest profile reports nothing rather than an older score."""
-    with UnitOfWork(engine) as uow:
+    with uow:
         add_entity(uow, FIELD, A, "finance.k1", tier=Tier.TIER1)
         add_entity(uow, FIELD, B, "finance.k1", tier=Tier.TIER1)
         add_entity(uow, FIELD, A, "finance.k2", tier=Tier.TIER2)
@@ -64,13 +64,13 @@ def test_a_fields_latest_score_is_its_own_newest_profiles_when_it_has_a_score(en
         add_profile(uow, B, "finance.k2", T0 + HOUR, 50.0)  # B has no such field
         add_profile(uow, A, "finance.k3", T0, 10.0)
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         scores = uow.metrics.latest_scores()
     assert sorted(scores) == [(A, "finance.k1", "tier1", 85.0), (B, "finance.k1", "tier1", 60.0)]
 
 
-def test_unresolved_incidents_are_counted_by_tenant_and_tier(engine):
-    with UnitOfWork(engine) as uow:
+def test_unresolved_incidents_are_counted_by_tenant_and_tier(uow):
+    with uow:
         for n, (tenant, tier, status) in enumerate(
             [
                 (A, Tier.TIER1, IncidentStatus.OPEN),
@@ -82,7 +82,7 @@ def test_unresolved_incidents_are_counted_by_tenant_and_tier(engine):
         ):  # a field each: a field has one active incident at most
             uow.incidents.add(incident(tenant, status, tier=tier, key=f"finance.f{n}"))
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         counts = uow.metrics.open_incidents()
     assert sorted(counts) == [(A, "tier1", 2), (A, "tier2", 1), (B, "tier1", 1)]
 
@@ -117,7 +117,7 @@ def profile_event(tenant: uuid.UUID, tier: str, outcome: str) -> NewEvent:
     )
 
 
-def test_profile_outcomes_are_counted_by_tenant_tier_and_outcome(engine):
+def test_profile_outcomes_are_counted_by_tenant_tier_and_outcome(uow):
     events = [
         profile_event(A, "tier1", "completed"),
         profile_event(A, "tier1", "completed"),
@@ -125,11 +125,11 @@ def test_profile_outcomes_are_counted_by_tenant_tier_and_outcome(engine):
         profile_event(A, "tier2", "completed"),
         profile_event(B, "tier1", "completed"),
     ]
-    with UnitOfWork(engine) as uow:
+    with uow:
         assert uow.metrics.last_event_id() == 0  # an empty outbox
         written = uow.events.append(events)
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         outcomes = uow.metrics.profile_outcomes()
         assert uow.metrics.last_event_id() == written[-1].id
     assert sorted(outcomes) == [
@@ -140,10 +140,10 @@ def test_profile_outcomes_are_counted_by_tenant_tier_and_outcome(engine):
     ]
 
 
-def test_profile_durations_are_a_cumulative_histogram_per_tier(engine):
+def test_profile_durations_are_a_cumulative_histogram_per_tier(uow):
     """Buckets are in seconds and include their bound; the count and sum follow; a bucket no
     profile falls in reads 0. A profile counts under its own tenant's field's tier."""
-    with UnitOfWork(engine) as uow:
+    with uow:
         add_entity(uow, FIELD, A, "finance.k1", tier=Tier.TIER1)
         add_entity(uow, FIELD, A, "finance.k2", tier=Tier.TIER2)
         add_entity(uow, FIELD, B, "finance.k1", tier=Tier.TIER2)
@@ -153,7 +153,7 @@ def test_profile_durations_are_a_cumulative_histogram_per_tier(engine):
         add_profile(uow, A, "finance.k2", T0, duration_ms=500)
         add_profile(uow, B, "finance.k1", T0, duration_ms=3000)
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         histogram = sorted(uow.metrics.profile_durations([0.5, 1.0, 2.0]))
     assert [(tier, buckets, count) for tier, buckets, count, _ in histogram] == [
         ("tier1", [0, 1, 2], 3),
@@ -200,12 +200,12 @@ def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
     assert sorted(decisions) == [(A, "approved", 2), (A, "rejected", 1), (B, "approved", 1)]
 
 
-def test_deliveries_are_counted_by_status(engine):
-    with UnitOfWork(engine) as uow:
+def test_deliveries_are_counted_by_status(uow):
+    with uow:
         for n, status in enumerate(
             (DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.DEAD)
         ):
             uow.notifications.add_delivery(delivery(A, n, status=status))
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         assert sorted(uow.metrics.deliveries()) == [("dead", 1), ("pending", 2)]

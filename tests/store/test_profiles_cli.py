@@ -23,6 +23,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import run_cli
 from tests.support.factories import (
     BACKTRACKING_BINDING,
+    DEMO_BINDING,
     SLOW_PATTERN_BINDING,
     create_blobs,
     create_codes,
@@ -33,15 +34,6 @@ from tests.support.factories import (
 KEY = "finance.revenue.gross_amount"
 # Who may preview the tier1 requests below: their required role.
 DECIDER = ("--user", "carol", "--role", "kernel_owner")
-BINDING = {
-    "source": "demo",
-    "table": "orders",
-    "columns": [
-        {"name": "order_id", "unique": True},
-        {"name": "gross_amount", "min": 0},
-        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
-    ],
-}
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def cli_env(store_url, monkeypatch, tenant, tmp_path):
     return store_url
 
 
-def submit(binding=BINDING):
+def submit(binding=DEMO_BINDING):
     import json
 
     result = run_cli(
@@ -70,7 +62,7 @@ def test_preview_of_a_pending_approval_saves_nothing(cli_env):
     result = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER, "--json"])
     assert result.exit_code == 0, result.stderr
     profile = result.json
-    assert profile["quality_score"] == 91.89  # hand-computed in tests/pipelines
+    assert profile["quality_score"] == 91.89  # hand-computed in tests/support/factories.py
     assert profile["row_count"] == 20
     assert profile["approval_id"] == approval_id
     assert [c["name"] for c in profile["columns"]] == ["order_id", "gross_amount", "currency"]
@@ -111,10 +103,10 @@ def test_preview_of_live_entity_and_its_errors(cli_env):
     assert run_cli(["profiles", "preview", KEY, *DECIDER, "--json"]).json["quality_score"] == 91.89
     assert run_cli(["profiles", "preview", "no.such.key", *DECIDER]).exit_code == 4
     assert run_cli(["profiles", "preview", *DECIDER]).exit_code == 2
-    missing_table = submit({**BINDING, "table": "no_such_table"})
+    missing_table = submit({**DEMO_BINDING, "table": "no_such_table"})
     result = run_cli(["profiles", "preview", "--approval", missing_table, *DECIDER])
     assert result.exit_code == 2 and "no_such_table" in result.stderr
-    unknown_source = submit({**BINDING, "source": "elsewhere"})
+    unknown_source = submit({**DEMO_BINDING, "source": "elsewhere"})
     result = run_cli(["profiles", "preview", "--approval", unknown_source, *DECIDER])
     assert result.exit_code == 1 and "MDSTUDIO_SOURCE_ELSEWHERE_URL" in result.stderr
 
@@ -125,7 +117,7 @@ def test_history_newest_first_and_run_request(cli_env, tenant):
     engine = create_store_engine(cli_env)
     for run_id in ("run-1", "run-2"):
         results = profile_table(
-            [BoundEntity(KEY, Binding.model_validate(BINDING))],
+            [BoundEntity(KEY, Binding.model_validate(DEMO_BINDING))],
             engine_for=source_engines(Settings.from_env()),
         )
         tiered = [(result, Tier.TIER1) for result in results]

@@ -26,7 +26,6 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
-from mdstudio_core.domain.quality import StoredProfile
 from mdstudio_core.service_layer import approvals, change_sets, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.factories import (
@@ -38,6 +37,7 @@ from tests.support.factories import (
     kpi_request,
     metadata_request,
     person,
+    stored_profile,
 )
 
 A, B = uuid.UUID(int=0xA), uuid.UUID(int=0xB)
@@ -74,34 +74,10 @@ def populate(engine: sa.Engine, tenant: uuid.UUID, offset_hours: int, label: str
     with UnitOfWork(engine) as uow:
         for hours in (0, 1):
             at = T0 + dt.timedelta(hours=offset_hours + hours)
-            uow.profiles.add(profile(tenant, 50.0 + offset_hours + hours, at))
+            uow.profiles.add(stored_profile(tenant, KEY, at, 50.0 + offset_hours + hours))
         uow.policies.set(tenant, Lane.GOVERNED, "*", f"steward_{label}", "root", T0)
         uow.commit()
     tokens.create_token(UnitOfWork(engine), person(tenant, f"user_{label}", STEWARD))
-
-
-def profile(tenant: uuid.UUID, score: float, at: dt.datetime) -> StoredProfile:
-    return StoredProfile(
-        id=uuid.uuid4(),
-        tenant_id=tenant,
-        entity_urn=f"urn:mdstudio:{tenant}:metadata:{KEY}",
-        canonical_key=KEY,
-        quality_score=score,
-        completeness=None,
-        uniqueness=None,
-        validity=None,
-        row_count=1,
-        columns=[],
-        score_note=None,
-        details={},
-        trigger="manual",
-        approval_id=None,
-        run_id=str(uuid.uuid4()),
-        sql=None,
-        sample=None,
-        duration_ms=1,
-        created_at=at,
-    )
 
 
 def rows_of(engine: sa.Engine, tenant: uuid.UUID) -> dict[str, list[tuple[str, ...]]]:
@@ -228,7 +204,9 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "events.append": _in_uow(lambda uow, tenant: uow.events.append([_new_event(tenant)])),
     "profiles.add": _in_uow(
-        lambda uow, tenant: uow.profiles.add(profile(tenant, 1.0, T0 + dt.timedelta(days=9)))
+        lambda uow, tenant: uow.profiles.add(
+            stored_profile(tenant, KEY, T0 + dt.timedelta(days=9), 1.0)
+        )
     ),
     "policies.set": _in_uow(
         lambda uow, tenant: uow.policies.set(tenant, Lane.KERNEL, Tier.TIER1.value, "x", "r", T0)

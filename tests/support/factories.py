@@ -13,9 +13,16 @@ from sqlalchemy import Engine
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
-from mdstudio_core.domain.model import EntityStatus, EntityType, Identity, Tier, entity_urn
+from mdstudio_core.domain.model import (
+    EntityStatus,
+    EntityType,
+    Identity,
+    Tier,
+    Trigger,
+    entity_urn,
+)
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus
-from mdstudio_core.domain.quality import StoredProfile
+from mdstudio_core.domain.quality import ProfileResult, StoredProfile
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -200,17 +207,32 @@ def approve_metadata(engine: Engine, tenant: uuid.UUID, **request: Any) -> uuid.
     return approvals.approve(UnitOfWork(engine), decider, pending.id, None, SETTINGS).id
 
 
-# The demo orders table (demo/warehouse.py) bound by one field; its score, 91.89, is computed by
-# hand in tests/pipelines/test_pipelines.py.
-DEMO_BINDING = {
-    "source": "demo",
-    "table": "orders",
-    "columns": [
-        {"name": "order_id", "unique": True},
-        {"name": "gross_amount", "min": 0},
-        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
-    ],
-}
+# The demo orders table (demo/warehouse.py), by hand, as `DEMO_BINDING` checks it:
+#   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95
+#       column = (0.4*1 + 0.3*0.95) / 0.7 = 0.685/0.7
+#   gross_amount min 0: nn=17, valid=15 -> completeness 0.85, validity 15/17
+#       column = (0.4*0.85 + 0.3*15/17) / 0.7
+#   currency allowed EUR/USD/GBP: nn=20, valid=16 ("usd", "XXX", "eur" and "" fail)
+#       column = (0.4*1 + 0.3*16/20) / 0.7
+# and the table's score is the mean of its columns': `DEMO_SCORE`.
+_DEMO_COLUMNS: list[dict[str, Any]] = [
+    {"name": "order_id", "unique": True},
+    {"name": "gross_amount", "min": 0},
+    {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
+]
+
+
+def demo_binding(
+    table: str = "orders", columns: list[dict[str, Any]] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A field bound to the demo warehouse's `table` on `columns` (default: the three checked
+    columns of the orders table), with `fields` added; a new dict each call, so a test may change
+    it without changing another's."""
+    chosen = _DEMO_COLUMNS if columns is None else columns
+    return {"source": "demo", "table": table, "columns": copy.deepcopy(chosen), **fields}
+
+
+DEMO_BINDING = demo_binding()
 DEMO_SCORE = 91.89
 
 
@@ -238,6 +260,31 @@ def stored_profile(
         sample=None,
         duration_ms=1,
         created_at=at,
+    )
+
+
+def profile_result(
+    key: str = "finance.revenue.gross_amount", score: float | None = 90.0, **fields: Any
+) -> ProfileResult:
+    """A scheduled profile of `key` on the demo orders table, measured now, as a run hands it to
+    be saved; `fields` override the rest."""
+    return ProfileResult(
+        **{
+            "canonical_key": key,
+            "source": "demo",
+            "table": "orders",
+            "quality_score": score,
+            "completeness": None,
+            "uniqueness": None,
+            "validity": None,
+            "row_count": 1,
+            "columns": [],
+            "trigger": Trigger.SCHEDULE,
+            "sql": "",
+            "duration_ms": 1,
+            "profiled_at": dt.datetime.now(dt.UTC),
+            **fields,
+        }
     )
 
 
