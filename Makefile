@@ -24,7 +24,7 @@ $(INSTALLED): requirements-dev.lock pyproject.toml
 
 # The lock files, resolved from PyPI alone for Linux x86_64 / CPython 3.11 (this machine's and the
 # image's platform); the machine's own pip settings (local wheel folders, extra indexes) are left
-# out so the hashes are PyPI's. tests/test_dependencies.py fails when pyproject.toml and the
+# out so the hashes are PyPI's. tests/unit/test_dependencies.py fails when pyproject.toml and the
 # lock files disagree.
 LOCK_ENV := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
 PIP_COMPILE := $(LOCK_ENV) $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --no-strip-extras \
@@ -50,7 +50,7 @@ dev: install  ## Dagster UI (http://127.0.0.1:3000) and daemon; PostgreSQL when 
 
 # The queue, retry and monitoring blocks of dagster.yaml, deploy/compose/dagster.yaml and
 # deploy/helm/values.yaml, written from mdstudio_pipelines/lib/instance.py (the one place they are
-# set); tests/test_instance_config.py fails when a committed block differs.
+# set); tests/unit/test_instance_config.py fails when a committed block differs.
 instance-config: install  ## regenerate the committed instance configs' generated blocks
 	$(BIN)/python -m mdstudio_pipelines.lib.instance --committed
 
@@ -101,7 +101,7 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 # would keep the verdicts of mutants whose tests changed). Each mutant runs only the tests that call
 # the function it mutates, on the SQLite half of the suite: PostgreSQL is made unreachable and the
 # `postgres` tests deselected. Left out because they are mostly Dagster (daemons, in-process runs,
-# the code location), seconds to minutes per mutant: tests/pipelines and tests/test_definitions.py
+# the code location), seconds to minutes per mutant: tests/pipelines and tests/store/test_definitions.py
 # (the core paths they cover have Dagster-free tests of their own); and tests/http/test_fuzz.py
 # (schemathesis: over half the run's time, for what the route tests already check) and
 # tests/http/test_serve.py (its server is a subprocess, which never loads a mutant). Niced, 2

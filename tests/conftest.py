@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from mdstudio_core.adapters import migrations, tables, warehouse
 from mdstudio_core.adapters.database import create_store_engine
+from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -117,6 +118,13 @@ def engine(store_url: str) -> Iterator[Engine]:
     engine = create_store_engine(store_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def uow(engine: Engine) -> UnitOfWork:
+    """A unit of work on the test's store. Each outermost `with uow:` (a service's own, too) is
+    a transaction of its own, so one serves a whole test; a `with` inside another joins it."""
+    return UnitOfWork(engine)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ deployment's `deploy/compose/dagster.yaml` (one container per run) and the Helm 
 `deploy/helm/values.yaml` (Dagster's chart, one Kubernetes Job per run). Each of those files is
 written by hand except for a block between `BEGIN generated` and `END generated`, which
 `make instance-config` writes from `shared_blocks` (or `helm_blocks`, the chart's spelling of
-the same settings) with the defaults; `tests/test_instance_config.py` fails when a committed
+the same settings) with the defaults; `tests/unit/test_instance_config.py` fails when a committed
 block differs. `prepare` writes an instance's `dagster.yaml` from one of those files with the
 blocks generated again from the process's settings, so a per-source limit set in the
 environment (`MDSTUDIO_SOURCE_<NAME>_MAX_CONCURRENT_RUNS`) reaches the queue.

@@ -19,18 +19,8 @@ from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import person
+from tests.support.factories import person
 
-# Bound to the demo warehouse's orders (20 rows with known defects: score 91.89).
-DEMO_BINDING = {
-    "source": "demo",
-    "table": "orders",
-    "columns": [
-        {"name": "order_id", "unique": True},
-        {"name": "gross_amount", "min": 0},
-        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
-    ],
-}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 _ERROR = re.compile(r'data-testid="error-message">([^<]*)<')
 

@@ -33,8 +33,8 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Lane, Tier
 from mdstudio_core.service_layer import approvals, change_sets, tokens, two_person
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.console.conftest import DEMO_BINDING
-from tests.factories import (
+from tests.support.factories import (
+    DEMO_BINDING,
     KERNEL_OWNER,
     SETTINGS,
     STEWARD,

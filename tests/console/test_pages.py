@@ -11,8 +11,9 @@ import pytest
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.service_layer import approvals, profiling
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.console.conftest import DEMO_BINDING, error_of
-from tests.factories import (
+from tests.console.conftest import error_of
+from tests.support.factories import (
+    DEMO_BINDING,
     KERNEL_OWNER,
     SETTINGS,
     STEWARD,

@@ -19,7 +19,7 @@ from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import Browser, csrf_of, error_of
-from tests.factories import KERNEL_OWNER, SETTINGS, metadata_request, person, store_snapshot
+from tests.support.factories import KERNEL_OWNER, SETTINGS, metadata_request, person, store_snapshot
 
 
 def _session_rows(engine):

@@ -16,7 +16,7 @@ from mdstudio_core.service_layer import approvals, change_sets, two_person
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.console.conftest import error_of
 from tests.console.test_pages import approve, inbox_ids, submit
-from tests.factories import (
+from tests.support.factories import (
     KERNEL_OWNER,
     STEWARD,
     changed,

@@ -26,7 +26,7 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.service_layer import tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import person
+from tests.support.factories import person
 
 ROOT = Path(__file__).parents[2]
 DRILLS = Path(__file__).parent

@@ -24,7 +24,7 @@ from mdstudio_core.adapters import tables
 from mdstudio_pipelines.lib.audit import timeline
 from tests.deploy.conftest import ROOT
 from tests.deploy.stack import POSTGRES_IMAGE, Stack, docker, wait_for
-from tests.factories import KERNEL_OWNER, metadata_request
+from tests.support.factories import KERNEL_OWNER, metadata_request
 
 pytestmark = pytest.mark.docker
 

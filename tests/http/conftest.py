@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import person
+from tests.support.factories import person
 
 Headers = dict[str, str]
 

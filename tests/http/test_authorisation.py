@@ -14,9 +14,9 @@ from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.cli_helpers import run_cli
-from tests.factories import KERNEL_OWNER, STEWARD, metadata_request, person, store_snapshot
 from tests.http.conftest import is_problem
+from tests.support.cli_helpers import run_cli
+from tests.support.factories import KERNEL_OWNER, STEWARD, metadata_request, person, store_snapshot
 
 # The policy, stated independently of the code under test (README, "The approval rules"): the
 # lane's role, except that anything tier1 needs the kernel owner.

@@ -10,7 +10,8 @@ import orjson
 from mdstudio_core.domain.model import Lane, Tier
 from mdstudio_core.service_layer import two_person
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import (
+from tests.http.conftest import is_problem
+from tests.support.factories import (
     KERNEL_OWNER,
     STEWARD,
     changed,
@@ -20,7 +21,6 @@ from tests.factories import (
     person,
     store_snapshot,
 )
-from tests.http.conftest import is_problem
 
 
 def body(*requests, title="Q3 import"):

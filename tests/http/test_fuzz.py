@@ -24,8 +24,8 @@ from schemathesis.specs.openapi.checks import (
 
 from mdstudio_core.domain.model import TERM_PATTERN
 from mdstudio_core.entrypoints.http import create_app
-from tests.factories import KERNEL_OWNER, STEWARD, metadata_request, store_snapshot
 from tests.http.conftest import is_problem
+from tests.support.factories import KERNEL_OWNER, STEWARD, metadata_request, store_snapshot
 
 CHECKS = [
     not_a_server_error,

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
-from tests.factories import KERNEL_OWNER, event_types, metadata_request, store_snapshot
 from tests.http.conftest import is_problem
+from tests.support.factories import KERNEL_OWNER, event_types, metadata_request, store_snapshot
 
 
 def keyed(headers: dict[str, str], key: str) -> dict[str, str]:

@@ -21,9 +21,9 @@ from mdstudio_core.domain.model import Tier
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import SETTINGS, metadata_request, person
 from tests.http.test_serve import _free_port
-from tests.test_incidents import save
+from tests.store.test_incidents import save
+from tests.support.factories import SETTINGS, metadata_request, person
 
 TOKEN = "scrape-me-0123456789"
 SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
@@ -98,7 +98,7 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
 
 
 def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, tenant):
-    from tests.pipelines.conftest import DEMO_BINDING
+    from tests.support.factories import DEMO_BINDING
 
     client = scraped(engine)
     for key, tier in (

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from mdstudio_core.adapters import migrations, tables
-from tests.factories import (
+from tests.http.conftest import is_problem
+from tests.support.factories import (
     KERNEL_OWNER,
     STEWARD,
     event_types,
@@ -19,7 +20,6 @@ from tests.factories import (
     metadata_request,
     store_snapshot,
 )
-from tests.http.conftest import is_problem
 
 KEY = "finance.revenue.gross_amount"
 

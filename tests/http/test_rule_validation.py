@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from tests.factories import metadata_request, store_snapshot
 from tests.http.conftest import is_problem
+from tests.support.factories import metadata_request, store_snapshot
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import httpx
 from mdstudio_core.adapters import migrations
 from mdstudio_core.service_layer import tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.factories import metadata_request, person
+from tests.support.factories import metadata_request, person
 
 
 def _free_port() -> int:

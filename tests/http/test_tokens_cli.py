@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.entrypoints.http import create_app
-from tests.cli_helpers import run_cli
+from tests.support.cli_helpers import run_cli
 
 
 def test_create_list_revoke(store_url, engine, monkeypatch):

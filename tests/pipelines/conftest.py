@@ -16,24 +16,7 @@ from mdstudio_pipelines.definitions import defs
 from mdstudio_pipelines.defs.resources import CatalogResource
 from mdstudio_pipelines.lib.dagster_internals import no_defs_state_storage
 from mdstudio_pipelines.lib.partitions import partition_key
-from tests.factories import SETTINGS, metadata_request, person
-
-# The demo orders table, by hand (see demo/warehouse.py), for the binding below:
-#   order_id unique: n=20 nn=20 d=19 -> completeness 1, uniqueness 0.95
-#       column = (0.4*1 + 0.3*0.95) / 0.7 = 0.685/0.7
-#   gross_amount min 0: nn=17, valid=15 -> completeness 0.85, validity 15/17
-#       column = (0.4*0.85 + 0.3*15/17) / 0.7
-#   currency allowed EUR/USD/GBP: nn=20, valid=16 ("usd", "XXX", "eur" and "" fail)
-#       column = (0.4*1 + 0.3*16/20) / 0.7
-DEMO_BINDING = {
-    "source": "demo",
-    "table": "orders",
-    "columns": [
-        {"name": "order_id", "unique": True},
-        {"name": "gross_amount", "min": 0},
-        {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
-    ],
-}
+from tests.support.factories import DEMO_BINDING, SETTINGS, metadata_request, person
 
 
 def load_defs() -> dg.Definitions:

@@ -28,8 +28,15 @@ from mdstudio_pipelines.lib import instance as dagster_instance
 from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE
 from mdstudio_pipelines.lib.audit import timeline
 from mdstudio_pipelines.lib.partitions import partition_key
-from tests.factories import SETTINGS, glossary_request, metadata_request, person
 from tests.pipelines.crash_coordinator import CRASH_FLAG
+from tests.support.factories import (
+    DEMO_BINDING,
+    SETTINGS,
+    demo_binding,
+    glossary_request,
+    metadata_request,
+    person,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -37,17 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TABLES = ("orders", "orders_a", "orders_b", "orders_c")
 DEADLINE_SECONDS = 20
-
-
-COLUMNS = [
-    {"name": "order_id", "unique": True},
-    {"name": "gross_amount", "min": 0},
-    {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]},
-]
-
-
-def binding(table: str = "orders", columns: list[dict] = COLUMNS) -> dict:
-    return {"source": "demo", "table": table, "columns": columns}
 
 
 def use_crash_coordinator(path: Path) -> None:
@@ -144,11 +140,11 @@ class Deployment:
         key: str,
         tier: str = "tier1",
         table: str | None = "orders",
-        columns: list[dict] = COLUMNS,
+        columns: list[dict] | None = None,
         **fields,
     ):
         request = metadata_request(
-            key=key, tier=tier, binding=binding(table, columns) if table else None, **fields
+            key=key, tier=tier, binding=demo_binding(table, columns) if table else None, **fields
         )
         approval = approvals.submit(
             UnitOfWork(self.store), person(self.tenant, "alice"), request, SETTINGS
@@ -244,7 +240,7 @@ def test_tier1_approval_is_profiled_by_the_daemon_and_tier3_is_not(deployment):
         dg.AssetRecordsFilter(asset_key=ENTITY_PROFILE, asset_partitions=[pk]), limit=5
     ).records
     score = materialization.asset_materialization.metadata["quality_score"].value
-    assert score == profile.quality_score == 91.89  # see tests/pipelines/test_pipelines.py
+    assert score == profile.quality_score == 91.89  # see tests/support/factories.py
     kinds = [
         e["kind"]
         for e in timeline(deployment.instance, deployment.tenant, "finance.first.gross_amount")
@@ -268,7 +264,7 @@ def test_second_change_within_interval_is_skipped_by_the_cost_guard(deployment):
     deployment.approve(key)
     deployment.wait_runs_done(before + 1)
     wait_for(lambda: deployment.profiles(key), 60, "the first profile")
-    deployment.approve(key, label="Gross amount, renamed", columns=COLUMNS[:2])
+    deployment.approve(key, label="Gross amount, renamed", columns=DEMO_BINDING["columns"][:2])
     wait_for(lambda: deployment.decisions(key), 60, "a skip")
     [skip] = deployment.decisions(key)
     assert skip["reason"] == "COST_GUARD"

@@ -16,7 +16,7 @@ from mdstudio_pipelines.lib.dagster_internals import (
     no_defs_state_storage,
     store_observations,
 )
-from tests.factories import SETTINGS, unnamed_label
+from tests.support.factories import SETTINGS, unnamed_label
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = "1.13.27"
@@ -88,7 +88,7 @@ def test_a_run_worker_rebuilds_the_code_servers_graph_without_the_store(
     from mdstudio_core.adapters.database import create_store_engine
     from mdstudio_core.service_layer import approvals
     from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-    from tests.factories import metadata_request, person
+    from tests.support.factories import metadata_request, person
 
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     engine = create_store_engine(store_url)

@@ -13,8 +13,8 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE, QUALITY_CHECK, table_key
 from mdstudio_pipelines.lib.dagster_internals import check_evaluations, no_defs_state_storage
 from mdstudio_pipelines.lib.partitions import partition_key
-from tests.factories import person, unnamed_label
 from tests.pipelines.conftest import load_defs
+from tests.support.factories import person, unnamed_label
 
 KEY = "sales.events.amount"
 DAY0 = dt.datetime(2024, 3, 1, 9)

@@ -13,8 +13,14 @@ from mdstudio_core.adapters import tables
 from mdstudio_core.service_layer import approvals
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.defs.resources import CatalogResource
-from tests.factories import SETTINGS, event_types, glossary_request, metadata_request, person
 from tests.pipelines.conftest import load_defs
+from tests.support.factories import (
+    SETTINGS,
+    event_types,
+    glossary_request,
+    metadata_request,
+    person,
+)
 
 
 def deadline_tick(env) -> dg.SkipReason:

@@ -16,16 +16,19 @@ from mdstudio_core.service_layer import approvals, lineage, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.asset_keys import KPI_CHECK
 from mdstudio_pipelines.lib.dagster_internals import check_evaluations
-from tests.factories import SETTINGS, add_entity, kpi_request, person, unnamed_label
 from tests.pipelines.conftest import Env, load_defs
+from tests.support.factories import (
+    SETTINGS,
+    add_entity,
+    demo_binding,
+    kpi_request,
+    person,
+    unnamed_label,
+)
 
 REVENUE = "finance.revenue.gross_amount"
 COST = "finance.cost.cost_amount"
 KPI = "finance.kpi.gross_margin"
-
-
-def binding(table: str, columns: list[dict]) -> dict:
-    return {"source": "demo", "table": table, "columns": columns}
 
 
 def warehouse_sql(statement: str) -> None:
@@ -69,9 +72,9 @@ def check_results(env: Env, key: dg.AssetKey) -> list:
 
 def test_tables_and_kpis_are_assets_and_profiles_materialize_both(env):
     warehouse_sql("CREATE TABLE costs AS SELECT * FROM orders")
-    env.approve(REVENUE, binding=binding("orders", [{"name": "gross_amount", "min": 0}]))
+    env.approve(REVENUE, binding=demo_binding("orders", [{"name": "gross_amount", "min": 0}]))
     currencies = {"name": "currency", "allowed_values": ["EUR", "USD", "GBP"]}
-    env.approve(COST, binding=binding("costs", [currencies]))
+    env.approve(COST, binding=demo_binding("costs", [currencies]))
     approve_kpi(env)
     tenant = tenant_label(env.tenant, None)
     orders = dg.AssetKey([tenant, "demo", "main", "orders"])
@@ -160,8 +163,8 @@ def test_a_kpi_approved_on_unprofiled_inputs_asks_for_their_profiles(env):
 
 
 def test_materializing_a_table_from_the_ui_profiles_every_field_bound_to_it(env):
-    env.approve(REVENUE, binding=binding("orders", [{"name": "gross_amount", "min": 0}]))
-    env.approve("finance.revenue.currency", binding=binding("orders", [{"name": "currency"}]))
+    env.approve(REVENUE, binding=demo_binding("orders", [{"name": "gross_amount", "min": 0}]))
+    env.approve("finance.revenue.currency", binding=demo_binding("orders", [{"name": "currency"}]))
     defs = load_defs()
     orders = dg.AssetKey([tenant_label(env.tenant, None), "demo", "main", "orders"])
     job = defs.resolve_job_def("profile_tables_job")
@@ -172,8 +175,8 @@ def test_materializing_a_table_from_the_ui_profiles_every_field_bound_to_it(env)
 
 
 def test_unbinding_an_input_reports_its_kpis_new_trust(env):
-    env.approve(REVENUE, binding=binding("orders", [{"name": "gross_amount", "min": 0}]))
-    env.approve(COST, binding=binding("orders", [{"name": "currency"}]))
+    env.approve(REVENUE, binding=demo_binding("orders", [{"name": "gross_amount", "min": 0}]))
+    env.approve(COST, binding=demo_binding("orders", [{"name": "currency"}]))
     approve_kpi(env)
     [request] = env.tick().run_requests
     assert env.run(request).success

@@ -24,8 +24,8 @@ from mdstudio_core.service_layer import approvals, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.asset_keys import KPI_CHECK
 from mdstudio_pipelines.lib.dagster_internals import check_evaluations
-from tests.factories import SETTINGS, kpi_request, person
 from tests.pipelines.test_daemon import BIN, ROOT, Deployment, wait_for
+from tests.support.factories import SETTINGS, kpi_request, person
 
 pytestmark = pytest.mark.postgres
 

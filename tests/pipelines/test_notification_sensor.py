@@ -15,9 +15,9 @@ from mdstudio_core.domain import notifications as rules
 from mdstudio_core.service_layer import notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.defs.resources import CatalogResource
-from tests.factories import person
 from tests.pipelines.conftest import DEMO_BINDING, load_defs
-from tests.webhook_receiver import Receiver
+from tests.support.factories import person
+from tests.support.webhook_receiver import Receiver
 
 
 def notification_tick(env):

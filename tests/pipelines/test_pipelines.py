@@ -27,15 +27,15 @@ from mdstudio_pipelines.lib.dagster_internals import (
     store_observations,
 )
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
-from tests.factories import (
+from tests.support.factories import (
     BACKTRACKING_BINDING,
+    DEMO_BINDING,
     SLOW_PATTERN_BINDING,
     create_blobs,
     create_codes,
     metadata_request,
     person,
 )
-from tests.pipelines.conftest import DEMO_BINDING, load_defs
 
 
 def expected_demo_score() -> float:

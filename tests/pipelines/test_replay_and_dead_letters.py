@@ -20,8 +20,8 @@ from mdstudio_core.domain.model import EntityType
 from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
-from tests.cli_helpers import run_cli
 from tests.pipelines.conftest import load_defs
+from tests.support.cli_helpers import run_cli
 
 KEY = "finance.revenue.gross_amount"
 

@@ -23,7 +23,7 @@ from mdstudio_core.config import Settings
 from mdstudio_pipelines.lib.asset_keys import CATALOG_ENTITY, ENTITY_PROFILE
 from mdstudio_pipelines.lib.partitions import partition_key
 from tests.pipelines.conftest import DEMO_BINDING, Env
-from tests.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [
     pytest.mark.postgres,

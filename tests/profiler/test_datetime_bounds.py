@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.domain.model import Binding, ColumnRule, stored_binding
 from mdstudio_core.service_layer.profiling import BoundEntity, profile_table
-from tests.cli_helpers import run_cli
-from tests.factories import metadata_request, store_snapshot
+from tests.support.cli_helpers import run_cli
+from tests.support.factories import metadata_request, store_snapshot
 
 from .conftest import unique_table_name
 

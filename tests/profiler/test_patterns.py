@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 
 from mdstudio_core.domain.model import ColumnRule
 from mdstudio_core.domain.patterns import PatternError, check_pattern, matches
-from tests.cli_helpers import run_cli
-from tests.factories import metadata_request, store_snapshot
+from tests.support.cli_helpers import run_cli
+from tests.support.factories import metadata_request, store_snapshot
 
 ACCEPTED = [
     r"^\S+@\S+\.[a-z]+$",
