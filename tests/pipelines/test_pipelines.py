@@ -27,6 +27,7 @@ from mdstudio_pipelines.lib.dagster_internals import (
     store_observations,
 )
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
+from tests.pipelines.conftest import load_defs
 from tests.support.factories import (
     BACKTRACKING_BINDING,
     DEMO_BINDING,
