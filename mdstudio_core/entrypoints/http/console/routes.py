@@ -59,7 +59,7 @@ from mdstudio_core.service_layer import (
     profiling,
     two_person,
 )
-from mdstudio_core.service_layer import backtest as backtests
+from mdstudio_core.service_layer import backtest as backtest_service
 from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -265,7 +265,7 @@ async def backtest(request: Request, approval_id: str) -> Response:
     return await _from_warehouse(
         request,
         approval_id,
-        lambda uow, who: backtests.plan_backtests(uow, settings, who, approval_id),
+        lambda uow, who: backtest_service.plan_backtests(uow, settings, who, approval_id),
         lambda plans: {"backtests": backtest_chart.shown(settings, plans)},
     )
 
