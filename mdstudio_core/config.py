@@ -196,6 +196,7 @@ class Settings(BaseModel):
     tier3_approval_sla_hours: Positive | None = None
     preview_concurrency: Count = 2
     preview_timeout_seconds: Positive = 60.0
+    backtest_days: Count = 30
     tables_per_run: Count = 10
     schedule_tables_per_tick: Count = 30
     sensor_interval_seconds: Count = 15

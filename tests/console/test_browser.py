@@ -416,3 +416,36 @@ def test_the_api_docs_load_nothing_from_another_origin(chromium, server, tmp_pat
     assert f"{server.base}/openapi.json" in requests
     assert problems == []
     context.close()
+
+
+def test_a_stricter_rule_is_backtested_on_the_request_page(steward, server):
+    """The demo's daily payments table: the field is live under `min: 0`; a request adds
+    `max: 100`. The chart shows its three days under both rules and the tier2 minimum."""
+    tenant = uuid.uuid4()
+    payments = {
+        "source": "demo",
+        "table": "payments",
+        "incremental": {"column": "loaded_at", "partition": "day"},
+        "columns": [{"name": "payment_id", "unique": True}, {"name": "amount", "min": 0}],
+    }
+    key = "finance.payments.amount"
+    live = _submit(server, tenant, metadata_request(key, tier="tier2", binding=payments))
+    approvals.approve(
+        UnitOfWork(server.engine), person(tenant, "bob", STEWARD), live.id, None, SETTINGS
+    )
+    stricter = {
+        **payments,
+        "columns": [payments["columns"][0], {"name": "amount", "min": 0, "max": 100}],
+    }
+    pending = _submit(server, tenant, metadata_request(key, tier="tier2", binding=stricter))
+    bob = steward(tenant, "bob", STEWARD)
+    bob.goto(f"/ui/approvals/{pending.id}")
+    bob.page.get_by_test_id("backtest-button").click()
+    chart = bob.page.get_by_test_id("backtest-chart")
+    chart.wait_for()
+    assert chart.is_visible()
+    assert bob.page.get_by_test_id("backtest-minimum").count() == 1
+    assert "2026-01-05" in chart.inner_html() and "2026-01-07" in chart.inner_html()
+    failing = bob.page.get_by_test_id("backtest-failing").inner_text()
+    assert failing.split()[-2:] == ["0", "0"]  # tier2's minimum 70: no day fails either way
+    bob.shot("backtest")

@@ -63,7 +63,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(engine, bearer, mode)
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 27  # every route but /openapi.json and /docs
+    assert len(operations) == 28  # every route but /openapi.json and /docs
     generation_mode = schemathesis.GenerationMode(mode)
     for operation in operations:
         if generation_mode is schemathesis.GenerationMode.NEGATIVE and not list(

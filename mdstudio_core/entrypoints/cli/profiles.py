@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from mdstudio_core.domain.errors import InvalidInput
+from mdstudio_core.entrypoints import backtest_text
 from mdstudio_core.entrypoints.cli.output import emit, jsonable, print_record, print_table
 from mdstudio_core.entrypoints.cli.plumbing import cli, common_options, identity, runtime
+from mdstudio_core.service_layer import backtest as backtests
 from mdstudio_core.service_layer import catalog, profile_requests, profiling
 
 
@@ -68,13 +70,32 @@ def print_profile(result: dict[str, Any]) -> None:
 @profiles_group.command("preview")
 @click.argument("canonical_key", required=False)
 @click.option("--approval", "approval_id", help="Profile the binding a pending request proposes.")
+@click.option(
+    "--backtest",
+    is_flag=True,
+    help="With --approval: score the last MDSTUDIO_BACKTEST_DAYS days under the live and the "
+    "proposed rules (each item of a change set that changes rules).",
+)
 @common_options
-def profiles_preview(canonical_key: str | None, approval_id: str | None) -> None:
+def profiles_preview(canonical_key: str | None, approval_id: str | None, backtest: bool) -> None:
     """Profile a live entity (or a pending approval's binding) now; saves nothing. For a
     request's deciders (its role, or tenant_admin); for a live entity, a workflow role."""
     if bool(canonical_key) == bool(approval_id):
         raise InvalidInput("give either an entity key or --approval ID", field="entity")
     run = runtime()
+    if backtest:
+        if not approval_id:
+            raise InvalidInput("--backtest needs --approval ID", field="backtest")
+        evidence = backtests.approval_evidence(
+            run.uow(),
+            run.settings,
+            identity(),
+            approval_id,
+            backtest=True,
+            engine_for=run.warehouse_engines,
+        )
+        emit(evidence, lambda: backtest_text.echo(evidence, print_profile))
+        return
     preview = (
         profiling.preview_approval(
             run.uow(), run.settings, identity(), approval_id, run.warehouse_engines

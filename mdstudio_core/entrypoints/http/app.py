@@ -29,6 +29,7 @@ from mdstudio_core.entrypoints.http.routers import (
     health,
     incidents,
     notifications,
+    previews,
 )
 from mdstudio_core.entrypoints.logs import scrub_log_records
 
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         health.router,
         incidents.router,
         notifications.router,
+        previews.router,
     ):
         app.include_router(router)
     console.install(app)  # the steward console, under /ui/

@@ -28,7 +28,7 @@ from mdstudio_core.domain.model import (
     Lane,
     Tier,
 )
-from mdstudio_core.entrypoints.http.console import views
+from mdstudio_core.entrypoints.http.console import backtest_chart, views
 from mdstudio_core.entrypoints.http.console.web import (
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_LIFETIME_S,
@@ -61,6 +61,7 @@ from mdstudio_core.service_layer import (
     profiling,
     two_person,
 )
+from mdstudio_core.service_layer import backtest as backtest_service
 from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
@@ -244,6 +245,40 @@ async def request_page(request: Request, approval_id: str) -> Response:
 async def evidence(request: Request, approval_id: str) -> Response:
     """Profile the proposed binding now (nothing is saved) and show it beside the diff: for
     those who may decide the request, on the previews' own threads (`PreviewSlots`)."""
+    settings = request.app.state.settings
+    return await _from_warehouse(
+        request,
+        approval_id,
+        lambda uow, who: profiling.plan_approval_preview(uow, settings, who, approval_id),
+        lambda plan: {
+            "evidence": profiling.run_preview(settings, plan, request.app.state.warehouse_engines)
+        },
+    )
+
+
+@router.post("/approvals/{approval_id}/backtest")
+async def backtest(request: Request, approval_id: str) -> Response:
+    """What the rule change would have done to the field's last days (each item of a change
+    set that changes rules): for those who may decide, on the previews' threads."""
+    settings = request.app.state.settings
+    return await _from_warehouse(
+        request,
+        approval_id,
+        lambda uow, who: backtest_service.plan_backtests(uow, settings, who, approval_id),
+        lambda plans: {
+            "backtests": backtest_chart.shown(settings, plans, request.app.state.warehouse_engines)
+        },
+    )
+
+
+async def _from_warehouse(
+    request: Request,
+    approval_id: str,
+    plan: Callable[[UnitOfWork, Identity], Any],
+    run: Callable[[Any], dict[str, Any]],
+) -> Response:
+    """The request page with what `run` read from the warehouse (on the previews' threads)
+    for what `plan` found in the store, or with why it could not."""
     if not csrf_ok(request, await form(request)):
         return forbidden(request, BAD_CSRF)
     state = request.app.state
@@ -252,13 +287,8 @@ async def evidence(request: Request, approval_id: str) -> Response:
     except InvalidInput as exc:
         return not_found(request, None, str(exc))
     try:
-        _, plan = await as_user(
-            request,
-            lambda uow, who: profiling.plan_approval_preview(uow, state.settings, who, approval_id),
-        )
-        found: profiling.Preview = await state.previews.run(
-            lambda: profiling.run_preview(state.settings, plan, state.warehouse_engines)
-        )
+        _, planned = await as_user(request, plan)
+        found = await state.previews.run(lambda: run(planned))
     except Unauthenticated:
         return to_login()
     except NotFound as exc:
@@ -271,7 +301,7 @@ async def evidence(request: Request, approval_id: str) -> Response:
         return busy
     except (MdstudioError, ProfileError) as exc:
         return await _request_page(request, approval_id, evidence_error=str(exc))
-    return await _request_page(request, approval_id, evidence=found)
+    return await _request_page(request, approval_id, **found)
 
 
 @router.post("/approvals/{approval_id}/approve")
@@ -329,6 +359,7 @@ async def _request_page(
     status: int = 200,
     evidence: profiling.Preview | None = None,
     evidence_error: str | None = None,
+    backtests: list[backtest_chart.Shown] | None = None,
 ) -> Response:
     settings = request.app.state.settings
 
@@ -364,6 +395,7 @@ async def _request_page(
         error=error,
         evidence=evidence,
         evidence_error=evidence_error,
+        backtests=backtests,
         deadline=settings.approval_deadlines.deadline(
             view.approval.tier, view.approval.requested_at
         ),

@@ -1,0 +1,193 @@
+"""The warehouse read of a backtest: a daily table's last days, counted per day under several
+rule sets at once (the live and the proposed rules of a field), in one grouped statement.
+
+The validity of a value is the profile's own expression (`warehouse._rule_condition`, with
+the dialect's regex and the bounds met in UTC), and a day is the incremental column's day in
+UTC as the incremental profile computes it (`incremental._day`), so a backtest day counts
+exactly what a profile of that day's rows alone would count. It runs in one read-only
+repeatable-read transaction under the preview's statement timeout: the table's latest day
+(one lookup of the column's maximum, which an index answers), then the grouped read of the
+window ending on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from mdstudio_core.adapters.incremental import _as_day, _day, _day_start, signature
+from mdstudio_core.adapters.warehouse import (
+    DialectHooks,
+    ProfileError,
+    ProfileTimeout,
+    SourceUnavailable,
+    _check_rule_pattern,
+    _ordered,
+    _reflect,
+    _rule_condition,
+    _Spec,
+    build_specs,
+    column_kind,
+    column_metrics,
+    hooks_for,
+    incremental_column,
+    render_sql,
+)
+from mdstudio_core.domain.backtest import ScoredRule
+from mdstudio_core.domain.incremental import Counts, DayCounts
+from mdstudio_core.domain.model import ColumnRule, Incremental
+
+DAY = "mdstudio_day"
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """The days read (oldest first, only days with rows), each rule set as it applies to its
+    column, the last day of the table (None: it has no rows) and the grouped statement as run."""
+
+    days: list[DayCounts]
+    rules: list[ScoredRule]
+    last_day: dt.date | None
+    sql: str
+    sql_params: dict[str, Any]
+
+
+def read_days(
+    engine: Engine,
+    table: str,
+    rules: Sequence[ColumnRule],
+    incremental: Incremental,
+    *,
+    days: int,
+    schema: str | None = None,
+    source: str = "warehouse",
+    timeout_s: float | None = 60.0,
+) -> DayWindow:
+    """Count `rules` per day over the last `days` days of the table (ending on its latest
+    day). Raises a `warehouse.ProfileError` subclass when the table, a column or the
+    incremental column is missing or unusable, or the read overruns the timeout."""
+    dialect = engine.dialect.name
+    hooks = hooks_for(dialect)
+    try:
+        connection = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise SourceUnavailable(
+            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from exc
+    if dialect == "postgresql":
+        connection = connection.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+    try:
+        with connection, connection.begin():
+            return _read(
+                connection, hooks, table, rules, incremental, days, schema, source, timeout_s
+            )
+    except ProfileTimeout as exc:
+        raise ProfileTimeout(
+            f"the backtest of {table} exceeded the statement timeout of {timeout_s:g} s and was "
+            "cancelled"
+        ) from exc
+    except sa.exc.DBAPIError as exc:
+        raise ProfileError(
+            f"warehouse rejected the backtest of {table}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from exc
+
+
+def _read(
+    connection: Connection,
+    hooks: DialectHooks,
+    table: str,
+    rules: Sequence[ColumnRule],
+    incremental: Incremental,
+    days: int,
+    schema: str | None,
+    source: str,
+    timeout_s: float | None,
+) -> DayWindow:
+    dialect = connection.dialect.name
+    reflected = _reflect(connection, schema, table, source)
+    inc = incremental_column(reflected, incremental)
+    kind = column_kind(inc.type)
+    for rule in rules:
+        if rule.pattern is not None:
+            _check_rule_pattern(connection, hooks, rule.name, rule.pattern)
+    specs = build_specs(reflected, rules)
+    scored = [_scored(spec) for spec in specs]
+    with hooks.limits(connection, timeout_s):
+        latest = connection.execute(sa.select(_day(sa.func.max(inc), kind, dialect))).scalar()
+    if latest is None:
+        return DayWindow([], scored, None, "", {})
+    last_day = _as_day(latest)
+    first_day = last_day - dt.timedelta(days=days - 1)
+    statement = grouped_days(reflected, inc, kind, specs, hooks, dialect, first_day)
+    with hooks.limits(connection, timeout_s):
+        rows = connection.execute(statement).mappings().all()
+    sql, params = render_sql(statement, connection.engine)
+    return DayWindow([_day_counts(row, specs) for row in rows], scored, last_day, sql, params)
+
+
+def grouped_days(
+    table: sa.Table,
+    inc: sa.Column[Any],
+    kind: str,
+    specs: Sequence[_Spec],
+    hooks: DialectHooks,
+    dialect: str,
+    first_day: dt.date,
+) -> sa.Select[Any]:
+    """One aggregate grouped by day over the rows from `first_day` on: per day the row count
+    and per rule set the non-null count, the valid count (when a value rule applies) and the
+    distinct count (when uniqueness is scored)."""
+    one = sa.literal(1, sa.BigInteger())
+    day = _day(inc, kind, dialect).label(DAY)
+    items: list[ColumnElement[Any]] = [day, sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
+    for spec in specs:
+        col, i = table.c[spec.column.name], spec.index
+        items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
+        condition = _rule_condition(spec, col, hooks)
+        if condition is not None:
+            items.append(
+                sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
+            )
+        if spec.rule.unique:
+            distinct = sa.func.count(sa.distinct(_ordered(spec, col, hooks)))
+            items.append(sa.cast(distinct, sa.BigInteger()).label(f"d_{i}"))
+    return (
+        sa.select(*items)
+        .where(inc >= _day_start(first_day, inc, kind, dialect))
+        .group_by(day)
+        .order_by(day)
+    )
+
+
+def _day_counts(row: Any, specs: Sequence[_Spec]) -> DayCounts:
+    columns = {}
+    for spec in specs:
+        i = spec.index
+        valid = row.get(f"v_{i}")
+        distinct = row.get(f"d_{i}")
+        columns[signature(spec.rule)] = Counts(
+            non_null=int(row[f"nn_{i}"]),
+            valid=None if valid is None else int(valid),
+            distinct=None if distinct is None else int(distinct),
+        )
+    return DayCounts(day=_as_day(row[DAY]), row_count=int(row["n"]), columns=columns)
+
+
+def _scored(spec: _Spec) -> ScoredRule:
+    """The rule set as every day scores it: the notes a profile makes on what cannot apply."""
+    measured = column_metrics(spec, 0, 0, None, None, None, None)
+    return ScoredRule(
+        rule=spec.rule,
+        key=signature(spec.rule),
+        data_type=measured.data_type,
+        applied=tuple(measured.rules),
+        not_applied=tuple(measured.rules_not_applied),
+    )
