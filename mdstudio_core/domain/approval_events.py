@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.events import EventType, NewEvent, validate_event
 from mdstudio_core.domain.lineage import input_changes
 from mdstudio_core.domain.model import (
     EntityStatus,
@@ -73,7 +73,7 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
                 }
         events.append(request_event(approval, f"{prefix}.changed", now, changed))
         if lineage is not None:
-            events.append(request_event(approval, "lineage.changed", now, lineage))
+            events.append(request_event(approval, EventType.LINEAGE_CHANGED, now, lineage))
         if (
             approval.entity_type is EntityType.GLOBAL_METADATA
             and approval.tier in PROFILED_TIERS
@@ -84,7 +84,7 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
             events.append(
                 request_event(
                     approval,
-                    "metadata.profile.due",
+                    EventType.PROFILE_DUE,
                     now,
                     {
                         "canonical_key": approval.entity_key,
@@ -99,7 +99,10 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
             )
     events.append(
         decision_event(
-            approval, "approval.approved", now, endorsed_by=[e.user for e in approval.endorsements]
+            approval,
+            EventType.APPROVAL_APPROVED,
+            now,
+            endorsed_by=[e.user for e in approval.endorsements],
         )
     )
     return events
@@ -161,7 +164,7 @@ def endorsement_event(
     """The `approval.endorsed` event of `decider`'s endorsement, now on `endorsed`."""
     return request_event(
         endorsed,
-        "approval.endorsed",
+        EventType.APPROVAL_ENDORSED,
         now,
         {
             **request_fields(endorsed),

@@ -49,7 +49,7 @@ from mdstudio_core.domain.approval_requests import (
 )
 from mdstudio_core.domain.enums import ApprovalStatus, EntityStatus, EntityType, Lane, Tier
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
-from mdstudio_core.domain.events import NewEvent
+from mdstudio_core.domain.events import EventType, NewEvent
 from mdstudio_core.domain.model import BOOKKEEPING_FIELDS, TENANT_ADMIN_ROLE, Identity, LiveEntity
 from mdstudio_core.domain.payloads import STRUCTURAL_FIELDS, ApprovalRequest
 
@@ -298,7 +298,7 @@ class Approval:
         self._check_pending()
         self._check_may_decide(decider)
         decided = self._decided(ApprovalStatus.REJECTED, decider, now, reason)
-        return decided, [decision_event(decided, "approval.rejected", now)]
+        return decided, [decision_event(decided, EventType.APPROVAL_REJECTED, now)]
 
     def cancel(
         self, actor: Identity, now: dt.datetime, reason: str | None
@@ -308,7 +308,7 @@ class Approval:
         if self.requested_by != actor.user:
             raise Forbidden(f"only the requester ({self.requested_by}) may cancel this request")
         decided = self._decided(ApprovalStatus.CANCELLED, actor, now, reason)
-        return decided, [decision_event(decided, "approval.cancelled", now)]
+        return decided, [decision_event(decided, EventType.APPROVAL_CANCELLED, now)]
 
     def check_may_preview(self, viewer: Identity) -> None:
         """Evidence (a profile of the proposed binding) is for those who may decide: the

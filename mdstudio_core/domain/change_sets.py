@@ -35,7 +35,7 @@ from mdstudio_core.domain.approval_requests import check_no_nul
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.diff import diff_entity
 from mdstudio_core.domain.errors import Conflict, InvalidInput
-from mdstudio_core.domain.events import NewEvent
+from mdstudio_core.domain.events import EventType, NewEvent
 from mdstudio_core.domain.model import (
     TERM_PATTERN,
     ApprovalStatus,
@@ -422,6 +422,6 @@ def _version(entity: LiveEntity | None) -> int | None:
 def _numbered(event: NewEvent, number: int) -> NewEvent:
     """An item's `approval.approved`, with its number in the set (the payload was validated
     when the event was made; `item` is the one field its schema leaves to the set)."""
-    if event.type != "approval.approved":
+    if event.type != EventType.APPROVAL_APPROVED:
         return event
     return dataclasses.replace(event, payload={**event.payload, "item": number})

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from mdstudio_core.domain.approval_events import request_event, request_fields
 from mdstudio_core.domain.approvals import Approval
-from mdstudio_core.domain.events import NewEvent
+from mdstudio_core.domain.events import EventType, NewEvent
 from mdstudio_core.domain.model import Tier
 
 
@@ -40,7 +40,7 @@ class ApprovalDeadlines:
         sla = self.slas[approval.tier]
         return request_event(
             approval,
-            "approval.overdue",
+            EventType.APPROVAL_OVERDUE,
             now,
             {
                 **request_fields(approval),

@@ -1,20 +1,49 @@
 """Events of the outbox (`mdm_event`): the contract between the catalog and everything that reacts.
 
-Each event type has a payload schema; `validate_event` runs before every insert so a consumer (the
-Dagster sensor, the HTTP event stream) can rely on the shape of what it reads.
+Every event type is a member of `EventType`, the one place its name is written, and has one
+payload schema (`EVENT_SCHEMAS`). Producers build the schema and `validate_event` turns it into
+the stored JSON before every insert; consumers (the Dagster sensors, the profile planner, the
+incident rules) read it back typed with `read_payload`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mdstudio_core.domain.model import EntityType, Lane, Priority, ProfileReason, Tier, Trigger
+
+
+class EventType(StrEnum):
+    """Every event type of the outbox, as stored in `mdm_event.type`."""
+
+    METADATA_APPROVED = "metadata.approved"
+    METADATA_CHANGED = "metadata.changed"
+    PROFILE_DUE = "metadata.profile.due"
+    PROFILE_REQUESTED = "metadata.profile.requested"
+    PROFILE_COMPLETED = "metadata.profile.completed"
+    PROFILE_FAILED = "metadata.profile.failed"
+    KPI_APPROVED = "kpi.approved"
+    KPI_CHANGED = "kpi.changed"
+    LINEAGE_CHANGED = "lineage.changed"
+    KPI_QUALITY_IMPACTED = "kpi.quality.impacted"
+    KPI_QUALITY_RECOVERED = "kpi.quality.recovered"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_CANCELLED = "approval.cancelled"
+    APPROVAL_ENDORSED = "approval.endorsed"
+    APPROVAL_OVERDUE = "approval.overdue"
+    INCIDENT_OPENED = "quality.incident.opened"
+    INCIDENT_ACKNOWLEDGED = "quality.incident.acknowledged"
+    INCIDENT_RESOLVED = "quality.incident.resolved"
+    EVENTS_REPLAYED = "events.replayed"
+
 
 # The tenant of the deployment's own events (`events.replayed`): no tenant's stream shows them.
 DEPLOYMENT_TENANT = uuid.UUID(int=0)
@@ -34,11 +63,13 @@ def entity_kind(value: str) -> EntityType | DeploymentEntity:
         return DeploymentEntity(value)
 
 
-class _EventPayload(BaseModel):
+class EventPayload(BaseModel):
+    """The payload of one event type (see `EVENT_SCHEMAS`)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class _ApprovalDecision(_EventPayload):
+class _ApprovalDecision(EventPayload):
     approval_id: uuid.UUID
     entity_type: EntityType
     entity_key: str
@@ -65,7 +96,7 @@ class ApprovalCancelled(_ApprovalDecision):
     reason: str | None = None
 
 
-class ApprovalEndorsed(_EventPayload):
+class ApprovalEndorsed(EventPayload):
     """`approval.endorsed`: an approver approved a request that needs more approvers than
     have approved so far; it stays pending."""
 
@@ -82,7 +113,7 @@ class ApprovalEndorsed(_EventPayload):
     reason: str | None = None
 
 
-class ApprovalOverdue(_EventPayload):
+class ApprovalOverdue(EventPayload):
     """`approval.overdue`: a request is still pending past its deadline (written once)."""
 
     approval_id: uuid.UUID
@@ -97,7 +128,7 @@ class ApprovalOverdue(_EventPayload):
     sla_hours: float
 
 
-class EntityApproved(_EventPayload):
+class EntityApproved(EventPayload):
     """`metadata.approved` / `kpi.approved`: the entity's new state is live."""
 
     approval_id: uuid.UUID
@@ -107,7 +138,7 @@ class EntityApproved(_EventPayload):
     state: dict[str, Any]
 
 
-class EntityChanged(_EventPayload):
+class EntityChanged(EventPayload):
     """`metadata.changed` / `kpi.changed`: what changed, and whether it was structural."""
 
     canonical_key: str
@@ -125,7 +156,7 @@ class KpiChanged(EntityChanged):
     removed_inputs: list[str] = []
 
 
-class LineageChanged(_EventPayload):
+class LineageChanged(EventPayload):
     """`lineage.changed`: a KPI's inputs changed (written with its approval)."""
 
     canonical_key: str
@@ -133,7 +164,7 @@ class LineageChanged(_EventPayload):
     removed_inputs: list[str]
 
 
-class _KpiQuality(_EventPayload):
+class _KpiQuality(EventPayload):
     canonical_key: str
     trust_score: float | None
     weakest_input: str | None
@@ -148,7 +179,7 @@ class KpiRecovered(_KpiQuality):
     """`kpi.quality.recovered`: its trust is back at the minimum plus the margin."""
 
 
-class ProfileDue(_EventPayload):
+class ProfileDue(EventPayload):
     """`metadata.profile.due`: the binding changed shape, so its data must be profiled again."""
 
     canonical_key: str
@@ -160,7 +191,7 @@ class ProfileDue(_EventPayload):
     binding: dict[str, Any]
 
 
-class ProfileRequested(_EventPayload):
+class ProfileRequested(EventPayload):
     """`metadata.profile.requested`: a person asked for a profile (`mdstudio profiles run`)."""
 
     canonical_key: str
@@ -170,7 +201,7 @@ class ProfileRequested(_EventPayload):
     full: bool = False
 
 
-class ProfileCompleted(_EventPayload):
+class ProfileCompleted(EventPayload):
     """`metadata.profile.completed`: a profile was saved (written with its `mdm_profile` row;
     `profile_id` is the idempotency key, so a retried run writes it once)."""
 
@@ -189,7 +220,7 @@ class ProfileCompleted(_EventPayload):
     threshold: float | None
 
 
-class ProfileFailed(_EventPayload):
+class ProfileFailed(EventPayload):
     """`metadata.profile.failed`: the entity's table could not be profiled in a run."""
 
     canonical_key: str
@@ -198,7 +229,7 @@ class ProfileFailed(_EventPayload):
     error: str
 
 
-class _IncidentTransition(_EventPayload):
+class _IncidentTransition(EventPayload):
     incident_id: uuid.UUID
     canonical_key: str
     tier: Tier
@@ -228,7 +259,7 @@ class IncidentResolved(_IncidentTransition):
     reason: str
 
 
-class EventsReplayed(_EventPayload):
+class EventsReplayed(EventPayload):
     """`events.replayed`: an operator moved a consumer back to handle a range of the outbox
     again (`mdstudio events replay`); the consumer's effects in that pass are keyed by this
     event's id."""
@@ -239,35 +270,59 @@ class EventsReplayed(_EventPayload):
     requested_by: str
 
 
-EVENT_SCHEMAS: dict[str, type[_EventPayload]] = {
-    "metadata.approved": EntityApproved,
-    "metadata.changed": EntityChanged,
-    "metadata.profile.due": ProfileDue,
-    "metadata.profile.requested": ProfileRequested,
-    "kpi.approved": EntityApproved,
-    "kpi.changed": KpiChanged,
-    "lineage.changed": LineageChanged,
-    "kpi.quality.impacted": KpiImpacted,
-    "kpi.quality.recovered": KpiRecovered,
-    "approval.approved": ApprovalApproved,
-    "approval.rejected": ApprovalRejected,
-    "approval.cancelled": ApprovalCancelled,
-    "approval.endorsed": ApprovalEndorsed,
-    "approval.overdue": ApprovalOverdue,
-    "metadata.profile.completed": ProfileCompleted,
-    "metadata.profile.failed": ProfileFailed,
-    "quality.incident.opened": IncidentOpened,
-    "quality.incident.acknowledged": IncidentAcknowledged,
-    "quality.incident.resolved": IncidentResolved,
-    "events.replayed": EventsReplayed,
+EVENT_SCHEMAS: dict[EventType, type[EventPayload]] = {
+    EventType.METADATA_APPROVED: EntityApproved,
+    EventType.METADATA_CHANGED: EntityChanged,
+    EventType.PROFILE_DUE: ProfileDue,
+    EventType.PROFILE_REQUESTED: ProfileRequested,
+    EventType.KPI_APPROVED: EntityApproved,
+    EventType.KPI_CHANGED: KpiChanged,
+    EventType.LINEAGE_CHANGED: LineageChanged,
+    EventType.KPI_QUALITY_IMPACTED: KpiImpacted,
+    EventType.KPI_QUALITY_RECOVERED: KpiRecovered,
+    EventType.APPROVAL_APPROVED: ApprovalApproved,
+    EventType.APPROVAL_REJECTED: ApprovalRejected,
+    EventType.APPROVAL_CANCELLED: ApprovalCancelled,
+    EventType.APPROVAL_ENDORSED: ApprovalEndorsed,
+    EventType.APPROVAL_OVERDUE: ApprovalOverdue,
+    EventType.PROFILE_COMPLETED: ProfileCompleted,
+    EventType.PROFILE_FAILED: ProfileFailed,
+    EventType.INCIDENT_OPENED: IncidentOpened,
+    EventType.INCIDENT_ACKNOWLEDGED: IncidentAcknowledged,
+    EventType.INCIDENT_RESOLVED: IncidentResolved,
+    EventType.EVENTS_REPLAYED: EventsReplayed,
 }
+# What an approval announces, per entity type that announces its new state.
+APPROVED_EVENTS: dict[EntityType, EventType] = {
+    EntityType.GLOBAL_METADATA: EventType.METADATA_APPROVED,
+    EntityType.KPI: EventType.KPI_APPROVED,
+}
+CHANGED_EVENTS: dict[EntityType, EventType] = {
+    EntityType.GLOBAL_METADATA: EventType.METADATA_CHANGED,
+    EntityType.KPI: EventType.KPI_CHANGED,
+}
+# Events whose correlation id is the approval that caused them (the approval's own and its
+# entity's), where the payload does not name it.
+CORRELATED_BY_APPROVAL = frozenset(
+    {
+        EventType.APPROVAL_APPROVED,
+        EventType.APPROVAL_REJECTED,
+        EventType.APPROVAL_CANCELLED,
+        EventType.APPROVAL_ENDORSED,
+        EventType.APPROVAL_OVERDUE,
+        EventType.METADATA_APPROVED,
+        EventType.METADATA_CHANGED,
+    }
+)
+# The outcomes of profiling an entity, which its quality incidents are decided from.
+PROFILE_OUTCOMES = (EventType.PROFILE_COMPLETED, EventType.PROFILE_FAILED)
 
 
 @dataclass(frozen=True)
 class NewEvent:
     """An event about to be appended to the outbox (the store assigns `id`)."""
 
-    type: str
+    type: EventType
     tenant_id: uuid.UUID
     entity_type: EntityType | DeploymentEntity
     entity_key: str
@@ -301,7 +356,7 @@ class Event(NewEvent):
         """An event as `to_json` wrote it (a dead letter keeps its event so)."""
         return cls(
             id=int(record["id"]),
-            type=record["type"],
+            type=EventType(record["type"]),
             tenant_id=uuid.UUID(record["tenant_id"]),
             entity_type=entity_kind(record["entity_type"]),
             entity_key=record["entity_key"],
@@ -312,16 +367,46 @@ class Event(NewEvent):
         )
 
 
-def validate_event(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+def validate_event(event_type: str, payload: EventPayload | Mapping[str, Any]) -> dict[str, Any]:
     """Check a payload against its event type's schema; return it in its JSON form.
 
     A failure here is a bug in the emitter, never user input, so it raises `ValueError`
     and the surrounding transaction rolls back.
     """
-    schema = EVENT_SCHEMAS.get(event_type)
-    if schema is None:
-        raise ValueError(f"unknown event type {event_type!r}")
+    try:
+        schema = EVENT_SCHEMAS[EventType(event_type)]
+    except ValueError:
+        raise ValueError(f"unknown event type {event_type!r}") from None
+    if isinstance(payload, EventPayload):
+        if type(payload) is not schema:
+            raise ValueError(f"a {event_type} payload is a {schema.__name__}, not {payload!r}")
+        return payload.model_dump(mode="json")
     try:
         return schema.model_validate(payload).model_dump(mode="json")
     except ValidationError as exc:
         raise ValueError(f"invalid {event_type} payload: {exc}") from exc
+
+
+Payload = TypeVar("Payload", bound=EventPayload)
+
+
+def read_payload(event: NewEvent, schema: type[Payload]) -> Payload:
+    """An event's payload as its schema, so a consumer reads fields, not dict keys."""
+    return parse_payload(event.type, event.payload, schema)
+
+
+def parse_payload(event_type: str, payload: Mapping[str, Any], schema: type[Payload]) -> Payload:
+    """A stored payload of `event_type` as its schema. Asking for another type's schema is a
+    bug in the consumer, a payload its schema refuses one in the emitter: both `ValueError`,
+    named in one line, as a dead letter keeps it."""
+    expected = EVENT_SCHEMAS[EventType(event_type)]
+    if expected is not schema:
+        raise ValueError(f"a {event_type} payload is a {expected.__name__}, not {schema.__name__}")
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"invalid {event_type} payload: {problems}") from exc

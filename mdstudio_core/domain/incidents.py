@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.events import EventType, NewEvent, validate_event
 from mdstudio_core.domain.model import TENANT_ADMIN_ROLE, EntityType, Identity, Tier
 from mdstudio_core.domain.quality import QualityThresholds
 
@@ -94,7 +94,7 @@ class Incident:
             acknowledged_at=now,
         )
         return acknowledged, acknowledged._event(
-            "quality.incident.acknowledged", actor.user, now, thresholds, note=note
+            EventType.INCIDENT_ACKNOWLEDGED, actor.user, now, thresholds, note=note
         )
 
     def resolve(
@@ -114,7 +114,7 @@ class Incident:
             raise Conflict(f"incident {self.id} is already resolved")
         resolved = self._resolved_by(actor.user, reason, now)
         return resolved, resolved._event(
-            "quality.incident.resolved", actor.user, now, thresholds, reason=reason
+            EventType.INCIDENT_RESOLVED, actor.user, now, thresholds, reason=reason
         )
 
     def _resolved_by(self, actor: str, reason: str, now: dt.datetime) -> Incident:
@@ -217,7 +217,7 @@ def assess(
             previous_incident_id=previous.id if previous else None,
         )
         event = opened._event(
-            "quality.incident.opened",
+            EventType.INCIDENT_OPENED,
             SYSTEM_ACTOR,
             now,
             thresholds,
@@ -234,7 +234,7 @@ def assess(
         )
         resolved = updated._resolved_by(SYSTEM_ACTOR, reason, now)
         event = resolved._event(
-            "quality.incident.resolved",
+            EventType.INCIDENT_RESOLVED,
             SYSTEM_ACTOR,
             now,
             thresholds,

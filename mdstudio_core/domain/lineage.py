@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from mdstudio_core.domain.errors import InvalidInput
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.events import EventType, NewEvent, validate_event
 from mdstudio_core.domain.incidents import SYSTEM_ACTOR, IncidentPolicy
 from mdstudio_core.domain.model import IDENTIFIER_PATTERN, EntityType, Tier
 from mdstudio_core.domain.quality import QualityThresholds
@@ -373,9 +373,9 @@ def assess_trust(
         if not impacted:
             streak = streak + 1 if score < minimum else 0
             if streak >= policy.open_after:
-                impacted, event_type = True, "kpi.quality.impacted"
+                impacted, event_type = True, EventType.KPI_QUALITY_IMPACTED
         elif score >= minimum + policy.recovery_margin:
-            impacted, streak, event_type = False, 0, "kpi.quality.recovered"
+            impacted, streak, event_type = False, 0, EventType.KPI_QUALITY_RECOVERED
     state = TrustState(
         tenant_id=tenant_id,
         canonical_key=trust.canonical_key,

@@ -39,6 +39,7 @@ from mdstudio_core.domain.events import (
     DEPLOYMENT_TENANT,
     DeploymentEntity,
     Event,
+    EventType,
     NewEvent,
     validate_event,
 )
@@ -188,7 +189,7 @@ def replay(
         [event] = uow.events.append(
             [
                 NewEvent(
-                    type="events.replayed",
+                    type=EventType.EVENTS_REPLAYED,
                     tenant_id=DEPLOYMENT_TENANT,
                     entity_type=DeploymentEntity.CONSUMER,
                     entity_key=name,
@@ -196,7 +197,7 @@ def replay(
                     actor=actor,
                     occurred_at=now,
                     payload=validate_event(
-                        "events.replayed",
+                        EventType.EVENTS_REPLAYED,
                         {
                             "consumer": name,
                             "from_event_id": first,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mdstudio_core.domain import clock
 from mdstudio_core.domain.errors import NotFound
-from mdstudio_core.domain.events import Event, NewEvent, validate_event
+from mdstudio_core.domain.events import Event, EventType, NewEvent, validate_event
 from mdstudio_core.domain.model import (
     EntityType,
     Identity,
@@ -38,7 +38,7 @@ from mdstudio_core.domain.operations import PassProgress, ProfilePass, TablePosi
 from mdstudio_core.service_layer.profiling import Entity, load_profiled, table_key
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
-PROFILE_EVENTS = ("metadata.profile.due", "metadata.profile.requested")
+PROFILE_EVENTS = (EventType.PROFILE_DUE, EventType.PROFILE_REQUESTED)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
         if event.type not in PROFILE_EVENTS:
             continue
         payload = event.payload
-        manual = event.type == "metadata.profile.requested"
+        manual = event.type == EventType.PROFILE_REQUESTED
         candidate = ProfileCandidate(
             tenant_id=event.tenant_id,
             canonical_key=event.entity_key,
@@ -150,7 +150,7 @@ def _kpi_dependencies(event: Event) -> list[ProfileCandidate]:
     """A KPI approved with new inputs (`lineage.changed`) asks for a profile of each: the
     guards then skip those profiled within the rerun interval (COST_GUARD) or unbound
     (NO_BINDING), and the rest are scanned with the other due tables."""
-    if event.type != "lineage.changed":
+    if event.type != EventType.LINEAGE_CHANGED:
         return []
     return [
         ProfileCandidate(
@@ -325,7 +325,7 @@ def request_profile(
         [event] = uow.events.append(
             [
                 NewEvent(
-                    type="metadata.profile.requested",
+                    type=EventType.PROFILE_REQUESTED,
                     tenant_id=identity.tenant_id,
                     entity_type=EntityType.GLOBAL_METADATA,
                     entity_key=canonical_key,
@@ -333,7 +333,7 @@ def request_profile(
                     actor=identity.user,
                     occurred_at=clock.now(),
                     payload=validate_event(
-                        "metadata.profile.requested",
+                        EventType.PROFILE_REQUESTED,
                         {
                             "canonical_key": canonical_key,
                             "trigger": Trigger.MANUAL,

@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.errors import StoreTimeout
+from mdstudio_core.domain.events import EventType
 from mdstudio_core.domain.incremental import ProfileDay
 from mdstudio_core.domain.lineage import CatalogSnapshot, KpiTrust, TableNode
 from mdstudio_core.domain.model import SkipReason, Tier, Trigger
@@ -40,7 +41,6 @@ from mdstudio_pipelines.defs.kpis import kpi_events
 from mdstudio_pipelines.defs.resources import CatalogResource
 from mdstudio_pipelines.lib.asset_keys import (
     ENTITY_PROFILE,
-    PROFILE_FAILED,
     PROFILE_SKIPPED,
     QUALITY_CHECK,
     table_key_of,
@@ -141,7 +141,9 @@ def profile_run(
             days=days,
         )
         for key, error in outcome.failed.items():
-            context.log_event(profile_observation(tenant_id, key, PROFILE_FAILED, error=error))
+            context.log_event(
+                profile_observation(tenant_id, key, EventType.PROFILE_FAILED, error=error)
+            )
         failed.update(outcome.failed)
         if outcome.saved_before:
             context.log.info(f"saved by an earlier attempt: {', '.join(outcome.saved_before)}")

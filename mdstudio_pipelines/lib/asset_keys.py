@@ -24,7 +24,6 @@ KPI_CHECK = "kpi_inputs_quality"
 # Observations of `entity_profile` (besides the outbox's own event types on `catalog_entity`).
 RUN_REQUESTED = "metadata.profile.run_requested"
 PROFILE_SKIPPED = "metadata.profile.skipped"
-PROFILE_FAILED = "metadata.profile.failed"
 DEFAULT_SCHEMA = {"postgresql": "public", "sqlite": "main"}
 
 

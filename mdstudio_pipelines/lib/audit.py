@@ -9,10 +9,10 @@ from typing import Any
 
 import dagster as dg
 
+from mdstudio_core.domain.events import EventType
 from mdstudio_pipelines.lib.asset_keys import (
     CATALOG_ENTITY,
     ENTITY_PROFILE,
-    PROFILE_FAILED,
     PROFILE_SKIPPED,
     QUALITY_CHECK,
 )
@@ -20,10 +20,10 @@ from mdstudio_pipelines.lib.dagster_internals import check_evaluations
 from mdstudio_pipelines.lib.partitions import partition_key
 
 PAGE = 1000
-KINDS = {PROFILE_SKIPPED: "skip", PROFILE_FAILED: "failure"}
+KINDS = {PROFILE_SKIPPED: "skip", EventType.PROFILE_FAILED: "failure"}
 # Outbox events the run itself records on `entity_profile` (a materialization, a failure):
 # their observations on `catalog_entity` would show each step twice.
-SHOWN_BY_THE_RUN = {"metadata.profile.completed", PROFILE_FAILED}
+SHOWN_BY_THE_RUN = {EventType.PROFILE_COMPLETED, EventType.PROFILE_FAILED}
 
 
 def timeline(
@@ -54,7 +54,7 @@ def timeline(
             )
     for record in _all(instance.fetch_materializations, ENTITY_PROFILE, key):
         metadata = _plain(record.asset_materialization.metadata)
-        metadata["event_type"] = "metadata.profile.completed"
+        metadata["event_type"] = EventType.PROFILE_COMPLETED
         metadata.pop("sql", None)
         metadata.pop("sql_params", None)
         metadata.pop("columns", None)

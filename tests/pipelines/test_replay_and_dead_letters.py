@@ -170,7 +170,11 @@ def test_an_event_the_sensor_cannot_read_is_set_aside_after_its_attempts(operato
     listed = run_cli(["events", "dead-letters", "--consumer", "approval_sensor", "--json"])
     [letter] = listed.json
     assert (letter["event_id"], letter["attempts"]) == (poison.id, 2)
-    assert letter["error"] == "KeyError: 'reason'"
+    assert letter["error"] == (
+        "ValueError: invalid metadata.profile.due payload: tier: Field required; "
+        "reason: Field required; priority: Field required; version: Field required; "
+        "binding: Field required"
+    )
     assert store_cursor(env).failing_event_id is None
 
     # Handed back: the next tick handles it again, under the retry's key; it fails again.

@@ -59,15 +59,27 @@ def due(event_id: int, key: str = KEY, priority: str = "normal", **payload) -> E
         event_id,
         "metadata.profile.due",
         key,
+        canonical_key=key,
+        tier="tier1" if priority == "high" else "tier2",
         reason="STRUCTURAL",
         priority=priority,
         approval_id=approval,
+        version=1,
+        binding={},
         **payload,
     )
 
 
 def requested(event_id: int, key: str = KEY, force: bool = False) -> Event:
-    return event(event_id, "metadata.profile.requested", key, force=force, trigger="manual")
+    return event(
+        event_id,
+        "metadata.profile.requested",
+        key,
+        canonical_key=key,
+        force=force,
+        trigger="manual",
+        requested_by="alice",
+    )
 
 
 def test_profile_events_become_one_candidate_per_entity():
@@ -122,16 +134,16 @@ def test_a_manual_request_is_high_priority_and_may_force():
 
 def test_merged_events_keep_every_id_the_highest_priority_and_any_force():
     [merged] = candidates_from_events(
-        [requested(1, force=True), due(2, priority="low"), requested(3)]
+        [requested(1, force=True), due(2, priority="normal"), requested(3)]
     )
     assert merged.event_ids == (1, 2, 3)
     assert merged.force is True
     assert merged.priority is Priority.HIGH
-    [urgent] = candidates_from_events([due(1, priority="high"), due(2, priority="low")])
+    [urgent] = candidates_from_events([due(1, priority="high"), due(2, priority="normal")])
     assert urgent.priority is Priority.HIGH
-    [later] = candidates_from_events([due(1, priority="low"), due(2, priority="normal")])
+    [later] = candidates_from_events([due(1, priority="normal"), due(2, priority="high")])
     assert (later.priority, later.force, later.approval_id) == (
-        Priority.NORMAL,
+        Priority.HIGH,
         False,
         uuid.UUID(int=2),
     )
@@ -139,7 +151,14 @@ def test_merged_events_keep_every_id_the_highest_priority_and_any_force():
 
 def test_a_kpis_new_inputs_are_approval_candidates_of_normal_priority():
     """`lineage.changed` asks, in the KPI's tenant and for its approval, for each added input."""
-    change = event(9, "lineage.changed", "finance.margin", added_inputs=["a", "b"])
+    change = event(
+        9,
+        "lineage.changed",
+        "finance.margin",
+        canonical_key="finance.margin",
+        added_inputs=["a", "b"],
+        removed_inputs=[],
+    )
     assert candidates_from_events([change]) == [
         ProfileCandidate(
             tenant_id=TENANT,

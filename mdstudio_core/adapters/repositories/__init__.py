@@ -14,7 +14,6 @@ from mdstudio_core.adapters.repositories.idempotency import PURGE_BATCH, Idempot
 from mdstudio_core.adapters.repositories.incidents import IncidentRepository
 from mdstudio_core.adapters.repositories.lineage import LineageRepository
 from mdstudio_core.adapters.repositories.metrics import (
-    PROFILE_OUTCOMES,
     CatalogMetrics,
     profile_outcome_counts,
 )
@@ -31,7 +30,6 @@ from mdstudio_core.adapters.repositories.shared import insert_rows
 from mdstudio_core.adapters.repositories.tokens import TokenRepository
 
 __all__ = [
-    "PROFILE_OUTCOMES",
     "PURGE_BATCH",
     "ApprovalRepository",
     "CatalogMetrics",

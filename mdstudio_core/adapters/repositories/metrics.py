@@ -11,10 +11,9 @@ from sqlalchemy import Column, Connection, and_, case, func, or_, select
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories.shared import Repository, utc
+from mdstudio_core.domain.events import PROFILE_OUTCOMES
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.model import ApprovalStatus, Tier
-
-PROFILE_OUTCOMES = ("metadata.profile.completed", "metadata.profile.failed")
 
 
 def profile_outcome_counts(

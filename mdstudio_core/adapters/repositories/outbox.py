@@ -13,9 +13,9 @@ import orjson
 from sqlalchemy import Select, Text, cast, delete, func, insert, or_, select, text
 
 from mdstudio_core.adapters import tables
-from mdstudio_core.adapters.repositories.metrics import PROFILE_OUTCOMES, profile_outcome_counts
+from mdstudio_core.adapters.repositories.metrics import profile_outcome_counts
 from mdstudio_core.adapters.repositories.shared import UNNEST_FROM, Repository
-from mdstudio_core.domain.events import Event, NewEvent, entity_kind
+from mdstudio_core.domain.events import PROFILE_OUTCOMES, Event, NewEvent, entity_kind
 from mdstudio_core.domain.incidents import ProfileOutcome
 
 # The outbox's visibility rule on PostgreSQL (see `EventOutbox.append`): a writer announces a

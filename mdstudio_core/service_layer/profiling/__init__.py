@@ -27,8 +27,6 @@ from mdstudio_core.service_layer.profiling.previews import (
     run_preview,
 )
 from mdstudio_core.service_layer.profiling.running import (
-    PROFILE_COMPLETED,
-    PROFILE_FAILED,
     Entity,
     ProfileTarget,
     RunOutcome,
@@ -42,8 +40,6 @@ from mdstudio_core.service_layer.profiling.running import (
 )
 
 __all__ = [
-    "PROFILE_COMPLETED",
-    "PROFILE_FAILED",
     "BoundEntity",
     "EngineFor",
     "Entity",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import clock
-from mdstudio_core.domain.events import NewEvent, validate_event
+from mdstudio_core.domain.events import EventType, NewEvent, validate_event
 from mdstudio_core.domain.incidents import SYSTEM_ACTOR
 from mdstudio_core.domain.incremental import (
     ProfileDay,
@@ -48,8 +48,6 @@ from mdstudio_core.service_layer.profiling.measuring import (
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
-PROFILE_COMPLETED = "metadata.profile.completed"
-PROFILE_FAILED = "metadata.profile.failed"
 Entity = tuple[uuid.UUID, str]  # (tenant, canonical key)
 
 
@@ -307,7 +305,7 @@ def record_failures(
                 uuid.NAMESPACE_URL,
                 f"{run_id or uuid.uuid4()}/{entity_urn(tenant_id, canonical_key)}/failed",
             )
-            if uow.events.recorded(tenant_id, canonical_key, PROFILE_FAILED, failure_id):
+            if uow.events.recorded(tenant_id, canonical_key, EventType.PROFILE_FAILED, failure_id):
                 continue
             payload = {
                 "canonical_key": canonical_key,
@@ -316,7 +314,11 @@ def record_failures(
                 "error": error,
             }
             uow.events.append(
-                [_profile_event(PROFILE_FAILED, tenant_id, canonical_key, failure_id, payload)]
+                [
+                    _profile_event(
+                        EventType.PROFILE_FAILED, tenant_id, canonical_key, failure_id, payload
+                    )
+                ]
             )
             incidents.assess_entity(uow, settings, tenant_id, canonical_key, tier, now)
         uow.commit()
@@ -345,7 +347,9 @@ def _completed(
         "check_passed": verdict.passed,
         "threshold": verdict.threshold,
     }
-    return _profile_event(PROFILE_COMPLETED, tenant_id, result.canonical_key, profile_id, payload)
+    return _profile_event(
+        EventType.PROFILE_COMPLETED, tenant_id, result.canonical_key, profile_id, payload
+    )
 
 
 def _profile_event(

@@ -28,7 +28,7 @@ import orjson
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.consumers import DeadLetter
-from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event
+from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event, EventType
 from mdstudio_core.service_layer import consumers, lineage, profile_requests
 from mdstudio_pipelines.defs.jobs import ProfileJob
 from mdstudio_pipelines.defs.kpis import kpi_events
@@ -211,10 +211,10 @@ def kpi_change(event: Event) -> tuple[str, uuid.UUID, str] | None:
     """What an event changes of KPI trust: a KPI approved (new or changed), or a field's
     binding changed or deprecated."""
     changed = set(event.payload.get("changed_fields") or ())
-    if event.type == "kpi.changed":
+    if event.type == EventType.KPI_CHANGED:
         return ("kpi", event.tenant_id, event.entity_key)
     if (
-        event.type == "metadata.changed"
+        event.type == EventType.METADATA_CHANGED
         and changed & REBINDING
         and event.payload.get("previous_version")
     ):
