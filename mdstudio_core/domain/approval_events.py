@@ -7,7 +7,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from mdstudio_core.domain.events import EventType, NewEvent, validate_event
+from mdstudio_core.domain.events import (
+    APPROVED_EVENTS,
+    CHANGED_EVENTS,
+    EVENT_SCHEMAS,
+    ApprovalEndorsed,
+    EntityApproved,
+    EntityChanged,
+    EventPayload,
+    EventType,
+    KpiChanged,
+    LineageChanged,
+    NewEvent,
+    ProfileDue,
+    validate_event,
+)
 from mdstudio_core.domain.lineage import input_changes
 from mdstudio_core.domain.model import (
     EntityStatus,
@@ -21,11 +35,6 @@ from mdstudio_core.domain.model import (
 if TYPE_CHECKING:
     from mdstudio_core.domain.approvals import Approval
 
-# Entity types whose approval announces the entity's new state, and the event prefix used.
-ENTITY_EVENT_PREFIX: dict[EntityType, str] = {
-    EntityType.GLOBAL_METADATA: "metadata",
-    EntityType.KPI: "kpi",
-}
 # Tiers whose structural changes ask for a profile, and how urgently.
 PROFILED_TIERS: dict[Tier, Priority] = {Tier.TIER1: Priority.HIGH, Tier.TIER2: Priority.NORMAL}
 
@@ -33,45 +42,43 @@ PROFILED_TIERS: dict[Tier, Priority] = {Tier.TIER1: Priority.HIGH, Tier.TIER2: P
 def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
     """The events of an approval, in order (see the README's event table)."""
     events: list[NewEvent] = []
-    prefix = ENTITY_EVENT_PREFIX.get(approval.entity_type)
-    if prefix:
+    approved_event = APPROVED_EVENTS.get(approval.entity_type)
+    if approved_event:
         structural = approval.is_structural()
         events.append(
             request_event(
                 approval,
-                f"{prefix}.approved",
+                approved_event,
                 now,
-                {
-                    "approval_id": approval.id,
-                    "canonical_key": approval.entity_key,
-                    "tier": approval.tier,
-                    "version": approval.new_version,
-                    "state": approval.payload,
-                },
+                EntityApproved(
+                    approval_id=approval.id,
+                    canonical_key=approval.entity_key,
+                    tier=approval.tier,
+                    version=approval.new_version,
+                    state=approval.payload,
+                ),
             )
         )
-        changed = {
-            "canonical_key": approval.entity_key,
-            "change_type": "APPROVAL",
-            "changed_fields": approval.changed_fields(),
-            "structural": structural,
-            "previous_version": approval.base_version,
-            "version": approval.new_version,
-        }
+        changed = EntityChanged(
+            canonical_key=approval.entity_key,
+            change_type="APPROVAL",
+            changed_fields=approval.changed_fields(),
+            structural=structural,
+            previous_version=approval.base_version,
+            version=approval.new_version,
+        )
         lineage = None
         if approval.entity_type is EntityType.KPI:
             added, removed = input_changes(
                 approval.current_state.get("depends_on") if approval.current_state else None,
                 approval.payload.get("depends_on") or [],
             )
-            changed |= {"added_inputs": added, "removed_inputs": removed}
+            changed = KpiChanged(**changed.model_dump(), added_inputs=added, removed_inputs=removed)
             if added or removed:
-                lineage = {
-                    "canonical_key": approval.entity_key,
-                    "added_inputs": added,
-                    "removed_inputs": removed,
-                }
-        events.append(request_event(approval, f"{prefix}.changed", now, changed))
+                lineage = LineageChanged(
+                    canonical_key=approval.entity_key, added_inputs=added, removed_inputs=removed
+                )
+        events.append(request_event(approval, CHANGED_EVENTS[approval.entity_type], now, changed))
         if lineage is not None:
             events.append(request_event(approval, EventType.LINEAGE_CHANGED, now, lineage))
         if (
@@ -86,15 +93,15 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
                     approval,
                     EventType.PROFILE_DUE,
                     now,
-                    {
-                        "canonical_key": approval.entity_key,
-                        "tier": approval.tier,
-                        "reason": ProfileReason.STRUCTURAL,
-                        "priority": PROFILED_TIERS[approval.tier],
-                        "approval_id": approval.id,
-                        "version": approval.new_version,
-                        "binding": approval.payload["binding"],
-                    },
+                    ProfileDue(
+                        canonical_key=approval.entity_key,
+                        tier=approval.tier,
+                        reason=ProfileReason.STRUCTURAL,
+                        priority=PROFILED_TIERS[approval.tier],
+                        approval_id=approval.id,
+                        version=approval.new_version,
+                        binding=approval.payload["binding"],
+                    ),
                 )
             )
     events.append(
@@ -108,24 +115,23 @@ def approval_events(approval: Approval, now: dt.datetime) -> list[NewEvent]:
     return events
 
 
-def decision_event(approval: Approval, event_type: str, now: dt.datetime, **extra: Any) -> NewEvent:
+def decision_event(
+    approval: Approval, event_type: EventType, now: dt.datetime, **extra: Any
+) -> NewEvent:
     """The event of a decision (`approval.approved`, `.rejected`, `.cancelled`): the request,
-    who decided it and why."""
-    return request_event(
-        approval,
-        event_type,
-        now,
-        {
-            **request_fields(approval),
-            "decided_by": approval.decided_by,
-            "reason": approval.decision_reason,
-            **extra,
-        },
+    who decided it and why; one shape, a schema each."""
+    decision = EVENT_SCHEMAS[event_type](
+        **request_fields(approval),
+        decided_by=approval.decided_by,
+        reason=approval.decision_reason,
+        **extra,
     )
+    return request_event(approval, event_type, now, decision)
 
 
 def request_fields(approval: Approval) -> dict[str, Any]:
-    """What every event about a request says of it: which, whose, and who decides it."""
+    """What every event about a request says of it: which, whose, and who decides it (the
+    fields its schemas share)."""
     return {
         "approval_id": approval.id,
         "entity_type": approval.entity_type,
@@ -139,9 +145,9 @@ def request_fields(approval: Approval) -> dict[str, Any]:
 
 def request_event(
     approval: Approval,
-    event_type: str,
+    event_type: EventType,
     now: dt.datetime,
-    payload: dict[str, Any],
+    payload: EventPayload,
     actor: str | None = None,
 ) -> NewEvent:
     """An event about the request, by `actor` (else whoever acted on it last), validated
@@ -166,12 +172,12 @@ def endorsement_event(
         endorsed,
         EventType.APPROVAL_ENDORSED,
         now,
-        {
+        ApprovalEndorsed(
             **request_fields(endorsed),
-            "endorsed_by": decider.user,
-            "endorsements": len(endorsed.endorsements),
-            "required_approvals": endorsed.required_approvals,
-            "reason": reason,
-        },
+            endorsed_by=decider.user,
+            endorsements=len(endorsed.endorsements),
+            required_approvals=endorsed.required_approvals,
+            reason=reason,
+        ),
         actor=decider.user,
     )

@@ -35,7 +35,13 @@ from mdstudio_core.domain.approval_requests import check_no_nul
 from mdstudio_core.domain.approvals import Approval
 from mdstudio_core.domain.diff import diff_entity
 from mdstudio_core.domain.errors import Conflict, InvalidInput
-from mdstudio_core.domain.events import EventType, NewEvent
+from mdstudio_core.domain.events import (
+    ApprovalApproved,
+    EventType,
+    NewEvent,
+    read_payload,
+    validate_event,
+)
 from mdstudio_core.domain.model import (
     TERM_PATTERN,
     ApprovalStatus,
@@ -424,4 +430,5 @@ def _numbered(event: NewEvent, number: int) -> NewEvent:
     when the event was made; `item` is the one field its schema leaves to the set)."""
     if event.type != EventType.APPROVAL_APPROVED:
         return event
-    return dataclasses.replace(event, payload={**event.payload, "item": number})
+    approved = read_payload(event, ApprovalApproved).model_copy(update={"item": number})
+    return dataclasses.replace(event, payload=validate_event(event.type, approved))

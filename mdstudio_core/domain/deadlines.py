@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from mdstudio_core.domain.approval_events import request_event, request_fields
 from mdstudio_core.domain.approvals import Approval
-from mdstudio_core.domain.events import EventType, NewEvent
+from mdstudio_core.domain.events import ApprovalOverdue, EventType, NewEvent
 from mdstudio_core.domain.model import Tier
 
 
@@ -42,11 +42,11 @@ class ApprovalDeadlines:
             approval,
             EventType.APPROVAL_OVERDUE,
             now,
-            {
+            ApprovalOverdue(
                 **request_fields(approval),
-                "requested_at": approval.requested_at,
-                "deadline": approval.requested_at + sla,
-                "sla_hours": sla.total_seconds() / 3600,
-            },
+                requested_at=approval.requested_at,
+                deadline=approval.requested_at + sla,
+                sla_hours=sla.total_seconds() / 3600,
+            ),
             actor="approval_deadline_sensor",
         )

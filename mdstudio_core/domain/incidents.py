@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput
-from mdstudio_core.domain.events import EventType, NewEvent, validate_event
+from mdstudio_core.domain.events import EVENT_SCHEMAS, EventType, NewEvent, validate_event
 from mdstudio_core.domain.model import TENANT_ADMIN_ROLE, EntityType, Identity, Tier
 from mdstudio_core.domain.quality import QualityThresholds
 
@@ -128,7 +128,7 @@ class Incident:
 
     def _event(
         self,
-        event_type: str,
+        event_type: EventType,
         actor: str,
         now: dt.datetime,
         thresholds: QualityThresholds,
@@ -137,17 +137,17 @@ class Incident:
         run_id: str | None = None,
         **extra: Any,
     ) -> NewEvent:
-        payload = {
-            "incident_id": self.id,
-            "canonical_key": self.canonical_key,
-            "tier": self.tier,
-            "quality_score": self.last_score,
-            "threshold": thresholds.minimum(self.tier),
-            "profile_id": profile_id or self.opening_profile_id,
-            "actor": actor,
-            "run_id": run_id,
+        payload = EVENT_SCHEMAS[event_type](
+            incident_id=self.id,
+            canonical_key=self.canonical_key,
+            tier=self.tier,
+            quality_score=self.last_score,
+            threshold=thresholds.minimum(self.tier),
+            profile_id=profile_id or self.opening_profile_id,
+            actor=actor,
+            run_id=run_id,
             **{name: value for name, value in extra.items() if value is not None},
-        }
+        )
         return NewEvent(
             type=event_type,
             tenant_id=self.tenant_id,

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from mdstudio_core.domain.errors import InvalidInput
-from mdstudio_core.domain.events import EventType, NewEvent, validate_event
+from mdstudio_core.domain.events import EVENT_SCHEMAS, EventType, NewEvent, validate_event
 from mdstudio_core.domain.incidents import SYSTEM_ACTOR, IncidentPolicy
 from mdstudio_core.domain.model import IDENTIFIER_PATTERN, EntityType, Tier
 from mdstudio_core.domain.quality import QualityThresholds
@@ -388,12 +388,12 @@ def assess_trust(
     )
     if event_type is None:
         return state, None
-    payload = {
-        "canonical_key": trust.canonical_key,
-        "trust_score": score,
-        "weakest_input": trust.weakest_input,
-        "threshold": minimum,
-    }
+    payload = EVENT_SCHEMAS[event_type](
+        canonical_key=trust.canonical_key,
+        trust_score=score,
+        weakest_input=trust.weakest_input,
+        threshold=minimum,
+    )
     event = NewEvent(
         type=event_type,
         tenant_id=tenant_id,
