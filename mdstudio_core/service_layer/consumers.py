@@ -39,6 +39,7 @@ from mdstudio_core.domain.events import (
     DEPLOYMENT_TENANT,
     DeploymentEntity,
     Event,
+    EventsReplayed,
     EventType,
     NewEvent,
     validate_event,
@@ -198,12 +199,12 @@ def replay(
                     occurred_at=now,
                     payload=validate_event(
                         EventType.EVENTS_REPLAYED,
-                        {
-                            "consumer": name,
-                            "from_event_id": first,
-                            "to_event_id": through,
-                            "requested_by": actor,
-                        },
+                        EventsReplayed(
+                            consumer=name,
+                            from_event_id=first,
+                            to_event_id=through,
+                            requested_by=actor,
+                        ),
                     ),
                 )
             ]

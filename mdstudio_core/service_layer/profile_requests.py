@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 
 from mdstudio_core.domain import clock
 from mdstudio_core.domain.errors import NotFound
-from mdstudio_core.domain.events import Event, EventType, NewEvent, validate_event
+from mdstudio_core.domain.events import (
+    Event,
+    EventType,
+    LineageChanged,
+    NewEvent,
+    ProfileDue,
+    ProfileRequested,
+    read_payload,
+    validate_event,
+)
 from mdstudio_core.domain.model import (
     EntityType,
     Identity,
@@ -120,19 +129,7 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
             merged.setdefault(candidate.entity, candidate)
         if event.type not in PROFILE_EVENTS:
             continue
-        payload = event.payload
-        manual = event.type == EventType.PROFILE_REQUESTED
-        candidate = ProfileCandidate(
-            tenant_id=event.tenant_id,
-            canonical_key=event.entity_key,
-            trigger=Trigger.MANUAL if manual else Trigger.APPROVAL,
-            reason=ProfileReason.MANUAL if manual else ProfileReason(payload["reason"]),
-            priority=Priority.HIGH if manual else Priority(payload["priority"]),
-            approval_id=None if manual else uuid.UUID(payload["approval_id"]),
-            event_ids=(event.id,),
-            force=bool(payload.get("force", False)),
-            full=bool(payload.get("full", False)),
-        )
+        candidate = _candidate(event)
         previous = merged.get(candidate.entity)
         if previous is not None:
             candidate = dataclasses.replace(
@@ -144,6 +141,34 @@ def candidates_from_events(events: Iterable[Event]) -> list[ProfileCandidate]:
             )
         merged[candidate.entity] = candidate
     return list(merged.values())
+
+
+def _candidate(event: Event) -> ProfileCandidate:
+    """A profile asked for by a person (`metadata.profile.requested`) or due after a
+    structural approval (`metadata.profile.due`)."""
+    if event.type == EventType.PROFILE_REQUESTED:
+        requested = read_payload(event, ProfileRequested)
+        return ProfileCandidate(
+            tenant_id=event.tenant_id,
+            canonical_key=event.entity_key,
+            trigger=Trigger.MANUAL,
+            reason=ProfileReason.MANUAL,
+            priority=Priority.HIGH,
+            approval_id=None,
+            event_ids=(event.id,),
+            force=requested.force,
+            full=requested.full,
+        )
+    due = read_payload(event, ProfileDue)
+    return ProfileCandidate(
+        tenant_id=event.tenant_id,
+        canonical_key=event.entity_key,
+        trigger=Trigger.APPROVAL,
+        reason=due.reason,
+        priority=due.priority,
+        approval_id=due.approval_id,
+        event_ids=(event.id,),
+    )
 
 
 def _kpi_dependencies(event: Event) -> list[ProfileCandidate]:
@@ -162,7 +187,7 @@ def _kpi_dependencies(event: Event) -> list[ProfileCandidate]:
             approval_id=event.correlation_id,
             event_ids=(event.id,),
         )
-        for key in event.payload["added_inputs"]
+        for key in read_payload(event, LineageChanged).added_inputs
     ]
 
 
@@ -334,13 +359,13 @@ def request_profile(
                     occurred_at=clock.now(),
                     payload=validate_event(
                         EventType.PROFILE_REQUESTED,
-                        {
-                            "canonical_key": canonical_key,
-                            "trigger": Trigger.MANUAL,
-                            "force": force,
-                            "requested_by": identity.user,
-                            "full": full,
-                        },
+                        ProfileRequested(
+                            canonical_key=canonical_key,
+                            trigger=Trigger.MANUAL,
+                            force=force,
+                            requested_by=identity.user,
+                            full=full,
+                        ),
                     ),
                 )
             ]

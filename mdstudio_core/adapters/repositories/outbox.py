@@ -15,7 +15,16 @@ from sqlalchemy import Select, Text, cast, delete, func, insert, or_, select, te
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories.metrics import profile_outcome_counts
 from mdstudio_core.adapters.repositories.shared import UNNEST_FROM, Repository
-from mdstudio_core.domain.events import PROFILE_OUTCOMES, Event, NewEvent, entity_kind
+from mdstudio_core.domain.events import (
+    PROFILE_OUTCOMES,
+    Event,
+    EventType,
+    NewEvent,
+    ProfileCompleted,
+    ProfileFailed,
+    entity_kind,
+    parse_payload,
+)
 from mdstudio_core.domain.incidents import ProfileOutcome
 
 # The outbox's visibility rule on PostgreSQL (see `EventOutbox.append`): a writer announces a
@@ -150,15 +159,7 @@ class EventOutbox(Repository):
             .order_by(column.id.desc())
             .limit(count)
         )
-        return [
-            ProfileOutcome(
-                passed=payload.get("check_passed", False),
-                quality_score=payload.get("quality_score"),
-                profile_id=uuid.UUID(payload["profile_id"]) if payload.get("profile_id") else None,
-                run_id=payload.get("run_id"),
-            )
-            for _type, payload in rows
-        ]
+        return [_profile_outcome(event_type, payload) for event_type, payload in rows]
 
     def recorded(
         self, tenant_id: uuid.UUID, canonical_key: str, event_type: str, correlation_id: uuid.UUID
@@ -252,6 +253,22 @@ class EventOutbox(Repository):
         committed or rolled back, and the read, a later statement, sees whatever it committed.
         """
         return int(self._connection.execute(_HORIZON).scalar_one())
+
+
+def _profile_outcome(event_type: str, payload: dict[str, Any]) -> ProfileOutcome:
+    """A past check result, as its incident rules read it: a failed profile fails the check."""
+    if event_type == EventType.PROFILE_FAILED:
+        failed = parse_payload(event_type, payload, ProfileFailed)
+        return ProfileOutcome(
+            passed=False, quality_score=None, profile_id=None, run_id=failed.run_id
+        )
+    completed = parse_payload(event_type, payload, ProfileCompleted)
+    return ProfileOutcome(
+        passed=completed.check_passed,
+        quality_score=completed.quality_score,
+        profile_id=completed.profile_id,
+        run_id=completed.run_id,
+    )
 
 
 def _event_row(event: NewEvent) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import click
 
 from mdstudio_core.domain.consumers import DeadLetter, DeadLetterStatus
 from mdstudio_core.domain.errors import InvalidInput
+from mdstudio_core.domain.events import EventsReplayed, read_payload
 from mdstudio_core.entrypoints.cli.output import emit, jsonable, print_record, print_table
 from mdstudio_core.entrypoints.cli.plumbing import (
     Runtime,
@@ -152,7 +153,7 @@ def events_replay(name: str, first: int, last: int | None, dry_run: bool) -> Non
         record,
         lambda: click.echo(
             f"replay {event.id}: {name} handles events {first} to "
-            f"{event.payload['to_event_id']} again (events.replayed {event.id})"
+            f"{read_payload(event, EventsReplayed).to_event_id} again ({event.type} {event.id})"
         ),
     )
 

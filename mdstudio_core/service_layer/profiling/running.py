@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from mdstudio_core.adapters import warehouse
 from mdstudio_core.config import Settings
 from mdstudio_core.domain import clock
-from mdstudio_core.domain.events import EventType, NewEvent, validate_event
+from mdstudio_core.domain.events import (
+    EventPayload,
+    EventType,
+    NewEvent,
+    ProfileCompleted,
+    ProfileFailed,
+    validate_event,
+)
 from mdstudio_core.domain.incidents import SYSTEM_ACTOR
 from mdstudio_core.domain.incremental import (
     ProfileDay,
@@ -307,12 +314,9 @@ def record_failures(
             )
             if uow.events.recorded(tenant_id, canonical_key, EventType.PROFILE_FAILED, failure_id):
                 continue
-            payload = {
-                "canonical_key": canonical_key,
-                "tier": tier,
-                "run_id": run_id,
-                "error": error,
-            }
+            payload = ProfileFailed(
+                canonical_key=canonical_key, tier=tier, run_id=run_id, error=error
+            )
             uow.events.append(
                 [
                     _profile_event(
@@ -332,32 +336,32 @@ def _completed(
     run_id: str | None,
     verdict: CheckVerdict,
 ) -> NewEvent:
-    payload = {
-        "canonical_key": result.canonical_key,
-        "tier": tier,
-        "quality_score": result.quality_score,
-        "completeness": result.completeness,
-        "uniqueness": result.uniqueness,
-        "validity": result.validity,
-        "row_count": result.row_count,
-        "profile_id": profile_id,
-        "run_id": run_id,
-        "trigger": result.trigger,
-        "approval_id": result.approval_id,
-        "check_passed": verdict.passed,
-        "threshold": verdict.threshold,
-    }
+    payload = ProfileCompleted(
+        canonical_key=result.canonical_key,
+        tier=tier,
+        quality_score=result.quality_score,
+        completeness=result.completeness,
+        uniqueness=result.uniqueness,
+        validity=result.validity,
+        row_count=result.row_count,
+        profile_id=profile_id,
+        run_id=run_id,
+        trigger=result.trigger,
+        approval_id=result.approval_id,
+        check_passed=verdict.passed,
+        threshold=verdict.threshold,
+    )
     return _profile_event(
         EventType.PROFILE_COMPLETED, tenant_id, result.canonical_key, profile_id, payload
     )
 
 
 def _profile_event(
-    event_type: str,
+    event_type: EventType,
     tenant_id: uuid.UUID,
     canonical_key: str,
     correlation_id: uuid.UUID,
-    payload: dict[str, object],
+    payload: EventPayload,
 ) -> NewEvent:
     return NewEvent(
         type=event_type,
