@@ -21,24 +21,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from mdstudio_core.adapters.incremental import _as_day, _day, _day_start, signature
-from mdstudio_core.adapters.warehouse import (
-    DialectHooks,
-    ProfileError,
-    ProfileTimeout,
-    SourceUnavailable,
-    _check_rule_pattern,
+from mdstudio_core.adapters.incremental import signature
+from mdstudio_core.adapters.incremental.expressions import _as_day, _day, _day_start
+from mdstudio_core.adapters.warehouse.columns import _reflect, column_kind, incremental_column
+from mdstudio_core.adapters.warehouse.compiler import (
     _ordered,
-    _reflect,
     _rule_condition,
     _Spec,
     build_specs,
-    column_kind,
-    column_metrics,
-    hooks_for,
-    incremental_column,
     render_sql,
 )
+from mdstudio_core.adapters.warehouse.engines import DialectHooks, hooks_for
+from mdstudio_core.adapters.warehouse.errors import ProfileError, ProfileTimeout, SourceUnavailable
+from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern, column_metrics
 from mdstudio_core.domain.backtest import ScoredRule
 from mdstudio_core.domain.incremental import Counts, DayCounts
 from mdstudio_core.domain.model import ColumnRule, Incremental
