@@ -229,11 +229,12 @@ def day_events(
 def profile_observation(
     tenant_id: uuid.UUID, key: str, event_type: str, **details: str
 ) -> dg.AssetObservation:
-    """A profiling decision or failure, on the entity's partition of `entity_profile`."""
+    """A profiling decision or failure, on the entity's partition of `entity_profile`
+    (`str()`: Dagster stores plain strings, not `EventType` members)."""
     return dg.AssetObservation(
         asset_key=ENTITY_PROFILE,
         partition=partition_key(tenant_id, key),
-        metadata={"event_type": event_type, **details},
+        metadata={"event_type": str(event_type), **details},
     )
 
 

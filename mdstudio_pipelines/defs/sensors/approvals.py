@@ -28,7 +28,14 @@ import orjson
 
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.consumers import DeadLetter
-from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event, EventType
+from mdstudio_core.domain.events import (
+    CORRELATED_BY_APPROVAL,
+    DEPLOYMENT_TENANT,
+    EntityChanged,
+    Event,
+    EventType,
+    read_payload,
+)
 from mdstudio_core.service_layer import consumers, lineage, profile_requests
 from mdstudio_pipelines.defs.jobs import ProfileJob
 from mdstudio_pipelines.defs.kpis import kpi_events
@@ -210,15 +217,12 @@ def reload_if_changed(
 def kpi_change(event: Event) -> tuple[str, uuid.UUID, str] | None:
     """What an event changes of KPI trust: a KPI approved (new or changed), or a field's
     binding changed or deprecated."""
-    changed = set(event.payload.get("changed_fields") or ())
     if event.type == EventType.KPI_CHANGED:
         return ("kpi", event.tenant_id, event.entity_key)
-    if (
-        event.type == EventType.METADATA_CHANGED
-        and changed & REBINDING
-        and event.payload.get("previous_version")
-    ):
-        return ("field", event.tenant_id, event.entity_key)
+    if event.type == EventType.METADATA_CHANGED:
+        changed = read_payload(event, EntityChanged)
+        if set(changed.changed_fields) & REBINDING and changed.previous_version:
+            return ("field", event.tenant_id, event.entity_key)
     return None
 
 
@@ -278,7 +282,7 @@ def event_observation(event: Event) -> dg.AssetObservation:
         partition=partition_key(event.tenant_id, event.entity_key),
         metadata={
             "event_id": event.id,
-            "event_type": event.type,
+            "event_type": str(event.type),  # Dagster stores plain strings, not members
             "actor": event.actor,
             "approval_id": _approval_id(event),
             "correlation_id": str(event.correlation_id),
@@ -298,9 +302,7 @@ def _approval_id(event: Event) -> str:
     approval and entity events. Profile and incident events are correlated by other ids."""
     if "approval_id" in event.payload:
         return str(event.payload["approval_id"] or "")
-    if event.type.startswith("approval.") or (
-        event.type.startswith("metadata.") and not event.type.startswith("metadata.profile.")
-    ):
+    if event.type in CORRELATED_BY_APPROVAL:
         return str(event.correlation_id)
     return ""
 
