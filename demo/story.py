@@ -359,7 +359,10 @@ def backtest_a_stricter_rule() -> None:
         "profiles", "preview", "--approval", approval, "--backtest",
         user="bob", roles="metadata_steward",
     )  # fmt: skip
-    say("It would have failed more days: Bob rejects it, with the reason on the record")
+    say(
+        "Every day scores lower under it (none below the tier2 minimum): small payments are"
+        " valid, so Bob rejects it, with the reason on the record"
+    )
     mdstudio(
         "approvals", "reject", approval, "--reason", "small payments are valid",
         user="bob", roles="metadata_steward",
