@@ -341,8 +341,32 @@ def incremental_pass() -> None:
             f"rows {profile['row_count']}  score {profile['quality_score']}  "
             f"{profile['full_reason'] or ''}"
         )
-    say("Each day's counts and score (partition: day), as rule backtests will read them")
+    say("Each day's counts and score (partition: day), as rule backtests read them")
     mdstudio("profiles", "days", key, user="dave")
+    backtest_a_stricter_rule()
+
+
+def backtest_a_stricter_rule() -> None:
+    """Before deciding a stricter rule, its decider sees what it would have done to the last
+    days: each day's score under the live and the proposed rules, and the failing days and
+    incidents each would have caused."""
+    say("Alice proposes a stricter rule: payments of at least 50 (today: at least 0)")
+    stricter = json.loads(json.dumps(PAYMENT_AMOUNT))
+    stricter["payload"]["binding"]["columns"][1]["min"] = 50
+    approval = submit(stricter, user="alice")
+    say("Bob backtests it before deciding: the table's days under both rule sets")
+    mdstudio(
+        "profiles", "preview", "--approval", approval, "--backtest",
+        user="bob", roles="metadata_steward",
+    )  # fmt: skip
+    say(
+        "Every day scores lower under it (none below the tier2 minimum): small payments are"
+        " valid, so Bob rejects it, with the reason on the record"
+    )
+    mdstudio(
+        "approvals", "reject", approval, "--reason", "small payments are valid",
+        user="bob", roles="metadata_steward",
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories import ApprovalRepository
+from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetterStatus
 from mdstudio_core.domain.events import Event, NewEvent, validate_event
 from mdstudio_core.domain.incidents import IncidentStatus
@@ -789,7 +790,7 @@ def test_an_inbox_page_reads_the_page_not_the_history(engine, status):
 
     with engine.connect() as connection:
         sa.event.listen(connection, "before_cursor_execute", capture)
-        page = ApprovalRepository(connection).list(tenant, status=status, limit=20)
+        page = ApprovalRepository(connection).list(tenant, ApprovalFilter(status=status, limit=20))
         sa.event.remove(connection, "before_cursor_execute", capture)
         [(statement, parameters)] = statements
         [[[plan]]] = connection.exec_driver_sql(

@@ -11,30 +11,30 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval, parse_approval_id
 from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
-from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.model import (
-    CATALOG_ENTITY_TYPES,
     ApprovalStatus,
     EntityType,
     Identity,
     Lane,
     Tier,
 )
-from mdstudio_core.entrypoints.http.console import backtest_chart, views
+from mdstudio_core.entrypoints.http.console import backtest_chart, catalog_pages, views
 from mdstudio_core.entrypoints.http.console.web import (
+    BAD_CSRF,
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_LIFETIME_S,
     as_user,
     blocking,
     clear_session_cookie,
+    console_router,
     csrf_ok,
     forbidden,
     form,
@@ -47,7 +47,6 @@ from mdstudio_core.entrypoints.http.console.web import (
     secure,
     session_id_of,
     set_session_cookie,
-    start_clock,
     to_login,
 )
 from mdstudio_core.entrypoints.http.previews import PreviewsBusy
@@ -56,7 +55,6 @@ from mdstudio_core.service_layer import (
     catalog,
     change_sets,
     console_sessions,
-    incidents,
     lineage,
     profiling,
     two_person,
@@ -65,15 +63,9 @@ from mdstudio_core.service_layer import backtest as backtest_service
 from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
-router = APIRouter(
-    prefix="/ui",
-    include_in_schema=False,
-    default_response_class=HTMLResponse,
-    dependencies=[Depends(start_clock)],
-)
+router = console_router()
 STATIC = Path(__file__).parent / "static"
 MY_REQUESTS = 100
-BAD_CSRF = "the form's CSRF token is missing or invalid: reload the page and submit it again"
 STALE = "changed since it was submitted: submit again"
 
 
@@ -81,6 +73,7 @@ def install(app: FastAPI) -> None:
     """Serve the console on `app`: its stylesheet first, then the pages (the last of which
     answers any other `/ui/` path with the 404 page)."""
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
+    app.include_router(catalog_pages.router)
     app.include_router(router)
 
 
@@ -401,117 +394,6 @@ async def _request_page(
         ),
         now=dt.datetime.now(dt.UTC),
     )
-
-
-# -- an entity -------------------------------------------------------------------------------
-
-
-@router.get("/entities/{key:path}")
-async def entity_page(request: Request, key: str) -> Response:
-    def load(uow: UnitOfWork, identity: Identity) -> dict[str, Any]:
-        for entity_type in CATALOG_ENTITY_TYPES:
-            try:
-                entity = catalog.get_entity(uow, identity, key, entity_type)
-                break
-            except NotFound:
-                continue
-        else:
-            raise NotFound(f"no entity {key!r} in this tenant")
-        profiles = (
-            catalog.profile_history(uow, identity, key, 60)
-            if entity.entity_type is EntityType.GLOBAL_METADATA
-            else []
-        )
-        found = incidents.list_incidents(uow, identity, entity_key=key, limit=20)
-        return {
-            "entity": entity,
-            "profiles": profiles,
-            "incident": next((i for i in found if i.active), None),
-            "history": [
-                a.summary
-                for a in approvals.list_approvals(uow, identity, ApprovalFilter(entity_key=key))
-            ],
-            "events": catalog.list_events(uow, identity, entity_key=key, limit=200),
-        }
-
-    try:
-        identity, page = await as_user(request, load)
-    except Unauthenticated:
-        return to_login()
-    except (NotFound, InvalidInput) as exc:
-        return not_found(request, None, str(exc))
-    profiles = page["profiles"]
-    return render(
-        request,
-        "entity.html",
-        identity=identity,
-        chart=views.score_chart(profiles),
-        latest=profiles[0] if profiles else None,
-        columns=views.column_rows(profiles[0] if profiles else None),
-        **page,
-    )
-
-
-# -- incidents -------------------------------------------------------------------------------
-
-
-@router.get("/incidents")
-async def incidents_page(request: Request) -> Response:
-    return await _incidents_page(request)
-
-
-@router.post("/incidents/{incident_id}/acknowledge")
-async def acknowledge(request: Request, incident_id: str) -> Response:
-    return await _handle_incident(request, incident_id, incidents.acknowledge, "note")
-
-
-@router.post("/incidents/{incident_id}/resolve")
-async def resolve(request: Request, incident_id: str) -> Response:
-    return await _handle_incident(request, incident_id, incidents.resolve, "reason")
-
-
-async def _handle_incident(
-    request: Request, incident_id: str, command: Any, field: str
-) -> Response:
-    fields = await form(request)
-    if not csrf_ok(request, fields):
-        return forbidden(request, BAD_CSRF)
-    settings = request.app.state.settings
-    try:
-        await as_user(
-            request, lambda uow, who: command(uow, who, incident_id, fields.get(field), settings)
-        )
-    except Unauthenticated:
-        return to_login()
-    except NotFound as exc:
-        return not_found(request, None, str(exc))
-    except InvalidInput as exc:
-        if exc.field == "incident_id":
-            return not_found(request, None, str(exc))
-        return await _incidents_page(request, str(exc), 422)
-    except Forbidden as exc:
-        return await _incidents_page(request, str(exc), 403)
-    except Conflict as exc:
-        return await _incidents_page(request, str(exc), 409)
-    return redirect("/ui/incidents")
-
-
-async def _incidents_page(
-    request: Request, error: str | None = None, status: int = 200
-) -> Response:
-    def load(uow: UnitOfWork, identity: Identity) -> list[Any]:
-        found = [
-            incident
-            for status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
-            for incident in incidents.list_incidents(uow, identity, status=status, limit=500)
-        ]
-        return sorted(found, key=lambda incident: incident.opened_at, reverse=True)
-
-    try:
-        identity, found = await as_user(request, load)
-    except Unauthenticated:
-        return to_login()
-    return render(request, "incidents.html", status, identity, incidents=found, error=error)
 
 
 # -- anything else ---------------------------------------------------------------------------

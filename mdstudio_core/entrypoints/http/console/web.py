@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -97,6 +97,20 @@ templates.filters.update(shown=shown, age=age, stamp=stamp)
 def csrf_token(session_id: str) -> str:
     """The CSRF token of a session: only someone who holds the session id can compute it."""
     return hmac.new(session_id.encode(), b"mdstudio-console-csrf", hashlib.sha256).hexdigest()
+
+
+BAD_CSRF = "the form's CSRF token is missing or invalid: reload the page and submit it again"
+
+
+def console_router() -> APIRouter:
+    """A router of console pages: under `/ui`, out of the API's schema, HTML by default, each
+    request timed from its start (`start_clock`)."""
+    return APIRouter(
+        prefix="/ui",
+        include_in_schema=False,
+        default_response_class=HTMLResponse,
+        dependencies=[Depends(start_clock)],
+    )
 
 
 def start_clock(request: Request) -> None:
