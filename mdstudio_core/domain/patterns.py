@@ -4,7 +4,7 @@ expressions (AREs) also run, with the same meaning.
 Why this language:
 
 * A steward's pattern runs in the warehouse, over every distinct value of a column. Python's
-  ``re`` backtracks: ``^(a+)+$`` over 40 characters would run for about 12 hours, and SQLite's
+  ``re`` backtracks: ``^(a+)+$`` over 40 characters would run for hours, and SQLite's
   timeout cannot interrupt a Python function. RE2 matches in time linear in the value, so the
   tier's timeout bounds every profile. It refuses what needs backtracking: backreferences and
   lookaround.

@@ -6,9 +6,9 @@ offer; `tests/pipelines/test_dagster_internals.py` fails loudly when an upgrade 
 
 * `store_observations`: a sensor tick's observations in batch writes. The public way,
   `SensorResult(asset_events=...)`, is written by the daemon one event at a time through
-  `instance.report_runless_asset_event` (13.3 ms per event on PostgreSQL here, two connections
-  each), against 0.24 s for a batch of 500 through `event_log_storage.store_event_batch`:
-  a 10,000-event backlog would otherwise blow Dagster's 60 s tick limit.
+  `instance.report_runless_asset_event` (two PostgreSQL connections per event), against one
+  write a batch through `event_log_storage.store_event_batch` (`bench/pipeline.py`): a large
+  backlog would otherwise blow Dagster's 60 s tick limit.
 * `check_evaluations`: the history of a check (on one partition). No public Python API reads it
   (the deprecated `get_event_records` finds no check rows); the storage's
   `get_asset_check_execution_history` with a `PartitionKeyFilter` reads it from its index. The

@@ -93,8 +93,8 @@ class EventOutbox(Repository):
 
     def _append_unnested(self, new_events: Sequence[NewEvent]) -> list[int]:
         """A large batch on PostgreSQL (a change set's): one statement over one JSON array.
-        The multi-row VALUES the batch would otherwise be sent as costs the driver about 30 µs
-        per parameter to rewrite (10 s for 40,000 events); one JSON text costs it nothing, and
+        The multi-row VALUES the batch would otherwise be sent as costs the driver a rewrite per
+        parameter (`bench/change_sets.py`); one JSON text costs it nothing, and
         PostgreSQL reads it in C. Rows are inserted, and so draw their ids, in the batch's
         order, so the ids sorted are the events' in order."""
         batch = orjson.dumps([_event_row(event) for event in new_events]).decode()

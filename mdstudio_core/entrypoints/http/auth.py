@@ -7,8 +7,8 @@ overwrites them) takes `x-tenant-id`, `x-user-id` and `x-role` instead.
 
 The token is looked up as the first statement of the command's own transaction, in the same
 worker thread: one connection, one BEGIN and one thread hop per request. (A lookup of its own
-cost a second transaction, a connection checkout and a thread hop: about 1.5 ms of CPU per
-request, as much as a submit; see bench/api.py.) Revocation stays immediate: each request reads
+cost a second transaction, a connection checkout and a thread hop: as much CPU per request
+as a submit; see bench/api.py.) Revocation stays immediate: each request reads
 the token's row.
 """
 
@@ -96,7 +96,7 @@ async def call(
 ) -> T:
     """`service(uow, identity, *args, **kwargs)` in a worker thread (the services block on the
     store), in one transaction with the token lookup that gives `identity`. The app's own
-    executor, not anyio's thread pool: half the CPU per hop (0.65 ms less per approval)."""
+    executor, not anyio's thread pool: less CPU per hop (`bench/api.py`)."""
     uow = caller.uow
 
     def authorised() -> T:

@@ -17,7 +17,7 @@ from mdstudio_pipelines.defs.sensors import running_sensor
 
 # A tick collects this many events at most, then sends for what is left of its budget (at least
 # MIN_SEND_SECONDS): well inside Dagster's 60 s evaluation limit whatever the backlog or the
-# receivers' speed (the soak's ticks took 34 s when sending had 20 s of its own after collecting).
+# receivers' speed (`bench/soak.py` measures the ticks).
 MAX_EVENTS_PER_TICK = 2000
 TICK_BUDGET_SECONDS = 20.0
 MIN_SEND_SECONDS = 5.0
