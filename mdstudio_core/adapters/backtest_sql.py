@@ -31,8 +31,8 @@ from mdstudio_core.adapters.warehouse.compiler import (
     build_specs,
     render_sql,
 )
-from mdstudio_core.adapters.warehouse.engines import DialectHooks, hooks_for
-from mdstudio_core.adapters.warehouse.errors import ProfileError, ProfileTimeout, SourceUnavailable
+from mdstudio_core.adapters.warehouse.engines import DialectHooks, connect_to_source, hooks_for
+from mdstudio_core.adapters.warehouse.errors import ProfileError, ProfileTimeout
 from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern, column_metrics
 from mdstudio_core.domain.backtest import ScoredRule
 from mdstudio_core.domain.incremental import Counts, DayCounts
@@ -69,12 +69,7 @@ def read_days(
     incremental column is missing or unusable, or the read overruns the timeout."""
     dialect = engine.dialect.name
     hooks = hooks_for(dialect)
-    try:
-        connection = engine.connect()
-    except sa.exc.DBAPIError as exc:
-        raise SourceUnavailable(
-            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
+    connection = connect_to_source(engine, source)
     if dialect == "postgresql":
         connection = connection.execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True

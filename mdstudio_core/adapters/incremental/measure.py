@@ -42,11 +42,11 @@ from mdstudio_core.adapters.warehouse import (
     ColumnMetrics,
     ProfileError,
     ProfileTimeout,
-    SourceUnavailable,
     TableMetrics,
     column_metrics,
     hooks_for,
 )
+from mdstudio_core.adapters.warehouse.engines import connect_to_source
 from mdstudio_core.domain.incremental import (
     FULL,
     INCREMENTAL,
@@ -87,12 +87,7 @@ def measure_incremental(
     started = time.perf_counter()
     if state is None and full_reason is None:
         full_reason = "first profile of this table with binding.incremental"
-    try:
-        connection = engine.connect()
-    except sa.exc.DBAPIError as exc:
-        raise SourceUnavailable(
-            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
+    connection = connect_to_source(engine, source)
     try:
         with connection:
             statistics = None

@@ -270,3 +270,14 @@ DIALECT_HOOKS: dict[str, DialectHooks] = {
 def hooks_for(dialect_name: str) -> DialectHooks:
     """The dialect's hooks; unknown dialects get SQLAlchemy's generic ``regexp_match``."""
     return DIALECT_HOOKS.get(dialect_name, DialectHooks(regex=_generic_regex))
+
+
+def connect_to_source(engine: sa.Engine, source: str) -> sa.Connection:
+    """A connection to a source's warehouse; a refused connection is `SourceUnavailable`
+    naming the source, with the driver's first line and nothing of the URL."""
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise SourceUnavailable(
+            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from exc

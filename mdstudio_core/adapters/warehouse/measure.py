@@ -20,12 +20,11 @@ from mdstudio_core.adapters.warehouse.compiler import (
     build_profile_statements,
     render_sql,
 )
-from mdstudio_core.adapters.warehouse.engines import DialectHooks, hooks_for
+from mdstudio_core.adapters.warehouse.engines import DialectHooks, connect_to_source, hooks_for
 from mdstudio_core.adapters.warehouse.errors import (
     InvalidPattern,
     ProfileError,
     ProfileTimeout,
-    SourceUnavailable,
 )
 from mdstudio_core.domain.model import ColumnRule
 from mdstudio_core.domain.patterns import PatternError, check_pattern
@@ -139,12 +138,7 @@ def measure_table(
     hooks = hooks_for(engine.dialect.name)
     started = time.perf_counter()
     profiled_at = dt.datetime.now(dt.UTC)
-    try:
-        connection = engine.connect()
-    except sa.exc.DBAPIError as exc:
-        raise SourceUnavailable(
-            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
+    connection = connect_to_source(engine, source)
     if engine.dialect.name == "postgresql":
         # Both passes must see the same snapshot, or distinct could exceed non-null.
         # Read only: a profile never writes, whatever SQL it is given.
