@@ -201,6 +201,7 @@ def main() -> None:
     os.environ.update(env)
     from mdstudio_pipelines.definitions import defs as load_defs
     from mdstudio_pipelines.defs.resources import CatalogResource
+    from mdstudio_pipelines.defs.sensors.approvals import decode_cursor
     from mdstudio_pipelines.lib import instance as dagster_instance
     from mdstudio_pipelines.lib.asset_keys import ENTITY_PROFILE
     from mdstudio_pipelines.lib.partitions import partition_key
@@ -226,7 +227,7 @@ def main() -> None:
         in_process_s = time.perf_counter() - started
         peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        per_eval = int(result.cursor)
+        per_eval = decode_cursor(result.cursor).position
 
         daemon = start_daemon(env, home)
         drain_start = time.monotonic()
@@ -236,7 +237,7 @@ def main() -> None:
             if state is None:
                 return None
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=200)
-            done = [t for t in ticks if t.cursor and int(t.cursor) >= last_id]
+            done = [t for t in ticks if t.cursor and decode_cursor(t.cursor).position >= last_id]
             return ticks if done else None
 
         ticks = wait(drained, 600, "the sensor to drain the outbox")
