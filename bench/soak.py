@@ -544,6 +544,13 @@ def main() -> None:
             for t in ticks(instance, "notification_sensor", drain_started)
             if t.timestamp <= drained_at
         ]
+        progress(
+            "approval_sensor's ticks in order (s): "
+            + " ".join(
+                f"{t.end_timestamp - t.timestamp:.1f}"
+                for t in sorted(approval_ticks, key=lambda t: t.timestamp)
+            )
+        )
         figures["drain"] = (
             durations(approval_ticks),
             durations(notification_ticks),

@@ -310,3 +310,46 @@ def _pg_database(server) -> str:
     if "url" not in _PG:
         _PG["url"] = server.create_database("mdstudio_exact")
     return _PG["url"]
+
+
+def test_a_day_left_empty_by_an_update_is_dropped_from_the_days(store, tmp_path):
+    """A row at the watermark moved to a later day: the incremental pass reads its old day
+    whole and finds it empty, so the stored days lose it, as a full profile's do."""
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    source = sa.create_engine(url)
+    create(source, "moved", index_id=False, index_loaded=False)
+    raw = {
+        "source": "wh",
+        "table": "moved",
+        "columns": COLUMNS,
+        "incremental": {"column": "loaded_at", "partition": "day"},
+    }
+    scheduled, reference = uuid.uuid4(), uuid.uuid4()
+    for tenant in (scheduled, reference):
+        approve_metadata(store, tenant, key=KEY, binding=raw)
+    config = Settings.from_env({"MDSTUDIO_SOURCE_WH_URL": url})
+    engine = warehouse.create_engine(url)
+
+    def profile(tenant: uuid.UUID, full: bool):
+        outcome = run_profiles(
+            UnitOfWork(store),
+            config,
+            tenant,
+            [ProfileTarget(KEY, full=full)],
+            run_id=uuid.uuid4().hex,
+            engine_for=lambda _source: engine,
+        )
+        return outcome.profiles[0].result
+
+    table = Table(source, "moved")
+    table.insert([{"id": 1, "email": "ann@x.com", "amount": 1, "code": "a", "loaded_at": T0}])
+    profile(scheduled, False)
+    assert [d["day"] for d in days(store, scheduled)] == [T0.date().isoformat()]
+    table.apply(("update", 0, "loaded_at", 3))  # to T0 + 3 days
+    assert profile(scheduled, False).mode == "incremental"
+    profile(reference, True)
+    moved = (T0 + dt.timedelta(days=3)).date()
+    assert [d["day"] for d in days(store, scheduled)] == [moved.isoformat()]
+    assert days(store, scheduled) == days(store, reference)
+    engine.dispose()
+    source.dispose()

@@ -45,14 +45,18 @@ def _as_day(value: Any) -> dt.date:
     return dt.date.fromisoformat(value) if isinstance(value, str) else value
 
 
+def _utc_day(value: Any) -> dt.date:
+    """The day (UTC) holding `value` (decoded)."""
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).date()
+    return value
+
+
 def _day_start(value: Any, column: sa.Column[Any], kind: str, dialect: str) -> ColumnElement[Any]:
     """The start of the day (UTC) holding `value` (decoded), as the column compares it. SQLite
     compares dates and times as text: the day itself (`YYYY-MM-DD`) sorts before every time of
     it, whatever format the rows were written in."""
-    if isinstance(value, dt.datetime):
-        day = (value.astimezone(dt.UTC) if value.tzinfo else value).date()
-    else:
-        day = value
+    day = _utc_day(value)
     if dialect == "sqlite":
         return sa.literal(day.isoformat(), _AsStored())
     if kind == DATE:

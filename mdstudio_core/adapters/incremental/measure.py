@@ -26,6 +26,7 @@ from mdstudio_core.adapters.incremental.expressions import (
     _empty,
     _raw,
     _sum_checksums,
+    _utc_day,
 )
 from mdstudio_core.adapters.incremental.passes import _days, _distinct, _row_pass
 from mdstudio_core.adapters.incremental.probes import _pg_statistics, _safety_net, _state_reason
@@ -51,6 +52,7 @@ from mdstudio_core.domain.incremental import (
     FULL,
     INCREMENTAL,
     Counts,
+    DaysRead,
     MergeError,
     Mode,
     Settled,
@@ -346,6 +348,13 @@ def _pass(
     )
 
     days = _days(runner, shape, rows, groups, unique, reads) if daily else []
+    days_read = (
+        DaysRead(
+            every_day=False, since=_utc_day(shape.decode(before)), recounted=frozenset(recount)
+        )
+        if daily and before is not None
+        else DaysRead()
+    )
 
     columns: list[ColumnMetrics] = []
     for spec in shape.specs:
@@ -378,5 +387,6 @@ def _pass(
         probes=probes,
         state=new_state,
         days=days,
+        days_read=days_read,
         statements=list(runner.statements),
     )

@@ -23,7 +23,7 @@ from mdstudio_core.adapters.warehouse import (
 from mdstudio_core.adapters.warehouse.columns import _reflect, _type_name, _unique_by_constraint
 from mdstudio_core.adapters.warehouse.compiler import _Spec
 from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern
-from mdstudio_core.domain.incremental import Counts, DayCounts, Mode, TableState, iso
+from mdstudio_core.domain.incremental import Counts, DayCounts, DaysRead, Mode, TableState, iso
 from mdstudio_core.domain.model import ColumnRule, Incremental
 
 
@@ -47,6 +47,7 @@ class Increment:
     probes: dict[str, str]
     state: TableState
     days: list[DayCounts]
+    days_read: DaysRead
     # The statements as run, by name (for `bench/incremental.py` to EXPLAIN them).
     statements: list[tuple[str, sa.Executable]] = field(default_factory=list)
 

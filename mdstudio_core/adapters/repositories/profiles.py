@@ -18,6 +18,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -25,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.adapters.repositories.shared import Repository, keys_by_tenant
-from mdstudio_core.domain.incremental import ProfileDay, TableState
+from mdstudio_core.domain.incremental import DaysRead, ProfileDay, TableState
 from mdstudio_core.domain.model import PassProgress, ProfilePass, Tier
 from mdstudio_core.domain.quality import StoredProfile
 
@@ -154,18 +155,19 @@ class ProfileDayRepository(Repository):
         canonical_key: str,
         days: Sequence[ProfileDay],
         *,
-        replace_all: bool,
+        read: DaysRead,
     ) -> None:
-        """Replace the days given (a pass reads each of its days whole); `replace_all` (a full
-        profile) drops the field's other days too: the table holds no rows for them now."""
+        """Replace the days the pass `read` with the days it found: a day it read and found
+        no row for holds none now, so its stored counts are dropped too."""
         column = tables.profile_days.c
         mine = and_(column.tenant_id == tenant_id, column.canonical_key == canonical_key)
-        if replace_all:
-            self._connection.execute(delete(tables.profile_days).where(mine))
-        elif days:
-            self._connection.execute(
-                delete(tables.profile_days).where(mine, column.day.in_([d.day for d in days]))
-            )
+        stale = delete(tables.profile_days).where(mine)
+        if not read.every_day:
+            covered = [column.day.in_(sorted({d.day for d in days} | read.recounted))]
+            if read.since is not None:
+                covered.append(column.day >= read.since)
+            stale = stale.where(or_(*covered))
+        self._connection.execute(stale)
         if days:
             self._connection.execute(
                 insert(tables.profile_days),

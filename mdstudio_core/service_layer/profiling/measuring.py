@@ -24,6 +24,7 @@ from mdstudio_core.domain.incremental import (
     FULL,
     Counts,
     DayCounts,
+    DaysRead,
     PassRequest,
     ProfileDay,
     TableState,
@@ -254,7 +255,7 @@ class KeptState:
     state: TableState
     read_version: int | None
     days: Mapping[str, list[ProfileDay]]
-    full: bool
+    days_read: DaysRead
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ def profile_for_run(
         state=increment.state,
         read_version=version,
         days=days,
-        full=increment.mode == FULL,
+        days_read=increment.days_read,
     )
     return TableProfile(results, kept)
 

@@ -290,7 +290,7 @@ def _keep(
             tenant_id,
             key,
             [dataclasses.replace(day, profile_id=profile_ids.get(key)) for day in days],
-            replace_all=kept.full,
+            read=kept.days_read,
         )
 
 
