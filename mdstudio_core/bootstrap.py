@@ -1,21 +1,29 @@
 """The one wiring point: the settings, the store engine and the warehouse engines.
 
 The CLI's runtime, the HTTP app and the Dagster resource build what they work with here, so
-the three entry points read the environment and size their pools the same way."""
+the three entry points read the environment and size their pools the same way. The warehouse
+engines are the profiling's own default (`source_engines`), so a caller that passes none reads
+the same pools."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from mdstudio_core.adapters import warehouse
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import StoreTimeouts
+from mdstudio_core.service_layer.profiling import EngineFor as WarehouseEngines
+from mdstudio_core.service_layer.profiling import source_engines as warehouse_engines
 
-WarehouseEngines = Callable[[str], Engine]
+__all__ = [
+    "WarehouseEngines",
+    "read_settings",
+    "shared_store_engine",
+    "store_engine",
+    "warehouse_engines",
+]
 
 
 def read_settings() -> Settings:
@@ -46,9 +54,3 @@ def shared_store_engine(settings: Settings) -> Engine:
 @functools.cache
 def _shared_store_engine(url: str, timeouts: StoreTimeouts) -> Engine:
     return create_store_engine(url, timeouts)
-
-
-def warehouse_engines(settings: Settings) -> WarehouseEngines:
-    """The engine of each warehouse source the settings configure, one pool per source for the
-    life of the process."""
-    return lambda source: warehouse.get_engine(source, settings.sources)

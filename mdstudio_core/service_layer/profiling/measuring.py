@@ -80,7 +80,8 @@ def group_by_table(entities: Iterable[BoundEntity]) -> dict[TableKey, list[Bound
 
 
 def source_engines(settings: Settings) -> EngineFor:
-    """Warehouse engines for the sources configured in `settings`."""
+    """The engine of each warehouse source `settings` configure, one pool per source for the
+    life of the process."""
     return lambda source: warehouse.get_engine(source, settings.sources)
 
 
