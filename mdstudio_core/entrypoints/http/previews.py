@@ -29,6 +29,11 @@ class PreviewsBusy(Exception):
         )
         self.retry_after_s = retry_after_s
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a refusal answers with besides its status (429), for the API and the console."""
+        return {"Retry-After": str(self.retry_after_s)}
+
 
 class PreviewSlots:
     """A bounded pool for previews: `concurrency` threads and as many slots. A slot is taken

@@ -15,6 +15,12 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mdstudio_core.adapters.warehouse import (
+    ProfileError,
+    ProfileTimeout,
+    SourceUnavailable,
+    UnknownSource,
+)
 from mdstudio_core.config import scrub
 from mdstudio_core.domain.change_sets import InvalidItems
 from mdstudio_core.domain.errors import (
@@ -28,6 +34,7 @@ from mdstudio_core.domain.errors import (
     field_path,
 )
 from mdstudio_core.domain.model import ApprovalRequest
+from mdstudio_core.entrypoints.http.previews import PreviewsBusy
 from mdstudio_core.entrypoints.http.schemas import ChangeSetIn
 from mdstudio_core.service_layer.tokens import Unauthenticated
 
@@ -111,6 +118,8 @@ def parsed_body(schema: str) -> dict[str, Any]:
 
 
 _DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    InvalidInput: (422, "invalid-input"),
+    PayloadTooLarge: (413, "payload-too-large"),
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not-found"),
     Conflict: (409, "conflict"),
@@ -134,12 +143,6 @@ def error_text(request: Request, error: object) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Map each failure to its status once, for every route."""
 
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(request: Request, exc: InvalidInput) -> Response:
-        return problem(
-            422, "invalid-input", error_text(request, exc), request.url.path, field=exc.field
-        )
-
     @app.exception_handler(InvalidItems)
     async def invalid_items(request: Request, exc: InvalidItems) -> Response:
         """A change set with invalid items: the first in `detail`, every one in `errors`."""
@@ -153,12 +156,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 {key: error_text(request, value) for key, value in error.as_dict().items()}
                 for error in exc.errors
             ],
-        )
-
-    @app.exception_handler(PayloadTooLarge)
-    async def payload_too_large(request: Request, exc: PayloadTooLarge) -> Response:
-        return problem(
-            413, "payload-too-large", error_text(request, exc), request.url.path, field=exc.field
         )
 
     @app.exception_handler(MalformedJson)
@@ -183,6 +180,25 @@ def install_error_handlers(app: FastAPI) -> None:
             error_text(request, exc),
             request.url.path,
             earliest_id=exc.earliest_id,
+        )
+
+    @app.exception_handler(PreviewsBusy)
+    async def previews_busy(request: Request, exc: PreviewsBusy) -> Response:
+        return problem(
+            429, "previews-busy", error_text(request, exc), request.url.path, headers=exc.headers
+        )
+
+    @app.exception_handler(ProfileError)
+    async def warehouse_failed(request: Request, exc: ProfileError) -> Response:
+        """A binding the warehouse cannot measure (a missing table or column) is the binding's
+        fault; a warehouse that cannot answer (unknown or unreachable source, timeout) is not."""
+        down = isinstance(exc, UnknownSource | SourceUnavailable | ProfileTimeout)
+        return problem(
+            503 if down else 422,
+            "warehouse" if down else "binding",
+            error_text(request, exc),
+            request.url.path,
+            field=None if down else "binding",
         )
 
     @app.exception_handler(Unauthenticated)
@@ -235,7 +251,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def _domain_handler(status: int, kind: str) -> Callable[[Request, Exception], Any]:
     async def handle(request: Request, exc: Exception) -> Response:
-        return problem(status, kind, error_text(request, exc), request.url.path)
+        field = exc.field if isinstance(exc, InvalidInput) else None
+        return problem(status, kind, error_text(request, exc), request.url.path, field=field)
 
     return handle
 

@@ -290,7 +290,7 @@ async def _from_warehouse(
         return await _request_page(request, approval_id, evidence_error=str(exc), status=403)
     except PreviewsBusy as exc:
         busy = await _request_page(request, approval_id, evidence_error=str(exc), status=429)
-        busy.headers["Retry-After"] = str(exc.retry_after_s)
+        busy.headers.update(exc.headers)
         return busy
     except (MdstudioError, ProfileError) as exc:
         return await _request_page(request, approval_id, evidence_error=str(exc))

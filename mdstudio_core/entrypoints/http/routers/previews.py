@@ -9,15 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from mdstudio_core.adapters.warehouse import (
-    ProfileError,
-    ProfileTimeout,
-    SourceUnavailable,
-    UnknownSource,
-)
 from mdstudio_core.entrypoints.http.auth import Caller, call
-from mdstudio_core.entrypoints.http.previews import PreviewsBusy
-from mdstudio_core.entrypoints.http.problems import AUTHED, documented, problem
+from mdstudio_core.entrypoints.http.problems import AUTHED, documented
 from mdstudio_core.entrypoints.http.schemas import JsonResponse
 from mdstudio_core.service_layer import backtest as backtests
 
@@ -42,7 +35,8 @@ async def preview_approval(
     """Profile the binding a pending request proposes now, saving nothing, for those who may
     decide it; with `backtest=true`, what its rule change would have done to the last days.
     A binding the warehouse cannot measure (a missing table or column) is 422; a warehouse
-    that cannot answer (unknown or unreachable source, timeout) is 503."""
+    that cannot answer (unknown or unreachable source, timeout) is 503; every preview slot
+    taken is 429 (`problems.install_error_handlers`)."""
     state = request.app.state
     plan = await call(
         lambda uow, who: backtests.plan_evidence(
@@ -50,25 +44,7 @@ async def preview_approval(
         ),
         caller,
     )
-    try:
-        evidence = await state.previews.run(
-            lambda: backtests.run_evidence(state.settings, plan, state.warehouse_engines)
-        )
-    except PreviewsBusy as exc:
-        return problem(
-            429,
-            "previews-busy",
-            str(exc),
-            request.url.path,
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-    except ProfileError as exc:
-        down = isinstance(exc, UnknownSource | SourceUnavailable | ProfileTimeout)
-        return problem(
-            503 if down else 422,
-            "warehouse" if down else "binding",
-            state.settings.scrub(str(exc)),
-            request.url.path,
-            field=None if down else "binding",
-        )
+    evidence = await state.previews.run(
+        lambda: backtests.run_evidence(state.settings, plan, state.warehouse_engines)
+    )
     return JsonResponse(evidence)
