@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,8 +25,9 @@ from mdstudio_core.adapters.incremental import signature
 from mdstudio_core.adapters.incremental.expressions import _as_day, _day, _day_start
 from mdstudio_core.adapters.warehouse.columns import _reflect, column_kind, incremental_column
 from mdstudio_core.adapters.warehouse.compiler import (
+    _column_aggregates,
+    _column_counts,
     _ordered,
-    _rule_condition,
     _Spec,
     build_specs,
     render_sql,
@@ -35,7 +36,7 @@ from mdstudio_core.adapters.warehouse.engines import DialectHooks, connect_to_so
 from mdstudio_core.adapters.warehouse.errors import ProfileError, ProfileTimeout
 from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern, column_metrics
 from mdstudio_core.domain.backtest import ScoredRule
-from mdstudio_core.domain.incremental import Counts, DayCounts
+from mdstudio_core.domain.incremental import DayCounts
 from mdstudio_core.domain.model import ColumnRule, Incremental
 
 DAY = "mdstudio_day"
@@ -135,17 +136,11 @@ def grouped_days(
     """One aggregate grouped by day over the rows from `first_day` on: per day the row count
     and per rule set the non-null count, the valid count (when a value rule applies) and the
     distinct count (when uniqueness is scored)."""
-    one = sa.literal(1, sa.BigInteger())
     day = _day(inc, kind, dialect).label(DAY)
     items: list[ColumnElement[Any]] = [day, sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
     for spec in specs:
         col, i = table.c[spec.column.name], spec.index
-        items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
-        condition = _rule_condition(spec, col, hooks)
-        if condition is not None:
-            items.append(
-                sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
-            )
+        items += _column_aggregates(spec, col, hooks, str(i), min_max=False)
         if spec.rule.unique:
             distinct = sa.func.count(sa.distinct(_ordered(spec, col, hooks)))
             items.append(sa.cast(distinct, sa.BigInteger()).label(f"d_{i}"))
@@ -160,12 +155,9 @@ def grouped_days(
 def _day_counts(row: Any, specs: Sequence[_Spec]) -> DayCounts:
     columns = {}
     for spec in specs:
-        i = spec.index
-        valid = row.get(f"v_{i}")
-        distinct = row.get(f"d_{i}")
-        columns[signature(spec.rule)] = Counts(
-            non_null=int(row[f"nn_{i}"]),
-            valid=None if valid is None else int(valid),
+        distinct = row.get(f"d_{spec.index}")
+        columns[signature(spec.rule)] = replace(
+            _column_counts(row, str(spec.index)),
             distinct=None if distinct is None else int(distinct),
         )
     return DayCounts(day=_as_day(row[DAY]), row_count=int(row["n"]), columns=columns)

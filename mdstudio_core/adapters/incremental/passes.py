@@ -23,8 +23,7 @@ from mdstudio_core.adapters.incremental.expressions import (
 )
 from mdstudio_core.adapters.incremental.probes import _settled_filter
 from mdstudio_core.adapters.incremental.shape import _Group, _Runner, _Table, signature
-from mdstudio_core.adapters.warehouse import ORDERABLE
-from mdstudio_core.adapters.warehouse.compiler import _ordered, _rule_condition, _Spec
+from mdstudio_core.adapters.warehouse.compiler import _column_aggregates, _column_counts, _Spec
 from mdstudio_core.domain.incremental import Counts, DayCounts, total
 
 
@@ -44,7 +43,6 @@ def _row_pass(
     where one is kept, and every column's non-null and valid counts and min and max."""
     hooks = runner.hooks
     inc = rows.c[shape.inc.name]
-    one = sa.literal(1, sa.BigInteger())
     checksums = _checksum(_checksum_columns(shape, rows), dialect) if checksummed else []
     items: list[ColumnElement[Any]] = [rows.c[DAY]] if daily else []
     conditions = parts(inc)
@@ -60,23 +58,8 @@ def _row_pass(
         ]
         items += [only(c).label(f"checksum_{i}_{p}") for i, c in enumerate(checksums)]
         for spec in shape.specs:
-            i, col = spec.index, rows.c[spec.column.name]
-            items.append(sa.cast(only(sa.func.count(col)), sa.BigInteger()).label(f"nn_{i}_{p}"))
-            condition = _rule_condition(spec, col, hooks)
-            if condition is not None:
-                items.append(
-                    sa.cast(only(sa.func.count(sa.case((condition, one)))), sa.BigInteger()).label(
-                        f"v_{i}_{p}"
-                    )
-                )
-            if spec.kind in ORDERABLE:
-                value = _ordered(spec, col, hooks)
-                items.append(
-                    sa.type_coerce(only(sa.func.min(value)), col.type).label(f"min_{i}_{p}")
-                )
-                items.append(
-                    sa.type_coerce(only(sa.func.max(value)), col.type).label(f"max_{i}_{p}")
-                )
+            col = rows.c[spec.column.name]
+            items += _column_aggregates(spec, col, hooks, f"{spec.index}_{p}", only=only)
     statement = sa.select(*items).select_from(rows)
     if daily:
         statement = statement.group_by(rows.c[DAY])
@@ -95,14 +78,7 @@ def _row_pass(
                 else None,
             )
             for spec in shape.specs:
-                i = spec.index
-                valid = row.get(f"v_{i}_{p}")
-                group.counts[i] = Counts(
-                    non_null=int(row[f"nn_{i}_{p}"]),
-                    valid=int(valid) if valid is not None else None,
-                    min=row.get(f"min_{i}_{p}"),
-                    max=row.get(f"max_{i}_{p}"),
-                )
+                group.counts[spec.index] = _column_counts(row, f"{spec.index}_{p}")
             groups[(p, day)] = group
     return groups
 

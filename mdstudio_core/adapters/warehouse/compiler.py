@@ -4,7 +4,7 @@ distinct pass, statements that measure everything inside the warehouse."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from mdstudio_core.adapters.warehouse.columns import (
 )
 from mdstudio_core.adapters.warehouse.engines import DialectHooks, hooks_for
 from mdstudio_core.adapters.warehouse.errors import ColumnNotFound, ProfileError
+from mdstudio_core.domain.incremental import Counts
 from mdstudio_core.domain.model import ColumnRule
 
 
@@ -144,26 +145,57 @@ def _ordered(spec: _Spec, value: ColumnElement[Any], hooks: DialectHooks) -> Col
     return hooks.text_order(value) if spec.kind == TEXT else value
 
 
+_ONE = sa.literal(1, sa.BigInteger())
+
+
+def _unchanged(aggregate: Any) -> Any:
+    return aggregate
+
+
+def _column_aggregates(
+    spec: _Spec,
+    col: ColumnElement[Any],
+    hooks: DialectHooks,
+    suffix: str,
+    *,
+    min_max: bool = True,
+    only: Callable[[Any], Any] = _unchanged,
+) -> list[ColumnElement[Any]]:
+    """What a full profile, an incremental pass and a backtest count of a rule set, written
+    once so that they count alike: `nn_{suffix}` its non-null values, `v_{suffix}` the valid
+    ones where a value rule applies and, with `min_max`, an orderable column's `min_{suffix}`
+    and `max_{suffix}`. `only` narrows each aggregate (an incremental pass's part)."""
+    items = [sa.cast(only(sa.func.count(col)), sa.BigInteger()).label(f"nn_{suffix}")]
+    condition = _rule_condition(spec, col, hooks)
+    if condition is not None:
+        valid = only(sa.func.count(sa.case((condition, _ONE))))
+        items.append(sa.cast(valid, sa.BigInteger()).label(f"v_{suffix}"))
+    if min_max and spec.kind in ORDERABLE:
+        ordered = _ordered(spec, col, hooks)
+        items.append(sa.type_coerce(only(sa.func.min(ordered)), col.type).label(f"min_{suffix}"))
+        items.append(sa.type_coerce(only(sa.func.max(ordered)), col.type).label(f"max_{suffix}"))
+    return items
+
+
+def _column_counts(row: Mapping[str, Any], suffix: str) -> Counts:
+    """The values of `_column_aggregates` read back from a result row."""
+    valid = row.get(f"v_{suffix}")
+    return Counts(
+        non_null=int(row[f"nn_{suffix}"]),
+        valid=None if valid is None else int(valid),
+        min=row.get(f"min_{suffix}"),
+        max=row.get(f"max_{suffix}"),
+    )
+
+
 def _row_pass(
     source: sa.FromClause, specs: Sequence[_Spec], hooks: DialectHooks, grouped: set[int]
 ) -> sa.Select[Any]:
-    one = sa.literal(1, sa.BigInteger())
     items: list[ColumnElement[Any]] = [sa.cast(sa.func.count(), sa.BigInteger()).label("n")]
     for spec in specs:
-        if spec.index in grouped:
-            continue
-        col = source.c[spec.column.name]
-        i = spec.index
-        items.append(sa.cast(sa.func.count(col), sa.BigInteger()).label(f"nn_{i}"))
-        condition = _rule_condition(spec, col, hooks)
-        if condition is not None:
-            items.append(
-                sa.cast(sa.func.count(sa.case((condition, one))), sa.BigInteger()).label(f"v_{i}")
-            )
-        if spec.kind in ORDERABLE:
-            ordered = _ordered(spec, col, hooks)
-            items.append(sa.type_coerce(sa.func.min(ordered), col.type).label(f"min_{i}"))
-            items.append(sa.type_coerce(sa.func.max(ordered), col.type).label(f"max_{i}"))
+        if spec.index not in grouped:
+            col = source.c[spec.column.name]
+            items += _column_aggregates(spec, col, hooks, str(spec.index))
     return sa.select(*items).select_from(source)
 
 
