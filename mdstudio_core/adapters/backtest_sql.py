@@ -32,8 +32,13 @@ from mdstudio_core.adapters.warehouse.compiler import (
     build_specs,
     render_sql,
 )
-from mdstudio_core.adapters.warehouse.engines import DialectHooks, connect_to_source, hooks_for
-from mdstudio_core.adapters.warehouse.errors import ProfileError, ProfileTimeout
+from mdstudio_core.adapters.warehouse.engines import (
+    DialectHooks,
+    connect_to_source,
+    failures_named,
+    hooks_for,
+    read_only_snapshot,
+)
 from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern, column_metrics
 from mdstudio_core.domain.backtest import ScoredRule
 from mdstudio_core.domain.incremental import DayCounts
@@ -68,27 +73,10 @@ def read_days(
     """Count `rules` per day over the last `days` days of the table (ending on its latest
     day). Raises a `warehouse.ProfileError` subclass when the table, a column or the
     incremental column is missing or unusable, or the read overruns the timeout."""
-    dialect = engine.dialect.name
-    hooks = hooks_for(dialect)
-    connection = connect_to_source(engine, source)
-    if dialect == "postgresql":
-        connection = connection.execution_options(
-            isolation_level="REPEATABLE READ", postgresql_readonly=True
-        )
-    try:
-        with connection, connection.begin():
-            return _read(
-                connection, hooks, table, rules, incremental, days, schema, source, timeout_s
-            )
-    except ProfileTimeout as exc:
-        raise ProfileTimeout(
-            f"the backtest of {table} exceeded the statement timeout of {timeout_s:g} s and was "
-            "cancelled"
-        ) from exc
-    except sa.exc.DBAPIError as exc:
-        raise ProfileError(
-            f"warehouse rejected the backtest of {table}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
+    hooks = hooks_for(engine.dialect.name)
+    connection = read_only_snapshot(connect_to_source(engine, source))
+    with failures_named(f"the backtest of {table}", timeout_s), connection, connection.begin():
+        return _read(connection, hooks, table, rules, incremental, days, schema, source, timeout_s)
 
 
 def _read(

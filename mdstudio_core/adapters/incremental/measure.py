@@ -42,12 +42,15 @@ from mdstudio_core.adapters.warehouse import (
     ORDERABLE,
     ColumnMetrics,
     ProfileError,
-    ProfileTimeout,
     TableMetrics,
     column_metrics,
     hooks_for,
 )
-from mdstudio_core.adapters.warehouse.engines import connect_to_source
+from mdstudio_core.adapters.warehouse.engines import (
+    connect_to_source,
+    failures_named,
+    read_only_snapshot,
+)
 from mdstudio_core.domain.incremental import (
     FULL,
     INCREMENTAL,
@@ -90,43 +93,30 @@ def measure_incremental(
     if state is None and full_reason is None:
         full_reason = "first profile of this table with binding.incremental"
     connection = connect_to_source(engine, source)
-    try:
-        with connection:
-            statistics = None
-            if dialect == "postgresql":
-                # Read before the snapshot: a change the counters do not show yet is then one
-                # the snapshot does not show either, or one the next pass will see.
-                with connection.begin():
-                    statistics = _pg_statistics(connection, schema, table)
-                connection = connection.execution_options(
-                    isolation_level="REPEATABLE READ", postgresql_readonly=True
-                )
+    advice = "; no partial profile was kept (raise the tier's timeout)"
+    with failures_named(f"the profile of {table}", timeout_s, advice), connection:
+        statistics = None
+        if dialect == "postgresql":
+            # Read before the snapshot: a change the counters do not show yet is then one
+            # the snapshot does not show either, or one the next pass will see.
             with connection.begin():
-                runner = _Runner(connection, hooks, timeout_s)
-                shape = _prepare(connection, hooks, schema, table, source, rules, incremental)
-                try:
-                    return _measure(
-                        runner,
-                        shape,
-                        engine,
-                        statistics,
-                        state,
-                        full_reason,
-                        incremental,
-                        now,
-                        started,
-                        recount,
-                    )
-                except ProfileTimeout as exc:
-                    raise ProfileTimeout(
-                        f"profile of {table} exceeded the statement timeout of {timeout_s:g} s "
-                        "and was cancelled; no partial profile was kept (raise the tier's "
-                        "timeout)"
-                    ) from exc
-    except sa.exc.DBAPIError as exc:
-        raise ProfileError(
-            f"warehouse rejected the profile of {table}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
+                statistics = _pg_statistics(connection, schema, table)
+        connection = read_only_snapshot(connection)
+        with connection.begin():
+            runner = _Runner(connection, hooks, timeout_s)
+            shape = _prepare(connection, hooks, schema, table, source, rules, incremental)
+            return _measure(
+                runner,
+                shape,
+                engine,
+                statistics,
+                state,
+                full_reason,
+                incremental,
+                now,
+                started,
+                recount,
+            )
 
 
 def _measure(

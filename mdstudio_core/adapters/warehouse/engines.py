@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from mdstudio_core.adapters.warehouse.errors import (
     InvalidPattern,
+    ProfileError,
     ProfileTimeout,
     SourceUnavailable,
     UnknownSource,
@@ -184,7 +185,7 @@ def _pg_check_pattern(connection: Connection, pattern: str) -> None:
         except sa.exc.DBAPIError as exc:
             raise InvalidPattern(
                 f"pattern {pattern!r} is not a regular expression PostgreSQL accepts: "
-                f"{str(exc.orig).splitlines()[0]}"
+                f"{first_line(exc)}"
             ) from exc
 
 
@@ -278,6 +279,32 @@ def connect_to_source(engine: sa.Engine, source: str) -> sa.Connection:
     try:
         return engine.connect()
     except sa.exc.DBAPIError as exc:
-        raise SourceUnavailable(
-            f"cannot connect to source {source!r}: {str(exc.orig).strip().splitlines()[0]}"
+        raise SourceUnavailable(f"cannot connect to source {source!r}: {first_line(exc)}") from exc
+
+
+def read_only_snapshot(connection: Connection) -> Connection:
+    """On PostgreSQL, a connection whose transactions are one repeatable-read snapshot, read
+    only: every statement of a read sees the same rows (else a distinct count could exceed a
+    non-null one), and a read never writes, whatever SQL it is given."""
+    if connection.dialect.name != "postgresql":
+        return connection
+    return connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
+
+def first_line(exc: sa.exc.DBAPIError) -> str:
+    """The driver's first line of a warehouse error, as a message quotes it."""
+    return str(exc.orig).strip().splitlines()[0]
+
+
+@contextlib.contextmanager
+def failures_named(what: str, timeout_s: float | None, advice: str = "") -> Iterator[None]:
+    """An overrun or a warehouse error of a read, raised again naming `what` ran (`the
+    profile of t`): the timeout that cancelled it, with `advice` after, or the driver's line."""
+    try:
+        yield
+    except ProfileTimeout as exc:
+        raise ProfileTimeout(
+            f"{what} exceeded the statement timeout of {timeout_s:g} s and was cancelled{advice}"
         ) from exc
+    except sa.exc.DBAPIError as exc:
+        raise ProfileError(f"warehouse rejected {what}: {first_line(exc)}") from exc

@@ -20,7 +20,14 @@ from mdstudio_core.adapters.warehouse.compiler import (
     build_profile_statements,
     render_sql,
 )
-from mdstudio_core.adapters.warehouse.engines import DialectHooks, connect_to_source, hooks_for
+from mdstudio_core.adapters.warehouse.engines import (
+    DialectHooks,
+    connect_to_source,
+    failures_named,
+    first_line,
+    hooks_for,
+    read_only_snapshot,
+)
 from mdstudio_core.adapters.warehouse.errors import (
     InvalidPattern,
     ProfileError,
@@ -138,13 +145,7 @@ def measure_table(
     hooks = hooks_for(engine.dialect.name)
     started = time.perf_counter()
     profiled_at = dt.datetime.now(dt.UTC)
-    connection = connect_to_source(engine, source)
-    if engine.dialect.name == "postgresql":
-        # Both passes must see the same snapshot, or distinct could exceed non-null.
-        # Read only: a profile never writes, whatever SQL it is given.
-        connection = connection.execution_options(
-            isolation_level="REPEATABLE READ", postgresql_readonly=True
-        )
+    connection = read_only_snapshot(connect_to_source(engine, source))
     try:
         with connection, connection.begin():
             reflected = _reflect(connection, schema, table, source)
@@ -180,7 +181,8 @@ def measure_table(
                     raise ProfileTimeout("no time left for the next statement")
                 return remaining
 
-            try:
+            advice = "; no partial profile was kept (raise the tier's timeout or enable sampling)"
+            with failures_named(f"the profile of {table}", timeout_s, advice):
                 with hooks.limits(connection, budget()):
                     totals = connection.execute(statements.row_pass).mappings().one()
                 branches: dict[int, Any] = {}
@@ -190,21 +192,9 @@ def measure_table(
                             row["key"]: row
                             for row in connection.execute(statements.distinct_pass).mappings()
                         }
-            except ProfileTimeout as exc:
-                raise ProfileTimeout(
-                    f"profile of {table} exceeded the statement timeout of {timeout_s:g} s and was "
-                    "cancelled; no partial profile was kept (raise the tier's timeout or enable "
-                    "sampling)"
-                ) from exc
-            except sa.exc.DBAPIError as exc:
-                raise ProfileError(
-                    f"warehouse rejected the profile of {table}: "
-                    f"{str(exc.orig).strip().splitlines()[0]}"
-                ) from exc
     except sa.exc.DBAPIError as exc:  # reflection and statistics, outside the two passes
         raise ProfileError(
-            f"warehouse error while preparing the profile of {table}: "
-            f"{str(exc.orig).strip().splitlines()[0]}"
+            f"warehouse error while preparing the profile of {table}: {first_line(exc)}"
         ) from exc
     row_count = int(totals["n"])
     columns: list[ColumnMetrics] = []
