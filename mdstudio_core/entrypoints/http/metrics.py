@@ -13,7 +13,7 @@ import datetime as dt
 import hmac
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -124,14 +124,13 @@ class CatalogCollector(Collector):
             dead_letters = uow.dead_letters.counts()
             deliveries = read.deliveries()
 
-        score = GaugeMetricFamily(
+        yield _family(
+            GaugeMetricFamily,
             "mdstudio_quality_score",
             "Latest quality score (0-100) of each tier1/tier2 field",
-            labels=("tenant", "entity", "tier"),
+            ("tenant", "entity", "tier"),
+            scores,
         )
-        for tenant, key, tier, value in scores:
-            score.add_metric((str(tenant), key, tier), value)
-        yield score
 
         threshold = GaugeMetricFamily(
             "mdstudio_quality_threshold", "The quality check's minimum score", labels=("tier",)
@@ -143,33 +142,26 @@ class CatalogCollector(Collector):
                 threshold.add_metric((tier.value,), minimum)
         yield threshold
 
-        open_incidents = GaugeMetricFamily(
+        yield _family(
+            GaugeMetricFamily,
             "mdstudio_quality_incidents_open",
             "Quality incidents not resolved (open or acknowledged)",
-            labels=("tenant", "tier"),
+            ("tenant", "tier"),
+            incidents,
         )
-        for tenant, tier, count in incidents:
-            open_incidents.add_metric((str(tenant), tier), count)
-        yield open_incidents
-
-        profiles = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "mdstudio_profiles",
             "Profiles recorded, by outcome (completed, failed)",
-            labels=("tenant", "tier", "outcome"),
+            ("tenant", "tier", "outcome"),
+            outcomes,
         )
-        for tenant, tier, outcome, count in outcomes:
-            profiles.add_metric((str(tenant), tier or "", outcome), count)
-        yield profiles
-
-        duration = HistogramMetricFamily(
+        yield _histogram(
             "mdstudio_profile_duration_seconds",
             "Time to profile one field's table scan, by tier",
-            labels=("tier",),
+            PROFILE_BUCKETS,
+            durations,
         )
-        for tier, cumulative, count, total in durations:
-            buckets = [(_le(b), n) for b, n in zip(PROFILE_BUCKETS, cumulative, strict=True)]
-            duration.add_metric((tier,), [*buckets, ("+Inf", count)], total)
-        yield duration
 
         pending_gauge = GaugeMetricFamily(
             "mdstudio_approvals_pending",
@@ -191,33 +183,26 @@ class CatalogCollector(Collector):
         yield pending_gauge
         yield oldest
 
-        overdue_gauge = GaugeMetricFamily(
+        yield _family(
+            GaugeMetricFamily,
             "mdstudio_approvals_overdue",
             "Pending approval requests past their deadline (MDSTUDIO_*APPROVAL_SLA_HOURS)",
-            labels=("tenant", "tier"),
+            ("tenant", "tier"),
+            overdue,
         )
-        for tenant, tier, count in overdue:
-            overdue_gauge.add_metric((str(tenant), tier), count)
-        yield overdue_gauge
-
-        decided = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "mdstudio_approvals_decided",
             "Approval requests decided (approved, rejected, cancelled)",
-            labels=("tenant", "decision"),
+            ("tenant", "decision"),
+            decisions,
         )
-        for tenant, status, count in decisions:
-            decided.add_metric((str(tenant), status), count)
-        yield decided
-
-        decision_seconds = HistogramMetricFamily(
+        yield _histogram(
             "mdstudio_approval_decision_seconds",
             "Time from request to decision, by tier",
-            labels=("tier",),
+            DECISION_BUCKETS,
+            decision_times,
         )
-        for tier, (cumulative, count, total) in decision_times.items():
-            buckets = [(_le(b), n) for b, n in zip(DECISION_BUCKETS, cumulative, strict=True)]
-            decision_seconds.add_metric((tier,), [*buckets, ("+Inf", count)], total)
-        yield decision_seconds
 
         yield GaugeMetricFamily(
             "mdstudio_outbox_last_event_id", "Id of the newest outbox event", value=last_event_id
@@ -239,20 +224,49 @@ class CatalogCollector(Collector):
         yield lag
         yield dead
 
-        delivered = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "mdstudio_notification_deliveries",
             "Webhook deliveries, by status (pending, delivered, failed, dead)",
-            labels=("status",),
+            ("status",),
+            deliveries,
         )
-        for status, count in deliveries:
-            delivered.add_metric((status,), count)
-        yield delivered
+
+
+def _family(
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> GaugeMetricFamily | CounterMetricFamily:
+    """A family with a sample per row, the row being its label values and then its value: a
+    tenant's id as text, a label the row lacks (a profile without tier) as ``""``."""
+    family = kind(name, documentation, labels=labels)
+    for *values, value in rows:
+        family.add_metric(tuple("" if v is None else str(v) for v in values), value)
+    return family
+
+
+def _histogram(
+    name: str,
+    documentation: str,
+    bounds: tuple[float, ...],
+    rows: Iterable[tuple[str, list[int], int, float]],
+) -> HistogramMetricFamily:
+    """A histogram by tier, from each tier's cumulative counts under `bounds`, its count and
+    its sum."""
+    histogram = HistogramMetricFamily(name, documentation, labels=("tier",))
+    for tier, cumulative, count, total in rows:
+        buckets = [(_le(b), n) for b, n in zip(bounds, cumulative, strict=True)]
+        histogram.add_metric((tier,), [*buckets, ("+Inf", count)], total)
+    return histogram
 
 
 def _bucketed(
     samples: Iterator[tuple[str, float]], bounds: tuple[float, ...]
-) -> dict[str, tuple[list[int], int, float]]:
-    """Cumulative histogram counts per label value."""
+) -> list[tuple[str, list[int], int, float]]:
+    """Cumulative histogram counts, count and sum per label value."""
     by_tier: dict[str, tuple[list[int], int, float]] = {}
     for tier, seconds in samples:
         counts, count, total = by_tier.get(tier, ([0] * len(bounds), 0, 0.0))
@@ -260,7 +274,7 @@ def _bucketed(
             if seconds <= bound:
                 counts[i] += 1
         by_tier[tier] = (counts, count + 1, total + seconds)
-    return by_tier
+    return [(tier, *histogram) for tier, histogram in by_tier.items()]
 
 
 def _le(bound: float) -> str:
