@@ -69,7 +69,9 @@ class EventPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _ApprovalDecision(EventPayload):
+class _ApprovalRequest(EventPayload):
+    """What every `approval.*` event says of its request (`approval_events.request_fields`)."""
+
     approval_id: uuid.UUID
     entity_type: EntityType
     entity_key: str
@@ -77,6 +79,9 @@ class _ApprovalDecision(EventPayload):
     lane: Lane
     required_role: str
     requested_by: str
+
+
+class _ApprovalDecision(_ApprovalRequest):
     decided_by: str
 
 
@@ -96,33 +101,19 @@ class ApprovalCancelled(_ApprovalDecision):
     reason: str | None = None
 
 
-class ApprovalEndorsed(EventPayload):
+class ApprovalEndorsed(_ApprovalRequest):
     """`approval.endorsed`: an approver approved a request that needs more approvers than
     have approved so far; it stays pending."""
 
-    approval_id: uuid.UUID
-    entity_type: EntityType
-    entity_key: str
-    tier: Tier
-    lane: Lane
-    required_role: str
-    requested_by: str
     endorsed_by: str
     endorsements: int
     required_approvals: int
     reason: str | None = None
 
 
-class ApprovalOverdue(EventPayload):
+class ApprovalOverdue(_ApprovalRequest):
     """`approval.overdue`: a request is still pending past its deadline (written once)."""
 
-    approval_id: uuid.UUID
-    entity_type: EntityType
-    entity_key: str
-    tier: Tier
-    lane: Lane
-    required_role: str
-    requested_by: str
     requested_at: dt.datetime
     deadline: dt.datetime
     sla_hours: float
