@@ -44,33 +44,29 @@ Offset = Annotated[int, Query(ge=0, le=MAX_POSITION)]
 CanonicalKey = Annotated[str, Path(pattern=CANONICAL_KEY_PATTERN, max_length=200)]
 
 
-class Decision(BaseModel):
+class _Body(BaseModel):
+    """A request body: a field it does not know is refused (422), never ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
+
+class Decision(_Body):
     reason: str | None = None
 
 
-class Rejection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Rejection(_Body):
     reason: str = Field(description="Why the request is turned down (required, not blank).")
 
 
-class Acknowledgement(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Acknowledgement(_Body):
     note: str | None = None
 
 
-class Resolution(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Resolution(_Body):
     reason: str = Field(description="Why the incident is closed (required, not blank).")
 
 
-class NewSubscription(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NewSubscription(_Body):
     url: str = Field(
         description="http(s) URL that receives the POSTs; refused when its host is or resolves "
         "to a non-public address (unless MDSTUDIO_NOTIFY_ALLOW_PRIVATE=1)."
@@ -188,10 +184,8 @@ def _change_set_out() -> type[BaseModel]:
 ChangeSetOut = _change_set_out()
 
 
-class ChangeSetIn(BaseModel):
+class ChangeSetIn(_Body):
     """`POST /change-sets`: a title and 1 to 10,000 requests (each as `POST /approvals`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(description="Letters, digits, spaces and . _ ' & / ( ) + -.")
     requests: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
