@@ -2,6 +2,8 @@
 `kpi_inputs_quality` (a KPI's trust), each the domain's quality gate as a Dagster check result.
 What a score means per tier is decided in `mdstudio_core.domain.quality.quality_gate`."""
 
+from typing import Any
+
 import dagster as dg
 
 from mdstudio_core.domain.quality import CheckVerdict, Severity
@@ -25,12 +27,7 @@ def check_result(
 ) -> dg.AssetCheckResult:
     """The verdict of the asset being materialized (`asset_key` names it in a multi-asset)."""
     return dg.AssetCheckResult(
-        check_name=check_name,
-        asset_key=asset_key,
-        passed=verdict.passed,
-        severity=SEVERITY[verdict.severity],
-        description=verdict.description,
-        metadata=metadata if metadata is not None else check_metadata(verdict),
+        check_name=check_name, asset_key=asset_key, **_verdict(verdict, metadata)
     )
 
 
@@ -45,9 +42,17 @@ def check_evaluation(
     return dg.AssetCheckEvaluation(
         asset_key=asset_key,
         check_name=check_name,
-        passed=verdict.passed,
         partition=partition,
-        severity=SEVERITY[verdict.severity],
-        description=verdict.description,
-        metadata=metadata if metadata is not None else check_metadata(verdict),
+        **_verdict(verdict, metadata),
     )
+
+
+def _verdict(verdict: CheckVerdict, metadata: dict | None) -> dict[str, Any]:
+    """What a check result and a check evaluation say alike of a verdict: passed or not, its
+    severity, its description and metadata (the verdict's own unless given)."""
+    return {
+        "passed": verdict.passed,
+        "severity": SEVERITY[verdict.severity],
+        "description": verdict.description,
+        "metadata": metadata if metadata is not None else check_metadata(verdict),
+    }
