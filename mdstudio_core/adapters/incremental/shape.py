@@ -3,7 +3,6 @@ under the timeout and keeps them as evidence, and what it returns."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,15 +12,14 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from mdstudio_core.adapters.warehouse import (
     DialectHooks,
-    ProfileTimeout,
     TableMetrics,
     build_specs,
     column_kind,
     incremental_column,
-    render_sql,
 )
 from mdstudio_core.adapters.warehouse.columns import _reflect, _type_name, _unique_by_constraint
-from mdstudio_core.adapters.warehouse.compiler import _Spec
+from mdstudio_core.adapters.warehouse.compiler import _Spec, render_evidence
+from mdstudio_core.adapters.warehouse.engines import TimeBudget
 from mdstudio_core.adapters.warehouse.measure import _check_rule_pattern
 from mdstudio_core.domain.incremental import Counts, DayCounts, DaysRead, Mode, TableState, iso
 from mdstudio_core.domain.model import ColumnRule, Incremental
@@ -73,7 +71,7 @@ class _Runner:
     def __init__(self, connection: Connection, hooks: DialectHooks, timeout_s: float | None):
         self.connection = connection
         self.hooks = hooks
-        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.budget = TimeBudget(timeout_s)
         self.statements: list[tuple[str, sa.Executable]] = []
         # What the statements read, counted by construction: whole-table scans, reads of the
         # incremental range, and rows found through an index.
@@ -83,14 +81,6 @@ class _Runner:
 
     def rows_read(self, row_count: int, range_rows: int) -> int:
         return self.scans * row_count + self.ranges * range_rows + self.found
-
-    def budget(self) -> float | None:
-        if self.deadline is None:
-            return None
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProfileTimeout("no time left for the next statement")
-        return remaining
 
     def rows(
         self,
@@ -106,7 +96,7 @@ class _Runner:
         self.scans += reads == "scan"
         self.ranges += reads == "range"
         planner = planner if self.connection.dialect.name == "postgresql" else None
-        with self.hooks.limits(self.connection, self.budget()):
+        with self.hooks.limits(self.connection, self.budget.left()):
             previous = {name: self._set(name, value) for name, value in (planner or {}).items()}
             found = list(self.connection.execute(statement).mappings())
             for setting, value in previous.items():
@@ -120,13 +110,7 @@ class _Runner:
         return str(before)
 
     def evidence(self, engine: Engine) -> tuple[str, dict[str, dict[str, Any]]]:
-        texts: list[str] = []
-        params: dict[str, dict[str, Any]] = {}
-        for name, statement in self.statements:
-            text, values = render_sql(statement, engine)
-            texts.append(f"-- {name}\n{text};")
-            params[name] = values
-        return "\n".join(texts), params
+        return render_evidence(self.statements, engine)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ distinct pass, statements that measure everything inside the warehouse."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -362,3 +362,16 @@ def render_sql(
     dialect = getattr(engine_or_dialect, "dialect", engine_or_dialect)
     compiled = statement.compile(dialect=type(dialect)(paramstyle="named"))
     return str(compiled), dict(compiled.params)
+
+
+def render_evidence(
+    statements: Iterable[tuple[str, sa.sql.ClauseElement]], engine: Engine
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The named statements a profile ran, as its evidence: their texts under ``-- name``
+    headings, and their values by statement and placeholder name (see `render_sql`)."""
+    texts: list[str] = []
+    params: dict[str, dict[str, Any]] = {}
+    for name, statement in statements:
+        text, params[name] = render_sql(statement, engine)
+        texts.append(f"-- {name}\n{text};")
+    return "\n".join(texts), params

@@ -273,6 +273,23 @@ def hooks_for(dialect_name: str) -> DialectHooks:
     return DIALECT_HOOKS.get(dialect_name, DialectHooks(regex=_generic_regex))
 
 
+class TimeBudget:
+    """One timeout for several statements: each runs under what those before it left, and
+    none starts once it is spent."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def left(self) -> float | None:
+        """Seconds left for the next statement (None: no timeout); `ProfileTimeout` if none."""
+        if self._deadline is None:
+            return None
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProfileTimeout("no time left for the next statement")
+        return remaining
+
+
 def connect_to_source(engine: sa.Engine, source: str) -> sa.Connection:
     """A connection to a source's warehouse; a refused connection is `SourceUnavailable`
     naming the source, with the driver's first line and nothing of the URL."""

@@ -18,10 +18,11 @@ from mdstudio_core.adapters.warehouse.compiler import (
     ProfileStatements,
     _Spec,
     build_profile_statements,
-    render_sql,
+    render_evidence,
 )
 from mdstudio_core.adapters.warehouse.engines import (
     DialectHooks,
+    TimeBudget,
     connect_to_source,
     failures_named,
     first_line,
@@ -31,7 +32,6 @@ from mdstudio_core.adapters.warehouse.engines import (
 from mdstudio_core.adapters.warehouse.errors import (
     InvalidPattern,
     ProfileError,
-    ProfileTimeout,
 )
 from mdstudio_core.domain.model import ColumnRule
 from mdstudio_core.domain.patterns import PatternError, check_pattern
@@ -114,17 +114,14 @@ def _check_rule_pattern(
         raise InvalidPattern(f"column {column}: {exc}") from exc
 
 
-def _evidence(statements: ProfileStatements, engine: Engine) -> tuple[str, dict[str, Any]]:
-    """The statements' text under ``-- row pass`` / ``-- distinct pass`` headings, and their
-    parameter values under the same names."""
+def _evidence(
+    statements: ProfileStatements, engine: Engine
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The passes under ``-- row pass`` / ``-- distinct pass`` headings (see `render_evidence`)."""
     passes = {"row pass": statements.row_pass, "distinct pass": statements.distinct_pass}
-    texts: list[str] = []
-    params: dict[str, dict[str, Any]] = {}
-    for name, statement in passes.items():
-        if statement is not None:
-            text, params[name] = render_sql(statement, engine)
-            texts.append(f"-- {name}\n{text};")
-    return "\n".join(texts), params
+    return render_evidence(
+        ((name, statement) for name, statement in passes.items() if statement is not None), engine
+    )
 
 
 def measure_table(
@@ -171,23 +168,14 @@ def measure_table(
                     + ", ".join(statements.unique_by_constraint)
                 )
             # The timeout bounds the whole profile: the distinct pass gets what the row pass left.
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-            def budget() -> float | None:
-                if deadline is None:
-                    return None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ProfileTimeout("no time left for the next statement")
-                return remaining
-
+            budget = TimeBudget(timeout_s)
             advice = "; no partial profile was kept (raise the tier's timeout or enable sampling)"
             with failures_named(f"the profile of {table}", timeout_s, advice):
-                with hooks.limits(connection, budget()):
+                with hooks.limits(connection, budget.left()):
                     totals = connection.execute(statements.row_pass).mappings().one()
                 branches: dict[int, Any] = {}
                 if statements.distinct_pass is not None:
-                    with hooks.limits(connection, budget()):
+                    with hooks.limits(connection, budget.left()):
                         branches = {
                             row["key"]: row
                             for row in connection.execute(statements.distinct_pass).mappings()
