@@ -9,12 +9,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from mdstudio_core.domain.approval_filter import ApprovalFilter
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mdstudio_core.domain.errors import InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.incidents import IncidentStatus
 from mdstudio_core.domain.model import CATALOG_ENTITY_TYPES, EntityType, Identity
 from mdstudio_core.entrypoints.http.console import views
 from mdstudio_core.entrypoints.http.console.web import (
     BAD_CSRF,
+    act_as_user,
     as_user,
     console_router,
     csrf_ok,
@@ -106,23 +107,17 @@ async def _handle_incident(
     if not csrf_ok(request, fields):
         return forbidden(request, BAD_CSRF)
     settings = request.app.state.settings
-    try:
-        await as_user(
-            request, lambda uow, who: command(uow, who, incident_id, fields.get(field), settings)
-        )
-    except Unauthenticated:
-        return to_login()
-    except NotFound as exc:
-        return not_found(request, None, str(exc))
-    except InvalidInput as exc:
-        if exc.field == "incident_id":
-            return not_found(request, None, str(exc))
-        return await _incidents_page(request, str(exc), 422)
-    except Forbidden as exc:
-        return await _incidents_page(request, str(exc), 403)
-    except Conflict as exc:
-        return await _incidents_page(request, str(exc), 409)
-    return redirect("/ui/incidents")
+
+    async def refused(exc: MdstudioError, status: int) -> Response:
+        return await _incidents_page(request, str(exc), status)
+
+    handled = await act_as_user(
+        request,
+        lambda uow, who: command(uow, who, incident_id, fields.get(field), settings),
+        "incident_id",
+        refused,
+    )
+    return handled if isinstance(handled, Response) else redirect("/ui/incidents")
 
 
 async def _incidents_page(

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from mdstudio_core.adapters.warehouse import ProfileError
 from mdstudio_core.domain.approval_filter import ApprovalFilter
 from mdstudio_core.domain.approvals import Approval, parse_approval_id
-from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
+from mdstudio_core.domain.errors import Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.model import (
     ApprovalStatus,
     EntityType,
@@ -31,6 +31,7 @@ from mdstudio_core.entrypoints.http.console.web import (
     BAD_CSRF,
     LOGIN_CSRF_COOKIE,
     LOGIN_CSRF_LIFETIME_S,
+    act_as_user,
     as_user,
     blocking,
     clear_session_cookie,
@@ -324,20 +325,17 @@ async def _decide(request: Request, approval_id: str, done: str, command: Decisi
     if not csrf_ok(request, fields):
         return forbidden(request, BAD_CSRF)
     reason = fields.get("reason")
-    try:
-        _, decided = await as_user(request, lambda uow, who: command(uow, who, approval_id, reason))
-    except Unauthenticated:
-        return to_login()
-    except NotFound as exc:
-        return not_found(request, None, str(exc))
-    except InvalidInput as exc:
-        if exc.field == "approval_id":
-            return not_found(request, None, str(exc))
-        return await _request_page(request, approval_id, error=str(exc), status=422)
-    except Forbidden as exc:
-        return await _request_page(request, approval_id, error=str(exc), status=403)
-    except Conflict as exc:
-        return await _request_page(request, approval_id, conflict=str(exc), status=409)
+
+    async def refused(exc: MdstudioError, status: int) -> Response:
+        if status == 409:  # stale, or decided already: the page words it (`_request_page`)
+            return await _request_page(request, approval_id, conflict=str(exc), status=status)
+        return await _request_page(request, approval_id, error=str(exc), status=status)
+
+    decided = await act_as_user(
+        request, lambda uow, who: command(uow, who, approval_id, reason), "approval_id", refused
+    )
+    if isinstance(decided, Response):
+        return decided
     if decided.status is ApprovalStatus.PENDING:  # an endorsement: more approvers are needed
         done = f"endorsed ({len(decided.endorsements)} of {decided.required_approvals} approvals)"
     return redirect(f"/ui/?done={quote(done)}&key={quote(decided.entity_key, safe='')}")

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -28,8 +28,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from mdstudio_core.domain.errors import Conflict, Forbidden, InvalidInput, MdstudioError, NotFound
 from mdstudio_core.domain.model import Identity
 from mdstudio_core.service_layer import console_sessions
+from mdstudio_core.service_layer.tokens import Unauthenticated
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -284,6 +286,34 @@ async def as_user(
         return session.identity, done
 
     return await asyncio.get_running_loop().run_in_executor(state.executor, authorised)
+
+
+# The page that shows why a form's action was refused: (the refusal, its status).
+Refused = Callable[[MdstudioError, int], Awaitable[Response]]
+
+
+async def act_as_user(
+    request: Request, work: Callable[[UnitOfWork, Identity], T], id_field: str, refused: Refused
+) -> T | Response:
+    """A form's action as the signed-in user (`as_user`), or the answer to its refusal, alike
+    for every form: the sign-in page when the session has ended, not found for an unknown or a
+    malformed id (`id_field`), else the `refused` page with 422 (bad input), 403 (forbidden) or
+    409 (conflict)."""
+    try:
+        _, done = await as_user(request, work)
+    except Unauthenticated:
+        return to_login()
+    except NotFound as exc:
+        return not_found(request, None, str(exc))
+    except InvalidInput as exc:
+        if exc.field == id_field:
+            return not_found(request, None, str(exc))
+        return await refused(exc, 422)
+    except Forbidden as exc:
+        return await refused(exc, 403)
+    except Conflict as exc:
+        return await refused(exc, 409)
+    return done
 
 
 async def blocking(request: Request, work: Callable[[], T]) -> T:
