@@ -41,9 +41,10 @@ from tests.support.factories import SETTINGS, metadata_request, person
 from tests.support.webhook_receiver import Receiver
 
 # The receiver a team is shown, on the docs site's observability page.
-RECEIVER_PAGE = next(
-    p for p in Path(__file__).resolve().parents if (p / "mkdocs.yml").exists()
-) / "docs/operator/observability.md"
+RECEIVER_PAGE = (
+    next(p for p in Path(__file__).resolve().parents if (p / "mkdocs.yml").exists())
+    / "docs/operator/observability.md"
+)
 REFUSED = "the destination is not allowed"
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 SECRET_ANSWER = "INTERNAL-ONLY admin panel: db_password=hunter2"
