@@ -104,10 +104,10 @@ bench: install  ## benchmarks, on the PostgreSQL of MDSTUDIO_BENCH_POSTGRES_URL 
 # the code location), seconds to minutes per mutant: tests/pipelines and tests/store/test_definitions.py
 # (the core paths they cover have Dagster-free tests of their own); and tests/http/test_fuzz.py
 # (schemathesis: over half the run's time, for what the route tests already check) and
-# tests/http/test_serve.py and tests/console/test_browser.py (their server is a subprocess, which never
-# loads a mutant). Niced, 2
-# workers: the machine is shared. Then tools/mutation_score.py prints killed/total and fails below 85% or when a survivor is
-# not listed in tests/MUTATION_SURVIVORS.md.
+# tests/http/test_serve.py and tests/console/test_browser.py (their server is a subprocess, which
+# never loads a mutant). Niced, 2 workers: the machine is shared. Then tools/mutation_score.py
+# prints killed/total and fails below 85% or when a survivor is not listed in
+# tests/MUTATION_SURVIVORS.md.
 MUTATION_ENV := MDSTUDIO_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:1/postgres \
 	MDSTUDIO_REQUIRE_POSTGRES=0 HYPOTHESIS_PROFILE=ci
 MUTATION_CHILDREN ?= 2
