@@ -14,7 +14,6 @@ import httpx
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.service_layer import tokens
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.factories import metadata_request, person
 
 
@@ -24,7 +23,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_serve_answers_healthz_and_an_authorised_route(store_url, engine):
+def test_serve_answers_healthz_and_an_authorised_route(store_url, uow):
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)],
@@ -44,7 +43,7 @@ def test_serve_answers_healthz_and_an_authorised_route(store_url, engine):
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
         assert health.json() == {"status": "ok", "revision": migrations.head_revision()}
-        secret, _ = tokens.create_token(UnitOfWork(engine), person(uuid.uuid4(), "alice"))
+        secret, _ = tokens.create_token(uow, person(uuid.uuid4(), "alice"))
         headers = {"Authorization": f"Bearer {secret}"}
         submitted = httpx.post(f"{base}/approvals", json=metadata_request(), headers=headers)
         assert submitted.status_code == 201
@@ -79,7 +78,7 @@ def _started(server: subprocess.Popen, base: str) -> None:
             time.sleep(0.2)
 
 
-def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(store_url, engine):
+def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(store_url, uow):
     """Two `mdstudio serve` processes on one store, behind a proxy on 127.0.0.1 (which uvicorn
     trusts for X-Forwarded-Proto and X-Forwarded-For): a sign-in form from one is accepted by
     the other (one key, in the store); the session cookie is `__Host-` since the proxy says
@@ -90,7 +89,7 @@ def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(
         for server, base in servers:
             _started(server, base)
         (_, first), (_, second) = servers
-        secret, _ = tokens.create_token(UnitOfWork(engine), person(uuid.uuid4(), "alice"))
+        secret, _ = tokens.create_token(uow, person(uuid.uuid4(), "alice"))
         over_https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
         second_of_minute = time.time() % 60
         if second_of_minute > 45:  # keep the attempts inside one minute
