@@ -20,7 +20,6 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.http.test_serve import _free_port
 from tests.store.test_incidents import save
 from tests.support.factories import SETTINGS, metadata_request, person
@@ -48,17 +47,15 @@ def value(found, name, **labels):
     return found.get((name, frozenset(labels.items())))
 
 
-def test_the_catalog_as_prometheus_sees_it(engine, tenant):
+def test_the_catalog_as_prometheus_sees_it(engine, uow, tenant):
     client = scraped(engine)
     save(engine, tenant, 40.0, "run-1")
     save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
     save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
     alice = person(tenant, "alice")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
-    decided = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request(key="finance.revenue.other"), SETTINGS
-    )
-    approvals.reject(UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), decided.id, "no")
+    pending = approvals.submit(uow, alice, metadata_request(), SETTINGS)
+    decided = approvals.submit(uow, alice, metadata_request(key="finance.revenue.other"), SETTINGS)
+    approvals.reject(uow, person(tenant, "kim", "kernel_owner"), decided.id, "no")
     client.get(f"/approvals/{uuid.uuid4()}")  # 401, under its template
     client.get("/no/such/path")
 
@@ -97,7 +94,7 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
     assert "/no/such/path" not in response.text and str(pending.id) not in response.text
 
 
-def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, tenant):
+def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, uow, tenant):
     from tests.support.factories import DEMO_BINDING
 
     client = scraped(engine)
@@ -107,13 +104,13 @@ def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, te
         ("sales.orders.channel", "tier3"),
     ):
         approval = approvals.submit(
-            UnitOfWork(engine),
+            uow,
             person(tenant, "alice"),
             metadata_request(key=key, tier=tier, binding=DEMO_BINDING),
             SETTINGS,
         )
         approvals.approve(
-            UnitOfWork(engine),
+            uow,
             person(tenant, "bob", approval.required_role),
             approval.id,
             None,
