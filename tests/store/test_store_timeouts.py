@@ -99,7 +99,7 @@ def test_store_connections_carry_the_timeouts(store_url):
 
 @pytest.mark.parametrize(("bounds", "variable"), BOUNDS)
 def test_cli_approve_on_a_stuck_lock_exits_1_naming_the_timeout(
-    locked_approval, engine, store_url, tenant, monkeypatch, bounds, variable
+    locked_approval, uow, store_url, tenant, monkeypatch, bounds, variable
 ):
     bob = person(tenant, "bob", KERNEL_OWNER)
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
@@ -116,14 +116,14 @@ def test_cli_approve_on_a_stuck_lock_exits_1_naming_the_timeout(
     assert result.exit_code == 1
     assert result.stderr.startswith("error (StoreTimeout): ")
     assert variable in result.stderr
-    assert approvals.get_approval(UnitOfWork(engine), bob, locked_approval.id).status == "pending"
+    assert approvals.get_approval(uow, bob, locked_approval.id).status == "pending"
 
 
 @pytest.mark.parametrize(("bounds", "variable"), BOUNDS)
 def test_http_approve_on_a_stuck_lock_is_503_naming_the_timeout(
-    locked_approval, engine, store_url, tenant, bounds, variable
+    locked_approval, uow, store_url, tenant, bounds, variable
 ):
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER))
+    secret, _ = tokens.create_token(uow, person(tenant, "bob", KERNEL_OWNER))
     settings = Settings.from_env({"MDSTUDIO_DATABASE_URL": store_url, **bounds})
     with TestClient(create_app(settings)) as client:
         started = time.monotonic()
