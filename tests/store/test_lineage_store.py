@@ -167,7 +167,7 @@ def test_deprecating_an_input_of_a_tier1_kpi_needs_the_tier1_role(catalog, tenan
         )
 
 
-def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
+def test_profiles_landing_record_trust_and_impact_events(engine, uow, tenant):
     from mdstudio_core.service_layer.profiling import save_table
 
     approve(engine, tenant, metadata_request(REVENUE))
@@ -175,16 +175,14 @@ def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
     approve(engine, tenant, kpi_request(tier="tier1"))
 
     _, kpis = save_table(
-        UnitOfWork(engine),
+        uow,
         SETTINGS,
         tenant,
         [(profile_result(REVENUE, 95.0), Tier.TIER1), (profile_result(COST, 60.0), Tier.TIER1)],
         "run-1",
     )
     assert [(k.canonical_key, k.trust_score, k.weakest_input) for k in kpis] == [(KPI, 60.0, COST)]
-    _, kpis = save_table(
-        UnitOfWork(engine), SETTINGS, tenant, [(profile_result(COST, 85.0), Tier.TIER1)], "run-2"
-    )
+    _, kpis = save_table(uow, SETTINGS, tenant, [(profile_result(COST, 85.0), Tier.TIER1)], "run-2")
     assert kpis[0].trust_score == 85.0
     with engine.connect() as connection:
         events = connection.execute(
