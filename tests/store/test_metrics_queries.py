@@ -162,7 +162,7 @@ def test_profile_durations_are_a_cumulative_histogram_per_tier(uow):
     assert [total for *_, total in histogram] == [pytest.approx(4.501), pytest.approx(3.5)]
 
 
-def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
+def test_pending_requests_and_decisions_are_counted_by_their_labels(engine, uow):
     """Pending requests by tenant, tier and lane with the oldest request's time; decided ones
     by tenant and status."""
     submitted = {}
@@ -175,18 +175,16 @@ def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
         (B, "finance.p5", "tier1", None),
     ]:
         request = metadata_request(key=key, tier=tier, lane=lane)
-        submitted[key] = approvals.submit(
-            UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS
-        )
+        submitted[key] = approvals.submit(uow, person(tenant, "alice"), request, SETTINGS)
     for tenant, key in [(A, "finance.d1"), (A, "finance.d2"), (B, "finance.d3")]:
         approve_metadata(engine, tenant, key=key)
     rejected = approvals.submit(
-        UnitOfWork(engine), person(A, "alice"), metadata_request(key="finance.d4"), SETTINGS
+        uow, person(A, "alice"), metadata_request(key="finance.d4"), SETTINGS
     )
     decider = person(A, "bob", rejected.required_role)
-    approvals.reject(UnitOfWork(engine), decider, rejected.id, "not this one")
+    approvals.reject(uow, decider, rejected.id, "not this one")
 
-    with UnitOfWork(engine) as uow:
+    with uow:
         pending = uow.metrics.pending_approvals()
         decisions = uow.metrics.decisions()
     oldest = {key: approval.requested_at for key, approval in submitted.items()}
