@@ -187,12 +187,10 @@ def test_a_failing_profile_opens_one_incident_and_recovery_resolves_it(engine, t
     assert opened["run_id"] == "run-1"
 
 
-def test_a_table_that_cannot_be_profiled_records_a_failure_once_and_it_counts(engine, tenant):
+def test_a_table_that_cannot_be_profiled_records_a_failure_once_and_it_counts(engine, uow, tenant):
     settings = Settings.from_env()
     for _ in range(2):  # retried
-        record_failures(
-            UnitOfWork(engine), settings, tenant, [(KEY, Tier.TIER1)], "run-9", "no such table"
-        )
+        record_failures(uow, settings, tenant, [(KEY, Tier.TIER1)], "run-9", "no such table")
     [failed] = events_of(engine, tenant, "metadata.profile")
     assert failed.type == "metadata.profile.failed"
     assert failed.payload == {
@@ -228,26 +226,26 @@ def test_two_runs_judging_one_entity_at_once_open_one_incident(engine, tenant):
     assert len(events_of(engine, tenant, "quality.incident.opened")) == 1
 
 
-def test_incidents_are_tenant_scoped_and_handled_by_the_deciding_role(engine, tenant):
+def test_incidents_are_tenant_scoped_and_handled_by_the_deciding_role(engine, uow, tenant):
     save(engine, tenant, 50.0, "run-1")
     [incident] = all_incidents(engine, tenant)
     settings = Settings.from_env()
     stranger = person(uuid.uuid4(), "eve", "tenant_admin")
     with pytest.raises(NotFound):
-        incidents.get_incident(UnitOfWork(engine), stranger, incident.id)
+        incidents.get_incident(uow, stranger, incident.id)
     with pytest.raises(NotFound):
-        incidents.acknowledge(UnitOfWork(engine), stranger, incident.id, None, settings)
+        incidents.acknowledge(uow, stranger, incident.id, None, settings)
     steward = person(tenant, "sam", "steward")
     with pytest.raises(Forbidden):
-        incidents.acknowledge(UnitOfWork(engine), steward, incident.id, None, settings)
+        incidents.acknowledge(uow, steward, incident.id, None, settings)
     owner = person(tenant, "kim", "kernel_owner")
-    acknowledged = incidents.acknowledge(UnitOfWork(engine), owner, incident.id, "on it", settings)
+    acknowledged = incidents.acknowledge(uow, owner, incident.id, "on it", settings)
     assert acknowledged.acknowledged_by == "kim"
     assert all_incidents(engine, tenant)[0].status is IncidentStatus.ACKNOWLEDGED
     with pytest.raises(InvalidInput):
-        incidents.resolve(UnitOfWork(engine), owner, incident.id, "", settings)
+        incidents.resolve(uow, owner, incident.id, "", settings)
     admin = person(tenant, "ada", "tenant_admin")
-    incidents.resolve(UnitOfWork(engine), admin, incident.id, "fixed upstream", settings)
+    incidents.resolve(uow, admin, incident.id, "fixed upstream", settings)
     types = [e.type for e in events_of(engine, tenant, "quality.incident")]
     assert types[-2:] == ["quality.incident.acknowledged", "quality.incident.resolved"]
     # The next failure opens a new incident, pointing to this one.
@@ -255,13 +253,13 @@ def test_incidents_are_tenant_scoped_and_handled_by_the_deciding_role(engine, te
     assert all_incidents(engine, tenant)[0].previous_incident_id == incident.id
 
 
-def test_tier2_incidents_need_the_steward_and_tier3_never_opens(engine, tenant):
+def test_tier2_incidents_need_the_steward_and_tier3_never_opens(engine, uow, tenant):
     save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
     assert all_incidents(engine, tenant) == []
     save(engine, tenant, 10.0, "run-1", key="sales.orders.region", tier=Tier.TIER2)
     [incident] = all_incidents(engine, tenant)
     steward = person(tenant, "sam", "metadata_steward")
-    ack = incidents.acknowledge(UnitOfWork(engine), steward, incident.id, None, Settings.from_env())
+    ack = incidents.acknowledge(uow, steward, incident.id, None, Settings.from_env())
     assert ack.status is IncidentStatus.ACKNOWLEDGED
 
 
