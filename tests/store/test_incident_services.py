@@ -285,7 +285,7 @@ def test_an_entity_is_judged_on_its_own_outcomes_in_its_own_tenant(catalog, tena
     assert opened.canonical_key == KEY
 
 
-def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(engine, tenant):
+def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(uow, tenant):
     """Written through the repository with chosen ids and times, so that neither the ids' order
     nor another entity's incidents can stand in for the right one."""
     t0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
@@ -305,12 +305,12 @@ def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(
             resolution="ok",
         )
 
-    with UnitOfWork(engine) as uow:
+    with uow:
         uow.incidents.add(resolved(3, TIER2_KEY, days=3))  # another entity's, resolved last
         uow.incidents.add(resolved(2, KEY, days=2))  # this entity's, resolved last
         uow.incidents.add(resolved(1, KEY, days=1))
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         active, previous = uow.incidents.latest(tenant, KEY)
         assert (active, previous.id) == (None, uuid.UUID(int=2))
         for n in (1, 2, 3):
