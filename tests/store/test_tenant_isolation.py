@@ -253,7 +253,7 @@ def test_an_operation_in_one_tenant_leaves_the_other_untouched(
 
 
 @pytest.mark.parametrize("tenant", [A, B], ids=["A", "B"])
-def test_every_read_returns_only_the_callers_rows(two_tenants, tenant):
+def test_every_read_returns_only_the_callers_rows(two_tenants, uow, tenant):
     reads = reads_of(two_tenants, tenant)
     label, offset = ("A", 0) if tenant == A else ("B", 5)
     assert reads["entity"].tenant_id == tenant and reads["entity"].state["label"] == label
@@ -279,11 +279,11 @@ def test_every_read_returns_only_the_callers_rows(two_tenants, tenant):
     # metadata 4, KPI 4, business rule 1, glossary 1, an endorsement, a change set rejected
     assert len(reads["events"]) == 12
     assert all(a["tenant_id"] == tenant for a in reads["approvals"])
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         [last] = uow.entities.bound_tables(Tier.TIER1, None, 10)[-1:]
         bound = uow.entities.bound_on_tables(Tier.TIER1, None, last)
     assert {(e.tenant_id, e.canonical_key) for e in bound} == {(A, KEY), (B, KEY)}
     other = B if tenant == A else A
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         assert uow.approvals.get(other, reads["approval"].id) is None
         assert uow.approvals.get(tenant, reads["approval"].id) is not None
