@@ -168,7 +168,7 @@ def test_wrong_consumer_commands_are_refused_naming_why(store, tenant, args, cod
 # -- replays ---------------------------------------------------------------------------------
 
 
-def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, tenant):
+def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, uow, tenant):
     subscribe(store, tenant)
     written = append(store, [incident_event(tenant, f"run-{i}") for i in range(4)])
     collect(store)
@@ -217,7 +217,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, te
         "to_event_id": written[2].id,
         "requested_by": "olga",
     }
-    with UnitOfWork(store) as uow:
+    with uow:
         [recorded] = [e for e in uow.events.list(after=written[-1].id)]
     assert (recorded.type, recorded.tenant_id, recorded.actor, recorded.entity_key) == (
         "events.replayed",
@@ -282,7 +282,7 @@ def test_a_replay_of_what_a_consumer_has_not_handled_is_refused(store, tenant, a
     assert cursor(store).generation == 0
 
 
-def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url, tenant):
+def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, uow, store_url, tenant):
     """The worker collects the replay in passes of 50 events and is killed at random moments,
     then started again. After every kill, the replay's deliveries are exactly the events its
     cursor has passed: the deliveries and the cursor commit together or not at all."""
@@ -291,7 +291,7 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
     written = append(store, [incident_event(tenant, f"run-{i}") for i in range(count)])
     collect(store, max_events=count)
     event = consumers.replay(
-        UnitOfWork(store),
+        uow,
         "olga",
         "notification_sensor",
         written[0].id,
@@ -338,7 +338,7 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
 
 
 def test_an_event_that_keeps_failing_becomes_a_dead_letter_and_the_stream_goes_on(
-    store, tenant, monkeypatch
+    store, uow, tenant, monkeypatch
 ):
     monkeypatch.setenv("MDSTUDIO_CONSUMER_MAX_ATTEMPTS", "3")
     strict = subscribe(store, tenant, min_tier="tier2")  # reads each event's tier
@@ -384,11 +384,11 @@ def test_an_event_that_keeps_failing_becomes_a_dead_letter_and_the_stream_goes_o
     assert retried.json["status"] == "retrying"
     assert run_cli(["events", "dead-letters", "retry", str(letter["id"])]).exit_code == 5
     assert collect(store).retried == 0
-    with UnitOfWork(store) as uow:
+    with uow:
         again = uow.dead_letters.get(letter["id"])
     assert (again.status, again.attempts) == (DeadLetterStatus.DEAD, 4)
     # The cause gone (the subscription that read the tier), the retry delivers it, keyed so.
-    notifications.unsubscribe(UnitOfWork(store), person(tenant, "ada", "tenant_admin"), strict.id)
+    notifications.unsubscribe(uow, person(tenant, "ada", "tenant_admin"), strict.id)
     subscribe(store, tenant)
     run_cli(["events", "dead-letters", "retry", str(letter["id"])])
     assert collect(store).retried == 1
@@ -433,7 +433,7 @@ def test_a_dead_letter_is_discarded_on_the_record_with_a_reason(store, tenant, m
 
 
 def test_an_external_consumer_passes_in_savepoints_and_a_store_failure_counts_no_attempt(
-    store, tenant, monkeypatch
+    store, uow, tenant, monkeypatch
 ):
     """A consumer written with `consume`: an event's effects are all kept or all rolled back,
     and an environment failure (the store) stops the pass without blaming the event."""
@@ -451,16 +451,16 @@ def test_an_external_consumer_passes_in_savepoints_and_a_store_failure_counts_no
             raise RuntimeError("cannot tag this one")
 
     with pytest.raises(StoreTimeout):
-        consumers.consume(UnitOfWork(store), "tagger", tag, settings=settings, max_events=10)
+        consumers.consume(uow, "tagger", tag, settings=settings, max_events=10)
     assert cursor(store, "tagger") == ConsumerCursor(
         "tagger", updated_at=cursor(store, "tagger").updated_at
     )
     outage["on"] = False
-    first = consumers.consume(UnitOfWork(store), "tagger", tag, settings=settings, max_events=10)
+    first = consumers.consume(uow, "tagger", tag, settings=settings, max_events=10)
     assert (first.handled, first.failing) == (1, written[1].id)
-    second = consumers.consume(UnitOfWork(store), "tagger", tag, settings=settings, max_events=10)
+    second = consumers.consume(uow, "tagger", tag, settings=settings, max_events=10)
     assert (second.handled, second.dead_lettered) == (1, 1)
-    with UnitOfWork(store) as uow:
+    with uow:
         seen = {c.consumer for c in uow.cursors.all() if c.consumer.startswith("seen.")}
     assert seen == {f"seen.{written[0].id}", f"seen.{written[2].id}"}  # the failed one's undone
     assert consumers_listed()["tagger"]["dead_letters"] == 1
