@@ -266,15 +266,6 @@ def test_only_a_tenant_admin_sets_the_count(uow, tenant):
 # -- CLI -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_env(store_url, monkeypatch, tenant):
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
-    for name in ("MDSTUDIO_USER", "MDSTUDIO_ROLE"):
-        monkeypatch.delenv(name, raising=False)
-    return store_url
-
-
 def test_policy_set_approvals_then_endorse_and_apply_by_cli(cli_env):
     policy = [
         "policy", "set", "--lane", "kernel", "--tier", "tier1",
