@@ -25,7 +25,7 @@ from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event, NewEvent
 from mdstudio_core.domain.model import EntityType
 from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.cli_helpers import run_cli
+from tests.support.cli_helpers import CliResult, run_cli
 from tests.support.factories import person
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +88,24 @@ def deliveries(engine):
 def cursor(engine, name="notification_sensor") -> ConsumerCursor:
     with UnitOfWork(engine) as uow:
         return uow.cursors.get(name)
+
+
+def replay_cli(first: Event, last: Event, *flags: str) -> CliResult:
+    """`events replay` of the notification sensor from one event to another, as JSON."""
+    return run_cli(
+        [
+            "events",
+            "replay",
+            "--consumer",
+            "notification_sensor",
+            "--from",
+            str(first.id),
+            "--to",
+            str(last.id),
+            *flags,
+            "--json",
+        ]
+    )
 
 
 def consumers_listed(args=()):
@@ -174,20 +192,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, uo
     collect(store)
     assert [g for g, _ in deliveries(store)] == [f"run:run-{i}" for i in range(4)]
 
-    dry = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "notification_sensor",
-            "--from",
-            str(written[1].id),
-            "--to",
-            str(written[2].id),
-            "--dry-run",
-            "--json",
-        ]
-    )
+    dry = replay_cli(written[1], written[2], "--dry-run")
     assert dry.exit_code == 0, dry.stderr
     assert [(d["group_key"], d["event_ids"]) for d in dry.json["deliveries"]] == [
         ("replay:<id>:run:run-1", [written[1].id]),
@@ -195,19 +200,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, uo
     ]
     assert len(deliveries(store)) == 4 and cursor(store).generation == 0  # nothing changed
 
-    replayed = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "notification_sensor",
-            "--from",
-            str(written[1].id),
-            "--to",
-            str(written[2].id),
-            "--json",
-        ]
-    )
+    replayed = replay_cli(written[1], written[2])
     assert replayed.exit_code == 0, replayed.stderr
     replay_id = replayed.json["replay_id"]
     assert replayed.json == {
@@ -244,19 +237,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, uo
     collect(store)
     assert len(deliveries(store)) == 6 and cursor(store).position == recorded.id
 
-    again = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "notification_sensor",
-            "--from",
-            str(written[1].id),
-            "--to",
-            str(written[1].id),
-            "--json",
-        ]
-    )
+    again = replay_cli(written[1], written[1])
     collect(store)
     assert [g for g, _ in deliveries(store)[6:]] == [
         f"replay:{again.json['replay_id']}:run:run-1"  # a new replay delivers again
