@@ -311,6 +311,16 @@ def _refused(engine, error, call, *, mentions):
     return excinfo.value
 
 
+def _approval_refused(engine, uow, approver, approval, error, *, mentions):
+    """`approver` approving `approval` fails with `error` and writes nothing."""
+    return _refused(
+        engine,
+        error,
+        lambda: approvals.approve(uow, approver, approval.id, None, SETTINGS),
+        mentions=mentions,
+    )
+
+
 @pytest.mark.parametrize(
     ("mutate", "mentions"),
     [
@@ -364,22 +374,13 @@ def test_invalid_requests_name_the_field_and_write_nothing(engine, uow, tenant, 
 def test_self_approval_is_refused(engine, uow, tenant):
     alice = person(tenant, "alice", KERNEL_OWNER)
     approval = approvals.submit(uow, alice, metadata_request(), SETTINGS)
-    _refused(
-        engine,
-        Forbidden,
-        lambda: approvals.approve(uow, alice, approval.id, None, SETTINGS),
-        mentions="four-eyes",
-    )
+    _approval_refused(engine, uow, alice, approval, Forbidden, mentions="four-eyes")
 
 
 def test_role_that_may_not_approve_is_refused(engine, uow, tenant):
     approval = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
-    _refused(
-        engine,
-        Forbidden,
-        lambda: approvals.approve(uow, person(tenant, "bob", STEWARD), approval.id, None, SETTINGS),
-        mentions="kernel_owner",
-    )
+    steward = person(tenant, "bob", STEWARD)
+    _approval_refused(engine, uow, steward, approval, Forbidden, mentions="kernel_owner")
     _refused(
         engine,
         Forbidden,
@@ -402,46 +403,20 @@ def test_another_tenants_request_is_not_found(engine, uow, tenant):
 
 def test_approving_twice_is_a_conflict(engine, uow, tenant):
     approval = submit_and_approve(engine, tenant, metadata_request())
-    _refused(
-        engine,
-        Conflict,
-        lambda: approvals.approve(
-            uow, person(tenant, "carol", KERNEL_OWNER), approval.id, None, SETTINGS
-        ),
-        mentions="already approved",
-    )
+    carol = person(tenant, "carol", KERNEL_OWNER)
+    _approval_refused(engine, uow, carol, approval, Conflict, mentions="already approved")
 
 
-def test_stale_request_is_a_conflict(engine, uow, tenant):
-    submit_and_approve(engine, tenant, metadata_request())
-    alice = person(tenant, "alice")
+@pytest.mark.parametrize("live", [True, False], ids=["changing a live entity", "creating one"])
+def test_of_two_requests_for_one_entity_the_second_approved_is_stale(engine, uow, tenant, live):
+    if live:
+        submit_and_approve(engine, tenant, metadata_request())
+    alice, bob = person(tenant, "alice"), person(tenant, "bob", KERNEL_OWNER)
     first = approvals.submit(uow, alice, changed(metadata_request(), label="First"), SETTINGS)
     second = approvals.submit(uow, alice, changed(metadata_request(), label="Second"), SETTINGS)
-    approvals.approve(uow, person(tenant, "bob", KERNEL_OWNER), first.id, None, SETTINGS)
-    _refused(
-        engine,
-        Conflict,
-        lambda: approvals.approve(
-            uow, person(tenant, "bob", KERNEL_OWNER), second.id, None, SETTINGS
-        ),
-        mentions="stale",
-    )
+    approvals.approve(uow, bob, first.id, None, SETTINGS)
+    _approval_refused(engine, uow, bob, second, Conflict, mentions="stale")
     assert catalog.get_entity(uow, alice, "finance.revenue.gross_amount").state["label"] == "First"
-
-
-def test_two_requests_creating_one_entity_the_second_is_stale(engine, uow, tenant):
-    alice = person(tenant, "alice")
-    first = approvals.submit(uow, alice, metadata_request(), SETTINGS)
-    second = approvals.submit(uow, alice, changed(metadata_request(), label="Other"), SETTINGS)
-    approvals.approve(uow, person(tenant, "bob", KERNEL_OWNER), first.id, None, SETTINGS)
-    _refused(
-        engine,
-        Conflict,
-        lambda: approvals.approve(
-            uow, person(tenant, "bob", KERNEL_OWNER), second.id, None, SETTINGS
-        ),
-        mentions="stale",
-    )
 
 
 def test_reject_needs_a_reason_and_cancel_is_the_requesters(engine, uow, tenant):
@@ -582,13 +557,9 @@ def test_demoting_a_tier1_field_needs_the_kernel_owner(engine, uow, tenant):
     demotion = metadata_request(tier="tier2")  # the same key, on the stewards' governed lane
     pending = approvals.submit(uow, person(tenant, "alice", STEWARD), demotion, SETTINGS)
     assert pending.required_role == KERNEL_OWNER
-    _refused(
-        engine,
-        Forbidden,
-        lambda: approvals.approve(
-            uow, person(tenant, "carol", STEWARD), pending.id, None, SETTINGS
-        ),
-        mentions="role kernel_owner is required",
+    carol = person(tenant, "carol", STEWARD)
+    _approval_refused(
+        engine, uow, carol, pending, Forbidden, mentions="role kernel_owner is required"
     )
     approved = approvals.approve(
         uow, person(tenant, "bob", KERNEL_OWNER), pending.id, None, SETTINGS
