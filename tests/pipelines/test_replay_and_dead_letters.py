@@ -22,6 +22,7 @@ from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
 from tests.pipelines.conftest import load_defs
 from tests.support.cli_helpers import run_cli
+from tests.support.factories import make_event
 
 KEY = "finance.revenue.gross_amount"
 
@@ -47,16 +48,8 @@ def last_event_id(env) -> int:
 def unreadable_due_event(tenant: uuid.UUID) -> NewEvent:
     """A `metadata.profile.due` without its reason (an emitter's bug): the sensor cannot plan
     it."""
-    return NewEvent(
-        type="metadata.profile.due",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="bob",
-        occurred_at=dt.datetime.now(dt.UTC),
-        payload={"canonical_key": KEY, "approval_id": str(uuid.uuid4())},
-    )
+    payload = {"canonical_key": KEY, "approval_id": str(uuid.uuid4())}
+    return make_event("metadata.profile.due", tenant, KEY, payload, actor="bob")
 
 
 def test_a_replay_requests_the_runs_again_once_per_replay(operator_env):
@@ -241,15 +234,14 @@ def test_event_retention_archives_daily_in_a_run_when_retention_is_set(env, monk
     with UnitOfWork(env.engine) as uow:
         written = uow.events.append(
             [
-                NewEvent(
-                    type="approval.rejected",
-                    tenant_id=env.tenant,
-                    entity_type=EntityType.KPI,
-                    entity_key=f"finance.kpi.k{n}",
-                    correlation_id=uuid.uuid4(),
+                make_event(
+                    "approval.rejected",
+                    env.tenant,
+                    f"finance.kpi.k{n}",
+                    {"n": n},
                     actor="bob",
-                    occurred_at=old if n < 3 else dt.datetime.now(dt.UTC),
-                    payload={"n": n},
+                    occurred_at=old if n < 3 else None,
+                    entity_type=EntityType.KPI,
                 )
                 for n in range(5)
             ]

@@ -22,11 +22,10 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetterStatus
 from mdstudio_core.domain.errors import StoreTimeout
 from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event, NewEvent
-from mdstudio_core.domain.model import EntityType
 from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import CliResult, run_cli
-from tests.support.factories import person
+from tests.support.factories import make_event, person
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "finance.revenue.gross_amount"
@@ -43,16 +42,8 @@ def store(store_url, engine, monkeypatch):
 
 
 def incident_event(tenant: uuid.UUID, run: str, tier: str = "tier1", **payload) -> NewEvent:
-    return NewEvent(
-        type="quality.incident.opened",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="profiler",
-        occurred_at=dt.datetime.now(dt.UTC),
-        payload={"canonical_key": KEY, "tier": tier, "run_id": run, **payload},
-    )
+    payload = {"canonical_key": KEY, "tier": tier, "run_id": run, **payload}
+    return make_event("quality.incident.opened", tenant, KEY, payload, actor="profiler")
 
 
 def append(engine, events: list[NewEvent]) -> list[Event]:

@@ -28,6 +28,7 @@ from tests.support.factories import (
     glossary_request,
     metadata_request,
     person,
+    stored_event,
 )
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -146,16 +147,14 @@ def test_a_change_set_is_overdue_once_at_its_strictest_tier(engine, uow, tenant)
 
 
 def test_notifications_can_subscribe_to_overdue_requests():
-    event = Event(
-        id=1,
-        type="approval.overdue",
-        tenant_id=uuid.uuid4(),
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key="a.b",
-        correlation_id=uuid.uuid4(),
+    event = stored_event(
+        1,
+        "approval.overdue",
+        uuid.uuid4(),
+        "a.b",
+        {"tier": "tier2"},
         actor="approval_deadline_sensor",
         occurred_at=NOW,
-        payload={"tier": "tier2"},
     )
     subscription = Subscription(
         id=uuid.uuid4(),

@@ -25,6 +25,7 @@ from tests.support.factories import (
     approve_metadata,
     delivery,
     incident,
+    make_event,
     metadata_request,
     person,
     stored_profile,
@@ -105,16 +106,7 @@ def profile_event(tenant: uuid.UUID, tier: str, outcome: str) -> NewEvent:
             "threshold": None,
         }
     kind = f"metadata.profile.{outcome}"
-    return NewEvent(
-        type=kind,
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key="finance.k",
-        correlation_id=uuid.uuid4(),
-        actor="mdstudio",
-        occurred_at=T0,
-        payload=validate_event(kind, payload),
-    )
+    return make_event(kind, tenant, "finance.k", validate_event(kind, payload), occurred_at=T0)
 
 
 def test_profile_outcomes_are_counted_by_tenant_tier_and_outcome(uow):

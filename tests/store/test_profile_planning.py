@@ -13,7 +13,6 @@ import pytest
 from mdstudio_core.domain.errors import NotFound
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.model import (
-    EntityType,
     PassProgress,
     Priority,
     ProfileReason,
@@ -31,7 +30,13 @@ from mdstudio_core.service_layer.profile_requests import (
     plan,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.factories import DEMO_BINDING, approve_metadata, person, stored_profile
+from tests.support.factories import (
+    DEMO_BINDING,
+    approve_metadata,
+    person,
+    stored_event,
+    stored_profile,
+)
 
 KEY = "finance.revenue.gross_amount"
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
@@ -40,17 +45,7 @@ TENANT = uuid.UUID(int=0x51)
 
 
 def event(event_id: int, event_type: str, key: str = KEY, tenant=TENANT, **payload) -> Event:
-    return Event(
-        type=event_type,
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=key,
-        correlation_id=uuid.uuid4(),
-        actor="alice",
-        occurred_at=NOW,
-        payload=payload,
-        id=event_id,
-    )
+    return stored_event(event_id, event_type, tenant, key, payload, actor="alice", occurred_at=NOW)
 
 
 def due(event_id: int, key: str = KEY, priority: str = "normal", **payload) -> Event:

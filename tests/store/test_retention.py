@@ -30,7 +30,7 @@ from mdstudio_core.service_layer import retention, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.store.test_incidents import save
 from tests.support.cli_helpers import run_cli
-from tests.support.factories import person
+from tests.support.factories import make_event, person
 
 KEY = "finance.revenue.gross_amount"
 JAN, FEB, MAR = (dt.datetime(2026, month, 10, 12, tzinfo=dt.UTC) for month in (1, 2, 3))
@@ -45,15 +45,14 @@ def store(store_url, engine, monkeypatch):
 
 
 def event(tenant: uuid.UUID, at: dt.datetime, n: int) -> NewEvent:
-    return NewEvent(
-        type="approval.rejected",
-        tenant_id=tenant,
-        entity_type=EntityType.KPI,
-        entity_key=f"{KEY}.{n}",
-        correlation_id=uuid.uuid4(),
+    return make_event(
+        "approval.rejected",
+        tenant,
+        f"{KEY}.{n}",
+        {"reason": f"no {n}", "nested": {"n": n}},
         actor="bob",
         occurred_at=at + dt.timedelta(minutes=n),
-        payload={"reason": f"no {n}", "nested": {"n": n}},
+        entity_type=EntityType.KPI,
     )
 
 

@@ -36,6 +36,7 @@ from tests.support.factories import (
     business_rule_request,
     glossary_request,
     kpi_request,
+    make_event,
     metadata_request,
     person,
     stored_profile,
@@ -129,18 +130,10 @@ def _entity_state(uow: UnitOfWork, tenant: uuid.UUID) -> dict[str, Any]:
 
 
 def _new_event(tenant: uuid.UUID) -> NewEvent:
-    return NewEvent(
-        type="metadata.profile.requested",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="carol",
-        occurred_at=T0,
-        payload=validate_event(
-            "metadata.profile.requested",
-            {"canonical_key": KEY, "trigger": "manual", "force": False, "requested_by": "carol"},
-        ),
+    payload = {"canonical_key": KEY, "trigger": "manual", "force": False, "requested_by": "carol"}
+    valid = validate_event("metadata.profile.requested", payload)
+    return make_event(
+        "metadata.profile.requested", tenant, KEY, valid, actor="carol", occurred_at=T0
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.events import Event, NewEvent
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import (
     EntityStatus,
@@ -304,6 +305,37 @@ def add_entity(
         fields = {"label": key, "domain": "finance", "data_type": "int", "binding": binding}
     state = {"canonical_key": key, "tier": tier.value, "status": status.value, **fields}
     uow.entities.insert(entity_type, tenant, uuid.uuid4(), state, "ana", T0)
+
+
+def make_event(
+    event_type: str,
+    tenant: uuid.UUID,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    actor: str = "mdstudio",
+    occurred_at: dt.datetime | None = None,
+    entity_type: EntityType = EntityType.GLOBAL_METADATA,
+) -> NewEvent:
+    """An event about `key` for the outbox, with a correlation id of its own; it happens now
+    unless `occurred_at` says when."""
+    return NewEvent(
+        type=event_type,
+        tenant_id=tenant,
+        entity_type=entity_type,
+        entity_key=key,
+        correlation_id=uuid.uuid4(),
+        actor=actor,
+        occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+        payload=payload,
+    )
+
+
+def stored_event(
+    event_id: int, event_type: str, tenant: uuid.UUID, key: str, payload: dict[str, Any], **new: Any
+) -> Event:
+    """`make_event`'s event as the outbox hands it back, numbered `event_id`."""
+    return Event(id=event_id, **vars(make_event(event_type, tenant, key, payload, **new)))
 
 
 def incident(
