@@ -37,6 +37,7 @@ from tests.support.factories import (
     person,
     store_snapshot,
 )
+from tests.support.held_locks import released_after
 
 KEY = "finance.revenue.gross_amount"
 # The attack: bindings with rules on a column, previewed until they give its maximum.
@@ -160,18 +161,8 @@ def locked_table(postgres_server) -> Iterator[tuple[str, Callable[[], None]]]:
     holder = engine.connect()
     transaction = holder.begin()
     holder.exec_driver_sql("LOCK TABLE salaries IN ACCESS EXCLUSIVE MODE")
-    released = threading.Lock()
-
-    def release() -> None:
-        with released:
-            if transaction.is_active:
-                transaction.rollback()
-
-    timer = threading.Timer(RELEASED_AFTER_S, release)
-    timer.start()
-    yield url, release
-    timer.cancel()
-    release()
+    with released_after(transaction, RELEASED_AFTER_S) as release:
+        yield url, release
     holder.close()
     engine.dispose()
 

@@ -4,7 +4,6 @@ and never hangs it."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import run_cli
 from tests.support.factories import KERNEL_OWNER, SETTINGS, metadata_request, person
+from tests.support.held_locks import released_after
 
 pytestmark = [
     pytest.mark.postgres,
@@ -64,18 +64,8 @@ def locked_approval(engine, tenant) -> Iterator[Approval]:
         .where(tables.approvals.c.id == approval.id)
         .with_for_update()
     )
-    released = threading.Lock()
-
-    def release() -> None:
-        with released:
-            if transaction.is_active:
-                transaction.rollback()
-
-    timer = threading.Timer(RELEASED_AFTER_S, release)
-    timer.start()
-    yield approval
-    timer.cancel()
-    release()
+    with released_after(transaction, RELEASED_AFTER_S):
+        yield approval
     holder.close()
 
 
