@@ -29,7 +29,7 @@ from mdstudio_core.service_layer.profiling import (
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import run_cli
-from tests.support.factories import approve_metadata, person
+from tests.support.factories import approve_metadata, measured, person
 
 KEY = "sales.events.amount"
 T0 = dt.datetime(2024, 3, 1, 8)
@@ -134,21 +134,6 @@ def run(engine, tenant, wh: Warehouse, *, key: str = KEY, full: bool = False, **
     assert outcome.failed == {}, outcome.failed
     [saved] = outcome.profiles
     return saved.result
-
-
-def measured(result) -> tuple:
-    """Everything a profile measured and scored (not how it was taken)."""
-    return (
-        result.row_count,
-        result.quality_score,
-        result.completeness,
-        result.uniqueness,
-        result.validity,
-        [
-            (c.name, c.n, c.non_null, c.distinct, c.valid, c.min, c.max, c.score)
-            for c in result.columns
-        ],
-    )
 
 
 def fresh_full(wh: Warehouse, raw_binding: dict[str, Any]):

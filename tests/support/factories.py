@@ -289,6 +289,21 @@ def profile_result(
     )
 
 
+def measured(result: ProfileResult) -> tuple[Any, ...]:
+    """Everything a profile measured and scored (not how it was taken), to compare two."""
+    return (
+        result.row_count,
+        result.quality_score,
+        result.completeness,
+        result.uniqueness,
+        result.validity,
+        [
+            (c.name, c.n, c.non_null, c.distinct, c.valid, c.min, c.max, c.score)
+            for c in result.columns
+        ],
+    )
+
+
 def add_entity(
     uow: UnitOfWork,
     entity_type: EntityType,
