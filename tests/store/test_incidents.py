@@ -22,7 +22,7 @@ from mdstudio_core.service_layer import incidents
 from mdstudio_core.service_layer.catalog import list_events
 from mdstudio_core.service_layer.profiling import record_failures, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.cli_helpers import run_cli
+from tests.support.cli_helpers import CliResult, run_cli
 from tests.support.factories import person, profile_result
 
 KEY = "finance.revenue.gross_amount"
@@ -279,11 +279,9 @@ def test_open_after_and_margin_are_read_from_the_environment(engine, tenant, mon
 # -- the CLI and the HTTP API --------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_env(store_url, monkeypatch, tenant):
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
-    return store_url
+def as_kernel_owner(*args: str) -> CliResult:
+    """The CLI as kim, a kernel owner."""
+    return run_cli([*args, "--user", "kim", "--role", "kernel_owner"])
 
 
 def test_the_cli_lists_shows_acknowledges_and_resolves(cli_env, engine, tenant):
@@ -300,41 +298,10 @@ def test_the_cli_lists_shows_acknowledges_and_resolves(cli_env, engine, tenant):
     assert shown.exit_code == 0 and KEY in shown.stdout
     refused = run_cli(["incidents", "ack", incident_id, "--user", "sam", "--role", "steward"])
     assert refused.exit_code == 3 and "kernel_owner" in refused.stderr
-    acked = run_cli(
-        [
-            "incidents",
-            "ack",
-            incident_id,
-            "--note",
-            "looking",
-            "--user",
-            "kim",
-            "--role",
-            "kernel_owner",
-            "--json",
-        ]
-    )
+    acked = as_kernel_owner("incidents", "ack", incident_id, "--note", "looking", "--json")
     assert acked.exit_code == 0 and acked.json["status"] == "acknowledged"
-    assert (
-        run_cli(
-            ["incidents", "resolve", incident_id, "--user", "kim", "--role", "kernel_owner"]
-        ).exit_code
-        == 2
-    )
-    resolved = run_cli(
-        [
-            "incidents",
-            "resolve",
-            incident_id,
-            "--reason",
-            "fixed",
-            "--user",
-            "kim",
-            "--role",
-            "kernel_owner",
-            "--json",
-        ]
-    )
+    assert as_kernel_owner("incidents", "resolve", incident_id).exit_code == 2
+    resolved = as_kernel_owner("incidents", "resolve", incident_id, "--reason", "fixed", "--json")
     assert resolved.exit_code == 0 and resolved.json["resolution"] == "fixed"
     assert (
         run_cli(
