@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,33 +14,13 @@ import httpx
 from mdstudio_core.adapters import migrations
 from mdstudio_core.service_layer import tokens
 from tests.support.factories import metadata_request, person
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.servers import free_port, healthz_when_up
 
 
 def test_serve_answers_healthz_and_an_authorised_route(store_url, uow):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)],
-        env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = _serve(store_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+        health = healthz_when_up(server, base, timeout_s=30)
         assert health.json() == {"status": "ok", "revision": migrations.head_revision()}
         secret, _ = tokens.create_token(uow, person(uuid.uuid4(), "alice"))
         headers = {"Authorization": f"Bearer {secret}"}
@@ -56,7 +35,7 @@ def test_serve_answers_healthz_and_an_authorised_route(store_url, uow):
 
 
 def _serve(store_url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)],
         env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
@@ -64,18 +43,6 @@ def _serve(store_url: str) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.STDOUT,
     )
     return server, f"http://127.0.0.1:{port}"
-
-
-def _started(server: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2)
-            return
-        except httpx.TransportError:
-            assert server.poll() is None, server.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
 
 
 def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(store_url, uow):
@@ -87,7 +54,7 @@ def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(
     servers = [_serve(store_url) for _ in range(2)]
     try:
         for server, base in servers:
-            _started(server, base)
+            healthz_when_up(server, base, timeout_s=30)
         (_, first), (_, second) = servers
         secret, _ = tokens.create_token(uow, person(uuid.uuid4(), "alice"))
         over_https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}

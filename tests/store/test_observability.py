@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from mdstudio_core.service_layer import approvals
-from tests.http.test_serve import _free_port
 from tests.store.test_incidents import save
 from tests.support.factories import SETTINGS, metadata_request, person
+from tests.support.servers import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KEY = "finance.revenue.gross_amount"
@@ -142,7 +142,7 @@ def test_prometheus_scrapes_mdstudio_and_every_dashboard_query_evaluates(
     prometheus = tool("prometheus")
     tenant = uuid.uuid4()
     token = secrets.token_urlsafe(32)
-    serve_port, prometheus_port = _free_port(), _free_port()
+    serve_port, prometheus_port = free_port(), free_port()
     server = start(
         [
             sys.executable,
