@@ -120,15 +120,20 @@ def test_a_tenant_policy_decides_the_set_by_its_strictest_cell(engine, uow, tena
     assert (both.approval.tier, both.approval.required_role) == (Tier.TIER2, "senior_steward")
 
 
-def test_an_item_against_a_live_tier1_entity_makes_the_set_tier1(engine, tenant):
-    approve_metadata(engine, tenant)  # finance.revenue.gross_amount is live at tier1
-    demotion = changed(metadata_request(tier="tier2"), tier="tier2")
-    submitted = submit_set(engine, tenant, [glossary_request(), demotion])
+def assert_the_second_item_makes_the_set_tier1(submitted) -> None:
+    """The set's second item needs the kernel owner, and so does the whole set, at tier1."""
     assert submitted.items[1].required_role == KERNEL_OWNER
     assert (submitted.approval.tier, submitted.approval.required_role) == (
         Tier.TIER1,
         KERNEL_OWNER,
     )
+
+
+def test_an_item_against_a_live_tier1_entity_makes_the_set_tier1(engine, tenant):
+    approve_metadata(engine, tenant)  # finance.revenue.gross_amount is live at tier1
+    demotion = changed(metadata_request(tier="tier2"), tier="tier2")
+    submitted = submit_set(engine, tenant, [glossary_request(), demotion])
+    assert_the_second_item_makes_the_set_tier1(submitted)
 
 
 def test_any_invalid_item_refuses_the_whole_set_naming_every_bad_item(engine, tenant):
@@ -417,6 +422,21 @@ def test_two_approvers_racing_apply_the_set_once(engine, tenant):
     assert event_types(engine, submitted.approval.id) == ["approval.approved"] * 2
 
 
+def _approve_in_background(engine, tenant, approval_id) -> tuple[threading.Thread, list[Exception]]:
+    """Bob approves the set in a thread of its own; the conflict he meets, if any, is listed."""
+    errors: list[Exception] = []
+
+    def approve() -> None:
+        try:
+            decide(engine, tenant, approval_id, "bob", STEWARD)
+        except Conflict as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=approve)
+    thread.start()
+    return thread, errors
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_an_entity_written_while_the_set_waits_undoes_every_item(engine, tenant):
@@ -434,19 +454,10 @@ def test_an_entity_written_while_the_set_waits_undoes_every_item(engine, tenant)
         ],
     )
     table = tables.global_metadata
-    errors: list[Exception] = []
     holder = engine.connect()
     holder.begin()
     holder.execute(sa.select(table).where(table.c.tenant_id == tenant).with_for_update())
-
-    def approve() -> None:
-        try:
-            decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
-        except Conflict as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=approve)
-    thread.start()
+    thread, errors = _approve_in_background(engine, tenant, submitted.approval.id)
     _wait_for_lock_wait(engine)
     holder.execute(
         sa.update(table).where(table.c.tenant_id == tenant).values(version=table.c.version + 1)
@@ -491,16 +502,7 @@ def test_an_entity_created_while_the_set_waits_undoes_every_item(engine, tenant)
             related_keys=[],
         )
     )
-    errors: list[Exception] = []
-
-    def approve() -> None:
-        try:
-            decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
-        except Conflict as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=approve)
-    thread.start()
+    thread, errors = _approve_in_background(engine, tenant, submitted.approval.id)
     _wait_for_lock_wait(engine)
     holder.commit()
     holder.close()
@@ -606,11 +608,7 @@ def test_an_item_unbinding_an_input_of_a_tier1_kpi_makes_the_set_tier1(engine, u
     decide(engine, tenant, kpi.id)
     unbinding = changed(metadata_request(tier="tier2"), status="deprecated")
     submitted = submit_set(engine, tenant, [glossary_request(), unbinding])
-    assert submitted.items[1].required_role == KERNEL_OWNER
-    assert (submitted.approval.tier, submitted.approval.required_role) == (
-        Tier.TIER1,
-        KERNEL_OWNER,
-    )
+    assert_the_second_item_makes_the_set_tier1(submitted)
     relabel = changed(metadata_request(tier="tier2"), label="Only a label")
     other = submit_set(engine, tenant, [glossary_request("B"), relabel], title="Relabel")
     assert (other.approval.tier, other.approval.required_role) == (Tier.TIER2, STEWARD)
