@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 
@@ -89,26 +90,8 @@ def test_profile_events_become_one_candidate_per_entity():
         ]
     )
     assert found == [
-        ProfileCandidate(
-            tenant_id=TENANT,
-            canonical_key=KEY,
-            trigger=Trigger.APPROVAL,
-            reason=ProfileReason.STRUCTURAL,
-            priority=Priority.NORMAL,
-            approval_id=uuid.UUID(int=1),
-            event_ids=(1,),
-            force=False,
-        ),
-        ProfileCandidate(
-            tenant_id=TENANT,
-            canonical_key=other,
-            trigger=Trigger.APPROVAL,
-            reason=ProfileReason.STRUCTURAL,
-            priority=Priority.HIGH,
-            approval_id=uuid.UUID(int=4),
-            event_ids=(3, 4),
-            force=False,
-        ),
+        candidate(TENANT, KEY, Priority.NORMAL, approval_id=uuid.UUID(int=1), event_ids=(1,)),
+        candidate(TENANT, other, Priority.HIGH, approval_id=uuid.UUID(int=4), event_ids=(3, 4)),
     ]
 
 
@@ -174,7 +157,10 @@ def test_the_same_key_in_two_tenants_is_two_candidates():
     assert [c.tenant_id for c in found] == [TENANT, other_tenant]
 
 
-def candidate(tenant, key=KEY, priority=Priority.NORMAL, force=False) -> ProfileCandidate:
+def candidate(
+    tenant, key=KEY, priority=Priority.NORMAL, force=False, **details: Any
+) -> ProfileCandidate:
+    """A structural change's candidate, as an approval's events make it."""
     return ProfileCandidate(
         tenant_id=tenant,
         canonical_key=key,
@@ -182,6 +168,7 @@ def candidate(tenant, key=KEY, priority=Priority.NORMAL, force=False) -> Profile
         reason=ProfileReason.STRUCTURAL,
         priority=priority,
         force=force,
+        **details,
     )
 
 
