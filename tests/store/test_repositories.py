@@ -40,8 +40,10 @@ from tests.support.factories import (
     T0,
     add_entity,
     approve_metadata,
+    bound_field,
     delivery,
     incident,
+    make_event,
     metadata_request,
     person,
     stored_profile,
@@ -115,27 +117,6 @@ def test_a_scheduled_pass_reads_active_bound_entities_of_one_tier(engine, uow, t
     assert tier2.canonical_key == "finance.t2"
 
 
-def bound_field(uow, tenant, key, binding, tier="tier1", status="active"):
-    uow.entities.insert(
-        EntityType.GLOBAL_METADATA,
-        tenant,
-        uuid.uuid4(),
-        {
-            "canonical_key": key,
-            "label": key,
-            "description": "",
-            "tier": tier,
-            "domain": "finance",
-            "owner": "o",
-            "data_type": "integer",
-            "status": status,
-            "binding": binding,
-        },
-        "alice",
-        T0,
-    )
-
-
 def test_a_pass_pages_tables_in_tenant_source_schema_table_order_each_table_whole(uow):
     first, second = uuid.UUID(int=1), uuid.UUID(int=2)
     column = [{"name": "id"}]
@@ -153,7 +134,7 @@ def test_a_pass_pages_tables_in_tenant_source_schema_table_order_each_table_whol
                 for field in ("f1", "f2"):
                     bound_field(uow, tenant, f"k.{source}.{schema}.{table}.{field}", binding)
         bound_field(
-            uow, first, "k.tier2", {"source": "aa", "table": "t", "columns": column}, "tier2"
+            uow, first, "k.tier2", {"source": "aa", "table": "t", "columns": column}, tier="tier2"
         )
         bound_field(
             uow,
@@ -283,16 +264,8 @@ def test_a_decision_is_recorded_only_while_the_request_is_pending(uow, tenant):
 def new_event(tenant: uuid.UUID, key: str, size: int) -> NewEvent:
     """A `metadata.profile.failed` event whose payload is about `size` bytes of JSON."""
     payload = {"canonical_key": key, "tier": "tier1", "run_id": None, "error": "x" * size}
-    return NewEvent(
-        type="metadata.profile.failed",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=key,
-        correlation_id=uuid.uuid4(),
-        actor="mdstudio",
-        occurred_at=T0,
-        payload=validate_event("metadata.profile.failed", payload),
-    )
+    valid = validate_event("metadata.profile.failed", payload)
+    return make_event("metadata.profile.failed", tenant, key, valid, occurred_at=T0)
 
 
 def test_the_outbox_appends_in_order_and_pages_by_id_count_and_bytes(uow, tenant):

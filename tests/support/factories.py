@@ -304,6 +304,40 @@ def measured(result: ProfileResult) -> tuple[Any, ...]:
     )
 
 
+def bound_field(
+    uow: UnitOfWork,
+    tenant: uuid.UUID,
+    key: str,
+    binding: dict[str, Any],
+    *,
+    tier: str = "tier1",
+    status: str = "active",
+    owner: str = "o",
+    by: str = "alice",
+    at: dt.datetime = T0,
+) -> None:
+    """A bound integer field written straight to the catalog (many of them would take minutes
+    through approvals); the caller commits."""
+    uow.entities.insert(
+        EntityType.GLOBAL_METADATA,
+        tenant,
+        uuid.uuid4(),
+        {
+            "canonical_key": key,
+            "label": key,
+            "description": "",
+            "tier": tier,
+            "domain": "finance",
+            "owner": owner,
+            "data_type": "integer",
+            "status": status,
+            "binding": binding,
+        },
+        by,
+        at,
+    )
+
+
 def add_entity(
     uow: UnitOfWork,
     entity_type: EntityType,
