@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,17 @@ def create_database(admin: sa.Engine, prefix: str, label: str) -> str:
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_databases(admin: sa.Engine, urls: Iterable[str]) -> None:
+    """Drops the run's databases, whatever is still connected to them; one that fails to drop
+    does not keep the others."""
+    with admin.connect() as connection:
+        for url in urls:
+            with contextlib.suppress(Exception):
+                connection.exec_driver_sql(
+                    f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'
+                )
 
 
 def start_daemon(env: dict, log_path: Path) -> subprocess.Popen:

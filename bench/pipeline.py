@@ -13,7 +13,6 @@ Prints, in one run:
 """
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import (  # noqa: E402
     ADMIN_URL,
     create_database,
+    drop_databases,
     instigator_state,
     percentile,
     start_daemon,
@@ -352,12 +352,7 @@ def main() -> None:
         stop(daemon)
         instance.dispose()
         store.dispose()
-        with admin.connect() as connection:
-            for url in urls.values():
-                with contextlib.suppress(Exception):
-                    connection.exec_driver_sql(
-                        f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'
-                    )
+        drop_databases(admin, urls.values())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ not executed, so the figures are the planning's and the ticks', not the warehous
 """
 
 import argparse
-import contextlib
 import datetime as dt
 import http.server
 import multiprocessing as mp
@@ -54,6 +53,7 @@ from common import (  # noqa: E402
     ADMIN_URL,
     BIN,
     create_database,
+    drop_databases,
     instigator_state,
     percentile,
     start_daemon,
@@ -632,12 +632,7 @@ def main() -> None:
         receiver.shutdown()
         store.dispose()
         empty.dispose()
-        with admin.connect() as connection:
-            for url in urls.values():
-                with contextlib.suppress(Exception):
-                    connection.exec_driver_sql(
-                        f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'
-                    )
+        drop_databases(admin, urls.values())
 
 
 def serving(client: httpx.Client) -> bool:
