@@ -138,6 +138,23 @@ def wait(predicate, timeout: float, what: str):
     raise TimeoutError(what)
 
 
+def code_server_command(port: int) -> list[str]:
+    """The project's code location served on its own, for a webserver to load."""
+    return [
+        str(BIN / "dagster"),
+        "code-server",
+        "start",
+        "-m",
+        "mdstudio_pipelines.definitions",
+        "-a",
+        "defs",
+        "--location-name",
+        "mdstudio",
+        "-p",
+        str(port),
+    ]
+
+
 def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         command,
@@ -206,19 +223,7 @@ def main() -> None:
         wait(lambda: graphql(url, "{ version }"), 120, "the webserver")
         started = time.perf_counter()
         code_server = spawn(
-            [
-                str(BIN / "dagster"),
-                "code-server",
-                "start",
-                "-m",
-                "mdstudio_pipelines.definitions",
-                "-a",
-                "defs",
-                "--location-name",
-                "mdstudio",
-                "-p",
-                str(code_port),
-            ],
+            code_server_command(code_port),
             env,
             home / "code_server.log",
         )

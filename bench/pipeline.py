@@ -13,12 +13,8 @@ Prints, in one run:
 """
 
 import argparse
-import contextlib
 import datetime as dt
 import os
-import signal
-import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -30,6 +26,18 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import (  # noqa: E402
+    ADMIN_URL,
+    create_database,
+    drop_databases,
+    instigator_state,
+    percentile,
+    start_daemon,
+    stop,
+    wait,
+)
 
 from mdstudio_core.adapters import migrations, tables  # noqa: E402
 from mdstudio_core.adapters.database import create_store_engine  # noqa: E402
@@ -39,23 +47,12 @@ from mdstudio_core.domain.model import EntityType, Identity  # noqa: E402
 from mdstudio_core.service_layer import approvals  # noqa: E402
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "MDSTUDIO_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-BIN = Path(sys.executable).parent
 PASS_SENSOR = "profiling_pass_sensor"
 COLUMNS = [
     {"name": "id", "unique": True},
     {"name": "amount", "min": 0},
     {"name": "status", "allowed_values": ["open", "paid", "void"]},
 ]
-
-
-def create_database(admin: sa.Engine, label: str) -> str:
-    name = f"mdstudio_bench_{label}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def build_warehouse(url: str, count: int, rows: int = 2000) -> None:
@@ -142,41 +139,6 @@ def synthetic_events(store: sa.Engine, tenant: uuid.UUID, count: int, entities: 
         return connection.execute(sa.select(sa.func.max(tables.events.c.id))).scalar_one()
 
 
-def start_daemon(env: dict, home: Path) -> subprocess.Popen:
-    log = open(home / "daemon.log", "ab")  # noqa: SIM115 - lives as long as the daemon
-    return subprocess.Popen(
-        [BIN / "dagster-daemon", "run", "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def sensor_state(instance: dg.DagsterInstance):
-    for state in instance.all_instigator_state():
-        if state.instigator_name == "approval_sensor":
-            return state
-    return None
-
-
-def wait(predicate, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit(f"bench: timed out waiting for {what}")
-
-
-def percentile(values: list[float], q: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
@@ -186,7 +148,10 @@ def main() -> None:
     args = parser.parse_args()
 
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    urls = {label: create_database(admin, label) for label in ("store", "dagster", "wh")}
+    urls = {
+        label: create_database(admin, "mdstudio_bench", label)
+        for label in ("store", "dagster", "wh")
+    }
     storage_url = sa.make_url(urls["dagster"]).set(drivername="postgresql+psycopg2")
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"mdstudio_bench_{uuid.uuid4().hex[:6]}"
     env = {
@@ -229,18 +194,18 @@ def main() -> None:
         tracemalloc.stop()
         per_eval = decode_cursor(result.cursor).position
 
-        daemon = start_daemon(env, home)
+        daemon = start_daemon(env, home / "daemon.log")
         drain_start = time.monotonic()
 
         def drained():
-            state = sensor_state(instance)
+            state = instigator_state(instance, "approval_sensor")
             if state is None:
                 return None
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=200)
             done = [t for t in ticks if t.cursor and decode_cursor(t.cursor).position >= last_id]
             return ticks if done else None
 
-        ticks = wait(drained, 600, "the sensor to drain the outbox")
+        ticks = wait(drained, 600, "the sensor to drain the outbox", every=0.5)
         drain_s = time.monotonic() - drain_start
         busy = [t for t in ticks if t.status.value == "SUCCESS" or (t.cursor and t.end_timestamp)]
         durations = sorted(t.end_timestamp - t.timestamp for t in busy if t.end_timestamp)
@@ -269,14 +234,13 @@ def main() -> None:
                 ).records
                 return records[0] if records else None
 
-            record = wait(materialized, 300, f"the profile of {key}")
+            record = wait(materialized, 300, f"the profile of {key}", every=0.5)
             latencies.append(record.timestamp - approved.decided_at.timestamp())
         print(
             f"2. approval -> materialization, {len(latencies)} tier1 approvals one at a time: "
             f"p50 {percentile(latencies, 50):.1f} s, p95 {percentile(latencies, 95):.1f} s"
         )
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(60)
+        stop(daemon)
         daemon = None
 
         # 3. scheduled tier1 pass ----------------------------------------------------------
@@ -310,7 +274,9 @@ def main() -> None:
             time.sleep(1)
             connection.exec_driver_sql("SELECT pg_stat_reset()")
         # The real daemon runs the real schedule, moved to every minute for the bench.
-        daemon = start_daemon({**env, "MDSTUDIO_TIER1_PROFILING_CRON": "* * * * *"}, home)
+        daemon = start_daemon(
+            {**env, "MDSTUDIO_TIER1_PROFILING_CRON": "* * * * *"}, home / "daemon.log"
+        )
         scheduled = tables.profiles.c.trigger == "schedule"
 
         def scheduled_runs_done():
@@ -341,8 +307,7 @@ def main() -> None:
             for state in instance.all_instigator_state()
             if state.instigator_name in ("tier1_profiling_schedule", PASS_SENSOR)
         }
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(60)
+        stop(daemon)
         daemon = None
         with warehouse.connect() as connection:
             connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
@@ -384,17 +349,10 @@ def main() -> None:
             f"own parallel branch)"
         )
     finally:
-        if daemon is not None:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(60)
+        stop(daemon)
         instance.dispose()
         store.dispose()
-        with admin.connect() as connection:
-            for url in urls.values():
-                with contextlib.suppress(Exception):
-                    connection.exec_driver_sql(
-                        f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'
-                    )
+        drop_databases(admin, urls.values())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ not executed, so the figures are the planning's and the ticks', not the warehous
 """
 
 import argparse
-import contextlib
 import datetime as dt
 import http.server
 import multiprocessing as mp
@@ -50,6 +49,17 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import approvals as approvals_bench  # noqa: E402
 import lineage as lineage_bench  # noqa: E402
+from common import (  # noqa: E402
+    ADMIN_URL,
+    BIN,
+    create_database,
+    drop_databases,
+    instigator_state,
+    percentile,
+    start_daemon,
+    stop,
+    wait,
+)
 
 from mdstudio_core.adapters import migrations, tables  # noqa: E402
 from mdstudio_core.adapters.database import create_store_engine  # noqa: E402
@@ -60,10 +70,6 @@ from mdstudio_core.domain.model import EntityType, Identity  # noqa: E402
 from mdstudio_core.service_layer import lineage, notifications, retention, tokens  # noqa: E402
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork  # noqa: E402
 
-ADMIN_URL = os.environ.get(
-    "MDSTUDIO_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-BIN = Path(sys.executable).parent
 TENANTS = [uuid.UUID(int=0x50AC0000 + n) for n in range(10)]
 FIELDS_PER_TABLE = 10
 NOW = dt.datetime.now(dt.UTC)
@@ -77,13 +83,6 @@ EVENT_TYPES = (
 
 
 # -- set-up ------------------------------------------------------------------------------------
-
-
-def create_database(admin: sa.Engine, label: str) -> str:
-    name = f"mdstudio_soak_{label}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
 def field_key(table: int, column: int) -> str:
@@ -290,62 +289,29 @@ def prepare_instance(env: dict, home: Path) -> None:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def start_daemon(env: dict, home: Path, label: str) -> subprocess.Popen:
-    log = open(home / f"daemon-{label}.log", "ab")  # noqa: SIM115 - lives as long as the daemon
-    return subprocess.Popen(
-        [BIN / "dagster-daemon", "run", "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen | None) -> None:
-    if process is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(60)
+def recent_ticks(instance: dg.DagsterInstance, name: str) -> list | None:
+    """The newest ticks of a sensor or schedule; None before its first tick."""
+    state = instigator_state(instance, name)
+    if state is None:
+        return None
+    return instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5000)
 
 
 def ticks(instance: dg.DagsterInstance, name: str, since: float) -> list:
-    for state in instance.all_instigator_state():
-        if state.instigator_name == name:
-            found = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5000)
-            return [t for t in found if t.timestamp >= since and t.end_timestamp]
-    return []
+    found = recent_ticks(instance, name) or []
+    return [t for t in found if t.timestamp >= since and t.end_timestamp]
 
 
 def ticks_ended(instance: dg.DagsterInstance, name: str, since: float, until: float) -> bool:
     """Every tick of `name` started between `since` and `until` has ended."""
-    for state in instance.all_instigator_state():
-        if state.instigator_name == name:
-            found = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5000)
-            return all(t.end_timestamp for t in found if since <= t.timestamp <= until)
-    return False
+    found = recent_ticks(instance, name)
+    return found is not None and all(
+        t.end_timestamp for t in found if since <= t.timestamp <= until
+    )
 
 
 def durations(found: list) -> list[float]:
     return sorted(t.end_timestamp - t.timestamp for t in found)
-
-
-def wait(predicate, timeout: float, what: str, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise SystemExit(f"soak: timed out waiting for {what}")
-
-
-def percentile(values: list[float], q: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -450,7 +416,10 @@ def main() -> None:
     # Stopped from outside, it still stops its daemon and drops its databases.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    urls = {label: create_database(admin, label) for label in ("store", "empty", "dagster", "wh")}
+    urls = {
+        label: create_database(admin, "mdstudio_soak", label)
+        for label in ("store", "empty", "dagster", "wh")
+    }
     home = Path(tempfile.mkdtemp(prefix="mdstudio_soak_"))
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -513,7 +482,7 @@ def main() -> None:
         prepare_instance(env, home)
         instance = dg.DagsterInstance.from_config(str(home))
         drain_started = time.time()
-        daemon = start_daemon(env, home, "drain")
+        daemon = start_daemon(env, home / "daemon-drain.log")
         last = drain(store, args.drain, fields_per_tenant)
         wait(
             lambda: (
@@ -566,7 +535,7 @@ def main() -> None:
         slot = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)).replace(second=0)
         scheduled_env = {**env, "MDSTUDIO_TIER1_PROFILING_CRON": f"{slot.minute} {slot.hour} * * *"}
         pass_started = time.time()
-        daemon = start_daemon(scheduled_env, home, "schedule")
+        daemon = start_daemon(scheduled_env, home / "daemon-schedule.log")
 
         def pass_finished():
             with UnitOfWork(store) as uow:
@@ -670,12 +639,7 @@ def main() -> None:
         receiver.shutdown()
         store.dispose()
         empty.dispose()
-        with admin.connect() as connection:
-            for url in urls.values():
-                with contextlib.suppress(Exception):
-                    connection.exec_driver_sql(
-                        f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'
-                    )
+        drop_databases(admin, urls.values())
 
 
 def serving(client: httpx.Client) -> bool:
@@ -711,19 +675,7 @@ def cold_load(env: dict, home: Path, expected: int) -> float:
         started = time.perf_counter()
         processes.append(
             lineage_bench.spawn(
-                [
-                    str(BIN / "dagster"),
-                    "code-server",
-                    "start",
-                    "-m",
-                    "mdstudio_pipelines.definitions",
-                    "-a",
-                    "defs",
-                    "--location-name",
-                    "mdstudio",
-                    "-p",
-                    str(code_port),
-                ],
+                lineage_bench.code_server_command(code_port),
                 env,
                 home / "code_server.log",
             )

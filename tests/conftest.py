@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from mdstudio_core.adapters import migrations, tables, warehouse
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
+from tests.support.factories import create_blobs
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -130,6 +131,17 @@ def uow(engine: Engine) -> UnitOfWork:
 @pytest.fixture
 def tenant() -> uuid.UUID:
     return uuid.uuid4()
+
+
+@pytest.fixture
+def slow_blobs_source(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The `wh` source: a PostgreSQL warehouse of blobs on which SLOW_PATTERN_BINDING's pattern
+    is slow, with tier1 given one second."""
+    url = postgres_server.create_database("mdstudio_wh")
+    create_blobs(url)
+    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", url)
+    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+    return url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

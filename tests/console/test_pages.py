@@ -78,16 +78,13 @@ def test_inbox_filters_and_order(browser, engine, tenant):
     assert refused.status_code == 422 and error_of(refused.text).startswith("tier: must be one of")
 
 
-def test_the_requester_cancels_from_my_requests(browser, engine, tenant):
+def test_the_requester_cancels_from_my_requests(browser, engine, uow, tenant):
     mine = submit(engine, tenant, metadata_request("a.mine", tier="tier2"), user="alice")
     alice = browser(tenant, "alice")
     assert str(mine.id) in alice.get("/ui/").text
     response = alice.post(f"/ui/approvals/{mine.id}/cancel")
     assert response.status_code == 303
-    assert (
-        approvals.get_approval(UnitOfWork(engine), person(tenant, "x"), mine.id).status
-        == "cancelled"
-    )
+    assert approvals.get_approval(uow, person(tenant, "x"), mine.id).status == "cancelled"
     assert str(mine.id) not in alice.get("/ui/").text
 
 

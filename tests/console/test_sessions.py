@@ -86,10 +86,10 @@ def test_over_https_the_session_cookie_is_host_prefixed(browser, engine, tenant)
     assert _session_rows(engine) == []
 
 
-def test_the_session_expires_no_later_than_its_token(browser, engine, tenant):
+def test_the_session_expires_no_later_than_its_token(browser, engine, uow, tenant):
     short = browser(tenant, "carol", expires_in=dt.timedelta(minutes=30))
     [row] = _session_rows(engine)
-    [token] = [t for t in tokens.list_tokens(UnitOfWork(engine)) if t.user == "carol"]
+    [token] = [t for t in tokens.list_tokens(uow) if t.user == "carol"]
     assert row.expires_at <= token.expires_at
     assert row.expires_at - row.created_at <= dt.timedelta(minutes=30)
     long_lived = browser(tenant, "dave", expires_in=None)  # a token that never expires
@@ -117,19 +117,17 @@ def test_logout_ends_the_session(browser, engine, tenant):
     assert bob.get("/ui/").headers["location"] == "/ui/login"
 
 
-def test_revoking_the_token_ends_its_sessions(browser, engine, tenant):
+def test_revoking_the_token_ends_its_sessions(browser, engine, uow, tenant):
     bob = browser(tenant, "bob", KERNEL_OWNER)
     assert bob.get("/ui/").status_code == 200
-    [token] = tokens.list_tokens(UnitOfWork(engine))
-    tokens.revoke_token(UnitOfWork(engine), token.id)
+    [token] = tokens.list_tokens(uow)
+    tokens.revoke_token(uow, token.id)
     assert bob.get("/ui/").headers["location"] == "/ui/login"
     assert _session_rows(engine) == []
 
 
-def test_a_post_without_a_valid_csrf_token_is_403_and_changes_nothing(browser, engine, tenant):
-    approval = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-    )
+def test_a_post_without_a_valid_csrf_token_is_403_and_changes_nothing(browser, engine, uow, tenant):
+    approval = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
     bob = browser(tenant, "bob", KERNEL_OWNER)
     before = store_snapshot(engine)
     for path in (
@@ -344,14 +342,14 @@ def test_a_sign_in_pair_expires_after_an_hour(browser, engine, tenant):
 
 
 def test_every_server_process_checks_the_pair_with_the_one_stored_key(
-    engine, store_url, console_settings, tenant
+    engine, uow, store_url, console_settings, tenant
 ):
     """A form served by one process is accepted by another sharing the store: the key is made
     once in the store, not per process."""
     other_engine = create_store_engine(store_url)
     first = TestClient(create_app(console_settings, engine))
     second = TestClient(create_app(console_settings, other_engine))
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "bob"))
+    secret, _ = tokens.create_token(uow, person(tenant, "bob"))
     cookie, field = _login_pair(first)
     assert _post_login(second, cookie, field, secret).status_code == 303
     with engine.connect() as connection:

@@ -81,9 +81,9 @@ def test_the_set_page_shows_the_combined_impact_and_stale_items(browser, engine,
     assert "item 2: stale request" in error_of(refused.text)
 
 
-def test_endorsements_and_what_is_still_needed(browser, engine, tenant):
+def test_endorsements_and_what_is_still_needed(browser, engine, uow, tenant):
     admin = person(tenant, "root", "tenant_admin")
-    two_person.set_policy(UnitOfWork(engine), admin, Lane.KERNEL, Tier.TIER1, KERNEL_OWNER, 2)
+    two_person.set_policy(uow, admin, Lane.KERNEL, Tier.TIER1, KERNEL_OWNER, 2)
     request = submit(engine, tenant, metadata_request())
     bob = browser(tenant, "bob", KERNEL_OWNER)
     page = bob.get(f"/ui/approvals/{request.id}").text
@@ -102,13 +102,13 @@ def test_endorsements_and_what_is_still_needed(browser, engine, tenant):
     assert twice.status_code == 409 and "bob has already endorsed" in error_of(twice.text)
     carol = browser(tenant, "carol", KERNEL_OWNER)
     assert carol.post(f"/ui/approvals/{request.id}/approve").status_code == 303
-    done = approvals.get_approval(UnitOfWork(engine), person(tenant, "x"), request.id)
+    done = approvals.get_approval(uow, person(tenant, "x"), request.id)
     assert done.status is ApprovalStatus.APPROVED and done.decided_by == "carol"
     page = carol.get(f"/ui/approvals/{request.id}").text
     assert "Still needed" not in page and 'data-testid="endorsement"' in page
 
 
-def test_overdue_requests_carry_a_badge(engine, tenant, console_settings):
+def test_overdue_requests_carry_a_badge(engine, uow, tenant, console_settings):
     from fastapi.testclient import TestClient
 
     from mdstudio_core.entrypoints.http import create_app
@@ -128,7 +128,7 @@ def test_overdue_requests_carry_a_badge(engine, tenant, console_settings):
         update={"approval_sla_hours": 24.0, "tier2_approval_sla_hours": 1.5}
     )
     app = create_app(settings, engine=engine)
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "sam", STEWARD), None)
+    secret, _ = tokens.create_token(uow, person(tenant, "sam", STEWARD), None)
     steward = Browser(TestClient(app), secret)
     assert steward.sign_in().status_code == 303
     inbox = steward.get("/ui/").text

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from mdstudio_core.config import Settings
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import tokens
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.http.conftest import is_problem
 from tests.support.cli_helpers import run_cli
 from tests.support.factories import KERNEL_OWNER, STEWARD, metadata_request, person, store_snapshot
@@ -125,9 +124,9 @@ def test_expired_token_is_401(client, bearer, tenant, monkeypatch):
     assert response.json()["detail"] == tokens.INVALID_TOKEN
 
 
-def test_revoked_token_is_401_from_the_next_request(client, engine, store_url, monkeypatch):
+def test_revoked_token_is_401_from_the_next_request(client, uow, store_url, monkeypatch):
     tenant = uuid.uuid4()
-    secret, token = tokens.create_token(UnitOfWork(engine), person(tenant, "alice", STEWARD))
+    secret, token = tokens.create_token(uow, person(tenant, "alice", STEWARD))
     headers = {"Authorization": f"Bearer {secret}"}
     assert client.get("/approvals", headers=headers).status_code == 200
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
@@ -137,12 +136,12 @@ def test_revoked_token_is_401_from_the_next_request(client, engine, store_url, m
     assert response.json()["detail"] == tokens.INVALID_TOKEN
 
 
-def test_a_401_does_not_tell_revoked_from_expired_from_unknown(client, engine, monkeypatch):
+def test_a_401_does_not_tell_revoked_from_expired_from_unknown(client, uow, monkeypatch):
     """Whoever holds a leaked token learns nothing about it from the answer."""
     tenant = uuid.uuid4()
-    short, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "a"), dt.timedelta(hours=1))
-    revoked, token = tokens.create_token(UnitOfWork(engine), person(tenant, "b"))
-    tokens.revoke_token(UnitOfWork(engine), token.id)
+    short, _ = tokens.create_token(uow, person(tenant, "a"), dt.timedelta(hours=1))
+    revoked, token = tokens.create_token(uow, person(tenant, "b"))
+    tokens.revoke_token(uow, token.id)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     monkeypatch.setattr(tokens, "_now", lambda: later)
     unknown = "mds_" + "x" * 43

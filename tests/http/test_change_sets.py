@@ -9,7 +9,6 @@ import orjson
 
 from mdstudio_core.domain.model import Lane, Tier
 from mdstudio_core.service_layer import two_person
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.http.conftest import is_problem
 from tests.support.factories import (
     KERNEL_OWNER,
@@ -143,9 +142,9 @@ def test_a_stale_item_is_409_naming_it(client, bearer, tenant):
     assert rejected.json()["status"] == "rejected"
 
 
-def test_endorsements_over_http(client, bearer, tenant, engine):
+def test_endorsements_over_http(client, bearer, tenant, uow):
     admin = person(tenant, "root", "tenant_admin")
-    two_person.set_policy(UnitOfWork(engine), admin, Lane.KERNEL, Tier.TIER1, KERNEL_OWNER, 2)
+    two_person.set_policy(uow, admin, Lane.KERNEL, Tier.TIER1, KERNEL_OWNER, 2)
     created = client.post(
         "/approvals", json=metadata_request(), headers=bearer(tenant, "alice")
     ).json()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import httpx
@@ -20,10 +19,15 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.model import Tier
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.http.test_serve import _free_port
 from tests.store.test_incidents import save
-from tests.support.factories import SETTINGS, metadata_request, person
+from tests.support.factories import (
+    DEMO_BINDING,
+    SETTINGS,
+    approve_metadata,
+    metadata_request,
+    person,
+)
+from tests.support.servers import free_port, healthz_when_up
 
 TOKEN = "scrape-me-0123456789"
 SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,17 +52,15 @@ def value(found, name, **labels):
     return found.get((name, frozenset(labels.items())))
 
 
-def test_the_catalog_as_prometheus_sees_it(engine, tenant):
+def test_the_catalog_as_prometheus_sees_it(engine, uow, tenant):
     client = scraped(engine)
     save(engine, tenant, 40.0, "run-1")
     save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
     save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
     alice = person(tenant, "alice")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
-    decided = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request(key="finance.revenue.other"), SETTINGS
-    )
-    approvals.reject(UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), decided.id, "no")
+    pending = approvals.submit(uow, alice, metadata_request(), SETTINGS)
+    decided = approvals.submit(uow, alice, metadata_request(key="finance.revenue.other"), SETTINGS)
+    approvals.reject(uow, person(tenant, "kim", "kernel_owner"), decided.id, "no")
     client.get(f"/approvals/{uuid.uuid4()}")  # 401, under its template
     client.get("/no/such/path")
 
@@ -98,27 +100,13 @@ def test_the_catalog_as_prometheus_sees_it(engine, tenant):
 
 
 def test_scores_are_the_latest_profile_of_live_tier1_and_tier2_fields(engine, tenant):
-    from tests.support.factories import DEMO_BINDING
-
     client = scraped(engine)
     for key, tier in (
         ("finance.revenue.gross_amount", "tier1"),
         ("sales.orders.region", "tier2"),
         ("sales.orders.channel", "tier3"),
     ):
-        approval = approvals.submit(
-            UnitOfWork(engine),
-            person(tenant, "alice"),
-            metadata_request(key=key, tier=tier, binding=DEMO_BINDING),
-            SETTINGS,
-        )
-        approvals.approve(
-            UnitOfWork(engine),
-            person(tenant, "bob", approval.required_role),
-            approval.id,
-            None,
-            SETTINGS,
-        )
+        approve_metadata(engine, tenant, key=key, tier=tier, binding=DEMO_BINDING)
     save(engine, tenant, 40.0, "run-1")
     save(engine, tenant, 88.25, "run-2")  # newer: the one reported
     save(engine, tenant, 75.5, "run-1", key="sales.orders.region", tier=Tier.TIER2)
@@ -201,7 +189,7 @@ def test_only_standard_methods_are_labels(engine):
 
 def serve(store_url: str, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
     """`mdstudio serve` on a free port with these settings, once it answers; and its base URL."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -222,16 +210,8 @@ def serve(store_url: str, *args: str, **env: str) -> tuple[subprocess.Popen, str
         stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2)
-            return server, base
-        except httpx.TransportError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail("server did not start: " + server.communicate()[1].decode())
-            time.sleep(0.2)
+    healthz_when_up(server, base, timeout_s=60)
+    return server, base
 
 
 def stop(server: subprocess.Popen) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,37 +13,16 @@ import httpx
 
 from mdstudio_core.adapters import migrations
 from mdstudio_core.service_layer import tokens
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.factories import metadata_request, person
+from tests.support.servers import free_port, healthz_when_up
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_serve_answers_healthz_and_an_authorised_route(store_url, engine):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)],
-        env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+def test_serve_answers_healthz_and_an_authorised_route(store_url, uow):
+    server, base = _serve(store_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+        health = healthz_when_up(server, base, timeout_s=30)
         assert health.json() == {"status": "ok", "revision": migrations.head_revision()}
-        secret, _ = tokens.create_token(UnitOfWork(engine), person(uuid.uuid4(), "alice"))
+        secret, _ = tokens.create_token(uow, person(uuid.uuid4(), "alice"))
         headers = {"Authorization": f"Bearer {secret}"}
         submitted = httpx.post(f"{base}/approvals", json=metadata_request(), headers=headers)
         assert submitted.status_code == 201
@@ -57,7 +35,7 @@ def test_serve_answers_healthz_and_an_authorised_route(store_url, engine):
 
 
 def _serve(store_url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mdstudio_core.entrypoints.cli", "serve", "--port", str(port)],
         env={**os.environ, "MDSTUDIO_DATABASE_URL": store_url},
@@ -67,19 +45,7 @@ def _serve(store_url: str) -> tuple[subprocess.Popen, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def _started(server: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2)
-            return
-        except httpx.TransportError:
-            assert server.poll() is None, server.stdout.read().decode()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-
-
-def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(store_url, engine):
+def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(store_url, uow):
     """Two `mdstudio serve` processes on one store, behind a proxy on 127.0.0.1 (which uvicorn
     trusts for X-Forwarded-Proto and X-Forwarded-For): a sign-in form from one is accepted by
     the other (one key, in the store); the session cookie is `__Host-` since the proxy says
@@ -88,9 +54,9 @@ def test_two_servers_share_the_sign_in_limit_and_key_and_trust_the_proxys_https(
     servers = [_serve(store_url) for _ in range(2)]
     try:
         for server, base in servers:
-            _started(server, base)
+            healthz_when_up(server, base, timeout_s=30)
         (_, first), (_, second) = servers
-        secret, _ = tokens.create_token(UnitOfWork(engine), person(uuid.uuid4(), "alice"))
+        secret, _ = tokens.create_token(uow, person(uuid.uuid4(), "alice"))
         over_https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
         second_of_minute = time.time() % 60
         if second_of_minute > 45:  # keep the attempts inside one minute

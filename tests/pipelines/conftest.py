@@ -102,24 +102,18 @@ class Env:
             self.pass_cursor = result.cursor
         return result
 
-    def run(self, run_request):
+    def run(self, run_request, raise_on_error=True):
         job = (self.defs or load_defs()).resolve_job_def("profile_tables_job")
         return job.execute_in_process(
             run_config=run_request.run_config,
             instance=self.instance,
             tags=run_request.tags,
             asset_selection=run_request.asset_selection,
+            raise_on_error=raise_on_error,
         )
 
     def run_allowing_failure(self, run_request):
-        job = (self.defs or load_defs()).resolve_job_def("profile_tables_job")
-        return job.execute_in_process(
-            run_config=run_request.run_config,
-            instance=self.instance,
-            tags=run_request.tags,
-            asset_selection=run_request.asset_selection,
-            raise_on_error=False,
-        )
+        return self.run(run_request, raise_on_error=False)
 
     def observations(self, asset_key, key="finance.revenue.gross_amount"):
         records = self.instance.fetch_observations(
@@ -133,6 +127,11 @@ class Env:
             {k: getattr(v, "value", v) for k, v in r.asset_observation.metadata.items()}
             for r in records
         ]
+
+    def skips(self, asset_key, key="finance.revenue.gross_amount"):
+        """The `metadata.profile.skipped` observations among `observations`."""
+        observed = self.observations(asset_key, key)
+        return [o for o in observed if o["event_type"] == "metadata.profile.skipped"]
 
 
 @pytest.fixture

@@ -117,13 +117,16 @@ class Deployment:
             stderr=subprocess.STDOUT,
         )
         self.groups.append(self.daemon.pid)
-        started = time.time()
+        self.wait_for_heartbeats(since=time.time())
+
+    def wait_for_heartbeats(self, since: float) -> None:
+        """Until every daemon the instance needs has beaten since `since` (the start)."""
 
         def heartbeats():
             assert self.daemon.poll() is None, self.log_tail()
             beats = self.instance.get_daemon_heartbeats()
             required = set(self.instance.get_required_daemon_types())
-            return required <= set(beats) and all(beats[d].timestamp > started for d in required)
+            return required <= set(beats) and all(beats[d].timestamp > since for d in required)
 
         wait_for(heartbeats, 120, "daemon heartbeats")
 
@@ -196,15 +199,17 @@ class Deployment:
         ]
 
 
+def dagster_storage_url(postgres_server, prefix: str) -> str:
+    """A new database for Dagster's own storage, which it reaches through psycopg2."""
+    url = sa.make_url(postgres_server.create_database(prefix))
+    return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module")
 def deployment(postgres_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     store_url = postgres_server.create_database("mdstudio_e2e_store")
-    storage_url = (
-        sa.make_url(postgres_server.create_database("mdstudio_e2e_dagster"))
-        .set(drivername="postgresql+psycopg2")
-        .render_as_string(hide_password=False)
-    )
+    storage_url = dagster_storage_url(postgres_server, "mdstudio_e2e_dagster")
     warehouse_url = demo_warehouse.build(tmp / "warehouse.db")
     warehouse = sa.create_engine(warehouse_url)
     with warehouse.begin() as connection:

@@ -149,11 +149,7 @@ def test_a_kpi_approved_on_unprofiled_inputs_asks_for_their_profiles(env):
     assert request.tags["mdstudio/approval_id"] == str(approval.id)
     config = request.run_config["ops"]["profile_tables"]["config"]
     assert [t["canonical_keys"] for t in config["tables"]] == [[REVENUE]]
-    skips = [
-        o
-        for o in env.observations(dg.AssetKey("entity_profile"), COST)
-        if o["event_type"] == "metadata.profile.skipped"
-    ]
+    skips = env.skips(dg.AssetKey("entity_profile"), COST)
     assert [s["reason"] for s in skips] == ["NO_BINDING"]
     assert env.run(request).success
     reader = person(env.tenant, "x")

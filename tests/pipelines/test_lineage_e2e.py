@@ -24,7 +24,7 @@ from mdstudio_core.service_layer import approvals, profile_requests
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.asset_keys import KPI_CHECK
 from mdstudio_pipelines.lib.dagster_internals import check_evaluations
-from tests.pipelines.test_daemon import BIN, ROOT, Deployment, wait_for
+from tests.pipelines.test_daemon import BIN, ROOT, Deployment, dagster_storage_url, wait_for
 from tests.support.factories import SETTINGS, kpi_request, person
 
 pytestmark = pytest.mark.postgres
@@ -100,15 +100,7 @@ class SharedDeployment(Deployment):
     def start_daemon(self) -> None:
         self.starts += 1
         self.spawn("daemon", str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace))
-        started = time.time()
-
-        def heartbeats():
-            assert self.daemon.poll() is None, self.log_tail()
-            beats = self.instance.get_daemon_heartbeats()
-            required = set(self.instance.get_required_daemon_types())
-            return required <= set(beats) and all(beats[d].timestamp > started for d in required)
-
-        wait_for(heartbeats, 120, "daemon heartbeats")
+        self.wait_for_heartbeats(since=time.time())
 
     def code_server_up(self) -> bool:
         assert self.code_server.poll() is None, self.log_tail()
@@ -192,11 +184,7 @@ class SharedDeployment(Deployment):
 def shared(postgres_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lineage_e2e")
     store_url = postgres_server.create_database("mdstudio_lineage_store")
-    storage_url = (
-        sa.make_url(postgres_server.create_database("mdstudio_lineage_dagster"))
-        .set(drivername="postgresql+psycopg2")
-        .render_as_string(hide_password=False)
-    )
+    storage_url = dagster_storage_url(postgres_server, "mdstudio_lineage_dagster")
     warehouse_url = demo_warehouse.build(tmp / "warehouse.db")
     engine = create_store_engine(store_url)
     migrations.upgrade(engine)

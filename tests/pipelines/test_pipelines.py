@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from demo import warehouse as demo_warehouse
 from mdstudio_core.adapters import tables, warehouse
 from mdstudio_core.config import Settings
-from mdstudio_core.domain.model import Binding, EntityType, Tier
+from mdstudio_core.domain.model import Binding, Tier
 from mdstudio_core.service_layer import profile_requests
 from mdstudio_core.service_layer.profiling import BoundEntity, profile_table, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
@@ -32,7 +32,7 @@ from tests.support.factories import (
     BACKTRACKING_BINDING,
     DEMO_BINDING,
     SLOW_PATTERN_BINDING,
-    create_blobs,
+    bound_field,
     create_codes,
     metadata_request,
     person,
@@ -152,9 +152,7 @@ def test_second_change_within_interval_is_a_cost_guard_skip(env):
     env.approve(binding=changed, label="Gross amount (v2)")
     result = env.tick()
     assert result.run_requests == []
-    skips = [
-        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
-    ]
+    skips = env.skips(ENTITY_PROFILE)
     assert [s["reason"] for s in skips] == ["COST_GUARD"]
 
 
@@ -207,9 +205,7 @@ def test_manual_request_on_unbound_entity_is_no_binding(env):
     )
     result = env.tick()
     assert result.run_requests == []
-    skips = [
-        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
-    ]
+    skips = env.skips(ENTITY_PROFILE)
     assert [s["reason"] for s in skips] == ["NO_BINDING"]
 
 
@@ -326,9 +322,7 @@ def test_tier1_schedule_profiles_active_bound_entities_under_the_guard(env):
     assert isinstance(env.pass_tick(), dg.SkipReason)
     env.schedule("tier1_profiling_schedule", when + dt.timedelta(hours=1))
     assert env.pass_tick().run_requests == []
-    skips = [
-        o for o in env.observations(ENTITY_PROFILE) if o["event_type"] == "metadata.profile.skipped"
-    ]
+    skips = env.skips(ENTITY_PROFILE)
     assert [(s["reason"], s["slot"]) for s in skips] == [
         ("COST_GUARD", "tier1_profiling_schedule:2026-11-26T03:00")
     ]
@@ -361,24 +355,7 @@ def bind_tables(env, count: int, tenant=None) -> list[str]:
         for i in range(count):
             key = f"finance.table{i:04d}.amount"
             binding = {"source": "demo", "table": f"t{i:04d}", "columns": [{"name": "amount"}]}
-            uow.entities.insert(
-                EntityType.GLOBAL_METADATA,
-                tenant,
-                uuid.uuid4(),
-                {
-                    "canonical_key": key,
-                    "label": key,
-                    "description": "",
-                    "tier": "tier1",
-                    "domain": "finance",
-                    "owner": "finance-data",
-                    "data_type": "integer",
-                    "status": "active",
-                    "binding": binding,
-                },
-                "bench",
-                now,
-            )
+            bound_field(uow, tenant, key, binding, owner="finance-data", by="bench", at=now)
             keys.append(key)
         uow.commit()
     return keys
@@ -711,13 +688,7 @@ def test_a_backtracking_pattern_cannot_hang_a_run(env, warehouse_url, monkeypatc
 
 
 @pytest.mark.postgres
-def test_a_slow_pattern_on_postgres_fails_the_run_at_the_tier_timeout(
-    env, postgres_server, monkeypatch
-):
-    url = postgres_server.create_database("mdstudio_wh")
-    create_blobs(url)
-    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", url)
-    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+def test_a_slow_pattern_on_postgres_fails_the_run_at_the_tier_timeout(env, slow_blobs_source):
     env.approve(binding=SLOW_PATTERN_BINDING)
     [run_request] = env.tick().run_requests
     failed = (

@@ -21,7 +21,8 @@ from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from mdstudio_pipelines.lib.partitions import CATALOG_ENTITIES, partition_key
 from tests.pipelines.conftest import load_defs
-from tests.support.cli_helpers import run_cli
+from tests.support.cli_helpers import CliResult, run_cli
+from tests.support.factories import make_event
 
 KEY = "finance.revenue.gross_amount"
 
@@ -47,15 +48,14 @@ def last_event_id(env) -> int:
 def unreadable_due_event(tenant: uuid.UUID) -> NewEvent:
     """A `metadata.profile.due` without its reason (an emitter's bug): the sensor cannot plan
     it."""
-    return NewEvent(
-        type="metadata.profile.due",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="bob",
-        occurred_at=dt.datetime.now(dt.UTC),
-        payload={"canonical_key": KEY, "approval_id": str(uuid.uuid4())},
+    payload = {"canonical_key": KEY, "approval_id": str(uuid.uuid4())}
+    return make_event("metadata.profile.due", tenant, KEY, payload, actor="bob")
+
+
+def replay_cli(first_event: int, *args: str) -> CliResult:
+    """`events replay` of approval_sensor from `first_event`."""
+    return run_cli(
+        ["events", "replay", "--consumer", "approval_sensor", "--from", str(first_event), *args]
     )
 
 
@@ -69,27 +69,14 @@ def test_a_replay_requests_the_runs_again_once_per_replay(operator_env):
     assert store_cursor(env).position == last_event_id(env)  # Dagster's, recorded by a tick
     first_event = int(first.run_key.split(":")[1].split("-")[0])
 
-    dry = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "approval_sensor",
-            "--from",
-            str(first_event),
-            "--dry-run",
-            "--json",
-        ]
-    )
+    dry = replay_cli(first_event, "--dry-run", "--json")
     assert dry.exit_code == 0, dry.stderr
     [planned] = dry.json["runs"]
     assert planned["run_key"] == "replay:<id>:" + first.run_key
     assert (planned["entities"], planned["tables"]) == ([KEY], ["demo.orders"])
     assert store_cursor(env).generation == 0  # a dry run changes nothing
 
-    replay = run_cli(
-        ["events", "replay", "--consumer", "approval_sensor", "--from", str(first_event), "--json"]
-    )
+    replay = replay_cli(first_event, "--json")
     assert replay.exit_code == 0, replay.stderr
     replay_id = replay.json["replay_id"]
     committed = env.cursor
@@ -110,19 +97,7 @@ def test_a_replay_requests_the_runs_again_once_per_replay(operator_env):
     assert (resumed.replay_id, resumed.generation) == (None, 1)
     assert isinstance(env.tick(), dg.SkipReason)
     # A second replay is a new pass: the same events, new keys.
-    second = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "approval_sensor",
-            "--from",
-            str(first_event),
-            "--to",
-            str(first_event + 2),
-            "--json",
-        ]
-    )
+    second = replay_cli(first_event, "--to", str(first_event + 2), "--json")
     [once_more] = env.tick().run_requests
     assert once_more.run_key == f"replay:{second.json['replay_id']}:{first.run_key}"
 
@@ -134,20 +109,9 @@ def test_the_cost_guard_applies_to_a_replay_and_its_dry_run(env, monkeypatch):
     assert env.run(first).success
     env.tick()
     first_event = int(first.run_key.split(":")[1].split("-")[0])
-    dry = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "approval_sensor",
-            "--from",
-            str(first_event),
-            "--dry-run",
-            "--json",
-        ]
-    )
+    dry = replay_cli(first_event, "--dry-run", "--json")
     assert (dry.json["runs"], dry.json["skipped"]) == ([], {"COST_GUARD": 1})
-    run_cli(["events", "replay", "--consumer", "approval_sensor", "--from", str(first_event)])
+    replay_cli(first_event)
     assert env.tick().run_requests == []
 
 
@@ -241,15 +205,14 @@ def test_event_retention_archives_daily_in_a_run_when_retention_is_set(env, monk
     with UnitOfWork(env.engine) as uow:
         written = uow.events.append(
             [
-                NewEvent(
-                    type="approval.rejected",
-                    tenant_id=env.tenant,
-                    entity_type=EntityType.KPI,
-                    entity_key=f"finance.kpi.k{n}",
-                    correlation_id=uuid.uuid4(),
+                make_event(
+                    "approval.rejected",
+                    env.tenant,
+                    f"finance.kpi.k{n}",
+                    {"n": n},
                     actor="bob",
-                    occurred_at=old if n < 3 else dt.datetime.now(dt.UTC),
-                    payload={"n": n},
+                    occurred_at=old if n < 3 else None,
+                    entity_type=EntityType.KPI,
                 )
                 for n in range(5)
             ]

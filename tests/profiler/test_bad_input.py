@@ -60,6 +60,19 @@ def _table(engine: Engine, rows: int = 3) -> str:
     return name
 
 
+def _hex_emails_table(pg_engine: Engine, rows: int) -> str:
+    """A PostgreSQL table of `rows` ids, each with the md5 of its id as its `email`."""
+    name = unique_table_name()
+    with pg_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
+                f"FROM generate_series(1, {rows}) g"
+            )
+        )
+    return name
+
+
 def _binding(table: str, *columns: dict) -> Binding:
     return Binding.model_validate({"source": "wh", "table": table, "columns": list(columns)})
 
@@ -215,14 +228,7 @@ def test_sqlite_progress_handler_interrupts_a_running_statement(sqlite_engine: E
 
 @pytest.mark.postgres
 def test_postgres_timeout_is_a_clear_failure(pg_engine: Engine) -> None:
-    name = unique_table_name()
-    with pg_engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
-                "FROM generate_series(1, 300000) g"
-            )
-        )
+    name = _hex_emails_table(pg_engine, 300_000)
     binding = _binding(name, {"name": "id"}, {"name": "email", "pattern": "^[0-9a-f]{32}$"})
     with pytest.raises(warehouse.ProfileTimeout, match=r"timeout of 0\.001 s.*no partial profile"):
         _run(pg_engine, binding, limits=ProfileLimits(timeout_s=0.001))
@@ -247,14 +253,7 @@ def test_sampling_is_refused_where_unsupported(sqlite_engine: Engine) -> None:
 
 @pytest.mark.postgres
 def test_postgres_sampling_is_recorded(pg_engine: Engine) -> None:
-    name = unique_table_name()
-    with pg_engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                f'CREATE TABLE "{name}" AS SELECT g AS id, md5(g::text) AS email '
-                "FROM generate_series(1, 100000) g"
-            )
-        )
+    name = _hex_emails_table(pg_engine, 100_000)
     binding = _binding(name, {"name": "id", "unique": True}, {"name": "email", "pattern": "a"})
     full = _run(pg_engine, binding)
     assert full.sample is None and full.row_count == 100_000

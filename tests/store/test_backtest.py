@@ -296,7 +296,7 @@ def test_without_a_day_partition_the_backtest_says_so_and_shows_today(cli_env, e
     assert "backtest needs a day partition" in preview(approval_id).stdout
 
 
-def test_cli_exit_codes(cli_env, engine, tenant):
+def test_cli_exit_codes(cli_env, engine, uow, tenant):
     approval_id = stricter_rule_pending(engine, tenant)
     assert preview(approval_id, "--json").exit_code == 0
     key_only = run_cli(["profiles", "preview", KEY, "--backtest", *DECIDER])
@@ -307,7 +307,7 @@ def test_cli_exit_codes(cli_env, engine, tenant):
     assert requester.exit_code == 3
     assert preview(uuid.uuid4()).exit_code == 4
     new_field = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         metadata_request(key=OTHER, binding=binding(PROPOSED_COLUMNS)),
         Settings(),
@@ -315,7 +315,7 @@ def test_cli_exit_codes(cli_env, engine, tenant):
     nothing = preview(new_field.id)
     assert nothing.exit_code == 2 and "nothing to backtest" in nothing.stderr
     renamed = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         metadata_request(
             key=KEY,
@@ -327,7 +327,7 @@ def test_cli_exit_codes(cli_env, engine, tenant):
     assert missing.exit_code == 2 and "no_such_column" in missing.stderr
 
 
-def test_a_change_set_backtests_each_item_that_changes_rules(cli_env, engine, tenant):
+def test_a_change_set_backtests_each_item_that_changes_rules(cli_env, engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=binding(LIVE_COLUMNS))
     approve_metadata(engine, tenant, key=OTHER, binding=binding(LIVE_COLUMNS))
     items = [
@@ -335,7 +335,7 @@ def test_a_change_set_backtests_each_item_that_changes_rules(cli_env, engine, te
         metadata_request(key=KEY, binding=binding(PROPOSED_COLUMNS)),
     ]
     change_set = change_sets.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         "Stricter amounts",
         items,
@@ -437,10 +437,10 @@ def test_console_backtest_without_a_partition_says_it_needs_one(engine, readings
     assert 'data-testid="backtest-needs"' in html and "a day partition" in html
 
 
-def test_console_change_set_page_backtests_per_item(engine, readings, tenant):
+def test_console_change_set_page_backtests_per_item(engine, uow, readings, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=binding(LIVE_COLUMNS))
     change_set = change_sets.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         "Stricter amounts",
         [metadata_request(key=KEY, binding=binding(PROPOSED_COLUMNS))],

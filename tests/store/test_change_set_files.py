@@ -91,15 +91,6 @@ def test_a_bad_csv_header_refuses_the_file(text, message):
 # -- the CLI, both backends --------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_env(store_url, monkeypatch, tenant):
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
-    for name in ("MDSTUDIO_USER", "MDSTUDIO_ROLE"):
-        monkeypatch.delenv(name, raising=False)
-    return store_url
-
-
 def cli(*args: str, user: str = "alice", role: str | None = None):
     return run_cli([*args, "--user", user, *(["--role", role] if role else [])])
 

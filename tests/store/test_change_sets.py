@@ -68,7 +68,7 @@ def events_of(engine, correlation_id):
 # -- submit ----------------------------------------------------------------------------------
 
 
-def test_a_set_is_one_pending_request_decided_by_its_strictest_item(engine, tenant):
+def test_a_set_is_one_pending_request_decided_by_its_strictest_item(engine, uow, tenant):
     submitted = submit_set(engine, tenant, mixed_requests())
     approval = submitted.approval
     assert approval.entity_type is EntityType.CHANGE_SET
@@ -86,14 +86,14 @@ def test_a_set_is_one_pending_request_decided_by_its_strictest_item(engine, tena
         STEWARD,
     ]
     inbox = approvals.list_approvals(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "bob", KERNEL_OWNER),
         ApprovalFilter(status=ApprovalStatus.PENDING),
     )
     assert [row.id for row in inbox] == [approval.id]  # one row, not four
     assert event_types(engine) == []  # submitting writes no event
-    assert catalog.list_entities(UnitOfWork(engine), person(tenant, "bob")) == []
-    shown = change_sets.show(UnitOfWork(engine), person(tenant, "bob"), approval.id, SETTINGS)
+    assert catalog.list_entities(uow, person(tenant, "bob")) == []
+    shown = change_sets.show(uow, person(tenant, "bob"), approval.id, SETTINGS)
     assert [item["entity_key"] for item in shown["items"]] == [
         "Gross Revenue",
         "sales.orders.region",
@@ -110,25 +110,30 @@ def test_a_set_of_tier2_items_is_the_stewards(engine, tenant):
     assert (submitted.approval.tier, submitted.approval.required_role) == (Tier.TIER2, STEWARD)
 
 
-def test_a_tenant_policy_decides_the_set_by_its_strictest_cell(engine, tenant):
+def test_a_tenant_policy_decides_the_set_by_its_strictest_cell(engine, uow, tenant):
     admin = person(tenant, "root", "tenant_admin")
-    approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER3, "junior_steward")
-    approvals.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER2, "senior_steward")
+    approvals.set_policy(uow, admin, Lane.GOVERNED, Tier.TIER3, "junior_steward")
+    approvals.set_policy(uow, admin, Lane.GOVERNED, Tier.TIER2, "senior_steward")
     only_tier3 = submit_set(engine, tenant, [glossary_request("A"), glossary_request("B")])
     assert only_tier3.approval.required_role == "junior_steward"
     both = submit_set(engine, tenant, [glossary_request("C"), business_rule_request()])
     assert (both.approval.tier, both.approval.required_role) == (Tier.TIER2, "senior_steward")
 
 
-def test_an_item_against_a_live_tier1_entity_makes_the_set_tier1(engine, tenant):
-    approve_metadata(engine, tenant)  # finance.revenue.gross_amount is live at tier1
-    demotion = changed(metadata_request(tier="tier2"), tier="tier2")
-    submitted = submit_set(engine, tenant, [glossary_request(), demotion])
+def assert_the_second_item_makes_the_set_tier1(submitted) -> None:
+    """The set's second item needs the kernel owner, and so does the whole set, at tier1."""
     assert submitted.items[1].required_role == KERNEL_OWNER
     assert (submitted.approval.tier, submitted.approval.required_role) == (
         Tier.TIER1,
         KERNEL_OWNER,
     )
+
+
+def test_an_item_against_a_live_tier1_entity_makes_the_set_tier1(engine, tenant):
+    approve_metadata(engine, tenant)  # finance.revenue.gross_amount is live at tier1
+    demotion = changed(metadata_request(tier="tier2"), tier="tier2")
+    submitted = submit_set(engine, tenant, [glossary_request(), demotion])
+    assert_the_second_item_makes_the_set_tier1(submitted)
 
 
 def test_any_invalid_item_refuses_the_whole_set_naming_every_bad_item(engine, tenant):
@@ -190,17 +195,17 @@ def test_a_bad_title_or_size_is_invalid_input(engine, tenant, title, requests, f
     assert store_snapshot(engine) == before
 
 
-def test_a_single_request_cannot_claim_to_be_a_change_set(engine, tenant):
+def test_a_single_request_cannot_claim_to_be_a_change_set(uow, tenant):
     raw = {"entity_type": "CHANGE_SET", "tier": "tier3", "lane": "governed", "payload": {}}
     with pytest.raises(InvalidInput, match="POST /change-sets") as refused:
-        approvals.submit(UnitOfWork(engine), person(tenant, "alice"), raw, SETTINGS)
+        approvals.submit(uow, person(tenant, "alice"), raw, SETTINGS)
     assert refused.value.field == "entity_type"
 
 
 # -- approve ---------------------------------------------------------------------------------
 
 
-def test_approving_applies_every_item_with_its_events_in_item_order(engine, tenant):
+def test_approving_applies_every_item_with_its_events_in_item_order(engine, uow, tenant):
     submitted = submit_set(engine, tenant, mixed_requests())
     decided = decide(engine, tenant, submitted.approval.id, reason="all good")
     assert decided.status is ApprovalStatus.APPROVED and decided.decided_by == "bob"
@@ -232,13 +237,13 @@ def test_approving_applies_every_item_with_its_events_in_item_order(engine, tena
         ("finance.revenue.gross_amount", EntityType.GLOBAL_METADATA),
         ("finance.kpi.margin", EntityType.KPI),
     ]:
-        entity = catalog.get_entity(UnitOfWork(engine), reader, key, entity_type)
+        entity = catalog.get_entity(uow, reader, key, entity_type)
         assert (entity.version, entity.updated_by) == (1, "bob")
-    shown = approvals.show_approval(UnitOfWork(engine), reader, submitted.approval.id, SETTINGS)
+    shown = approvals.show_approval(uow, reader, submitted.approval.id, SETTINGS)
     assert shown["status"] == ApprovalStatus.APPROVED and shown["title"] == "Q3 finance import"
 
 
-def test_a_set_updates_live_entities_with_compare_and_set(engine, tenant):
+def test_a_set_updates_live_entities_with_compare_and_set(engine, uow, tenant):
     approve_metadata(engine, tenant, key="sales.orders.region", tier="tier2")
     approve_metadata(engine, tenant, key="sales.orders.city", tier="tier2")
     submitted = submit_set(
@@ -252,8 +257,8 @@ def test_a_set_updates_live_entities_with_compare_and_set(engine, tenant):
     )
     decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
     reader = person(tenant, "carol")
-    region = catalog.get_entity(UnitOfWork(engine), reader, "sales.orders.region")
-    city = catalog.get_entity(UnitOfWork(engine), reader, "sales.orders.city")
+    region = catalog.get_entity(uow, reader, "sales.orders.region")
+    city = catalog.get_entity(uow, reader, "sales.orders.city")
     assert (region.version, region.state["label"]) == (2, "Region")
     assert (city.version, city.state["label"]) == (2, "City")
     changes = [p for k, _, p in events_of(engine, submitted.approval.id) if k == "metadata.changed"]
@@ -275,7 +280,7 @@ def test_four_eyes_and_the_role_hold_across_the_set(engine, tenant):
     assert store_snapshot(engine) == before
 
 
-def test_a_stale_item_makes_the_whole_decision_a_conflict_naming_it(engine, tenant):
+def test_a_stale_item_makes_the_whole_decision_a_conflict_naming_it(engine, uow, tenant):
     approve_metadata(engine, tenant, key="sales.orders.region", tier="tier2")
     submitted = submit_set(
         engine,
@@ -294,23 +299,19 @@ def test_a_stale_item_makes_the_whole_decision_a_conflict_naming_it(engine, tena
         f"{submitted.approval.id} was submitted"
     )
     assert store_snapshot(engine) == before  # not even item 1
-    shown = change_sets.show(
-        UnitOfWork(engine), person(tenant, "bob"), submitted.approval.id, SETTINGS
-    )
+    shown = change_sets.show(uow, person(tenant, "bob"), submitted.approval.id, SETTINGS)
     assert [item["stale"] for item in shown["items"]] == [False, True]
 
 
-def test_an_item_creating_an_entity_that_now_exists_is_stale(engine, tenant):
+def test_an_item_creating_an_entity_that_now_exists_is_stale(engine, uow, tenant):
     submitted = submit_set(engine, tenant, [glossary_request("A"), glossary_request("B")])
-    single = approvals.submit(
-        UnitOfWork(engine), person(tenant, "carl"), glossary_request("B"), SETTINGS
-    )
+    single = approvals.submit(uow, person(tenant, "carl"), glossary_request("B"), SETTINGS)
     decide(engine, tenant, single.id, "dora", STEWARD)
     with pytest.raises(Conflict, match=r"^item 2: stale request: GLOSSARY B changed"):
         decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
 
 
-def test_rejecting_or_cancelling_a_set_applies_nothing(engine, tenant):
+def test_rejecting_or_cancelling_a_set_applies_nothing(engine, uow, tenant):
     rejected = submit_set(engine, tenant, mixed_requests(), title="Rejected")
     before = store_snapshot(engine)
     with pytest.raises(InvalidInput, match="reason"):
@@ -328,7 +329,7 @@ def test_rejecting_or_cancelling_a_set_applies_nothing(engine, tenant):
         decide(engine, tenant, cancelled.approval.id, command=approvals.cancel)
     gone = decide(engine, tenant, cancelled.approval.id, "alice", command=approvals.cancel)
     assert gone.status is ApprovalStatus.CANCELLED
-    assert catalog.list_entities(UnitOfWork(engine), person(tenant, "x")) == []
+    assert catalog.list_entities(uow, person(tenant, "x")) == []
     with engine.connect() as connection:
         assert (
             connection.execute(sa.select(sa.func.count()).select_from(tables.glossary)).scalar()
@@ -336,10 +337,10 @@ def test_rejecting_or_cancelling_a_set_applies_nothing(engine, tenant):
         )
 
 
-def test_show_lists_items_with_their_diffs_and_the_combined_impact(engine, tenant):
+def test_show_lists_items_with_their_diffs_and_the_combined_impact(engine, uow, tenant):
     approve_metadata(engine, tenant)  # a tier1 field
     approve_metadata(engine, tenant, key="finance.cost.cost_amount", tier="tier2")
-    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request(), SETTINGS)
+    kpi = approvals.submit(uow, person(tenant, "alice"), kpi_request(), SETTINGS)
     decide(engine, tenant, kpi.id, "bob", STEWARD)  # depends on both fields
     rebinding = {
         "source": "warehouse",
@@ -356,9 +357,7 @@ def test_show_lists_items_with_their_diffs_and_the_combined_impact(engine, tenan
             glossary_request(),
         ],
     )
-    shown = change_sets.show(
-        UnitOfWork(engine), person(tenant, "x"), submitted.approval.id, SETTINGS
-    )
+    shown = change_sets.show(uow, person(tenant, "x"), submitted.approval.id, SETTINGS)
     assert [row["key"] for row in shown["impact"]] == ["finance.kpi.gross_margin"]
     first, second, third = shown["items"]
     assert {c["field"] for c in first["changes"]} == {
@@ -376,13 +375,13 @@ def test_show_lists_items_with_their_diffs_and_the_combined_impact(engine, tenan
     assert {c["change"] for c in third["changes"]} == {"added"}
     assert first["current_state"]["version"] == 1 and third["current_state"] is None
     with pytest.raises(NotFound, match="change set"):  # a single request is no change set
-        change_sets.show(UnitOfWork(engine), person(tenant, "x"), kpi.id, SETTINGS)
+        change_sets.show(uow, person(tenant, "x"), kpi.id, SETTINGS)
 
 
-def test_approving_a_set_refreshes_the_trust_of_dependent_kpis_once(engine, tenant):
+def test_approving_a_set_refreshes_the_trust_of_dependent_kpis_once(engine, uow, tenant):
     approve_metadata(engine, tenant, key="finance.revenue.gross_amount", tier="tier2")
     approve_metadata(engine, tenant, key="finance.cost.cost_amount", tier="tier2")
-    kpi = approvals.submit(UnitOfWork(engine), person(tenant, "alice"), kpi_request(), SETTINGS)
+    kpi = approvals.submit(uow, person(tenant, "alice"), kpi_request(), SETTINGS)
     decide(engine, tenant, kpi.id, "bob", STEWARD)
     submitted = submit_set(
         engine,
@@ -423,6 +422,21 @@ def test_two_approvers_racing_apply_the_set_once(engine, tenant):
     assert event_types(engine, submitted.approval.id) == ["approval.approved"] * 2
 
 
+def _approve_in_background(engine, tenant, approval_id) -> tuple[threading.Thread, list[Exception]]:
+    """Bob approves the set in a thread of its own; the conflict he meets, if any, is listed."""
+    errors: list[Exception] = []
+
+    def approve() -> None:
+        try:
+            decide(engine, tenant, approval_id, "bob", STEWARD)
+        except Conflict as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=approve)
+    thread.start()
+    return thread, errors
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_an_entity_written_while_the_set_waits_undoes_every_item(engine, tenant):
@@ -440,19 +454,10 @@ def test_an_entity_written_while_the_set_waits_undoes_every_item(engine, tenant)
         ],
     )
     table = tables.global_metadata
-    errors: list[Exception] = []
     holder = engine.connect()
     holder.begin()
     holder.execute(sa.select(table).where(table.c.tenant_id == tenant).with_for_update())
-
-    def approve() -> None:
-        try:
-            decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
-        except Conflict as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=approve)
-    thread.start()
+    thread, errors = _approve_in_background(engine, tenant, submitted.approval.id)
     _wait_for_lock_wait(engine)
     holder.execute(
         sa.update(table).where(table.c.tenant_id == tenant).values(version=table.c.version + 1)
@@ -497,16 +502,7 @@ def test_an_entity_created_while_the_set_waits_undoes_every_item(engine, tenant)
             related_keys=[],
         )
     )
-    errors: list[Exception] = []
-
-    def approve() -> None:
-        try:
-            decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
-        except Conflict as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=approve)
-    thread.start()
+    thread, errors = _approve_in_background(engine, tenant, submitted.approval.id)
     _wait_for_lock_wait(engine)
     holder.commit()
     holder.close()
@@ -537,7 +533,7 @@ def _wait_for_lock_wait(engine, timeout: float = 20.0) -> None:
     raise TimeoutError("no session waited on a lock")
 
 
-def test_a_large_set_stores_exactly_what_single_approvals_would(engine, tenant):
+def test_a_large_set_stores_exactly_what_single_approvals_would(engine, uow, tenant):
     """Over 20 items of each type, so PostgreSQL takes its batch paths (rows and events from
     one JSON array): every entity and every event's payload equals what single approvals
     write."""
@@ -551,7 +547,7 @@ def test_a_large_set_stores_exactly_what_single_approvals_would(engine, tenant):
         ]
     alone = uuid.uuid4()
     for request in requests:
-        pending = approvals.submit(UnitOfWork(engine), person(alone, "alice"), request, SETTINGS)
+        pending = approvals.submit(uow, person(alone, "alice"), request, SETTINGS)
         decide(engine, alone, pending.id, "bob", STEWARD)
     submitted = submit_set(engine, tenant, requests)
     decide(engine, tenant, submitted.approval.id, "bob", STEWARD)
@@ -605,20 +601,14 @@ def test_invalid_items_list_every_error_and_a_problem_shows_the_first_twenty():
     assert refused.field == "requests"
 
 
-def test_an_item_unbinding_an_input_of_a_tier1_kpi_makes_the_set_tier1(engine, tenant):
+def test_an_item_unbinding_an_input_of_a_tier1_kpi_makes_the_set_tier1(engine, uow, tenant):
     for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
         approve_metadata(engine, tenant, key=key, tier="tier2")
-    kpi = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS
-    )
+    kpi = approvals.submit(uow, person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS)
     decide(engine, tenant, kpi.id)
     unbinding = changed(metadata_request(tier="tier2"), status="deprecated")
     submitted = submit_set(engine, tenant, [glossary_request(), unbinding])
-    assert submitted.items[1].required_role == KERNEL_OWNER
-    assert (submitted.approval.tier, submitted.approval.required_role) == (
-        Tier.TIER1,
-        KERNEL_OWNER,
-    )
+    assert_the_second_item_makes_the_set_tier1(submitted)
     relabel = changed(metadata_request(tier="tier2"), label="Only a label")
     other = submit_set(engine, tenant, [glossary_request("B"), relabel], title="Relabel")
     assert (other.approval.tier, other.approval.required_role) == (Tier.TIER2, STEWARD)
@@ -632,7 +622,7 @@ def test_an_approved_kpi_item_gets_its_first_trust(engine, tenant):
     assert keys == ["finance.kpi.margin"]
 
 
-def test_a_set_is_judged_again_when_decided(engine, tenant):
+def test_a_set_is_judged_again_when_decided(engine, uow, tenant):
     """An item that would now deprecate an input of a tier1 KPI approved since the set was
     submitted makes the whole set a tier1 decision: a steward may no longer decide it."""
     for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
@@ -640,9 +630,7 @@ def test_a_set_is_judged_again_when_decided(engine, tenant):
     deprecation = changed(metadata_request(tier="tier2"), status="deprecated")
     submitted = submit_set(engine, tenant, [glossary_request(), deprecation])
     assert submitted.approval.required_role == STEWARD
-    kpi = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS
-    )
+    kpi = approvals.submit(uow, person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS)
     decide(engine, tenant, kpi.id)
     before = store_snapshot(engine)
     with pytest.raises(Forbidden, match="role kernel_owner is required"):
@@ -651,16 +639,16 @@ def test_a_set_is_judged_again_when_decided(engine, tenant):
         decide(engine, tenant, submitted.approval.id, "sam", STEWARD, command=approvals.reject,
                reason="no")  # fmt: skip
     assert store_snapshot(engine) == before
-    judged = approvals.get_judged(UnitOfWork(engine), person(tenant, "x"), submitted.approval.id)
+    judged = approvals.get_judged(uow, person(tenant, "x"), submitted.approval.id)
     assert (judged.required_role, judged.tier) == (KERNEL_OWNER, Tier.TIER2)
     decided = decide(engine, tenant, submitted.approval.id, "olga", KERNEL_OWNER)
     assert decided.status is ApprovalStatus.APPROVED and decided.required_role == KERNEL_OWNER
 
 
-def test_a_set_has_no_binding_to_preview(engine, tenant):
+def test_a_set_has_no_binding_to_preview(engine, uow, tenant):
     from mdstudio_core.service_layer import profiling
 
     submitted = submit_set(engine, tenant, [metadata_request()])
     owner = person(tenant, "olga", KERNEL_OWNER)
     with pytest.raises(InvalidInput, match="only GLOBAL_METADATA"):
-        profiling.preview_approval(UnitOfWork(engine), SETTINGS, owner, submitted.approval.id)
+        profiling.preview_approval(uow, SETTINGS, owner, submitted.approval.id)

@@ -11,15 +11,6 @@ from tests.support.cli_helpers import run_cli
 from tests.support.factories import metadata_request, store_snapshot
 
 
-@pytest.fixture
-def cli_env(store_url, monkeypatch, tenant):
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
-    for name in ("MDSTUDIO_USER", "MDSTUDIO_ROLE"):
-        monkeypatch.delenv(name, raising=False)
-    return store_url
-
-
 def submit(request, user="alice", extra=()):
     return run_cli(
         ["approvals", "submit", "--file", "-", "--user", user, "--json", *extra],

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from mdstudio_core.adapters.database import create_store_engine
 from mdstudio_core.domain.errors import Conflict
 from mdstudio_core.domain.events import NewEvent
-from mdstudio_core.domain.model import EntityType, StoreTimeouts
+from mdstudio_core.domain.model import StoreTimeouts
 from mdstudio_core.service_layer import approvals, catalog
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.factories import (
@@ -20,6 +18,7 @@ from tests.support.factories import (
     SETTINGS,
     STEWARD,
     event_types,
+    make_event,
     metadata_request,
     person,
 )
@@ -177,16 +176,7 @@ def test_a_reader_stops_below_a_writer_still_running(engine, tenant):
     )
 
     def event(key: str) -> NewEvent:
-        return NewEvent(
-            type="metadata.changed",
-            tenant_id=tenant,
-            entity_type=EntityType.GLOBAL_METADATA,
-            entity_key=key,
-            correlation_id=uuid.uuid4(),
-            actor="alice",
-            occurred_at=dt.datetime.now(dt.UTC),
-            payload={},
-        )
+        return make_event("metadata.changed", tenant, key, {}, actor="alice")
 
     def page() -> list[int]:
         return [e.id for e in catalog.list_events(UnitOfWork(reader), person(tenant, "reader"))]

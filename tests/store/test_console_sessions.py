@@ -59,79 +59,77 @@ def _session(engine, tenant, lifetime=HOUR):
     return open_session(UnitOfWork(engine), secret, lifetime, IDLE)
 
 
-def test_a_session_holds_its_tokens_identity_and_an_opaque_32_byte_id(engine, tenant):
+def test_a_session_holds_its_tokens_identity_and_an_opaque_32_byte_id(engine, uow, tenant):
     """The id is token_urlsafe(32) (43 characters); the identity is the token's."""
     alice = person(tenant, "alice", STEWARD)
-    secret, _ = tokens.create_token(UnitOfWork(engine), alice)
+    secret, _ = tokens.create_token(uow, alice)
     before = dt.datetime.now(dt.UTC)
-    session = open_session(UnitOfWork(engine), secret, HOUR, IDLE)
+    session = open_session(uow, secret, HOUR, IDLE)
     assert session.identity == alice
     assert len(session.id) == 43
-    assert active_session(UnitOfWork(engine), session.id, IDLE).identity == alice
+    assert active_session(uow, session.id, IDLE).identity == alice
     assert before <= _last_seen(engine, session.id) <= dt.datetime.now(dt.UTC)
 
 
-def test_signing_in_again_ends_only_the_tokens_expired_and_idle_sessions(engine, tenant):
+def test_signing_in_again_ends_only_the_tokens_expired_and_idle_sessions(engine, uow, tenant):
     """A new sign-in deletes the token's expired sessions and those idle past the timeout, and
     keeps its live ones."""
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "alice"))
-    live = open_session(UnitOfWork(engine), secret, HOUR, IDLE)
-    expired = open_session(UnitOfWork(engine), secret, -HOUR, IDLE)
+    secret, _ = tokens.create_token(uow, person(tenant, "alice"))
+    live = open_session(uow, secret, HOUR, IDLE)
+    expired = open_session(uow, secret, -HOUR, IDLE)
     assert console_sessions.session_hash(expired.id) in _session_hashes(engine)
-    idle = open_session(UnitOfWork(engine), secret, HOUR, IDLE)
+    idle = open_session(uow, secret, HOUR, IDLE)
     assert console_sessions.session_hash(expired.id) not in _session_hashes(engine)
     _set_last_seen(engine, idle.id, dt.datetime.now(dt.UTC) - IDLE - MINUTE)
-    latest = open_session(UnitOfWork(engine), secret, HOUR, IDLE)
+    latest = open_session(uow, secret, HOUR, IDLE)
     assert _session_hashes(engine) == {
         console_sessions.session_hash(live.id),
         console_sessions.session_hash(latest.id),
     }
-    assert active_session(UnitOfWork(engine), live.id, IDLE).identity.user == "alice"
+    assert active_session(uow, live.id, IDLE).identity.user == "alice"
 
 
 @pytest.mark.parametrize("session_id", ["", "x" * 101, "not-a-session"])
-def test_an_id_that_is_no_live_session_is_refused_with_the_sign_in_again_message(
-    engine, session_id
-):
+def test_an_id_that_is_no_live_session_is_refused_with_the_sign_in_again_message(uow, session_id):
     """Empty, overlong and unknown ids all get the same message telling the user what to do."""
     with pytest.raises(tokens.Unauthenticated) as refused:
-        active_session(UnitOfWork(engine), session_id, IDLE)
+        active_session(uow, session_id, IDLE)
     assert str(refused.value) == "the session has ended or expired: sign in again"
 
 
-def test_a_session_left_idle_past_the_timeout_ends_whatever_its_lifetime(engine, tenant):
+def test_a_session_left_idle_past_the_timeout_ends_whatever_its_lifetime(engine, uow, tenant):
     session = _session(engine, tenant, lifetime=8 * HOUR)
     now = dt.datetime.now(dt.UTC)
     _set_last_seen(engine, session.id, now - IDLE + MINUTE)  # idle 29 minutes: still live
-    assert active_session(UnitOfWork(engine), session.id, IDLE).identity.user == "alice"
+    assert active_session(uow, session.id, IDLE).identity.user == "alice"
     _set_last_seen(engine, session.id, now - IDLE - MINUTE)  # idle 31 minutes: ended
     with pytest.raises(tokens.Unauthenticated):
-        active_session(UnitOfWork(engine), session.id, IDLE)
+        active_session(uow, session.id, IDLE)
     # A longer idle timeout (MDSTUDIO_CONSOLE_IDLE_MINUTES) keeps the same session alive.
-    assert active_session(UnitOfWork(engine), session.id, 2 * IDLE).identity.user == "alice"
+    assert active_session(uow, session.id, 2 * IDLE).identity.user == "alice"
 
 
-def test_the_last_seen_time_is_due_after_a_minute_and_written_once(engine, tenant):
+def test_the_last_seen_time_is_due_after_a_minute_and_written_once(engine, uow, tenant):
     """Reading a session never writes; its last-seen time is due when a minute old, and
     `record_activity` writes it then only (two pages at once write it once)."""
     session = _session(engine, tenant)
-    assert active_session(UnitOfWork(engine), session.id, IDLE).seen_due is False
+    assert active_session(uow, session.id, IDLE).seen_due is False
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=50)
     _set_last_seen(engine, session.id, recent)
-    assert active_session(UnitOfWork(engine), session.id, IDLE).seen_due is False
-    record_activity(UnitOfWork(engine), session.id)
+    assert active_session(uow, session.id, IDLE).seen_due is False
+    record_activity(uow, session.id)
     assert _last_seen(engine, session.id) == recent  # within the minute: not written
     old = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=70)
     _set_last_seen(engine, session.id, old)
     assert _last_seen(engine, session.id) == old  # the read above wrote nothing
-    assert active_session(UnitOfWork(engine), session.id, IDLE).seen_due is True
+    assert active_session(uow, session.id, IDLE).seen_due is True
     before = dt.datetime.now(dt.UTC)
-    record_activity(UnitOfWork(engine), session.id)
+    record_activity(uow, session.id)
     written = _last_seen(engine, session.id)
     assert before <= written <= dt.datetime.now(dt.UTC)
-    record_activity(UnitOfWork(engine), session.id)
+    record_activity(uow, session.id)
     assert _last_seen(engine, session.id) == written
-    assert active_session(UnitOfWork(engine), session.id, IDLE).seen_due is False
+    assert active_session(uow, session.id, IDLE).seen_due is False
 
 
 def _attempts(engine):
@@ -140,23 +138,23 @@ def _attempts(engine):
         return sorted(connection.execute(sa.select(column.minute, column.attempts)).all())
 
 
-def test_sign_in_attempts_are_counted_per_client_and_minute(engine):
+def test_sign_in_attempts_are_counted_per_client_and_minute(engine, uow):
     """The limit's attempts pass, the next is refused with the seconds left in the minute;
     another client counts on its own; a new minute starts from zero and drops the old counts."""
     start = dt.datetime(2030, 1, 1, 12, 0, 15, 250000, tzinfo=dt.UTC)
     for n in range(3):
-        count_sign_in(UnitOfWork(engine), "198.51.100.7", 3, start + dt.timedelta(seconds=n))
+        count_sign_in(uow, "198.51.100.7", 3, start + dt.timedelta(seconds=n))
     with pytest.raises(TooManySignIns) as refused:
-        count_sign_in(UnitOfWork(engine), "198.51.100.7", 3, start + dt.timedelta(seconds=10))
+        count_sign_in(uow, "198.51.100.7", 3, start + dt.timedelta(seconds=10))
     assert refused.value.retry_after == 35  # 12:00:25.25 -> 12:01:00
     assert "too many sign-in attempts" in str(refused.value)
     with pytest.raises(TooManySignIns) as again:
-        count_sign_in(UnitOfWork(engine), "198.51.100.7", 3, start + dt.timedelta(seconds=44.65))
+        count_sign_in(uow, "198.51.100.7", 3, start + dt.timedelta(seconds=44.65))
     assert again.value.retry_after == 1  # 0.1 s left: at least a second
-    count_sign_in(UnitOfWork(engine), "203.0.113.9", 3, start)  # another address
+    count_sign_in(uow, "203.0.113.9", 3, start)  # another address
     minute = int(start.timestamp() // 60)
     assert _attempts(engine) == [(minute, 1), (minute, 5)]
-    count_sign_in(UnitOfWork(engine), "198.51.100.7", 3, start + MINUTE)  # the next minute
+    count_sign_in(uow, "198.51.100.7", 3, start + MINUTE)  # the next minute
     assert _attempts(engine) == [(minute + 1, 1)]
     stored = str(_stored_clients(engine))
     assert "198.51.100.7" not in stored  # addresses are kept as hashes
@@ -195,8 +193,8 @@ def test_concurrent_sign_in_attempts_from_separate_engines_pass_exactly_the_limi
     assert sorted(outcomes) == ["passed"] * 5 + ["refused"] * 7
 
 
-def test_the_login_csrf_key_is_made_once_and_shared(engine, store_url):
-    first = console_sessions.login_csrf_key(UnitOfWork(engine))
+def test_the_login_csrf_key_is_made_once_and_shared(engine, uow, store_url):
+    first = console_sessions.login_csrf_key(uow)
     other = create_store_engine(store_url)  # another process's engine
     assert console_sessions.login_csrf_key(UnitOfWork(other)) == first
     other.dispose()

@@ -22,11 +22,10 @@ from mdstudio_core.config import Settings
 from mdstudio_core.domain.consumers import ConsumerCursor, DeadLetterStatus
 from mdstudio_core.domain.errors import StoreTimeout
 from mdstudio_core.domain.events import DEPLOYMENT_TENANT, Event, NewEvent
-from mdstudio_core.domain.model import EntityType
 from mdstudio_core.service_layer import consumers, notifications
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.cli_helpers import run_cli
-from tests.support.factories import person
+from tests.support.cli_helpers import CliResult, run_cli
+from tests.support.factories import make_event, person
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "finance.revenue.gross_amount"
@@ -43,16 +42,8 @@ def store(store_url, engine, monkeypatch):
 
 
 def incident_event(tenant: uuid.UUID, run: str, tier: str = "tier1", **payload) -> NewEvent:
-    return NewEvent(
-        type="quality.incident.opened",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="profiler",
-        occurred_at=dt.datetime.now(dt.UTC),
-        payload={"canonical_key": KEY, "tier": tier, "run_id": run, **payload},
-    )
+    payload = {"canonical_key": KEY, "tier": tier, "run_id": run, **payload}
+    return make_event("quality.incident.opened", tenant, KEY, payload, actor="profiler")
 
 
 def append(engine, events: list[NewEvent]) -> list[Event]:
@@ -88,6 +79,24 @@ def deliveries(engine):
 def cursor(engine, name="notification_sensor") -> ConsumerCursor:
     with UnitOfWork(engine) as uow:
         return uow.cursors.get(name)
+
+
+def replay_cli(first: Event, last: Event, *flags: str) -> CliResult:
+    """`events replay` of the notification sensor from one event to another, as JSON."""
+    return run_cli(
+        [
+            "events",
+            "replay",
+            "--consumer",
+            "notification_sensor",
+            "--from",
+            str(first.id),
+            "--to",
+            str(last.id),
+            *flags,
+            "--json",
+        ]
+    )
 
 
 def consumers_listed(args=()):
@@ -168,26 +177,13 @@ def test_wrong_consumer_commands_are_refused_naming_why(store, tenant, args, cod
 # -- replays ---------------------------------------------------------------------------------
 
 
-def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, tenant):
+def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, uow, tenant):
     subscribe(store, tenant)
     written = append(store, [incident_event(tenant, f"run-{i}") for i in range(4)])
     collect(store)
     assert [g for g, _ in deliveries(store)] == [f"run:run-{i}" for i in range(4)]
 
-    dry = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "notification_sensor",
-            "--from",
-            str(written[1].id),
-            "--to",
-            str(written[2].id),
-            "--dry-run",
-            "--json",
-        ]
-    )
+    dry = replay_cli(written[1], written[2], "--dry-run")
     assert dry.exit_code == 0, dry.stderr
     assert [(d["group_key"], d["event_ids"]) for d in dry.json["deliveries"]] == [
         ("replay:<id>:run:run-1", [written[1].id]),
@@ -195,19 +191,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, te
     ]
     assert len(deliveries(store)) == 4 and cursor(store).generation == 0  # nothing changed
 
-    replayed = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "notification_sensor",
-            "--from",
-            str(written[1].id),
-            "--to",
-            str(written[2].id),
-            "--json",
-        ]
-    )
+    replayed = replay_cli(written[1], written[2])
     assert replayed.exit_code == 0, replayed.stderr
     replay_id = replayed.json["replay_id"]
     assert replayed.json == {
@@ -217,7 +201,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, te
         "to_event_id": written[2].id,
         "requested_by": "olga",
     }
-    with UnitOfWork(store) as uow:
+    with uow:
         [recorded] = [e for e in uow.events.list(after=written[-1].id)]
     assert (recorded.type, recorded.tenant_id, recorded.actor, recorded.entity_key) == (
         "events.replayed",
@@ -244,19 +228,7 @@ def test_a_replay_hands_a_range_again_once_per_replay_and_then_goes_on(store, te
     collect(store)
     assert len(deliveries(store)) == 6 and cursor(store).position == recorded.id
 
-    again = run_cli(
-        [
-            "events",
-            "replay",
-            "--consumer",
-            "notification_sensor",
-            "--from",
-            str(written[1].id),
-            "--to",
-            str(written[1].id),
-            "--json",
-        ]
-    )
+    again = replay_cli(written[1], written[1])
     collect(store)
     assert [g for g, _ in deliveries(store)[6:]] == [
         f"replay:{again.json['replay_id']}:run:run-1"  # a new replay delivers again
@@ -282,7 +254,7 @@ def test_a_replay_of_what_a_consumer_has_not_handled_is_refused(store, tenant, a
     assert cursor(store).generation == 0
 
 
-def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url, tenant):
+def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, uow, store_url, tenant):
     """The worker collects the replay in passes of 50 events and is killed at random moments,
     then started again. After every kill, the replay's deliveries are exactly the events its
     cursor has passed: the deliveries and the cursor commit together or not at all."""
@@ -291,7 +263,7 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
     written = append(store, [incident_event(tenant, f"run-{i}") for i in range(count)])
     collect(store, max_events=count)
     event = consumers.replay(
-        UnitOfWork(store),
+        uow,
         "olga",
         "notification_sensor",
         written[0].id,
@@ -338,7 +310,7 @@ def test_a_replay_killed_at_any_moment_delivers_each_event_once(store, store_url
 
 
 def test_an_event_that_keeps_failing_becomes_a_dead_letter_and_the_stream_goes_on(
-    store, tenant, monkeypatch
+    store, uow, tenant, monkeypatch
 ):
     monkeypatch.setenv("MDSTUDIO_CONSUMER_MAX_ATTEMPTS", "3")
     strict = subscribe(store, tenant, min_tier="tier2")  # reads each event's tier
@@ -384,11 +356,11 @@ def test_an_event_that_keeps_failing_becomes_a_dead_letter_and_the_stream_goes_o
     assert retried.json["status"] == "retrying"
     assert run_cli(["events", "dead-letters", "retry", str(letter["id"])]).exit_code == 5
     assert collect(store).retried == 0
-    with UnitOfWork(store) as uow:
+    with uow:
         again = uow.dead_letters.get(letter["id"])
     assert (again.status, again.attempts) == (DeadLetterStatus.DEAD, 4)
     # The cause gone (the subscription that read the tier), the retry delivers it, keyed so.
-    notifications.unsubscribe(UnitOfWork(store), person(tenant, "ada", "tenant_admin"), strict.id)
+    notifications.unsubscribe(uow, person(tenant, "ada", "tenant_admin"), strict.id)
     subscribe(store, tenant)
     run_cli(["events", "dead-letters", "retry", str(letter["id"])])
     assert collect(store).retried == 1
@@ -433,7 +405,7 @@ def test_a_dead_letter_is_discarded_on_the_record_with_a_reason(store, tenant, m
 
 
 def test_an_external_consumer_passes_in_savepoints_and_a_store_failure_counts_no_attempt(
-    store, tenant, monkeypatch
+    store, uow, tenant, monkeypatch
 ):
     """A consumer written with `consume`: an event's effects are all kept or all rolled back,
     and an environment failure (the store) stops the pass without blaming the event."""
@@ -451,16 +423,16 @@ def test_an_external_consumer_passes_in_savepoints_and_a_store_failure_counts_no
             raise RuntimeError("cannot tag this one")
 
     with pytest.raises(StoreTimeout):
-        consumers.consume(UnitOfWork(store), "tagger", tag, settings=settings, max_events=10)
+        consumers.consume(uow, "tagger", tag, settings=settings, max_events=10)
     assert cursor(store, "tagger") == ConsumerCursor(
         "tagger", updated_at=cursor(store, "tagger").updated_at
     )
     outage["on"] = False
-    first = consumers.consume(UnitOfWork(store), "tagger", tag, settings=settings, max_events=10)
+    first = consumers.consume(uow, "tagger", tag, settings=settings, max_events=10)
     assert (first.handled, first.failing) == (1, written[1].id)
-    second = consumers.consume(UnitOfWork(store), "tagger", tag, settings=settings, max_events=10)
+    second = consumers.consume(uow, "tagger", tag, settings=settings, max_events=10)
     assert (second.handled, second.dead_lettered) == (1, 1)
-    with UnitOfWork(store) as uow:
+    with uow:
         seen = {c.consumer for c in uow.cursors.all() if c.consumer.startswith("seen.")}
     assert seen == {f"seen.{written[0].id}", f"seen.{written[2].id}"}  # the failed one's undone
     assert consumers_listed()["tagger"]["dead_letters"] == 1

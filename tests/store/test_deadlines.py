@@ -28,6 +28,7 @@ from tests.support.factories import (
     glossary_request,
     metadata_request,
     person,
+    stored_event,
 )
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -81,22 +82,16 @@ def overdue_events(engine) -> list[Event]:
         return [e for e in uow.events.list(limit=1000) if e.type == "approval.overdue"]
 
 
-def test_each_overdue_request_gets_one_event(engine, tenant):
+def test_each_overdue_request_gets_one_event(engine, uow, tenant):
     settings = Settings(approval_sla_hours=24.0, tier2_approval_sla_hours=0.5)
     alice = person(tenant, "alice")
-    late_tier2 = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request("a.b", tier="tier2"), SETTINGS
-    )
-    young_tier2 = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request("a.c", tier="tier2"), SETTINGS
-    )
-    young_tier3 = approvals.submit(UnitOfWork(engine), alice, glossary_request(), SETTINGS)
-    decided = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request("a.d", tier="tier2"), SETTINGS
-    )
-    approvals.reject(UnitOfWork(engine), person(tenant, "bob", STEWARD), decided.id, "no")
+    late_tier2 = approvals.submit(uow, alice, metadata_request("a.b", tier="tier2"), SETTINGS)
+    young_tier2 = approvals.submit(uow, alice, metadata_request("a.c", tier="tier2"), SETTINGS)
+    young_tier3 = approvals.submit(uow, alice, glossary_request(), SETTINGS)
+    decided = approvals.submit(uow, alice, metadata_request("a.d", tier="tier2"), SETTINGS)
+    approvals.reject(uow, person(tenant, "bob", STEWARD), decided.id, "no")
     other = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         person(uuid.uuid4(), "x"),
         metadata_request("a.e", tier="tier2"),
         SETTINGS,
@@ -109,7 +104,7 @@ def test_each_overdue_request_gets_one_event(engine, tenant):
         (other.id, 1),
     ]:
         aged(engine, approval_id, hours)
-    marked = deadlines.mark_overdue(UnitOfWork(engine), settings)
+    marked = deadlines.mark_overdue(uow, settings)
     assert {a.id for a in marked} == {late_tier2.id, other.id}
     events = overdue_events(engine)
     assert sorted(e.correlation_id for e in events) == sorted([late_tier2.id, other.id])
@@ -119,27 +114,25 @@ def test_each_overdue_request_gets_one_event(engine, tenant):
     deadline = dt.datetime.fromisoformat(event.payload["deadline"])
     requested = dt.datetime.fromisoformat(event.payload["requested_at"])
     assert deadline - requested == dt.timedelta(minutes=30)
-    stored = approvals.get_approval(UnitOfWork(engine), alice, late_tier2.id)
+    stored = approvals.get_approval(uow, alice, late_tier2.id)
     assert stored.overdue_at is not None
     # The next tick writes nothing again; a request that ages past its deadline later does.
-    assert deadlines.mark_overdue(UnitOfWork(engine), settings) == []
+    assert deadlines.mark_overdue(uow, settings) == []
     aged(engine, young_tier2.id, 0.6)
-    assert [a.id for a in deadlines.mark_overdue(UnitOfWork(engine), settings)] == [young_tier2.id]
+    assert [a.id for a in deadlines.mark_overdue(uow, settings)] == [young_tier2.id]
     assert len(overdue_events(engine)) == 3
     assert event_types(engine, decided.id) == ["approval.rejected"]
 
 
-def test_without_a_deadline_nothing_is_overdue(engine, tenant):
-    pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "a"), glossary_request(), SETTINGS
-    )
+def test_without_a_deadline_nothing_is_overdue(engine, uow, tenant):
+    pending = approvals.submit(uow, person(tenant, "a"), glossary_request(), SETTINGS)
     aged(engine, pending.id, 1000)
-    assert deadlines.mark_overdue(UnitOfWork(engine), Settings()) == []
+    assert deadlines.mark_overdue(uow, Settings()) == []
 
 
-def test_a_change_set_is_overdue_once_at_its_strictest_tier(engine, tenant):
+def test_a_change_set_is_overdue_once_at_its_strictest_tier(engine, uow, tenant):
     submitted = change_sets.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         "Mixed",
         [glossary_request(), metadata_request()],
@@ -147,23 +140,21 @@ def test_a_change_set_is_overdue_once_at_its_strictest_tier(engine, tenant):
     )
     aged(engine, submitted.approval.id, 2)
     settings = Settings(tier1_approval_sla_hours=1.0, tier3_approval_sla_hours=100.0)
-    [marked] = deadlines.mark_overdue(UnitOfWork(engine), settings)
+    [marked] = deadlines.mark_overdue(uow, settings)
     assert marked.id == submitted.approval.id
     [event] = overdue_events(engine)
     assert (event.entity_type, event.entity_key) == (EntityType.CHANGE_SET, "Mixed")
 
 
 def test_notifications_can_subscribe_to_overdue_requests():
-    event = Event(
-        id=1,
-        type="approval.overdue",
-        tenant_id=uuid.uuid4(),
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key="a.b",
-        correlation_id=uuid.uuid4(),
+    event = stored_event(
+        1,
+        "approval.overdue",
+        uuid.uuid4(),
+        "a.b",
+        {"tier": "tier2"},
         actor="approval_deadline_sensor",
         occurred_at=NOW,
-        payload={"tier": "tier2"},
     )
     subscription = Subscription(
         id=uuid.uuid4(),
@@ -179,14 +170,12 @@ def test_notifications_can_subscribe_to_overdue_requests():
     assert not Subscription(**{**subscription.__dict__, "min_tier": Tier.TIER1}).wants(event)
 
 
-def test_metrics_count_overdue_requests_per_tenant_and_tier(engine, tenant):
+def test_metrics_count_overdue_requests_per_tenant_and_tier(engine, uow, tenant):
     alice = person(tenant, "alice")
     for key, hours in [("a.late", 3), ("a.later", 2), ("a.young", 0.5)]:
-        pending = approvals.submit(
-            UnitOfWork(engine), alice, metadata_request(key, tier="tier2"), SETTINGS
-        )
+        pending = approvals.submit(uow, alice, metadata_request(key, tier="tier2"), SETTINGS)
         aged(engine, pending.id, hours)
-    old_tier3 = approvals.submit(UnitOfWork(engine), alice, glossary_request(), SETTINGS)
+    old_tier3 = approvals.submit(uow, alice, glossary_request(), SETTINGS)
     aged(engine, old_tier3.id, 50)
     found = samples(
         scraped(engine, {"MDSTUDIO_TIER2_APPROVAL_SLA_HOURS": "1"}).get("/metrics").text

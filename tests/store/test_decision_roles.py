@@ -60,13 +60,13 @@ def still_pending(engine, tenant, deprecation: Approval) -> None:
     assert field.status is EntityStatus.ACTIVE
 
 
-def test_the_service_refuses_the_steward_and_the_kernel_owner_decides(engine, tenant):
+def test_the_service_refuses_the_steward_and_the_kernel_owner_decides(engine, uow, tenant):
     deprecation = pending_deprecation(engine, tenant)
     before = store_snapshot(engine)
     bob = person(tenant, "bob", STEWARD)
     for decide in (
-        lambda: approvals.approve(UnitOfWork(engine), bob, deprecation.id, None, SETTINGS),
-        lambda: approvals.reject(UnitOfWork(engine), bob, deprecation.id, "not needed"),
+        lambda: approvals.approve(uow, bob, deprecation.id, None, SETTINGS),
+        lambda: approvals.reject(uow, bob, deprecation.id, "not needed"),
     ):
         with pytest.raises(Forbidden, match=REFUSAL):
             decide()
@@ -74,9 +74,9 @@ def test_the_service_refuses_the_steward_and_the_kernel_owner_decides(engine, te
     still_pending(engine, tenant, deprecation)
 
     owner = person(tenant, "kim", KERNEL_OWNER)
-    approved = approvals.approve(UnitOfWork(engine), owner, deprecation.id, None, SETTINGS)
+    approved = approvals.approve(uow, owner, deprecation.id, None, SETTINGS)
     assert (approved.status, approved.required_role) == (ApprovalStatus.APPROVED, KERNEL_OWNER)
-    stored = approvals.get_approval(UnitOfWork(engine), owner, deprecation.id)
+    stored = approvals.get_approval(uow, owner, deprecation.id)
     assert stored.required_role == KERNEL_OWNER  # the role that decided it is recorded
     with engine.connect() as connection:
         payload = connection.execute(
@@ -89,9 +89,9 @@ def test_the_service_refuses_the_steward_and_the_kernel_owner_decides(engine, te
     assert event_types(engine, deprecation.id)[-1] == "approval.approved"
 
 
-def test_http_answers_403_naming_kernel_owner(engine, tenant):
+def test_http_answers_403_naming_kernel_owner(engine, uow, tenant):
     deprecation = pending_deprecation(engine, tenant)
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "bob", STEWARD))
+    secret, _ = tokens.create_token(uow, person(tenant, "bob", STEWARD))
     before = store_snapshot(engine)
     with TestClient(create_app(SETTINGS, engine)) as client:
         response = client.post(

@@ -83,7 +83,7 @@ def test_keys_are_per_tenant(engine, tenant):
     assert len(approvals_of(engine, tenant)) == len(approvals_of(engine, other)) == 1
 
 
-def test_the_work_and_its_answer_commit_together(engine, tenant):
+def test_the_work_and_its_answer_commit_together(engine, uow, tenant):
     """The work's own commit is held: a failure after it (here, right after the submit) rolls
     back the approval and the key alike, and the retry does the work."""
     identity = person(tenant, "alice")
@@ -93,7 +93,6 @@ def test_the_work_and_its_answer_commit_together(engine, tenant):
         approvals.submit(uow, identity, metadata_request(), SETTINGS)  # commits, but held
         raise RuntimeError("the process died before answering")
 
-    uow = UnitOfWork(engine)
     with pytest.raises(RuntimeError):
         idempotency.answer_once(uow, identity, keyed, DAY, submit_then_fail)
     assert approvals_of(engine, tenant) == []

@@ -71,7 +71,7 @@ def listed(engine, tenant, **filters):
 
 
 def test_a_failed_profile_opens_an_incident_once_and_a_recovery_resolves_it(
-    catalog, tenant, demo_url
+    catalog, uow, tenant, demo_url
 ):
     fail(catalog, tenant, run_id="run-1")
     fail(catalog, tenant, run_id="run-2")  # still failing: the same incident, no new event
@@ -87,7 +87,7 @@ def test_a_failed_profile_opens_an_incident_once_and_a_recovery_resolves_it(
     assert payload["run_id"] == "run-1"
 
     settings = Settings.from_env({"MDSTUDIO_SOURCE_DEMO_URL": demo_url})
-    run_profiles(UnitOfWork(catalog), settings, tenant, [ProfileTarget(KEY)], run_id="run-3")
+    run_profiles(uow, settings, tenant, [ProfileTarget(KEY)], run_id="run-3")
 
     [resolved] = listed(catalog, tenant)
     assert (resolved.id, resolved.status, resolved.last_score) == (
@@ -108,17 +108,19 @@ def test_a_failed_profile_opens_an_incident_once_and_a_recovery_resolves_it(
     [second, _] = listed(catalog, tenant)
     assert second.status == "open" and second.previous_incident_id == opened.id
     owner = person(tenant, "olga", KERNEL_OWNER)
-    incidents.resolve(UnitOfWork(catalog), owner, second.id, "known outage", Settings())
+    incidents.resolve(uow, owner, second.id, "known outage", Settings())
     fail(catalog, tenant, run_id="run-5")  # ... the one resolved last
     [third, *_] = listed(catalog, tenant)
     assert third.id not in (opened.id, second.id) and third.previous_incident_id == second.id
 
 
-def test_a_profile_below_the_minimum_opens_an_incident_with_its_score(catalog, tenant, demo_url):
+def test_a_profile_below_the_minimum_opens_an_incident_with_its_score(
+    catalog, uow, tenant, demo_url
+):
     strict = Settings.from_env(
         {"MDSTUDIO_SOURCE_DEMO_URL": demo_url, "MDSTUDIO_TIER1_MIN_SCORE": "95"}
     )
-    outcome = run_profiles(UnitOfWork(catalog), strict, tenant, [ProfileTarget(KEY)], run_id="r")
+    outcome = run_profiles(uow, strict, tenant, [ProfileTarget(KEY)], run_id="r")
     [saved] = outcome.profiles
     [opened] = listed(catalog, tenant)
     assert (opened.last_score, opened.opening_profile_id) == (DEMO_SCORE, saved.profile_id)
@@ -139,15 +141,13 @@ def test_tier3_failures_open_no_incident(catalog, tenant):
     assert listed(catalog, tenant) == [] and incident_events(catalog) == []
 
 
-def test_incidents_are_listed_newest_first_and_filtered(catalog, tenant):
+def test_incidents_are_listed_newest_first_and_filtered(catalog, uow, tenant):
     fail(catalog, tenant, key=KEY, tier=Tier.TIER1)
     fail(catalog, tenant, key=TIER2_KEY, tier=Tier.TIER2)
     tier2, tier1 = listed(catalog, tenant)
     assert (tier2.canonical_key, tier1.canonical_key) == (TIER2_KEY, KEY)
     assert tier2.opened_at >= tier1.opened_at
-    incidents.acknowledge(
-        UnitOfWork(catalog), person(tenant, "kim", ADMIN), tier1.id, None, Settings()
-    )
+    incidents.acknowledge(uow, person(tenant, "kim", ADMIN), tier1.id, None, Settings())
 
     assert listed(catalog, tenant, tier=Tier.TIER1) == [listed(catalog, tenant)[1]]
     assert [i.id for i in listed(catalog, tenant, entity_key=TIER2_KEY)] == [tier2.id]
@@ -166,28 +166,24 @@ def test_incidents_are_listed_newest_first_and_filtered(catalog, tenant):
     assert caught.value.field == "offset"
 
 
-def test_the_deciding_role_acknowledges_then_resolves_with_a_reason(catalog, tenant):
+def test_the_deciding_role_acknowledges_then_resolves_with_a_reason(catalog, uow, tenant):
     fail(catalog, tenant)
     [opened] = listed(catalog, tenant)
     owner = person(tenant, "olga", KERNEL_OWNER)
 
-    acknowledged = incidents.acknowledge(
-        UnitOfWork(catalog), owner, str(opened.id), "  on it ", Settings()
-    )
+    acknowledged = incidents.acknowledge(uow, owner, str(opened.id), "  on it ", Settings())
     assert (acknowledged.status, acknowledged.acknowledged_by) == ("acknowledged", "olga")
-    assert incidents.get_incident(UnitOfWork(catalog), owner, opened.id) == acknowledged
+    assert incidents.get_incident(uow, owner, opened.id) == acknowledged
     with pytest.raises(Conflict):
-        incidents.acknowledge(UnitOfWork(catalog), owner, opened.id, None, Settings())
+        incidents.acknowledge(uow, owner, opened.id, None, Settings())
 
-    resolved = incidents.resolve(
-        UnitOfWork(catalog), owner, opened.id, "fixed upstream", Settings()
-    )
+    resolved = incidents.resolve(uow, owner, opened.id, "fixed upstream", Settings())
     assert (resolved.status, resolved.resolved_by, resolved.resolution) == (
         "resolved",
         "olga",
         "fixed upstream",
     )
-    stored = incidents.get_incident(UnitOfWork(catalog), owner, str(opened.id))
+    stored = incidents.get_incident(uow, owner, str(opened.id))
     assert stored == resolved and stored.resolved_at is not None
     assert stored.resolved_at.replace(tzinfo=dt.UTC) <= dt.datetime.now(dt.UTC)
     events = incident_events(catalog)
@@ -199,53 +195,50 @@ def test_the_deciding_role_acknowledges_then_resolves_with_a_reason(catalog, ten
     assert events[1][2]["note"] == "on it"
     assert events[2][2]["reason"] == "fixed upstream"
     with pytest.raises(Conflict):
-        incidents.resolve(UnitOfWork(catalog), owner, opened.id, "again", Settings())
+        incidents.resolve(uow, owner, opened.id, "again", Settings())
 
 
-def test_who_handles_an_incident_follows_the_tenants_policy(catalog, tenant):
+def test_who_handles_an_incident_follows_the_tenants_policy(catalog, uow, tenant):
     fail(catalog, tenant)
     [opened] = listed(catalog, tenant)
     steward = person(tenant, "sam", STEWARD)
     with pytest.raises(Forbidden):
-        incidents.acknowledge(UnitOfWork(catalog), steward, opened.id, None, Settings())
-    with UnitOfWork(catalog) as uow:
+        incidents.acknowledge(uow, steward, opened.id, None, Settings())
+    with uow:
         uow.policies.set(
             tenant, Lane.KERNEL, "tier1", "quality_lead", "root", dt.datetime.now(dt.UTC)
         )
         uow.commit()
     owner = person(tenant, "olga", KERNEL_OWNER)
     with pytest.raises(Forbidden, match="quality_lead"):
-        incidents.resolve(UnitOfWork(catalog), owner, opened.id, "no", Settings())
+        incidents.resolve(uow, owner, opened.id, "no", Settings())
     lead = person(tenant, "lee", "quality_lead")
-    assert (
-        incidents.resolve(UnitOfWork(catalog), lead, opened.id, "ok", Settings()).status
-        == "resolved"
-    )
+    assert incidents.resolve(uow, lead, opened.id, "ok", Settings()).status == "resolved"
 
 
-def test_refused_handling_changes_nothing(catalog, tenant):
+def test_refused_handling_changes_nothing(catalog, uow, tenant):
     fail(catalog, tenant)
     [opened] = listed(catalog, tenant)
     owner = person(tenant, "olga", KERNEL_OWNER)
     before = incident_events(catalog)
     with pytest.raises(InvalidInput) as caught:
-        incidents.resolve(UnitOfWork(catalog), owner, opened.id, "  ", Settings())
+        incidents.resolve(uow, owner, opened.id, "  ", Settings())
     assert caught.value.field == "reason"
     with pytest.raises(InvalidInput) as caught:
-        incidents.acknowledge(UnitOfWork(catalog), owner, opened.id, "x" * 10_001, Settings())
+        incidents.acknowledge(uow, owner, opened.id, "x" * 10_001, Settings())
     assert caught.value.field == "note"
     assert incident_events(catalog) == before
     assert listed(catalog, tenant) == [opened]
 
 
-def test_an_unknown_or_foreign_incident_is_not_found(catalog, tenant):
+def test_an_unknown_or_foreign_incident_is_not_found(catalog, uow, tenant):
     fail(catalog, tenant)
     [opened] = listed(catalog, tenant)
     stranger = person(uuid.uuid4(), "eve", ADMIN)
     for call in (
-        lambda: incidents.get_incident(UnitOfWork(catalog), stranger, opened.id),
-        lambda: incidents.acknowledge(UnitOfWork(catalog), stranger, opened.id, None, Settings()),
-        lambda: incidents.resolve(UnitOfWork(catalog), stranger, opened.id, "r", Settings()),
+        lambda: incidents.get_incident(uow, stranger, opened.id),
+        lambda: incidents.acknowledge(uow, stranger, opened.id, None, Settings()),
+        lambda: incidents.resolve(uow, stranger, opened.id, "r", Settings()),
     ):
         with pytest.raises(NotFound, match=str(opened.id)):
             call()
@@ -253,19 +246,19 @@ def test_an_unknown_or_foreign_incident_is_not_found(catalog, tenant):
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "", "1234"])
-def test_a_malformed_incident_id_is_invalid_input_naming_the_field(catalog, tenant, bad):
+def test_a_malformed_incident_id_is_invalid_input_naming_the_field(catalog, uow, tenant, bad):
     owner = person(tenant, "olga", KERNEL_OWNER)
     for call in (
-        lambda: incidents.get_incident(UnitOfWork(catalog), owner, bad),
-        lambda: incidents.acknowledge(UnitOfWork(catalog), owner, bad, None, Settings()),
-        lambda: incidents.resolve(UnitOfWork(catalog), owner, bad, "r", Settings()),
+        lambda: incidents.get_incident(uow, owner, bad),
+        lambda: incidents.acknowledge(uow, owner, bad, None, Settings()),
+        lambda: incidents.resolve(uow, owner, bad, "r", Settings()),
     ):
         with pytest.raises(InvalidInput) as caught:
             call()
         assert caught.value.field == "incident_id"
 
 
-def test_an_entity_is_judged_on_its_own_outcomes_in_its_own_tenant(catalog, tenant, demo_url):
+def test_an_entity_is_judged_on_its_own_outcomes_in_its_own_tenant(catalog, uow, tenant, demo_url):
     """Two failures in a row open an incident here; a failure of another entity, or of the same
     key in another tenant, is not one of them, and a passing profile breaks the streak."""
     patient = Settings.from_env(
@@ -277,7 +270,7 @@ def test_an_entity_is_judged_on_its_own_outcomes_in_its_own_tenant(catalog, tena
     fail(catalog, tenant, key=TIER2_KEY, tier=Tier.TIER2, run_id="run-1", settings=patient)
     fail(catalog, tenant, key=KEY, run_id="run-2", settings=patient)
     assert listed(catalog, tenant) == []
-    run_profiles(UnitOfWork(catalog), patient, tenant, [ProfileTarget(KEY)], run_id="run-3")
+    run_profiles(uow, patient, tenant, [ProfileTarget(KEY)], run_id="run-3")
     fail(catalog, tenant, key=KEY, run_id="run-4", settings=patient)
     assert listed(catalog, tenant) == []
     fail(catalog, tenant, key=KEY, run_id="run-5", settings=patient)
@@ -285,7 +278,7 @@ def test_an_entity_is_judged_on_its_own_outcomes_in_its_own_tenant(catalog, tena
     assert opened.canonical_key == KEY
 
 
-def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(engine, tenant):
+def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(uow, tenant):
     """Written through the repository with chosen ids and times, so that neither the ids' order
     nor another entity's incidents can stand in for the right one."""
     t0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
@@ -305,12 +298,12 @@ def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(
             resolution="ok",
         )
 
-    with UnitOfWork(engine) as uow:
+    with uow:
         uow.incidents.add(resolved(3, TIER2_KEY, days=3))  # another entity's, resolved last
         uow.incidents.add(resolved(2, KEY, days=2))  # this entity's, resolved last
         uow.incidents.add(resolved(1, KEY, days=1))
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         active, previous = uow.incidents.latest(tenant, KEY)
         assert (active, previous.id) == (None, uuid.UUID(int=2))
         for n in (1, 2, 3):
@@ -320,12 +313,12 @@ def test_an_incident_is_fetched_by_its_id_and_points_to_the_latest_resolved_one(
         assert [i.id for i in uow.incidents.list(tenant)] == [uuid.UUID(int=n) for n in (1, 2, 3)]
 
 
-def test_handling_is_refused_with_the_reason(catalog, tenant):
+def test_handling_is_refused_with_the_reason(catalog, uow, tenant):
     fail(catalog, tenant)
     [opened] = listed(catalog, tenant)
     steward = person(tenant, "sam", STEWARD)
     with pytest.raises(Forbidden) as caught:
-        incidents.acknowledge(UnitOfWork(catalog), steward, opened.id, None, Settings())
+        incidents.acknowledge(uow, steward, opened.id, None, Settings())
     assert str(caught.value) == (
         f"role {KERNEL_OWNER} (the role that decides this tier) or tenant_admin is required to "
         "handle this incident"
@@ -337,5 +330,5 @@ def test_handling_is_refused_with_the_reason(catalog, tenant):
         )
     assert caught.value.reason == "a reason is required to resolve an incident"
     with pytest.raises(InvalidInput) as caught:
-        incidents.get_incident(UnitOfWork(catalog), owner, "nope")
+        incidents.get_incident(uow, owner, "nope")
     assert caught.value.reason == "not a valid incident id (a UUID)"

@@ -22,7 +22,7 @@ from mdstudio_core.service_layer import incidents
 from mdstudio_core.service_layer.catalog import list_events
 from mdstudio_core.service_layer.profiling import record_failures, save_profiles
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.cli_helpers import run_cli
+from tests.support.cli_helpers import CliResult, run_cli
 from tests.support.factories import person, profile_result
 
 KEY = "finance.revenue.gross_amount"
@@ -187,12 +187,10 @@ def test_a_failing_profile_opens_one_incident_and_recovery_resolves_it(engine, t
     assert opened["run_id"] == "run-1"
 
 
-def test_a_table_that_cannot_be_profiled_records_a_failure_once_and_it_counts(engine, tenant):
+def test_a_table_that_cannot_be_profiled_records_a_failure_once_and_it_counts(engine, uow, tenant):
     settings = Settings.from_env()
     for _ in range(2):  # retried
-        record_failures(
-            UnitOfWork(engine), settings, tenant, [(KEY, Tier.TIER1)], "run-9", "no such table"
-        )
+        record_failures(uow, settings, tenant, [(KEY, Tier.TIER1)], "run-9", "no such table")
     [failed] = events_of(engine, tenant, "metadata.profile")
     assert failed.type == "metadata.profile.failed"
     assert failed.payload == {
@@ -228,26 +226,26 @@ def test_two_runs_judging_one_entity_at_once_open_one_incident(engine, tenant):
     assert len(events_of(engine, tenant, "quality.incident.opened")) == 1
 
 
-def test_incidents_are_tenant_scoped_and_handled_by_the_deciding_role(engine, tenant):
+def test_incidents_are_tenant_scoped_and_handled_by_the_deciding_role(engine, uow, tenant):
     save(engine, tenant, 50.0, "run-1")
     [incident] = all_incidents(engine, tenant)
     settings = Settings.from_env()
     stranger = person(uuid.uuid4(), "eve", "tenant_admin")
     with pytest.raises(NotFound):
-        incidents.get_incident(UnitOfWork(engine), stranger, incident.id)
+        incidents.get_incident(uow, stranger, incident.id)
     with pytest.raises(NotFound):
-        incidents.acknowledge(UnitOfWork(engine), stranger, incident.id, None, settings)
+        incidents.acknowledge(uow, stranger, incident.id, None, settings)
     steward = person(tenant, "sam", "steward")
     with pytest.raises(Forbidden):
-        incidents.acknowledge(UnitOfWork(engine), steward, incident.id, None, settings)
+        incidents.acknowledge(uow, steward, incident.id, None, settings)
     owner = person(tenant, "kim", "kernel_owner")
-    acknowledged = incidents.acknowledge(UnitOfWork(engine), owner, incident.id, "on it", settings)
+    acknowledged = incidents.acknowledge(uow, owner, incident.id, "on it", settings)
     assert acknowledged.acknowledged_by == "kim"
     assert all_incidents(engine, tenant)[0].status is IncidentStatus.ACKNOWLEDGED
     with pytest.raises(InvalidInput):
-        incidents.resolve(UnitOfWork(engine), owner, incident.id, "", settings)
+        incidents.resolve(uow, owner, incident.id, "", settings)
     admin = person(tenant, "ada", "tenant_admin")
-    incidents.resolve(UnitOfWork(engine), admin, incident.id, "fixed upstream", settings)
+    incidents.resolve(uow, admin, incident.id, "fixed upstream", settings)
     types = [e.type for e in events_of(engine, tenant, "quality.incident")]
     assert types[-2:] == ["quality.incident.acknowledged", "quality.incident.resolved"]
     # The next failure opens a new incident, pointing to this one.
@@ -255,13 +253,13 @@ def test_incidents_are_tenant_scoped_and_handled_by_the_deciding_role(engine, te
     assert all_incidents(engine, tenant)[0].previous_incident_id == incident.id
 
 
-def test_tier2_incidents_need_the_steward_and_tier3_never_opens(engine, tenant):
+def test_tier2_incidents_need_the_steward_and_tier3_never_opens(engine, uow, tenant):
     save(engine, tenant, 10.0, "run-1", key="sales.orders.channel", tier=Tier.TIER3)
     assert all_incidents(engine, tenant) == []
     save(engine, tenant, 10.0, "run-1", key="sales.orders.region", tier=Tier.TIER2)
     [incident] = all_incidents(engine, tenant)
     steward = person(tenant, "sam", "metadata_steward")
-    ack = incidents.acknowledge(UnitOfWork(engine), steward, incident.id, None, Settings.from_env())
+    ack = incidents.acknowledge(uow, steward, incident.id, None, Settings.from_env())
     assert ack.status is IncidentStatus.ACKNOWLEDGED
 
 
@@ -281,11 +279,9 @@ def test_open_after_and_margin_are_read_from_the_environment(engine, tenant, mon
 # -- the CLI and the HTTP API --------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_env(store_url, monkeypatch, tenant):
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
-    return store_url
+def as_kernel_owner(*args: str) -> CliResult:
+    """The CLI as kim, a kernel owner."""
+    return run_cli([*args, "--user", "kim", "--role", "kernel_owner"])
 
 
 def test_the_cli_lists_shows_acknowledges_and_resolves(cli_env, engine, tenant):
@@ -302,41 +298,10 @@ def test_the_cli_lists_shows_acknowledges_and_resolves(cli_env, engine, tenant):
     assert shown.exit_code == 0 and KEY in shown.stdout
     refused = run_cli(["incidents", "ack", incident_id, "--user", "sam", "--role", "steward"])
     assert refused.exit_code == 3 and "kernel_owner" in refused.stderr
-    acked = run_cli(
-        [
-            "incidents",
-            "ack",
-            incident_id,
-            "--note",
-            "looking",
-            "--user",
-            "kim",
-            "--role",
-            "kernel_owner",
-            "--json",
-        ]
-    )
+    acked = as_kernel_owner("incidents", "ack", incident_id, "--note", "looking", "--json")
     assert acked.exit_code == 0 and acked.json["status"] == "acknowledged"
-    assert (
-        run_cli(
-            ["incidents", "resolve", incident_id, "--user", "kim", "--role", "kernel_owner"]
-        ).exit_code
-        == 2
-    )
-    resolved = run_cli(
-        [
-            "incidents",
-            "resolve",
-            incident_id,
-            "--reason",
-            "fixed",
-            "--user",
-            "kim",
-            "--role",
-            "kernel_owner",
-            "--json",
-        ]
-    )
+    assert as_kernel_owner("incidents", "resolve", incident_id).exit_code == 2
+    resolved = as_kernel_owner("incidents", "resolve", incident_id, "--reason", "fixed", "--json")
     assert resolved.exit_code == 0 and resolved.json["resolution"] == "fixed"
     assert (
         run_cli(

@@ -32,7 +32,7 @@ from mdstudio_core.service_layer.profiling import (
     run_profiles,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.factories import approve_metadata
+from tests.support.factories import approve_metadata, measured
 
 KEY = "sales.events.amount"
 T0 = dt.datetime(2024, 3, 1, 22)  # near midnight: batches cross days
@@ -179,20 +179,6 @@ def create(engine: sa.Engine, name: str, index_id: bool, index_loaded: bool) -> 
             connection.exec_driver_sql(f"CREATE INDEX {name}_id ON {name} (id)")
         if index_loaded:
             connection.exec_driver_sql(f"CREATE INDEX {name}_at ON {name} (loaded_at)")
-
-
-def measured(result) -> tuple:
-    return (
-        result.row_count,
-        result.quality_score,
-        result.completeness,
-        result.uniqueness,
-        result.validity,
-        [
-            (c.name, c.n, c.non_null, c.distinct, c.valid, c.min, c.max, c.score)
-            for c in result.columns
-        ],
-    )
 
 
 def scored(result) -> tuple:

@@ -29,7 +29,7 @@ from mdstudio_core.service_layer.profiling import (
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import run_cli
-from tests.support.factories import approve_metadata, person
+from tests.support.factories import approve_metadata, measured, person
 
 KEY = "sales.events.amount"
 T0 = dt.datetime(2024, 3, 1, 8)
@@ -134,21 +134,6 @@ def run(engine, tenant, wh: Warehouse, *, key: str = KEY, full: bool = False, **
     assert outcome.failed == {}, outcome.failed
     [saved] = outcome.profiles
     return saved.result
-
-
-def measured(result) -> tuple:
-    """Everything a profile measured and scored (not how it was taken)."""
-    return (
-        result.row_count,
-        result.quality_score,
-        result.completeness,
-        result.uniqueness,
-        result.validity,
-        [
-            (c.name, c.n, c.non_null, c.distinct, c.valid, c.min, c.max, c.score)
-            for c in result.columns
-        ],
-    )
 
 
 def fresh_full(wh: Warehouse, raw_binding: dict[str, Any]):
@@ -311,7 +296,7 @@ def test_new_values_of_a_unique_column_are_probed_against_the_earlier_rows(
 
 
 def test_history_and_the_api_show_how_each_profile_was_taken(
-    store_url, engine, tenant, wh, monkeypatch
+    store_url, engine, uow, tenant, wh, monkeypatch
 ):
     wh.create(indexed=("loaded_at",))
     wh.append(10, T0)
@@ -329,7 +314,7 @@ def test_history_and_the_api_show_how_each_profile_was_taken(
     assert oldest["full_reason"] == "first profile of this table with binding.incremental"
     human = run_cli(args).stdout
     assert "MODE" in human and "incremental" in human and "ROWS_READ" in human
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "c"))
+    secret, _ = tokens.create_token(uow, person(tenant, "c"))
     with TestClient(create_app(engine=engine)) as client:
         response = client.get(
             "/profiles", params={"entity": KEY}, headers={"Authorization": f"Bearer {secret}"}
@@ -373,19 +358,19 @@ def test_an_incremental_column_gone_from_the_table_fails_naming_the_field(
     assert "binding.incremental.column: column loaded_at not found" in preview.stderr
 
 
-def test_a_state_is_kept_only_if_no_other_pass_kept_one_since(engine, tenant, wh):
+def test_a_state_is_kept_only_if_no_other_pass_kept_one_since(engine, uow, tenant, wh):
     wh.append(4, T0)
     approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at"))
     run(engine, tenant, wh)
-    with UnitOfWork(engine) as uow:
+    with uow:
         state, version = uow.profile_states.get(tenant, "wh", None, "events")
     now = dt.datetime.now(dt.UTC)
-    with UnitOfWork(engine) as uow:
+    with uow:
         assert uow.profile_states.put(tenant, "wh", None, "events", state, version, now)
         assert not uow.profile_states.put(tenant, "wh", None, "events", state, version, now)
         assert not uow.profile_states.put(tenant, "wh", None, "events", state, None, now)
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with uow:
         assert uow.profile_states.get(tenant, "wh", None, "events")[1] == version + 1
     assert json.loads(json.dumps(state.to_json())) == state.to_json()
     assert Tier.TIER1  # the profiles above were judged at tier1
@@ -444,14 +429,14 @@ def test_days_are_recorded_by_the_first_full_profile_and_then_by_each_pass(
     assert other.exit_code == 4
 
 
-def test_a_full_profile_drops_days_the_table_no_longer_holds(engine, tenant, wh):
+def test_a_full_profile_drops_days_the_table_no_longer_holds(engine, uow, tenant, wh):
     for day in range(2):
         wh.append(3, T0 + dt.timedelta(days=day))
     approve_metadata(engine, tenant, key=KEY, binding=binding(column="loaded_at", partition="day"))
     run(engine, tenant, wh)
     wh.run("DELETE FROM events WHERE loaded_at < :day", day=T0 + dt.timedelta(hours=12))
     assert run(engine, tenant, wh).mode == "full"
-    with UnitOfWork(engine) as uow:
+    with uow:
         assert [d.day.isoformat() for d in uow.profile_days.list(tenant, KEY)] == ["2024-03-02"]
 
 

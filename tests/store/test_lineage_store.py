@@ -70,49 +70,49 @@ def catalog(engine, tenant):
     return engine
 
 
-def test_the_snapshot_groups_fields_by_table_and_names_tenants(catalog, tenant):
-    snapshot = lineage.load_snapshot(UnitOfWork(catalog))
+def test_the_snapshot_groups_fields_by_table_and_names_tenants(catalog, uow, tenant):
+    snapshot = lineage.load_snapshot(uow)
     [table] = snapshot.tables
     assert (table.tenant, table.label) == (unnamed_label(tenant), "warehouse.sales.orders")
     assert [f.canonical_key for f in table.fields] == [COST, REVENUE]
     [kpi] = snapshot.kpis
     assert kpi.inputs == (COST, REVENUE)
-    lineage.name_tenant(UnitOfWork(catalog), person(tenant, "root", "tenant_admin"), tenant, "acme")
-    renamed = lineage.load_snapshot(UnitOfWork(catalog))
+    lineage.name_tenant(uow, person(tenant, "root", "tenant_admin"), tenant, "acme")
+    renamed = lineage.load_snapshot(uow)
     assert renamed.tenants == {tenant: "acme"} and renamed.kpis[0].tenant == "acme"
 
 
-def test_lineage_of_a_field_and_of_a_kpi(catalog, tenant):
+def test_lineage_of_a_field_and_of_a_kpi(catalog, uow, tenant):
     reader = person(tenant, "reader")
-    assert lineage.lineage(UnitOfWork(catalog), reader, SETTINGS, REVENUE) == {
+    assert lineage.lineage(uow, reader, SETTINGS, REVENUE) == {
         "key": REVENUE,
         "entity_type": "GLOBAL_METADATA",
         "table": "warehouse.sales.orders",
         "columns": ["gross_amount"],
         "kpis": [{"key": KPI, "tier": "tier1", "trust_score": 75.0}],
     }
-    kpi = lineage.lineage(UnitOfWork(catalog), reader, SETTINGS, KPI)
+    kpi = lineage.lineage(uow, reader, SETTINGS, KPI)
     assert (kpi["key"], kpi["entity_type"], kpi["trust_score"]) == (KPI, "KPI", 75.0)
     assert kpi["weakest_input"] == COST
     assert [(i["key"], i["quality_score"], i["stale"]) for i in kpi["inputs"]] == [
         (COST, 75.0, False),
         (REVENUE, 90.0, False),
     ]
-    assert lineage.kpi_trust(UnitOfWork(catalog), reader, SETTINGS, KPI) == kpi
-    assert lineage.impact(UnitOfWork(catalog), reader, SETTINGS, COST) == {
+    assert lineage.kpi_trust(uow, reader, SETTINGS, KPI) == kpi
+    assert lineage.impact(uow, reader, SETTINGS, COST) == {
         "key": COST,
         "kpis": [{"key": KPI, "tier": "tier1", "trust_score": 75.0}],
     }
 
 
-def test_other_tenants_see_nothing(catalog):
+def test_other_tenants_see_nothing(catalog, uow):
     stranger = person(uuid.uuid4(), "eve")
     for query in (lineage.impact, lineage.lineage, lineage.kpi_trust):
         with pytest.raises(NotFound):
-            query(UnitOfWork(catalog), stranger, SETTINGS, KPI)
+            query(uow, stranger, SETTINGS, KPI)
 
 
-def test_a_stale_input_is_discounted(catalog, tenant):
+def test_a_stale_input_is_discounted(catalog, uow, tenant):
     approve(catalog, tenant, metadata_request("finance.old"))
     three_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     add_profile(catalog, tenant, "finance.old", 99.0, three_days_ago - dt.timedelta(hours=1))
@@ -120,31 +120,27 @@ def test_a_stale_input_is_discounted(catalog, tenant):
     kpi = kpi_request("finance.kpi.old", tier="tier1")
     kpi["payload"]["depends_on"] = [REVENUE, "finance.old"]
     approve(catalog, tenant, kpi)
-    trust = lineage.kpi_trust(UnitOfWork(catalog), person(tenant, "r"), SETTINGS, "finance.kpi.old")
+    trust = lineage.kpi_trust(uow, person(tenant, "r"), SETTINGS, "finance.kpi.old")
     assert (trust["trust_score"], trust["weakest_input"]) == (76.0, "finance.old")  # 95 x 0.8
     assert {i["key"]: i["stale"] for i in trust["inputs"]} == {"finance.old": True, REVENUE: False}
 
 
-def test_a_binding_change_recomputes_its_kpis_trust_and_records_impact(catalog, tenant):
-    with UnitOfWork(catalog) as uow:  # computed when the KPI was approved, before profiles
+def test_a_binding_change_recomputes_its_kpis_trust_and_records_impact(catalog, uow, tenant):
+    with uow:  # computed when the KPI was approved, before profiles
         assert uow.lineage.trust_states(tenant, [KPI])[KPI].trust_score is None
     unbound = changed(metadata_request(REVENUE), binding=None)
     del unbound["payload"]["binding"]
-    approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), unbound, SETTINGS)
+    approval = approvals.submit(uow, person(tenant, "alice"), unbound, SETTINGS)
     assert approval.required_role == KERNEL_OWNER
-    shown = approvals.show_approval(
-        UnitOfWork(catalog), person(tenant, "carol"), approval.id, SETTINGS
-    )
+    shown = approvals.show_approval(uow, person(tenant, "carol"), approval.id, SETTINGS)
     assert shown["impact"] == [{"key": KPI, "tier": "tier1", "trust_score": 75.0}]
-    approvals.approve(
-        UnitOfWork(catalog), person(tenant, "bob", KERNEL_OWNER), approval.id, None, SETTINGS
-    )
-    with UnitOfWork(catalog) as uow:
+    approvals.approve(uow, person(tenant, "bob", KERNEL_OWNER), approval.id, None, SETTINGS)
+    with uow:
         state = uow.lineage.trust_states(tenant, [KPI])[KPI]
     assert (state.trust_score, state.weakest_input) == (None, REVENUE)  # unbound: unscored
 
 
-def test_deprecating_an_input_of_a_tier1_kpi_needs_the_tier1_role(catalog, tenant):
+def test_deprecating_an_input_of_a_tier1_kpi_needs_the_tier1_role(catalog, uow, tenant):
     """A tier2 field a tier1 KPI depends on: its deprecation is decided as a tier1 change."""
     binding = {"source": "warehouse", "table": "t", "columns": [{"name": "c"}]}
     approve(catalog, tenant, metadata_request("finance.x", tier="tier2", binding=binding))
@@ -153,21 +149,17 @@ def test_deprecating_an_input_of_a_tier1_kpi_needs_the_tier1_role(catalog, tenan
     approve(catalog, tenant, kpi)
     relabelled = metadata_request("finance.x", tier="tier2", binding=binding, label="X")
     assert (
-        approvals.submit(
-            UnitOfWork(catalog), person(tenant, "alice"), relabelled, SETTINGS
-        ).required_role
+        approvals.submit(uow, person(tenant, "alice"), relabelled, SETTINGS).required_role
         == STEWARD
     )
     deprecated = metadata_request("finance.x", tier="tier2", binding=binding, status="deprecated")
-    approval = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), deprecated, SETTINGS)
+    approval = approvals.submit(uow, person(tenant, "alice"), deprecated, SETTINGS)
     assert approval.required_role == KERNEL_OWNER
     with pytest.raises(Forbidden):
-        approvals.approve(
-            UnitOfWork(catalog), person(tenant, "bob", STEWARD), approval.id, None, SETTINGS
-        )
+        approvals.approve(uow, person(tenant, "bob", STEWARD), approval.id, None, SETTINGS)
 
 
-def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
+def test_profiles_landing_record_trust_and_impact_events(engine, uow, tenant):
     from mdstudio_core.service_layer.profiling import save_table
 
     approve(engine, tenant, metadata_request(REVENUE))
@@ -175,16 +167,14 @@ def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
     approve(engine, tenant, kpi_request(tier="tier1"))
 
     _, kpis = save_table(
-        UnitOfWork(engine),
+        uow,
         SETTINGS,
         tenant,
         [(profile_result(REVENUE, 95.0), Tier.TIER1), (profile_result(COST, 60.0), Tier.TIER1)],
         "run-1",
     )
     assert [(k.canonical_key, k.trust_score, k.weakest_input) for k in kpis] == [(KPI, 60.0, COST)]
-    _, kpis = save_table(
-        UnitOfWork(engine), SETTINGS, tenant, [(profile_result(COST, 85.0), Tier.TIER1)], "run-2"
-    )
+    _, kpis = save_table(uow, SETTINGS, tenant, [(profile_result(COST, 85.0), Tier.TIER1)], "run-2")
     assert kpis[0].trust_score == 85.0
     with engine.connect() as connection:
         events = connection.execute(
@@ -198,18 +188,16 @@ def test_profiles_landing_record_trust_and_impact_events(engine, tenant):
     ]
 
 
-def test_naming_a_tenant(catalog, tenant):
+def test_naming_a_tenant(catalog, uow, tenant):
     admin = person(tenant, "root", "tenant_admin")
     with pytest.raises(Forbidden):
-        lineage.name_tenant(UnitOfWork(catalog), person(tenant, "x"), tenant, "acme")
+        lineage.name_tenant(uow, person(tenant, "x"), tenant, "acme")
     with pytest.raises(InvalidInput):
-        lineage.name_tenant(UnitOfWork(catalog), admin, tenant, "not a name")
-    assert lineage.name_tenant(UnitOfWork(catalog), admin, tenant, "acme")["name"] == "acme"
+        lineage.name_tenant(uow, admin, tenant, "not a name")
+    assert lineage.name_tenant(uow, admin, tenant, "acme")["name"] == "acme"
     other = uuid.uuid4()
     with pytest.raises(Conflict):
-        lineage.name_tenant(
-            UnitOfWork(catalog), person(other, "root", "tenant_admin"), other, "acme"
-        )
+        lineage.name_tenant(uow, person(other, "root", "tenant_admin"), other, "acme")
 
 
 def test_cli_lineage_impact_and_tenant_names(catalog, tenant, store_url, monkeypatch):
@@ -232,13 +220,13 @@ def test_cli_lineage_impact_and_tenant_names(catalog, tenant, store_url, monkeyp
     assert run_cli(["tenants", "name", "nope", "acme", *who]).exit_code == 2
 
 
-def test_http_lineage_and_trust(catalog, tenant):
+def test_http_lineage_and_trust(catalog, uow, tenant):
     from fastapi.testclient import TestClient
 
     from mdstudio_core.entrypoints.http import create_app
     from mdstudio_core.service_layer import tokens
 
-    secret, _ = tokens.create_token(UnitOfWork(catalog), person(tenant, "reader"), None)
+    secret, _ = tokens.create_token(uow, person(tenant, "reader"), None)
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(engine=catalog)) as client:
         trust = client.get(f"/kpis/{KPI}/trust", headers=headers)
@@ -272,7 +260,7 @@ def two_tenants(catalog, tenant):
     return catalog
 
 
-def test_the_snapshot_holds_every_tenants_tables_fields_and_kpis(catalog, tenant):
+def test_the_snapshot_holds_every_tenants_tables_fields_and_kpis(catalog, uow, tenant):
     """Tables in (tenant, source, schema, table) order, a missing schema sorting as `None`;
     each field's tier, owner, type and column rules in JSON form (a date bound as text)."""
     alpha = dated_binding("alpha", "zz", "t1")
@@ -286,7 +274,7 @@ def test_the_snapshot_holds_every_tenants_tables_fields_and_kpis(catalog, tenant
     approve(
         catalog, LAST_TENANT, metadata_request("finance.b", binding=dated_binding("aaa", None, "x"))
     )
-    snapshot = lineage.load_snapshot(UnitOfWork(catalog))
+    snapshot = lineage.load_snapshot(uow)
     here, there = unnamed_label(tenant), unnamed_label(LAST_TENANT)
 
     def node(key, column, tier=Tier.TIER1):
@@ -333,23 +321,23 @@ def dated_binding(source, schema, table):
     return binding | ({"schema": schema} if schema else {})
 
 
-def test_lineage_and_impact_show_only_the_tenants_kpis_on_that_key(two_tenants, tenant):
+def test_lineage_and_impact_show_only_the_tenants_kpis_on_that_key(two_tenants, uow, tenant):
     reader = person(tenant, "reader")
-    assert lineage.lineage(UnitOfWork(two_tenants), reader, SETTINGS, REVENUE)["kpis"] == rows(KPI)
-    assert lineage.impact(UnitOfWork(two_tenants), reader, SETTINGS, COST) == {
+    assert lineage.lineage(uow, reader, SETTINGS, REVENUE)["kpis"] == rows(KPI)
+    assert lineage.impact(uow, reader, SETTINGS, COST) == {
         "key": COST,
         "kpis": rows(COST_KPI, KPI),
     }
 
 
-def test_refreshing_dependents_records_the_tenants_kpis_on_those_fields(two_tenants, tenant):
-    with UnitOfWork(two_tenants) as uow:
+def test_refreshing_dependents_records_the_tenants_kpis_on_those_fields(two_tenants, uow, tenant):
+    with uow:
         on_revenue = lineage.refresh_dependents(uow, SETTINGS, tenant, [REVENUE])
         on_cost = lineage.refresh_dependents(uow, SETTINGS, tenant, [COST])
         uow.commit()
     assert [(t.canonical_key, t.trust_score) for t in on_revenue] == [(KPI, 75.0)]
     assert [(t.canonical_key, t.trust_score) for t in on_cost] == [(COST_KPI, 75.0), (KPI, 75.0)]
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         assert uow.lineage.trust_states(tenant, ["finance.kpi.elsewhere"]) == {}
 
 
@@ -363,35 +351,35 @@ def test_refreshing_dependents_records_the_tenants_kpis_on_those_fields(two_tena
     ],
 )
 def test_current_trust_of_the_chosen_kpis_and_of_those_on_the_chosen_fields(
-    two_tenants, tenant, fields, kpis, expected
+    two_tenants, uow, tenant, fields, kpis, expected
 ):
     """What the Dagster sensor shows for changed fields and KPIs (another tenant's never)."""
-    trusts = lineage.current_trust(UnitOfWork(two_tenants), SETTINGS, tenant, fields, kpis)
+    trusts = lineage.current_trust(uow, SETTINGS, tenant, fields, kpis)
     assert [(t.canonical_key, t.trust_score) for t in trusts] == [(k, 75.0) for k in expected]
 
 
-def test_refreshing_kpis_records_the_trust_of_the_active_ones(two_tenants, tenant):
+def test_refreshing_kpis_records_the_trust_of_the_active_ones(two_tenants, uow, tenant):
     """What materializing a KPI asset does: deprecated and unknown KPIs are skipped."""
     retired = changed(kpi_on(COST_KPI, COST), status="deprecated")
     approve(two_tenants, tenant, retired)
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         before = uow.lineage.trust_states(tenant, [KPI, COST_KPI])
     assert before[KPI].trust_score is None  # computed when approved, before the profiles
     keys = [KPI, COST_KPI, "finance.kpi.nope"]
-    trusts = lineage.refresh_kpis(UnitOfWork(two_tenants), SETTINGS, tenant, keys)
+    trusts = lineage.refresh_kpis(uow, SETTINGS, tenant, keys)
     assert [(t.canonical_key, t.trust_score, t.weakest_input) for t in trusts] == [
         (KPI, 75.0, COST)
     ]
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         after = uow.lineage.trust_states(tenant, [KPI, COST_KPI])
     assert after[KPI].trust_score == 75.0
     assert after[COST_KPI] == before[COST_KPI]
 
 
-def test_tenant_labels_are_names_or_default_labels(catalog, tenant):
+def test_tenant_labels_are_names_or_default_labels(catalog, uow, tenant):
     admin = person(tenant, "root", "tenant_admin")
-    lineage.name_tenant(UnitOfWork(catalog), admin, tenant, "acme")
-    labels = lineage.tenant_labels(UnitOfWork(catalog), [LAST_TENANT, tenant, tenant])
+    lineage.name_tenant(uow, admin, tenant, "acme")
+    labels = lineage.tenant_labels(uow, [LAST_TENANT, tenant, tenant])
     assert labels == {tenant: "acme", LAST_TENANT: unnamed_label(LAST_TENANT)}
 
 
@@ -402,42 +390,40 @@ def refusal(error, service, *args):
     return str(refused.value)
 
 
-def test_refusals_say_what_is_missing(catalog, tenant):
+def test_refusals_say_what_is_missing(catalog, uow, tenant):
     reader = person(tenant, "reader")
     unknown = "finance.nope is neither a metadata field nor a KPI of this tenant"
     for query in (lineage.lineage, lineage.impact):
-        assert refusal(NotFound, query, UnitOfWork(catalog), reader, SETTINGS, "finance.nope") == (
-            unknown
-        )
-    assert refusal(NotFound, lineage.kpi_trust, UnitOfWork(catalog), reader, SETTINGS, REVENUE) == (
+        assert refusal(NotFound, query, uow, reader, SETTINGS, "finance.nope") == (unknown)
+    assert refusal(NotFound, lineage.kpi_trust, uow, reader, SETTINGS, REVENUE) == (
         f"KPI {REVENUE} not found"
     )
 
 
-def test_tenant_naming_refusals_say_why(catalog, tenant):
+def test_tenant_naming_refusals_say_why(catalog, uow, tenant):
     admin, rival = (
         person(tenant, "root", "tenant_admin"),
         person(LAST_TENANT, "root", "tenant_admin"),
     )
     name = lineage.name_tenant
-    assert refusal(Forbidden, name, UnitOfWork(catalog), person(tenant, "x"), tenant, "acme") == (
+    assert refusal(Forbidden, name, uow, person(tenant, "x"), tenant, "acme") == (
         "naming a tenant requires the tenant_admin role"
     )
-    assert refusal(NotFound, name, UnitOfWork(catalog), admin, LAST_TENANT, "acme") == (
+    assert refusal(NotFound, name, uow, admin, LAST_TENANT, "acme") == (
         f"tenant {LAST_TENANT} not found"
     )
-    name(UnitOfWork(catalog), admin, tenant, "acme")
-    assert refusal(Conflict, name, UnitOfWork(catalog), rival, LAST_TENANT, "acme") == (
+    name(uow, admin, tenant, "acme")
+    assert refusal(Conflict, name, uow, rival, LAST_TENANT, "acme") == (
         "the name acme is taken by another tenant"
     )
 
 
-def test_an_unbound_field_has_no_table_and_changing_it_breaks_nothing(catalog, tenant):
+def test_an_unbound_field_has_no_table_and_changing_it_breaks_nothing(catalog, uow, tenant):
     """A tier1 KPI on a field that was never bound: the field's lineage shows no table, and a
     change to it is not a binding change, so it stays the field's own tier's decision."""
     approve(catalog, tenant, metadata_request("finance.loose", tier="tier2", binding=None))
     approve(catalog, tenant, kpi_on("finance.kpi.loose", "finance.loose", tier="tier1"))
-    shown = lineage.lineage(UnitOfWork(catalog), person(tenant, "r"), SETTINGS, "finance.loose")
+    shown = lineage.lineage(uow, person(tenant, "r"), SETTINGS, "finance.loose")
     assert shown == {
         "key": "finance.loose",
         "entity_type": "GLOBAL_METADATA",
@@ -446,11 +432,11 @@ def test_an_unbound_field_has_no_table_and_changing_it_breaks_nothing(catalog, t
         "kpis": [{"key": "finance.kpi.loose", "tier": "tier1", "trust_score": None}],
     }
     relabelled = metadata_request("finance.loose", tier="tier2", binding=None, label="Loose")
-    submitted = approvals.submit(UnitOfWork(catalog), person(tenant, "alice"), relabelled, SETTINGS)
+    submitted = approvals.submit(uow, person(tenant, "alice"), relabelled, SETTINGS)
     assert submitted.required_role == STEWARD
 
 
-def test_a_name_taken_between_the_check_and_the_write_is_a_conflict(catalog, tenant):
+def test_a_name_taken_between_the_check_and_the_write_is_a_conflict(catalog, uow, tenant):
     """Another tenant names itself the same right after the check: the unique constraint
     refuses the write, reported as the same conflict."""
     rival = uuid.uuid4()
@@ -469,7 +455,7 @@ def test_a_name_taken_between_the_check_and_the_write_is_a_conflict(catalog, ten
     admin = person(tenant, "root", "tenant_admin")
     sa.event.listen(catalog, "after_cursor_execute", rival_takes_the_name)
     try:
-        message = refusal(Conflict, lineage.name_tenant, UnitOfWork(catalog), admin, tenant, "acme")
+        message = refusal(Conflict, lineage.name_tenant, uow, admin, tenant, "acme")
     finally:
         sa.event.remove(catalog, "after_cursor_execute", rival_takes_the_name)
     assert taken == [rival]
@@ -477,7 +463,7 @@ def test_a_name_taken_between_the_check_and_the_write_is_a_conflict(catalog, ten
 
 
 def test_unbinding_an_input_of_a_tier1_kpi_needs_the_tier1_role_in_that_tenant_only(
-    catalog, tenant
+    catalog, uow, tenant
 ):
     """The same tier2 field in two tenants, a tier1 KPI on it in one: unbinding it there is a
     tier1 change, in the other tenant the field's own tier decides."""
@@ -487,9 +473,7 @@ def test_unbinding_an_input_of_a_tier1_kpi_needs_the_tier1_role_in_that_tenant_o
     approve(catalog, tenant, kpi_on("finance.kpi.x", "finance.x", tier="tier1"))
     unbound = metadata_request("finance.x", tier="tier2", binding=None)
     roles = [
-        approvals.submit(
-            UnitOfWork(catalog), person(owner, "alice"), unbound, SETTINGS
-        ).required_role
+        approvals.submit(uow, person(owner, "alice"), unbound, SETTINGS).required_role
         for owner in (tenant, LAST_TENANT)
     ]
     assert roles == [KERNEL_OWNER, STEWARD]

@@ -25,6 +25,7 @@ from tests.support.factories import (
     approve_metadata,
     delivery,
     incident,
+    make_event,
     metadata_request,
     person,
     stored_profile,
@@ -105,16 +106,7 @@ def profile_event(tenant: uuid.UUID, tier: str, outcome: str) -> NewEvent:
             "threshold": None,
         }
     kind = f"metadata.profile.{outcome}"
-    return NewEvent(
-        type=kind,
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key="finance.k",
-        correlation_id=uuid.uuid4(),
-        actor="mdstudio",
-        occurred_at=T0,
-        payload=validate_event(kind, payload),
-    )
+    return make_event(kind, tenant, "finance.k", validate_event(kind, payload), occurred_at=T0)
 
 
 def test_profile_outcomes_are_counted_by_tenant_tier_and_outcome(uow):
@@ -162,7 +154,7 @@ def test_profile_durations_are_a_cumulative_histogram_per_tier(uow):
     assert [total for *_, total in histogram] == [pytest.approx(4.501), pytest.approx(3.5)]
 
 
-def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
+def test_pending_requests_and_decisions_are_counted_by_their_labels(engine, uow):
     """Pending requests by tenant, tier and lane with the oldest request's time; decided ones
     by tenant and status."""
     submitted = {}
@@ -175,18 +167,16 @@ def test_pending_requests_and_decisions_are_counted_by_their_labels(engine):
         (B, "finance.p5", "tier1", None),
     ]:
         request = metadata_request(key=key, tier=tier, lane=lane)
-        submitted[key] = approvals.submit(
-            UnitOfWork(engine), person(tenant, "alice"), request, SETTINGS
-        )
+        submitted[key] = approvals.submit(uow, person(tenant, "alice"), request, SETTINGS)
     for tenant, key in [(A, "finance.d1"), (A, "finance.d2"), (B, "finance.d3")]:
         approve_metadata(engine, tenant, key=key)
     rejected = approvals.submit(
-        UnitOfWork(engine), person(A, "alice"), metadata_request(key="finance.d4"), SETTINGS
+        uow, person(A, "alice"), metadata_request(key="finance.d4"), SETTINGS
     )
     decider = person(A, "bob", rejected.required_role)
-    approvals.reject(UnitOfWork(engine), decider, rejected.id, "not this one")
+    approvals.reject(uow, decider, rejected.id, "not this one")
 
-    with UnitOfWork(engine) as uow:
+    with uow:
         pending = uow.metrics.pending_approvals()
         decisions = uow.metrics.decisions()
     oldest = {key: approval.requested_at for key, approval in submitted.items()}

@@ -119,10 +119,10 @@ def test_signature_is_the_hmac_of_the_timestamp_a_dot_and_the_exact_body():
 # -- through the store and a real receiver ---------------------------------------------------
 
 
-def test_only_a_tenant_admin_subscribes_and_the_secret_is_shown_once(engine, tenant, settings):
+def test_only_a_tenant_admin_subscribes_and_the_secret_is_shown_once(engine, uow, tenant, settings):
     with pytest.raises(Forbidden, match="tenant_admin"):
         notifications.subscribe(
-            UnitOfWork(engine),
+            uow,
             person(tenant, "sam", "steward"),
             "https://x.example/h",
             None,
@@ -137,13 +137,13 @@ def test_only_a_tenant_admin_subscribes_and_the_secret_is_shown_once(engine, ten
     assert refused.value.field == "min_tier"
     secret, subscription = subscribe(engine, tenant, "https://x.example/h", settings)
     assert len(secret) >= 32 and subscription.events == ("quality.incident.*",)
-    [listed] = notifications.list_subscriptions(UnitOfWork(engine), admin(tenant))
+    [listed] = notifications.list_subscriptions(uow, admin(tenant))
     assert "secret" not in listed.public() and listed.id == subscription.id
-    assert notifications.list_subscriptions(UnitOfWork(engine), admin(uuid.uuid4())) == []
+    assert notifications.list_subscriptions(uow, admin(uuid.uuid4())) == []
     with pytest.raises(NotFound):
-        notifications.unsubscribe(UnitOfWork(engine), admin(uuid.uuid4()), subscription.id)
-    notifications.unsubscribe(UnitOfWork(engine), admin(tenant), subscription.id)
-    assert notifications.list_subscriptions(UnitOfWork(engine), admin(tenant)) == []
+        notifications.unsubscribe(uow, admin(uuid.uuid4()), subscription.id)
+    notifications.unsubscribe(uow, admin(tenant), subscription.id)
+    assert notifications.list_subscriptions(uow, admin(tenant)) == []
 
 
 def test_one_signed_message_per_run_and_none_for_a_profile_that_changes_nothing(
@@ -208,7 +208,7 @@ def test_min_tier_and_patterns_filter(engine, tenant, settings, receiver):
 
 
 def test_a_receiver_that_is_down_misses_nothing_then_a_dead_delivery_is_redelivered(
-    engine, tenant, monkeypatch, receiver, caplog
+    engine, uow, tenant, monkeypatch, receiver, caplog
 ):
     monkeypatch.setenv("MDSTUDIO_NOTIFY_BACKOFF_SECONDS", "0.001")
     monkeypatch.setenv("MDSTUDIO_NOTIFY_MAX_ATTEMPTS", "3")
@@ -232,12 +232,12 @@ def test_a_receiver_that_is_down_misses_nothing_then_a_dead_delivery_is_redelive
     assert "secret-path-token" not in caplog.text and "127.0.0.1" in caplog.text
     assert "secret-path-token" not in (dead.last_error or "")
     receiver.status = 204
-    notifications.redeliver(UnitOfWork(engine), admin(tenant), dead.id)
+    notifications.redeliver(uow, admin(tenant), dead.id)
     assert tick(engine, settings).delivered == 1
     ids = {m.headers["X-Mdstudio-Delivery"] for m in receiver.received}
     assert ids == {str(dead.id)} and len(receiver.received) == 4  # one id: idempotency key
     with pytest.raises(NotFound):
-        notifications.redeliver(UnitOfWork(engine), admin(uuid.uuid4()), dead.id)
+        notifications.redeliver(uow, admin(uuid.uuid4()), dead.id)
 
 
 def test_an_unreachable_receiver_fails_with_the_host_only(engine, tenant, settings):
@@ -413,21 +413,21 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("field", list(REFUSALS))
-def test_a_refusal_names_the_field_and_says_why(engine, tenant, settings, field):
+def test_a_refusal_names_the_field_and_says_why(uow, tenant, settings, field):
     """What the CLI and the API show an admin who typed something wrong."""
     call, text = REFUSALS[field]
     with pytest.raises(InvalidInput) as refused:
-        call(UnitOfWork(engine), admin(tenant), settings)
+        call(uow, admin(tenant), settings)
     assert refused.value.field == field and str(refused.value) == text
 
 
-def test_an_unknown_id_is_not_found_by_name(engine, tenant):
+def test_an_unknown_id_is_not_found_by_name(uow, tenant):
     missing = uuid.uuid4()
     with pytest.raises(NotFound) as absent:
-        notifications.redeliver(UnitOfWork(engine), admin(tenant), missing)
+        notifications.redeliver(uow, admin(tenant), missing)
     assert str(absent.value) == f"delivery {missing} not found"
     with pytest.raises(NotFound) as absent:
-        notifications.unsubscribe(UnitOfWork(engine), admin(tenant), missing)
+        notifications.unsubscribe(uow, admin(tenant), missing)
     assert str(absent.value) == f"subscription {missing} not found"
 
 
@@ -442,13 +442,13 @@ def test_the_secret_has_256_bits_and_the_operator_allow_list_applies(
     assert len(secret) == 43  # 32 random bytes, URL-safe base64
 
 
-def test_unsubscribing_returns_when_and_a_second_time_is_not_found(engine, tenant, settings):
+def test_unsubscribing_returns_when_and_a_second_time_is_not_found(engine, uow, tenant, settings):
     _, subscription = subscribe(engine, tenant, "https://x.example/h", settings)
     before = now()
-    ended = notifications.unsubscribe(UnitOfWork(engine), admin(tenant), subscription.id)
+    ended = notifications.unsubscribe(uow, admin(tenant), subscription.id)
     assert ended.id == subscription.id and before <= ended.unsubscribed_at <= now()
     with pytest.raises(NotFound):
-        notifications.unsubscribe(UnitOfWork(engine), admin(tenant), subscription.id)
+        notifications.unsubscribe(uow, admin(tenant), subscription.id)
 
 
 def test_deliveries_are_listed_newest_first_by_status_and_page(engine, tenant, settings):
@@ -468,13 +468,13 @@ def test_deliveries_are_listed_newest_first_by_status_and_page(engine, tenant, s
 
 
 def test_collect_reads_at_most_max_events_and_skips_tenants_without_subscriptions(
-    engine, tenant, settings
+    engine, uow, tenant, settings
 ):
     save(engine, tenant, 40.0, "run-1")  # nobody in this tenant listens
     _, subscription = subscribe(engine, uuid.uuid4(), "https://x.example/h", settings)
-    read = notifications.collect(UnitOfWork(engine), 1, settings).read
-    assert read == 1 and notifications.collect(UnitOfWork(engine), 1000, settings).read > 0
-    assert notifications.collect(UnitOfWork(engine), 1000, settings).read == 0  # nothing new
+    read = notifications.collect(uow, 1, settings).read
+    assert read == 1 and notifications.collect(uow, 1000, settings).read > 0
+    assert notifications.collect(uow, 1000, settings).read == 0  # nothing new
     assert deliveries(engine, subscription.tenant_id) == []
 
 
@@ -494,16 +494,16 @@ def test_a_late_event_of_a_sent_run_gets_its_own_delivery_held_like_its_run(
 
 
 def test_a_tick_counts_every_outcome_and_goes_on_past_held_and_orphaned_deliveries(
-    engine, tenant, settings, receiver
+    engine, uow, tenant, settings, receiver
 ):
     _, gone = subscribe(engine, tenant, receiver.url, settings)
     save(engine, tenant, 40.0, "run-0")
-    notifications.collect(UnitOfWork(engine), 1000, settings)  # gone's delivery is due first
-    notifications.unsubscribe(UnitOfWork(engine), admin(tenant), gone.id)
+    notifications.collect(uow, 1000, settings)  # gone's delivery is due first
+    notifications.unsubscribe(uow, admin(tenant), gone.id)
     subscribe(engine, tenant, receiver.url, settings)
     for run, key in (("run-1", OTHER), ("run-2", THIRD), ("run-3", "finance.revenue.fee")):
         save(engine, tenant, 40.0, run, key=key)
-        notifications.collect(UnitOfWork(engine), 1000, settings)
+        notifications.collect(uow, 1000, settings)
     every_run = tick(engine, settings, held=lambda group: True)
     assert every_run == notifications.SendReport(held=3)
     report = tick(engine, settings, held=lambda group: group == "run:run-1")
@@ -531,7 +531,7 @@ def test_a_tick_out_of_time_stops_and_reports_what_it_did(engine, tenant, settin
 
 
 def test_a_retry_waits_its_backoff_and_a_redelivery_starts_afresh(
-    engine, tenant, monkeypatch, receiver
+    engine, uow, tenant, monkeypatch, receiver
 ):
     """The failure's status and error give way to the success's; a redelivery is due now
     with every attempt back."""
@@ -547,7 +547,7 @@ def test_a_retry_waits_its_backoff_and_a_redelivery_starts_afresh(
     assert tick(engine, settings) == notifications.SendReport()  # not due yet
     receiver.status = 200
     before = now()
-    again = notifications.redeliver(UnitOfWork(engine), admin(tenant), failed.id)
+    again = notifications.redeliver(uow, admin(tenant), failed.id)
     assert again.status == "pending" and again.attempts == 0
     assert before <= again.next_attempt_at <= now()
     assert tick(engine, settings).delivered == 1

@@ -19,10 +19,9 @@ import pytest
 import yaml
 
 from mdstudio_core.service_layer import approvals
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.http.test_serve import _free_port
 from tests.store.test_incidents import save
 from tests.support.factories import SETTINGS, metadata_request, person
+from tests.support.servers import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KEY = "finance.revenue.gross_amount"
@@ -138,12 +137,12 @@ def answering(url):
 
 
 def test_prometheus_scrapes_mdstudio_and_every_dashboard_query_evaluates(
-    store_url, engine, tmp_path
+    store_url, engine, uow, tmp_path
 ):
     prometheus = tool("prometheus")
     tenant = uuid.uuid4()
     token = secrets.token_urlsafe(32)
-    serve_port, prometheus_port = _free_port(), _free_port()
+    serve_port, prometheus_port = free_port(), free_port()
     server = start(
         [
             sys.executable,
@@ -179,12 +178,8 @@ def test_prometheus_scrapes_mdstudio_and_every_dashboard_query_evaluates(
         wait_for("mdstudio serve", answering(f"http://127.0.0.1:{serve_port}/healthz"))
         wait_for("prometheus", answering(f"{base}/-/ready"))
         # The scenario: a tier1 field is approved, then its profile fails the check.
-        approval = approvals.submit(
-            UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-        )
-        approvals.approve(
-            UnitOfWork(engine), person(tenant, "kim", "kernel_owner"), approval.id, None, SETTINGS
-        )
+        approval = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
+        approvals.approve(uow, person(tenant, "kim", "kernel_owner"), approval.id, None, SETTINGS)
         save(engine, tenant, 42.5, "run-1")
         t = str(tenant)
         [score] = wait_for("the score", lambda: query(f'mdstudio_quality_score{{tenant="{t}"}}'))

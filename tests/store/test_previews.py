@@ -37,6 +37,7 @@ from tests.support.factories import (
     person,
     store_snapshot,
 )
+from tests.support.held_locks import released_after
 
 KEY = "finance.revenue.gross_amount"
 # The issue's attack: bindings with rules on a column, previewed until they give its maximum.
@@ -58,15 +59,13 @@ def _preview_approval(engine, settings, who, approval_id) -> profiling.Preview:
 
 
 def test_a_requests_preview_is_for_its_required_role_and_tenant_admins(
-    engine, tenant, demo_settings
+    engine, uow, tenant, demo_settings
 ):
     rita = person(tenant, "rita", READER)
     tier2 = approvals.submit(
-        UnitOfWork(engine), rita, metadata_request(KEY, tier="tier2", binding=PROBE), SETTINGS
+        uow, rita, metadata_request(KEY, tier="tier2", binding=PROBE), SETTINGS
     )
-    tier1 = approvals.submit(
-        UnitOfWork(engine), rita, metadata_request(binding=DEMO_BINDING), SETTINGS
-    )
+    tier1 = approvals.submit(uow, rita, metadata_request(binding=DEMO_BINDING), SETTINGS)
     before = store_snapshot(engine)
     for who, approval, role in (
         (rita, tier2, STEWARD),  # her own request: submitting it is not deciding it
@@ -85,12 +84,10 @@ def test_a_requests_preview_is_for_its_required_role_and_tenant_admins(
         assert preview.result.row_count == 20
 
 
-def test_the_role_is_checked_before_the_warehouse_is_asked(engine, tenant):
+def test_the_role_is_checked_before_the_warehouse_is_asked(engine, uow, tenant):
     """A request bound to a source that is not configured: the refusal, not the source's
     error, is what the caller learns."""
-    pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-    )
+    pending = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
     with pytest.raises(Forbidden):
         _preview_approval(engine, SETTINGS, person(tenant, "rita", READER), pending.id)
     with pytest.raises(UnknownSource):
@@ -105,27 +102,27 @@ def test_a_preview_follows_the_role_judged_against_the_live_state(engine, tenant
         _preview_approval(engine, SETTINGS, person(tenant, "bob", STEWARD), deprecation.id)
 
 
-def test_a_live_entitys_preview_needs_a_workflow_role(engine, tenant, demo_settings):
+def test_a_live_entitys_preview_needs_a_workflow_role(engine, uow, tenant, demo_settings):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     for roles in ((READER,), ()):
         with pytest.raises(Forbidden, match="requires one of the roles"):
-            profiling.preview_entity(
-                UnitOfWork(engine), demo_settings, person(tenant, "rita", *roles), KEY
-            )
+            profiling.preview_entity(uow, demo_settings, person(tenant, "rita", *roles), KEY)
     for role in (STEWARD, KERNEL_OWNER, "tenant_admin"):
         who = person(tenant, "w", role)
-        preview = profiling.preview_entity(UnitOfWork(engine), demo_settings, who, KEY)
+        preview = profiling.preview_entity(uow, demo_settings, who, KEY)
         assert preview.result.quality_score == 91.89
 
 
-def test_the_cli_refuses_a_preview_with_exit_3(store_url, engine, tenant, monkeypatch, tmp_path):
+def test_the_cli_refuses_a_preview_with_exit_3(
+    store_url, engine, uow, tenant, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
     monkeypatch.setenv("MDSTUDIO_SOURCE_DEMO_URL", demo_warehouse.build(tmp_path / "wh.db"))
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     rita = person(tenant, "rita", READER)
     probe = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         rita,
         metadata_request("hr.salary.probe", tier="tier2", binding=PROBE),
         SETTINGS,
@@ -164,18 +161,8 @@ def locked_table(postgres_server) -> Iterator[tuple[str, Callable[[], None]]]:
     holder = engine.connect()
     transaction = holder.begin()
     holder.exec_driver_sql("LOCK TABLE salaries IN ACCESS EXCLUSIVE MODE")
-    released = threading.Lock()
-
-    def release() -> None:
-        with released:
-            if transaction.is_active:
-                transaction.rollback()
-
-    timer = threading.Timer(RELEASED_AFTER_S, release)
-    timer.start()
-    yield url, release
-    timer.cancel()
-    release()
+    with released_after(transaction, RELEASED_AFTER_S) as release:
+        yield url, release
     holder.close()
     engine.dispose()
 
@@ -183,14 +170,14 @@ def locked_table(postgres_server) -> Iterator[tuple[str, Callable[[], None]]]:
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_a_preview_ends_within_the_preview_timeout_whatever_the_tiers(
-    locked_table, store_url, engine, tenant, monkeypatch
+    locked_table, store_url, uow, tenant, monkeypatch
 ):
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", locked_table[0])
     monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "600")
     monkeypatch.setenv("MDSTUDIO_PREVIEW_TIMEOUT_SECONDS", "1")
     pending = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         metadata_request(binding=LOCKED_BINDING),
         SETTINGS,

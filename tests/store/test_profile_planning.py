@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 
 from mdstudio_core.domain.errors import NotFound
 from mdstudio_core.domain.events import Event
 from mdstudio_core.domain.model import (
-    EntityType,
     PassProgress,
     Priority,
     ProfileReason,
@@ -31,7 +31,13 @@ from mdstudio_core.service_layer.profile_requests import (
     plan,
 )
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
-from tests.support.factories import DEMO_BINDING, approve_metadata, person, stored_profile
+from tests.support.factories import (
+    DEMO_BINDING,
+    approve_metadata,
+    person,
+    stored_event,
+    stored_profile,
+)
 
 KEY = "finance.revenue.gross_amount"
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
@@ -40,17 +46,7 @@ TENANT = uuid.UUID(int=0x51)
 
 
 def event(event_id: int, event_type: str, key: str = KEY, tenant=TENANT, **payload) -> Event:
-    return Event(
-        type=event_type,
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=key,
-        correlation_id=uuid.uuid4(),
-        actor="alice",
-        occurred_at=NOW,
-        payload=payload,
-        id=event_id,
-    )
+    return stored_event(event_id, event_type, tenant, key, payload, actor="alice", occurred_at=NOW)
 
 
 def due(event_id: int, key: str = KEY, priority: str = "normal", **payload) -> Event:
@@ -94,26 +90,8 @@ def test_profile_events_become_one_candidate_per_entity():
         ]
     )
     assert found == [
-        ProfileCandidate(
-            tenant_id=TENANT,
-            canonical_key=KEY,
-            trigger=Trigger.APPROVAL,
-            reason=ProfileReason.STRUCTURAL,
-            priority=Priority.NORMAL,
-            approval_id=uuid.UUID(int=1),
-            event_ids=(1,),
-            force=False,
-        ),
-        ProfileCandidate(
-            tenant_id=TENANT,
-            canonical_key=other,
-            trigger=Trigger.APPROVAL,
-            reason=ProfileReason.STRUCTURAL,
-            priority=Priority.HIGH,
-            approval_id=uuid.UUID(int=4),
-            event_ids=(3, 4),
-            force=False,
-        ),
+        candidate(TENANT, KEY, Priority.NORMAL, approval_id=uuid.UUID(int=1), event_ids=(1,)),
+        candidate(TENANT, other, Priority.HIGH, approval_id=uuid.UUID(int=4), event_ids=(3, 4)),
     ]
 
 
@@ -179,7 +157,10 @@ def test_the_same_key_in_two_tenants_is_two_candidates():
     assert [c.tenant_id for c in found] == [TENANT, other_tenant]
 
 
-def candidate(tenant, key=KEY, priority=Priority.NORMAL, force=False) -> ProfileCandidate:
+def candidate(
+    tenant, key=KEY, priority=Priority.NORMAL, force=False, **details: Any
+) -> ProfileCandidate:
+    """A structural change's candidate, as an approval's events make it."""
     return ProfileCandidate(
         tenant_id=tenant,
         canonical_key=key,
@@ -187,6 +168,7 @@ def candidate(tenant, key=KEY, priority=Priority.NORMAL, force=False) -> Profile
         reason=ProfileReason.STRUCTURAL,
         priority=priority,
         force=force,
+        **details,
     )
 
 
@@ -196,7 +178,7 @@ def profiled_at(engine, tenant, key: str, at: dt.datetime) -> None:
         uow.commit()
 
 
-def test_entities_on_one_table_share_a_batch_and_the_rest_are_skipped_with_why(engine, tenant):
+def test_entities_on_one_table_share_a_batch_and_the_rest_are_skipped_with_why(engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     approve_metadata(engine, tenant, key="finance.t2", tier="tier2", binding=DEMO_BINDING)
     approve_metadata(
@@ -214,7 +196,7 @@ def test_entities_on_one_table_share_a_batch_and_the_rest_are_skipped_with_why(e
         candidate(tenant, "finance.nowhere"),
     ]
 
-    result = plan(UnitOfWork(engine), [t2, t1, *skipped, other], now=NOW, min_rerun=12 * HOUR)
+    result = plan(uow, [t2, t1, *skipped, other], now=NOW, min_rerun=12 * HOUR)
 
     assert result.batches == [
         TableBatch(
@@ -241,7 +223,7 @@ def test_entities_on_one_table_share_a_batch_and_the_rest_are_skipped_with_why(e
     ]
 
 
-def test_batches_are_ordered_by_tenant_then_table(engine):
+def test_batches_are_ordered_by_tenant_then_table(engine, uow):
     first, second = uuid.UUID(int=1), uuid.UUID(int=2)
     for tenant in (second, first):
         for table in ("zeta", "alpha"):
@@ -253,7 +235,7 @@ def test_batches_are_ordered_by_tenant_then_table(engine):
         for tenant in (second, first)
         for table in ("zeta", "alpha")
     ]
-    result = plan(UnitOfWork(engine), candidates, now=NOW, min_rerun=HOUR)
+    result = plan(uow, candidates, now=NOW, min_rerun=HOUR)
     assert [(b.tenant_id, b.table) for b in result.batches] == [
         (first, "alpha"),
         (first, "zeta"),
@@ -262,7 +244,7 @@ def test_batches_are_ordered_by_tenant_then_table(engine):
     ]
 
 
-def test_a_profile_or_request_within_the_interval_is_a_cost_guard_skip(engine, tenant):
+def test_a_profile_or_request_within_the_interval_is_a_cost_guard_skip(engine, uow, tenant):
     for key in ("finance.recent", "finance.edge", "finance.forced", "finance.asked"):
         approve_metadata(engine, tenant, key=key, binding=DEMO_BINDING)
     profiled_at(engine, tenant, "finance.recent", NOW - 11 * HOUR)
@@ -276,7 +258,7 @@ def test_a_profile_or_request_within_the_interval_is_a_cost_guard_skip(engine, t
     asked = candidate(tenant, "finance.asked")
 
     result = plan(
-        UnitOfWork(engine),
+        uow,
         [recent, edge, forced, asked],
         now=NOW,
         min_rerun=12 * HOUR,
@@ -302,11 +284,11 @@ def test_a_profile_or_request_within_the_interval_is_a_cost_guard_skip(engine, t
     ]
 
 
-def test_a_request_older_than_the_last_profile_does_not_hide_it(engine, tenant):
+def test_a_request_older_than_the_last_profile_does_not_hide_it(engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     profiled_at(engine, tenant, KEY, NOW - HOUR)
     result = plan(
-        UnitOfWork(engine),
+        uow,
         [candidate(tenant)],
         now=NOW,
         min_rerun=1.5 * HOUR,
@@ -317,14 +299,14 @@ def test_a_request_older_than_the_last_profile_does_not_hide_it(engine, tenant):
     assert skip.detail.endswith("interval of 1.5 h")
 
 
-def test_a_zero_interval_profiles_again(engine, tenant):
+def test_a_zero_interval_profiles_again(engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     profiled_at(engine, tenant, KEY, NOW)
-    result = plan(UnitOfWork(engine), [candidate(tenant)], now=NOW, min_rerun=dt.timedelta(0))
+    result = plan(uow, [candidate(tenant)], now=NOW, min_rerun=dt.timedelta(0))
     assert [b.keys for b in result.batches] == [[KEY]] and result.skipped == []
 
 
-def test_a_schedule_covers_the_active_bound_entities_of_its_tier_in_every_tenant(engine):
+def test_a_schedule_covers_the_active_bound_entities_of_its_tier_in_every_tenant(engine, uow):
     first, second = uuid.UUID(int=1), uuid.UUID(int=2)
     for tenant in (second, first):
         approve_metadata(engine, tenant, key="finance.t1", binding=DEMO_BINDING)
@@ -333,10 +315,10 @@ def test_a_schedule_covers_the_active_bound_entities_of_its_tier_in_every_tenant
     approve_metadata(engine, first, key="finance.draft", binding=DEMO_BINDING, lane="draft")
     approve_metadata(engine, first, key="finance.gone", binding=DEMO_BINDING)
     approve_metadata(engine, first, key="finance.gone", binding=DEMO_BINDING, status="deprecated")
-    tier1 = profile_requests.queue_pass(UnitOfWork(engine), "t1", Tier.TIER1, "s", NOW)
-    tier2 = profile_requests.queue_pass(UnitOfWork(engine), "t2", Tier.TIER2, "s", NOW)
+    tier1 = profile_requests.queue_pass(uow, "t1", Tier.TIER1, "s", NOW)
+    tier2 = profile_requests.queue_pass(uow, "t2", Tier.TIER2, "s", NOW)
 
-    page = pass_page(UnitOfWork(engine), tier1, None, 10)
+    page = pass_page(uow, tier1, None, 10)
     assert page.candidates == [
         ProfileCandidate(
             tenant_id=tenant,
@@ -348,31 +330,31 @@ def test_a_schedule_covers_the_active_bound_entities_of_its_tier_in_every_tenant
         for tenant in (first, second)
     ]
     assert (page.tables, page.through, page.last) == (2, (str(second), "demo", "", "orders"), True)
-    tier2_page = pass_page(UnitOfWork(engine), tier2, None, 10)
+    tier2_page = pass_page(uow, tier2, None, 10)
     assert [(c.tenant_id, c.canonical_key, c.priority) for c in tier2_page.candidates] == [
         (first, "finance.t2", Priority.LOW),
         (second, "finance.t2", Priority.LOW),
     ]
 
 
-def test_a_pass_is_planned_a_page_at_a_time_and_the_last_page_says_so(engine):
+def test_a_pass_is_planned_a_page_at_a_time_and_the_last_page_says_so(engine, uow):
     tenants = [uuid.UUID(int=i) for i in (1, 2, 3)]
     for tenant in tenants:
         approve_metadata(engine, tenant, key="finance.t1", binding=DEMO_BINDING)
-    queued = profile_requests.queue_pass(UnitOfWork(engine), "t1", Tier.TIER1, "s", NOW)
-    first = pass_page(UnitOfWork(engine), queued, None, 2)
+    queued = profile_requests.queue_pass(uow, "t1", Tier.TIER1, "s", NOW)
+    first = pass_page(uow, queued, None, 2)
     assert [c.tenant_id for c in first.candidates] == tenants[:2]
     assert (first.tables, first.last) == (2, False)
-    second = pass_page(UnitOfWork(engine), queued, first.through, 2)
+    second = pass_page(uow, queued, first.through, 2)
     assert [c.tenant_id for c in second.candidates] == tenants[2:]
     assert (second.tables, second.through, second.last) == (
         1,
         (str(tenants[2]), "demo", "", "orders"),
         True,
     )
-    exact = pass_page(UnitOfWork(engine), queued, None, 3)
+    exact = pass_page(uow, queued, None, 3)
     assert (exact.tables, exact.last) == (3, True)
-    empty = pass_page(UnitOfWork(engine), queued, second.through, 2)
+    empty = pass_page(uow, queued, second.through, 2)
     assert (empty.candidates, empty.tables, empty.through, empty.last) == (
         [],
         0,
@@ -408,10 +390,10 @@ def test_resuming_records_the_committed_progress_and_moves_to_the_next_open_pass
     assert profile_requests.resume_pass(uow(), PassProgress(second.id, finished=True), NOW) is None
 
 
-def test_a_manual_request_is_an_event_in_the_outbox(engine, tenant):
+def test_a_manual_request_is_an_event_in_the_outbox(engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     steward = person(tenant, "sam", "metadata_steward")
-    written = profile_requests.request_profile(UnitOfWork(engine), steward, KEY, force=True)
+    written = profile_requests.request_profile(uow, steward, KEY, force=True)
     assert (written.type, written.entity_key, written.actor) == (
         "metadata.profile.requested",
         KEY,
@@ -424,19 +406,19 @@ def test_a_manual_request_is_an_event_in_the_outbox(engine, tenant):
         "requested_by": "sam",
         "full": False,
     }
-    with UnitOfWork(engine) as uow:
+    with uow:
         [stored] = uow.events.list(tenant_id=tenant, entity_key=KEY, after=written.id - 1)
     assert stored == written
     [again] = candidates_from_events([stored])
     assert (again.trigger, again.force, again.full) == (Trigger.MANUAL, True, False)
-    unforced = profile_requests.request_profile(UnitOfWork(engine), steward, KEY)
+    unforced = profile_requests.request_profile(uow, steward, KEY)
     assert unforced.payload["force"] is False
-    full = profile_requests.request_profile(UnitOfWork(engine), steward, KEY, full=True)
+    full = profile_requests.request_profile(uow, steward, KEY, full=True)
     [merged] = candidates_from_events([stored, full])
     assert (merged.force, merged.full) == (True, True)
 
 
-def test_a_manual_request_for_an_unknown_entity_is_not_found(engine, tenant):
+def test_a_manual_request_for_an_unknown_entity_is_not_found(engine, uow, tenant):
     approve_metadata(engine, uuid.uuid4(), key=KEY, binding=DEMO_BINDING)
     with pytest.raises(NotFound, match=KEY):
-        profile_requests.request_profile(UnitOfWork(engine), person(tenant, "sam"), KEY)
+        profile_requests.request_profile(uow, person(tenant, "sam"), KEY)

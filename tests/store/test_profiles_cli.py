@@ -25,7 +25,6 @@ from tests.support.factories import (
     BACKTRACKING_BINDING,
     DEMO_BINDING,
     SLOW_PATTERN_BINDING,
-    create_blobs,
     create_codes,
     metadata_request,
     store_snapshot,
@@ -174,13 +173,7 @@ def test_a_backtracking_pattern_cannot_hang_a_preview(cli_env, warehouse_url, mo
 
 
 @pytest.mark.postgres
-def test_a_slow_pattern_on_postgres_ends_with_the_tier_timeout(
-    cli_env, postgres_server, monkeypatch
-):
-    url = postgres_server.create_database("mdstudio_wh")
-    create_blobs(url)
-    monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", url)
-    monkeypatch.setenv("MDSTUDIO_TIER1_TIMEOUT_SECONDS", "1")
+def test_a_slow_pattern_on_postgres_ends_with_the_tier_timeout(cli_env, slow_blobs_source):
     approval_id = submit(SLOW_PATTERN_BINDING)
     started = time.monotonic()
     result = run_cli(["profiles", "preview", "--approval", approval_id, *DECIDER])

@@ -33,7 +33,6 @@ from mdstudio_core.service_layer.profiling import (
     save_profiles,
     table_label,
 )
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.factories import (
     DEMO_BINDING,
     DEMO_SCORE,
@@ -73,7 +72,9 @@ def profile_rows(engine) -> list:
         return list(connection.execute(sa.select(tables.profiles).order_by(tables.profiles.c.id)))
 
 
-def test_a_run_scans_each_table_once_and_saves_one_profile_per_entity(engine, tenant, demo_url):
+def test_a_run_scans_each_table_once_and_saves_one_profile_per_entity(
+    engine, uow, tenant, demo_url
+):
     amount = approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     currency_key = "finance.revenue.currency"
     approve_metadata(
@@ -94,9 +95,7 @@ def test_a_run_scans_each_table_once_and_saves_one_profile_per_entity(engine, te
         ProfileTarget(KEY, Trigger.APPROVAL, amount),
         ProfileTarget(currency_key, Trigger.SCHEDULE),
     ]
-    outcome = run_profiles(
-        UnitOfWork(engine), real, tenant, targets, run_id="run-1", engine_for=engine_for
-    )
+    outcome = run_profiles(uow, real, tenant, targets, run_id="run-1", engine_for=engine_for)
 
     assert scanned == ["demo"]
     assert (outcome.unbound, outcome.failed, outcome.saved_before) == ({}, {}, [])
@@ -145,7 +144,7 @@ def test_a_run_scans_each_table_once_and_saves_one_profile_per_entity(engine, te
     assert completed[currency_key]["approval_id"] is None
 
 
-def test_the_saved_row_is_the_profile_as_measured(engine, tenant, demo_url):
+def test_the_saved_row_is_the_profile_as_measured(engine, uow, tenant, demo_url):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     empty = "finance.revenue.empty"
     approve_metadata(engine, tenant, key=empty, binding={**DEMO_BINDING, "table": "no_orders"})
@@ -156,11 +155,11 @@ def test_the_saved_row_is_the_profile_as_measured(engine, tenant, demo_url):
         )
     warehouse.dispose()
     targets = [ProfileTarget(KEY), ProfileTarget(empty)]
-    outcome = run_profiles(UnitOfWork(engine), settings(demo_url), tenant, targets, run_id="r")
+    outcome = run_profiles(uow, settings(demo_url), tenant, targets, run_id="r")
 
     for saved in outcome.profiles:
         result, data = saved.result, saved.result.to_json()
-        with UnitOfWork(engine) as uow:
+        with uow:
             [stored] = uow.profiles.history(tenant, result.canonical_key)
         created = stored.created_at  # SQLite gives it back naive, in UTC
         assert (created if created.tzinfo else created.replace(tzinfo=dt.UTC)) == result.profiled_at
@@ -202,17 +201,17 @@ def test_the_saved_row_is_the_profile_as_measured(engine, tenant, demo_url):
     assert outcome.profiles[1].verdict.description == "not scored (table is empty)"
 
 
-def test_a_retried_run_neither_scans_nor_saves_nor_reports_twice(engine, tenant, demo_url):
+def test_a_retried_run_neither_scans_nor_saves_nor_reports_twice(engine, uow, tenant, demo_url):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     gone = "finance.revenue.gone"
     approve_metadata(engine, tenant, key=gone, binding={**DEMO_BINDING, "table": "orders_gone"})
     targets = [ProfileTarget(KEY), ProfileTarget(gone)]
-    first = run_profiles(UnitOfWork(engine), settings(demo_url), tenant, targets, run_id="r")
+    first = run_profiles(uow, settings(demo_url), tenant, targets, run_id="r")
     assert [saved.result.canonical_key for saved in first.profiles] == [KEY]
     assert list(first.failed) == [gone]
     written = events(engine)
 
-    again = run_profiles(UnitOfWork(engine), settings(demo_url), tenant, targets, run_id="r")
+    again = run_profiles(uow, settings(demo_url), tenant, targets, run_id="r")
 
     assert again.profiles == [] and again.saved_before == [KEY]
     assert again.failed == first.failed
@@ -220,7 +219,7 @@ def test_a_retried_run_neither_scans_nor_saves_nor_reports_twice(engine, tenant,
     assert len(profile_rows(engine)) == 1
 
 
-def test_entities_that_cannot_be_profiled_are_named_with_the_reason(engine, tenant, demo_url):
+def test_entities_that_cannot_be_profiled_are_named_with_the_reason(engine, uow, tenant, demo_url):
     approve_metadata(engine, tenant, key="finance.unbound", binding=None)
     approve_metadata(engine, tenant, key="finance.retired", binding=DEMO_BINDING)
     approve_metadata(
@@ -228,7 +227,7 @@ def test_entities_that_cannot_be_profiled_are_named_with_the_reason(engine, tena
     )
     targets = [ProfileTarget(key) for key in ("finance.unbound", "finance.retired", "nowhere")]
 
-    outcome = run_profiles(UnitOfWork(engine), settings(demo_url), tenant, targets, run_id="r")
+    outcome = run_profiles(uow, settings(demo_url), tenant, targets, run_id="r")
 
     assert outcome == RunOutcome(
         unbound={
@@ -238,12 +237,12 @@ def test_entities_that_cannot_be_profiled_are_named_with_the_reason(engine, tena
         }
     )
     assert events(engine, "metadata.profile.completed", "metadata.profile.failed") == []
-    with UnitOfWork(engine) as uow:
+    with uow:
         profiled, not_profiled = load_profiled(uow, [(tenant, "finance.retired")])
     assert (profiled, list(not_profiled)) == ({}, [(tenant, "finance.retired")])
 
 
-def test_a_failing_table_costs_only_its_own_entities(engine, tenant, demo_url):
+def test_a_failing_table_costs_only_its_own_entities(engine, uow, tenant, demo_url):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     broken = "finance.broken"
     approve_metadata(engine, tenant, key=broken, binding={**DEMO_BINDING, "table": "orders_gone"})
@@ -251,7 +250,7 @@ def test_a_failing_table_costs_only_its_own_entities(engine, tenant, demo_url):
     approve_metadata(engine, tenant, key=elsewhere, binding={**DEMO_BINDING, "schema": "sales"})
 
     outcome = run_profiles(
-        UnitOfWork(engine),
+        uow,
         settings(demo_url),
         tenant,
         [ProfileTarget(KEY), ProfileTarget(broken), ProfileTarget(elsewhere)],
@@ -269,7 +268,7 @@ def test_a_failing_table_costs_only_its_own_entities(engine, tenant, demo_url):
     }
 
 
-def test_an_unexpected_error_is_recorded_by_type_and_table_only(engine, tenant, demo_url):
+def test_an_unexpected_error_is_recorded_by_type_and_table_only(engine, uow, tenant, demo_url):
     approve_metadata(
         engine, tenant, key=KEY, binding={**DEMO_BINDING, "schema": "sales", "table": "orders"}
     )
@@ -278,7 +277,7 @@ def test_an_unexpected_error_is_recorded_by_type_and_table_only(engine, tenant, 
         raise RuntimeError("could not connect to postgresql://admin:Sup3rSecret@db/wh")
 
     outcome = run_profiles(
-        UnitOfWork(engine),
+        uow,
         settings(demo_url),
         tenant,
         [ProfileTarget(KEY)],
@@ -290,14 +289,14 @@ def test_an_unexpected_error_is_recorded_by_type_and_table_only(engine, tenant, 
 
 
 def test_a_source_narrowed_after_approval_fails_the_entity_naming_the_rule(
-    engine, tenant, demo_url
+    engine, uow, tenant, demo_url
 ):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     narrowed = settings(demo_url, MDSTUDIO_SOURCE_DEMO_TENANTS=str(uuid.uuid4()))
     scanned: list[str] = []
 
     outcome = run_profiles(
-        UnitOfWork(engine),
+        uow,
         narrowed,
         tenant,
         [ProfileTarget(KEY)],
@@ -312,12 +311,12 @@ def test_a_source_narrowed_after_approval_fails_the_entity_naming_the_rule(
     ]
 
 
-def test_a_failure_is_recorded_once_per_run_and_each_run_records_its_own(engine, tenant):
+def test_a_failure_is_recorded_once_per_run_and_each_run_records_its_own(engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     record = [(KEY, Tier.TIER1)]
     real = Settings.from_env({})
     for run_id in ("run-a", "run-a", "run-b"):
-        record_failures(UnitOfWork(engine), real, tenant, record, run_id, f"down in {run_id}")
+        record_failures(uow, real, tenant, record, run_id, f"down in {run_id}")
     failed = events(engine, "metadata.profile.failed")
     assert [payload["error"] for _, _, payload in failed] == ["down in run-a", "down in run-b"]
     with engine.connect() as connection:
@@ -334,16 +333,16 @@ def test_a_failure_is_recorded_once_per_run_and_each_run_records_its_own(engine,
     assert correlation == uuid.uuid5(uuid.NAMESPACE_URL, f"run-a/{urn}/failed")
 
 
-def test_failures_without_a_run_are_each_recorded(engine, tenant):
+def test_failures_without_a_run_are_each_recorded(engine, uow, tenant):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     real = Settings.from_env({})
     for _ in range(2):
-        record_failures(UnitOfWork(engine), real, tenant, [(KEY, Tier.TIER1)], None, "down")
+        record_failures(uow, real, tenant, [(KEY, Tier.TIER1)], None, "down")
     failed = events(engine, "metadata.profile.failed")
     assert [payload["run_id"] for _, _, payload in failed] == [None, None]
 
 
-def test_profiles_saved_without_a_run_are_each_kept(engine, tenant, demo_url):
+def test_profiles_saved_without_a_run_are_each_kept(engine, uow, tenant, demo_url):
     """With no run id there is no idempotency key: saving twice keeps two profiles."""
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     demo = sa.create_engine(demo_url)
@@ -352,9 +351,7 @@ def test_profiles_saved_without_a_run_are_each_kept(engine, tenant, demo_url):
     )
     demo.dispose()
     saved = [
-        save_profiles(
-            UnitOfWork(engine), Settings.from_env({}), tenant, [(result, Tier.TIER1)], None
-        )
+        save_profiles(uow, Settings.from_env({}), tenant, [(result, Tier.TIER1)], None)
         for _ in range(2)
     ]
     ids = [profiles[0].profile_id for profiles in saved]
@@ -372,7 +369,7 @@ def test_a_table_is_labelled_with_its_schema_when_it_has_one():
 
 
 def test_a_preview_profiles_the_live_binding_at_its_tier_and_saves_nothing(
-    engine, tenant, demo_url
+    engine, uow, tenant, demo_url
 ):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     approve_metadata(engine, tenant, key="finance.t2", tier="tier2", binding=DEMO_BINDING)
@@ -380,7 +377,7 @@ def test_a_preview_profiles_the_live_binding_at_its_tier_and_saves_nothing(
     carol = person(tenant, "carol", STEWARD)
     before = store_snapshot(engine)
 
-    preview = preview_entity(UnitOfWork(engine), settings(demo_url), carol, KEY)
+    preview = preview_entity(uow, settings(demo_url), carol, KEY)
 
     result = preview.result
     assert (result.canonical_key, result.tenant_id, result.quality_score) == (
@@ -394,31 +391,31 @@ def test_a_preview_profiles_the_live_binding_at_its_tier_and_saves_nothing(
     # The tier's own limits apply: sampling, which SQLite cannot do, is asked of tier1 only.
     sampled = settings(demo_url, MDSTUDIO_TIER1_SAMPLE_PERCENT="10")
     with pytest.raises(ProfileError, match="sampling is not supported"):
-        preview_entity(UnitOfWork(engine), sampled, carol, KEY)
-    tier2 = preview_entity(UnitOfWork(engine), sampled, carol, "finance.t2").verdict
+        preview_entity(uow, sampled, carol, KEY)
+    tier2 = preview_entity(uow, sampled, carol, "finance.t2").verdict
     assert (tier2.tier, tier2.threshold) == (Tier.TIER2, 70.0)
     with pytest.raises(InvalidInput, match=r"finance\.unbound has no binding to profile") as caught:
-        preview_entity(UnitOfWork(engine), settings(demo_url), carol, "finance.unbound")
+        preview_entity(uow, settings(demo_url), carol, "finance.unbound")
     assert caught.value.field == "binding"
     with pytest.raises(NotFound, match=r"finance\.nowhere"):
-        preview_entity(UnitOfWork(engine), settings(demo_url), carol, "finance.nowhere")
+        preview_entity(uow, settings(demo_url), carol, "finance.nowhere")
 
 
-def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(engine, tenant, demo_url):
+def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(uow, tenant, demo_url):
     alice = person(tenant, "alice", KERNEL_OWNER, STEWARD)  # a requester with the role may look
     request = metadata_request(
         key=KEY, binding={**DEMO_BINDING, "columns": DEMO_BINDING["columns"][:1]}
     )
-    pending = approvals.submit(UnitOfWork(engine), alice, request, SETTINGS)
+    pending = approvals.submit(uow, alice, request, SETTINGS)
     empty = approvals.submit(
-        UnitOfWork(engine), alice, metadata_request(key="finance.empty", binding=None), SETTINGS
+        uow, alice, metadata_request(key="finance.empty", binding=None), SETTINGS
     )
     warehouse = sa.create_engine(demo_url)
     with warehouse.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE no_orders (order_id INTEGER)")
     warehouse.dispose()
     nothing = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         alice,
         metadata_request(
             key="finance.nothing",
@@ -427,27 +424,25 @@ def test_a_preview_of_a_pending_approval_profiles_the_proposed_binding(engine, t
         SETTINGS,
     )
 
-    preview = preview_approval(UnitOfWork(engine), settings(demo_url), alice, str(pending.id))
+    preview = preview_approval(uow, settings(demo_url), alice, str(pending.id))
 
     assert (preview.result.approval_id, preview.result.tenant_id) == (pending.id, tenant)
     assert preview.result.trigger is Trigger.PREVIEW
     assert [c.name for c in preview.result.columns] == ["order_id"]
-    unscored = preview_approval(UnitOfWork(engine), settings(demo_url), alice, nothing.id)
+    unscored = preview_approval(uow, settings(demo_url), alice, nothing.id)
     assert unscored.verdict.description == "not scored (table is empty)"
     with pytest.raises(InvalidInput, match="no binding") as caught:
-        preview_approval(UnitOfWork(engine), settings(demo_url), alice, empty.id)
+        preview_approval(uow, settings(demo_url), alice, empty.id)
     assert caught.value.field == "binding"
-    kpi = approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
+    kpi = approvals.submit(uow, alice, kpi_request(), SETTINGS)
     with pytest.raises(InvalidInput, match="only GLOBAL_METADATA") as caught:
-        preview_approval(UnitOfWork(engine), settings(demo_url), alice, kpi.id)
+        preview_approval(uow, settings(demo_url), alice, kpi.id)
     assert caught.value.field == "approval_id"
 
 
-def test_each_column_keeps_its_type_and_range_as_measured(engine, tenant, demo_url):
+def test_each_column_keeps_its_type_and_range_as_measured(engine, uow, tenant, demo_url):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
-    outcome = run_profiles(
-        UnitOfWork(engine), settings(demo_url), tenant, [ProfileTarget(KEY)], run_id="r"
-    )
+    outcome = run_profiles(uow, settings(demo_url), tenant, [ProfileTarget(KEY)], run_id="r")
     [saved] = outcome.profiles
     measured = [(c.name, c.data_type, c.min, c.max) for c in saved.result.columns]
     assert measured == [  # demo/warehouse.py, by hand
@@ -458,7 +453,7 @@ def test_each_column_keeps_its_type_and_range_as_measured(engine, tenant, demo_u
     assert saved.result.tenant_id == tenant
 
 
-def test_an_entity_skipped_or_refused_spares_the_targets_after_it(engine, tenant, demo_url):
+def test_an_entity_skipped_or_refused_spares_the_targets_after_it(engine, uow, tenant, demo_url):
     """Unbound, refused and profiled targets in one run: each is handled on its own, and the
     refusal is recorded under the run; a source open to the tenant is profiled."""
     approve_metadata(engine, tenant, key="finance.unbound", binding=None)
@@ -473,7 +468,7 @@ def test_an_entity_skipped_or_refused_spares_the_targets_after_it(engine, tenant
     )
     targets = [ProfileTarget(key) for key in ("finance.unbound", refused, KEY)]
 
-    outcome = run_profiles(UnitOfWork(engine), run_settings, tenant, targets, run_id="r")
+    outcome = run_profiles(uow, run_settings, tenant, targets, run_id="r")
 
     assert list(outcome.unbound) == ["finance.unbound"]
     assert list(outcome.failed) == [refused]
@@ -482,24 +477,24 @@ def test_an_entity_skipped_or_refused_spares_the_targets_after_it(engine, tenant
     assert (key, payload["run_id"]) == (refused, "r")
 
 
-def test_a_run_profiles_with_the_limits_of_its_entities_tier(engine, tenant, demo_url):
+def test_a_run_profiles_with_the_limits_of_its_entities_tier(engine, uow, tenant, demo_url):
     approve_metadata(engine, tenant, key=KEY, binding=DEMO_BINDING)
     hurried = settings(demo_url, MDSTUDIO_TIER1_TIMEOUT_SECONDS="0.000000001")
 
-    outcome = run_profiles(UnitOfWork(engine), hurried, tenant, [ProfileTarget(KEY)], run_id="r")
+    outcome = run_profiles(uow, hurried, tenant, [ProfileTarget(KEY)], run_id="r")
 
     assert outcome.profiles == []
     assert "exceeded the statement timeout of 1e-09 s" in outcome.failed[KEY]
 
 
-def test_a_retried_failure_still_records_the_entities_not_recorded_yet(engine, tenant):
+def test_a_retried_failure_still_records_the_entities_not_recorded_yet(engine, uow, tenant):
     other = "finance.revenue.other"
     for key in (KEY, other):
         approve_metadata(engine, tenant, key=key, binding=DEMO_BINDING)
     real = Settings.from_env({})
-    record_failures(UnitOfWork(engine), real, tenant, [(KEY, Tier.TIER1)], "r", "down")
+    record_failures(uow, real, tenant, [(KEY, Tier.TIER1)], "r", "down")
     both = [(KEY, Tier.TIER1), (other, Tier.TIER1)]
-    record_failures(UnitOfWork(engine), real, tenant, both, "r", "down")
+    record_failures(uow, real, tenant, both, "r", "down")
     assert [key for _, key, _ in events(engine, "metadata.profile.failed")] == [KEY, other]
 
 

@@ -28,7 +28,6 @@ from mdstudio_core.domain.events import validate_event
 from mdstudio_core.domain.model import ApprovalStatus, Binding, ColumnRule, Tier
 from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.tokens import check_identity, parse_lifetime
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.factories import (
     SETTINGS,
     STEWARD,
@@ -62,12 +61,12 @@ def test_token_lifetimes_in_every_unit():
     assert parse_lifetime("2w") == dt.timedelta(weeks=2)
 
 
-def test_revoking_names_a_malformed_or_unknown_token(engine):
-    refused = refusal(tokens.revoke_token, UnitOfWork(engine), "not-a-token-id")
+def test_revoking_names_a_malformed_or_unknown_token(uow):
+    refused = refusal(tokens.revoke_token, uow, "not-a-token-id")
     assert (refused.field, refused.reason) == ("token_id", "not a valid token id (a UUID)")
     unknown = uuid.uuid4()
     with pytest.raises(NotFound, match=f"token {unknown} not found"):
-        tokens.revoke_token(UnitOfWork(engine), str(unknown))
+        tokens.revoke_token(uow, str(unknown))
 
 
 def test_only_a_tenant_admin_changes_the_policy_to_a_plain_role_name():
@@ -84,43 +83,39 @@ def test_only_a_tenant_admin_changes_the_policy_to_a_plain_role_name():
     )
 
 
-def test_a_rejected_or_cancelled_request_records_when_it_was_decided(engine, tenant):
+def test_a_rejected_or_cancelled_request_records_when_it_was_decided(uow, tenant):
     alice = person(tenant, "alice")
-    rejected = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
-    cancelled = approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
+    rejected = approvals.submit(uow, alice, metadata_request(), SETTINGS)
+    cancelled = approvals.submit(uow, alice, kpi_request(), SETTINGS)
     before = dt.datetime.now(dt.UTC)
     bob = person(tenant, "bob", rejected.required_role)
-    approvals.reject(UnitOfWork(engine), bob, rejected.id, "wrong table")
-    approvals.cancel(UnitOfWork(engine), alice, cancelled.id)
+    approvals.reject(uow, bob, rejected.id, "wrong table")
+    approvals.cancel(uow, alice, cancelled.id)
     for approval_id, decider in ((rejected.id, "bob"), (cancelled.id, "alice")):
-        stored = approvals.get_approval(UnitOfWork(engine), alice, approval_id)
+        stored = approvals.get_approval(uow, alice, approval_id)
         decided_at = stored.decided_at
         assert decided_at is not None and stored.decided_by == decider
         utc = decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=dt.UTC)
         assert before <= utc <= dt.datetime.now(dt.UTC)
 
 
-def test_the_inbox_pages_fifty_without_payloads_by_default(engine, tenant):
+def test_the_inbox_pages_fifty_without_payloads_by_default(uow, tenant):
     alice = person(tenant, "alice")
     for n in range(51):
-        approvals.submit(
-            UnitOfWork(engine), alice, metadata_request(key=f"finance.f{n:02}"), SETTINGS
-        )
-    approvals.submit(UnitOfWork(engine), alice, kpi_request(), SETTINGS)
+        approvals.submit(uow, alice, metadata_request(key=f"finance.f{n:02}"), SETTINGS)
+    approvals.submit(uow, alice, kpi_request(), SETTINGS)
 
-    page = approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter())
+    page = approvals.list_approvals(uow, alice, ApprovalFilter())
     assert len(page) == 50
     assert page[0].summary["entity_key"] == "finance.kpi.gross_margin"  # newest first
     assert page[0].payload_json is None and page[0].current_state_json is None
-    tier2 = approvals.list_approvals(UnitOfWork(engine), alice, ApprovalFilter(tier=Tier.TIER2))
+    tier2 = approvals.list_approvals(uow, alice, ApprovalFilter(tier=Tier.TIER2))
     assert [listing.summary["entity_key"] for listing in tier2] == ["finance.kpi.gross_margin"]
     pending = approvals.list_approvals(
-        UnitOfWork(engine), alice, ApprovalFilter(status=ApprovalStatus.PENDING, limit=1000)
+        uow, alice, ApprovalFilter(status=ApprovalStatus.PENDING, limit=1000)
     )
     assert len(pending) == 52
-    refused = refusal(
-        approvals.list_approvals, UnitOfWork(engine), alice, ApprovalFilter(offset=-1)
-    )
+    refused = refusal(approvals.list_approvals, uow, alice, ApprovalFilter(offset=-1))
     assert refused.field == "offset"
 
 
@@ -178,37 +173,35 @@ def test_bounds_of_different_kinds_are_named_in_the_refusal():
         ColumnRule(name="c", min=dt.date(2020, 1, 1), max=5)
 
 
-def test_an_approval_keeps_its_reason_and_the_entity_keeps_the_requests_id(engine, tenant):
+def test_an_approval_keeps_its_reason_and_the_entity_keeps_the_requests_id(uow, tenant):
     alice = person(tenant, "alice")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
+    pending = approvals.submit(uow, alice, metadata_request(), SETTINGS)
     bob = person(tenant, "bob", pending.required_role)
-    approvals.approve(UnitOfWork(engine), bob, pending.id, "  checked with finance ", SETTINGS)
-    stored = approvals.get_approval(UnitOfWork(engine), alice, pending.id)
+    approvals.approve(uow, bob, pending.id, "  checked with finance ", SETTINGS)
+    stored = approvals.get_approval(uow, alice, pending.id)
     assert stored.decision_reason == "checked with finance"
-    with UnitOfWork(engine) as uow:
+    with uow:
         [event] = [e for e in uow.events.list(tenant_id=tenant) if e.type == "approval.approved"]
         live = uow.entities.get(pending.entity_type, tenant, pending.entity_key)
     assert event.payload["reason"] == "checked with finance"
     assert live.id == pending.entity_id
 
 
-def test_who_may_not_decide_is_told_why(engine, tenant):
+def test_who_may_not_decide_is_told_why(uow, tenant):
     alice = person(tenant, "alice", "kernel_owner")
-    pending = approvals.submit(UnitOfWork(engine), alice, metadata_request(), SETTINGS)
+    pending = approvals.submit(uow, alice, metadata_request(), SETTINGS)
     with pytest.raises(Forbidden) as caught:
-        approvals.approve(UnitOfWork(engine), alice, pending.id, None, SETTINGS)
+        approvals.approve(uow, alice, pending.id, None, SETTINGS)
     assert str(caught.value) == (
         "four-eyes rule: the requester may not decide their own request (cancel it instead)"
     )
     carl = person(tenant, "carl", "b_role", "a_role")
     with pytest.raises(Forbidden, match=r"\(you have: a_role, b_role\)"):
-        approvals.approve(UnitOfWork(engine), carl, pending.id, None, SETTINGS)
-    approvals.reject(UnitOfWork(engine), person(tenant, "bob", "kernel_owner"), pending.id, "no")
+        approvals.approve(uow, carl, pending.id, None, SETTINGS)
+    approvals.reject(uow, person(tenant, "bob", "kernel_owner"), pending.id, "no")
     with pytest.raises(Conflict, match=f"approval {pending.id} is already rejected by bob$"):
-        approvals.approve(
-            UnitOfWork(engine), person(tenant, "dan", "kernel_owner"), pending.id, None, SETTINGS
-        )
-    refused = refusal(approvals.reject, UnitOfWork(engine), carl, pending.id, " ")
+        approvals.approve(uow, person(tenant, "dan", "kernel_owner"), pending.id, None, SETTINGS)
+    refused = refusal(approvals.reject, uow, carl, pending.id, " ")
     assert (refused.field, refused.reason) == ("reason", "a reason is required to reject a request")
 
 
@@ -411,8 +404,8 @@ def test_a_decision_note_is_stripped_bounded_at_ten_thousand_characters_and_may_
     assert (refused.field, refused.reason) == ("note", "must be at most 10000 characters")
 
 
-def test_a_token_is_mds_and_43_characters_and_authenticates_as_its_identity(engine, tenant):
+def test_a_token_is_mds_and_43_characters_and_authenticates_as_its_identity(uow, tenant):
     identity = person(tenant, "alice", "metadata_steward")
-    secret, _ = tokens.create_token(UnitOfWork(engine), identity)
+    secret, _ = tokens.create_token(uow, identity)
     assert secret.startswith("mds_") and len(secret) == len("mds_") + 43
-    assert tokens.authenticate(UnitOfWork(engine), secret) == identity
+    assert tokens.authenticate(uow, secret) == identity

@@ -30,7 +30,7 @@ from mdstudio_core.service_layer import retention, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.store.test_incidents import save
 from tests.support.cli_helpers import run_cli
-from tests.support.factories import person
+from tests.support.factories import make_event, person
 
 KEY = "finance.revenue.gross_amount"
 JAN, FEB, MAR = (dt.datetime(2026, month, 10, 12, tzinfo=dt.UTC) for month in (1, 2, 3))
@@ -45,15 +45,14 @@ def store(store_url, engine, monkeypatch):
 
 
 def event(tenant: uuid.UUID, at: dt.datetime, n: int) -> NewEvent:
-    return NewEvent(
-        type="approval.rejected",
-        tenant_id=tenant,
-        entity_type=EntityType.KPI,
-        entity_key=f"{KEY}.{n}",
-        correlation_id=uuid.uuid4(),
+    return make_event(
+        "approval.rejected",
+        tenant,
+        f"{KEY}.{n}",
+        {"reason": f"no {n}", "nested": {"n": n}},
         actor="bob",
         occurred_at=at + dt.timedelta(minutes=n),
-        payload={"reason": f"no {n}", "nested": {"n": n}},
+        entity_type=EntityType.KPI,
     )
 
 
@@ -85,7 +84,9 @@ def archive(directory: Path, before: str = "2026-03-01", *extra: str):
     return run_cli(["events", "archive", "--before", before, "--to", str(directory), *extra])
 
 
-def test_archive_writes_a_parquet_file_per_month_and_removes_the_events(store, tenant, tmp_path):
+def test_archive_writes_a_parquet_file_per_month_and_removes_the_events(
+    store, uow, tenant, tmp_path
+):
     written = outbox(store, tenant)
     result = archive(tmp_path / "archive", "2026-03-01", "--json")
     assert result.exit_code == 0, result.stderr
@@ -107,7 +108,7 @@ def test_archive_writes_a_parquet_file_per_month_and_removes_the_events(store, t
     assert row["tenant_id"] == str(tenant) and row["entity_type"] == "KPI"
     assert row["occurred_at"] == FEB
     assert json.loads(row["payload"]) == {"reason": "no 0", "nested": {"n": 0}}
-    with UnitOfWork(store) as uow:
+    with uow:
         [record] = uow.archives.list()
     assert (record.first_event_id, record.last_event_id, record.events) == (1, 10, 10)
     assert (record.archived_by, record.files) == (
@@ -118,7 +119,7 @@ def test_archive_writes_a_parquet_file_per_month_and_removes_the_events(store, t
     assert again.exit_code == 0 and "nothing to archive" in again.stdout
 
 
-def test_archive_never_passes_a_consumer_and_says_which_holds_it_back(store, tenant, tmp_path):
+def test_archive_never_passes_a_consumer_and_says_which_holds_it_back(store, uow, tenant, tmp_path):
     written = outbox(store, tenant)
     register = ["events", "consumers", "register", "audit.feed", "--from", str(written[3].id)]
     assert run_cli(register).exit_code == 0  # it has handled up to January's third event
@@ -136,7 +137,7 @@ def test_archive_never_passes_a_consumer_and_says_which_holds_it_back(store, ten
         "events-2026-02.parquet": [e.id for e in written[5:8]],
     }
     # A consumer that never read (the sensors before their first tick) holds everything back.
-    with UnitOfWork(store) as uow:
+    with uow:
         uow.cursors.remove("notification_sensor")
         uow.commit()
     run_cli(["events", "consumers", "ack", "audit.feed", str(written[-1].id)])
@@ -145,10 +146,12 @@ def test_archive_never_passes_a_consumer_and_says_which_holds_it_back(store, ten
     assert nothing.json["held_back_at"] == 0 and kept_ids(store)[0] == written[8].id
 
 
-def test_below_the_horizon_readers_get_410_and_exit_4_with_the_earliest_id(store, tenant, tmp_path):
+def test_below_the_horizon_readers_get_410_and_exit_4_with_the_earliest_id(
+    store, uow, tenant, tmp_path
+):
     written = outbox(store, tenant)
     archive(tmp_path, "2026-02-01")  # January: ids 1 to 5
-    secret, _ = tokens.create_token(UnitOfWork(store), person(tenant, "alice"))
+    secret, _ = tokens.create_token(uow, person(tenant, "alice"))
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(engine=store)) as client:
         gone = client.get("/events?after=0", headers=headers)
@@ -172,11 +175,11 @@ def test_below_the_horizon_readers_get_410_and_exit_4_with_the_earliest_id(store
 
 
 def test_an_archive_that_died_part_way_is_finished_without_repeating_an_event(
-    store, tenant, tmp_path
+    store, uow, tenant, tmp_path
 ):
     written = outbox(store, tenant)
     # Died after writing January's file, before recording it: the file is there, unrecorded.
-    with UnitOfWork(store) as uow:
+    with uow:
         january = uow.events.list(after=0, through=written[4].id)
     writer = ArchiveWriter(tmp_path)
     writer.write(january)
@@ -185,7 +188,7 @@ def test_an_archive_that_died_part_way_is_finished_without_repeating_an_event(
     assert result.json["events"] == 10
     assert archived(tmp_path)["events-2026-01.parquet"] == [e.id for e in written[:5]]
     # Died after recording March, before removing its events: the next run removes them.
-    with UnitOfWork(store) as uow:
+    with uow:
         uow.archives.add(ArchiveRecord(11, written[-1].id, 5, MAR, str(tmp_path), (), MAR, "olga"))
         uow.commit()
     finished = archive(tmp_path, "2026-03-01", "--json")

@@ -33,7 +33,7 @@ LEAKY_URL = f"postgresql+psycopg://reader:p@ss:{SECRET}@127.0.0.1:5432/wh"
 BINDING = {"source": "wh", "table": "orders", "columns": [{"name": "gross_amount"}]}
 
 
-def test_a_malformed_source_url_is_named_never_shown(store_url, engine, monkeypatch, caplog):
+def test_a_malformed_source_url_is_named_never_shown(store_url, engine, uow, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     tenant = str(uuid.uuid4())
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
@@ -69,7 +69,7 @@ def test_a_malformed_source_url_is_named_never_shown(store_url, engine, monkeypa
     cli("events", "list", "--json", "--user", "b")
     cli("metadata", "show", "finance.revenue.gross_amount", "--user", "b")
 
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(uuid.UUID(tenant), "c"))
+    secret, _ = tokens.create_token(uow, person(uuid.UUID(tenant), "c"))
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(engine=engine)) as client:
         for path in ("/approvals?include=payload", "/events", "/metadata", "/openapi.json"):

@@ -16,7 +16,6 @@ from mdstudio_core.domain.errors import ConfigurationError, InvalidInput
 from mdstudio_core.domain.model import Binding, SourceAccess
 from mdstudio_core.entrypoints.http import create_app
 from mdstudio_core.service_layer import approvals
-from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.http.conftest import is_problem
 from tests.support.cli_helpers import run_cli
 from tests.support.factories import SETTINGS, metadata_request, person, store_snapshot
@@ -84,23 +83,23 @@ def test_operator_settings(monkeypatch):
         assert caught.value.variable == variable
 
 
-def test_submission_refused_for_another_tenants_source(engine):
+def test_submission_refused_for_another_tenants_source(engine, uow):
     settings = Settings(source_tenants={"WH": frozenset({ACME})})
     request = metadata_request(binding=binding())
-    approvals.submit(UnitOfWork(engine), person(ACME, "alice"), request, settings)
+    approvals.submit(uow, person(ACME, "alice"), request, settings)
     before = store_snapshot(engine)
     with pytest.raises(InvalidInput) as caught:
-        approvals.submit(UnitOfWork(engine), person(GLOBEX, "mallory"), request, settings)
+        approvals.submit(uow, person(GLOBEX, "mallory"), request, settings)
     assert caught.value.field == "payload.binding.source"
     assert "MDSTUDIO_SOURCE_WH_TENANTS" in str(caught.value)
     assert store_snapshot(engine) == before
 
 
-def test_system_schemas_are_refused_without_any_setting(engine):
+def test_system_schemas_are_refused_without_any_setting(engine, uow):
     before = store_snapshot(engine)
     with pytest.raises(InvalidInput) as caught:
         approvals.submit(
-            UnitOfWork(engine),
+            uow,
             person(ACME, "mallory"),
             metadata_request(binding=binding("pg_catalog", "pg_authid")),
             SETTINGS,
@@ -109,7 +108,7 @@ def test_system_schemas_are_refused_without_any_setting(engine):
     assert store_snapshot(engine) == before
 
 
-def test_cli_and_http_refuse_and_name_the_field(store_url, engine, monkeypatch, tmp_path):
+def test_cli_and_http_refuse_and_name_the_field(store_url, engine, uow, monkeypatch, tmp_path):
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_URL", f"sqlite:///{tmp_path / 'wh.db'}")
     monkeypatch.setenv("MDSTUDIO_SOURCE_WH_SCHEMAS", "sales")
@@ -122,7 +121,7 @@ def test_cli_and_http_refuse_and_name_the_field(store_url, engine, monkeypatch, 
     with TestClient(create_app(engine=engine)) as client:  # the server's own settings
         from mdstudio_core.service_layer import tokens
 
-        secret, _ = tokens.create_token(UnitOfWork(engine), person(ACME, "alice"))
+        secret, _ = tokens.create_token(uow, person(ACME, "alice"))
         response = client.post(
             "/approvals",
             json=metadata_request(binding=binding("hr")),

@@ -4,7 +4,6 @@ and never hangs it."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from mdstudio_core.service_layer import approvals, tokens
 from mdstudio_core.service_layer.unit_of_work import UnitOfWork
 from tests.support.cli_helpers import run_cli
 from tests.support.factories import KERNEL_OWNER, SETTINGS, metadata_request, person
+from tests.support.held_locks import released_after
 
 pytestmark = [
     pytest.mark.postgres,
@@ -64,18 +64,8 @@ def locked_approval(engine, tenant) -> Iterator[Approval]:
         .where(tables.approvals.c.id == approval.id)
         .with_for_update()
     )
-    released = threading.Lock()
-
-    def release() -> None:
-        with released:
-            if transaction.is_active:
-                transaction.rollback()
-
-    timer = threading.Timer(RELEASED_AFTER_S, release)
-    timer.start()
-    yield approval
-    timer.cancel()
-    release()
+    with released_after(transaction, RELEASED_AFTER_S):
+        yield approval
     holder.close()
 
 
@@ -99,7 +89,7 @@ def test_store_connections_carry_the_timeouts(store_url):
 
 @pytest.mark.parametrize(("bounds", "variable"), BOUNDS)
 def test_cli_approve_on_a_stuck_lock_exits_1_naming_the_timeout(
-    locked_approval, engine, store_url, tenant, monkeypatch, bounds, variable
+    locked_approval, uow, store_url, tenant, monkeypatch, bounds, variable
 ):
     bob = person(tenant, "bob", KERNEL_OWNER)
     monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
@@ -116,14 +106,14 @@ def test_cli_approve_on_a_stuck_lock_exits_1_naming_the_timeout(
     assert result.exit_code == 1
     assert result.stderr.startswith("error (StoreTimeout): ")
     assert variable in result.stderr
-    assert approvals.get_approval(UnitOfWork(engine), bob, locked_approval.id).status == "pending"
+    assert approvals.get_approval(uow, bob, locked_approval.id).status == "pending"
 
 
 @pytest.mark.parametrize(("bounds", "variable"), BOUNDS)
 def test_http_approve_on_a_stuck_lock_is_503_naming_the_timeout(
-    locked_approval, engine, store_url, tenant, bounds, variable
+    locked_approval, uow, store_url, tenant, bounds, variable
 ):
-    secret, _ = tokens.create_token(UnitOfWork(engine), person(tenant, "bob", KERNEL_OWNER))
+    secret, _ = tokens.create_token(uow, person(tenant, "bob", KERNEL_OWNER))
     settings = Settings.from_env({"MDSTUDIO_DATABASE_URL": store_url, **bounds})
     with TestClient(create_app(settings)) as client:
         started = time.monotonic()

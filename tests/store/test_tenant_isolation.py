@@ -36,6 +36,7 @@ from tests.support.factories import (
     business_rule_request,
     glossary_request,
     kpi_request,
+    make_event,
     metadata_request,
     person,
     stored_profile,
@@ -129,18 +130,10 @@ def _entity_state(uow: UnitOfWork, tenant: uuid.UUID) -> dict[str, Any]:
 
 
 def _new_event(tenant: uuid.UUID) -> NewEvent:
-    return NewEvent(
-        type="metadata.profile.requested",
-        tenant_id=tenant,
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="carol",
-        occurred_at=T0,
-        payload=validate_event(
-            "metadata.profile.requested",
-            {"canonical_key": KEY, "trigger": "manual", "force": False, "requested_by": "carol"},
-        ),
+    payload = {"canonical_key": KEY, "trigger": "manual", "force": False, "requested_by": "carol"}
+    valid = validate_event("metadata.profile.requested", payload)
+    return make_event(
+        "metadata.profile.requested", tenant, KEY, valid, actor="carol", occurred_at=T0
     )
 
 
@@ -253,7 +246,7 @@ def test_an_operation_in_one_tenant_leaves_the_other_untouched(
 
 
 @pytest.mark.parametrize("tenant", [A, B], ids=["A", "B"])
-def test_every_read_returns_only_the_callers_rows(two_tenants, tenant):
+def test_every_read_returns_only_the_callers_rows(two_tenants, uow, tenant):
     reads = reads_of(two_tenants, tenant)
     label, offset = ("A", 0) if tenant == A else ("B", 5)
     assert reads["entity"].tenant_id == tenant and reads["entity"].state["label"] == label
@@ -279,11 +272,11 @@ def test_every_read_returns_only_the_callers_rows(two_tenants, tenant):
     # metadata 4, KPI 4, business rule 1, glossary 1, an endorsement, a change set rejected
     assert len(reads["events"]) == 12
     assert all(a["tenant_id"] == tenant for a in reads["approvals"])
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         [last] = uow.entities.bound_tables(Tier.TIER1, None, 10)[-1:]
         bound = uow.entities.bound_on_tables(Tier.TIER1, None, last)
     assert {(e.tenant_id, e.canonical_key) for e in bound} == {(A, KEY), (B, KEY)}
     other = B if tenant == A else A
-    with UnitOfWork(two_tenants) as uow:
+    with uow:
         assert uow.approvals.get(other, reads["approval"].id) is None
         assert uow.approvals.get(tenant, reads["approval"].id) is not None

@@ -150,15 +150,13 @@ def approve_as(engine, tenant, approval_id, user):
     )
 
 
-def test_endorsements_are_stored_and_the_last_approval_applies(engine, tenant):
+def test_endorsements_are_stored_and_the_last_approval_applies(engine, uow, tenant):
     two_for_tier1(engine, tenant)
-    pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-    )
+    pending = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
     assert pending.required_approvals == 2
     endorsed = approve_as(engine, tenant, pending.id, "bob")
     assert endorsed.status is ApprovalStatus.PENDING
-    stored = approvals.get_approval(UnitOfWork(engine), person(tenant, "x"), pending.id)
+    stored = approvals.get_approval(uow, person(tenant, "x"), pending.id)
     assert stored.status is ApprovalStatus.PENDING
     assert [(e.user, e.reason) for e in stored.endorsements] == [("bob", None)]
     assert event_types(engine, pending.id) == ["approval.endorsed"]
@@ -175,42 +173,34 @@ def test_endorsements_are_stored_and_the_last_approval_applies(engine, tenant):
         "metadata.profile.due",
         "approval.approved",
     ]
-    shown = approvals.show_approval(UnitOfWork(engine), person(tenant, "x"), pending.id, Settings())
+    shown = approvals.show_approval(uow, person(tenant, "x"), pending.id, Settings())
     assert [e.user for e in shown["endorsements"]] == ["bob"]
     # Another tenant, and other cells of this one, need one approver.
-    other = approvals.submit(
-        UnitOfWork(engine), person(uuid.uuid4(), "a"), metadata_request(), SETTINGS
-    )
-    governed = approvals.submit(
-        UnitOfWork(engine), person(tenant, "a"), glossary_request(), SETTINGS
-    )
+    other = approvals.submit(uow, person(uuid.uuid4(), "a"), metadata_request(), SETTINGS)
+    governed = approvals.submit(uow, person(tenant, "a"), glossary_request(), SETTINGS)
     assert other.required_approvals == governed.required_approvals == 1
 
 
-def test_a_rejection_after_an_endorsement_ends_the_request(engine, tenant):
+def test_a_rejection_after_an_endorsement_ends_the_request(engine, uow, tenant):
     two_for_tier1(engine, tenant)
-    pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-    )
+    pending = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
     approve_as(engine, tenant, pending.id, "bob")
-    approvals.reject(UnitOfWork(engine), person(tenant, "carol", KERNEL_OWNER), pending.id, "no")
+    approvals.reject(uow, person(tenant, "carol", KERNEL_OWNER), pending.id, "no")
     with pytest.raises(Conflict, match="already rejected"):
         approve_as(engine, tenant, pending.id, "dan")
     assert event_types(engine, pending.id) == ["approval.endorsed", "approval.rejected"]
 
 
-def test_pending_requests_keep_the_count_they_were_given(engine, tenant):
-    before = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-    )
+def test_pending_requests_keep_the_count_they_were_given(engine, uow, tenant):
+    before = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
     two_for_tier1(engine, tenant)
     assert approve_as(engine, tenant, before.id, "bob").status is ApprovalStatus.APPROVED
 
 
-def test_a_change_set_is_endorsed_and_applied_as_a_whole(engine, tenant):
+def test_a_change_set_is_endorsed_and_applied_as_a_whole(engine, uow, tenant):
     two_for_tier1(engine, tenant)
     submitted_set = change_sets.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         "Two items",
         [metadata_request(), glossary_request()],
@@ -228,11 +218,11 @@ def test_a_change_set_is_endorsed_and_applied_as_a_whole(engine, tenant):
     assert event_types(engine, submitted_set.approval.id).count("approval.approved") == 2
 
 
-def test_the_set_needs_as_many_approvers_as_its_most_demanding_item(engine, tenant):
+def test_the_set_needs_as_many_approvers_as_its_most_demanding_item(uow, tenant):
     admin = person(tenant, "root", "tenant_admin")
-    two_person.set_policy(UnitOfWork(engine), admin, Lane.GOVERNED, Tier.TIER3, STEWARD, 3)
+    two_person.set_policy(uow, admin, Lane.GOVERNED, Tier.TIER3, STEWARD, 3)
     submitted_set = change_sets.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         "Mixed",
         [metadata_request(), glossary_request()],  # tier1 (kernel_owner) and tier3 (3 people)
@@ -266,27 +256,14 @@ def test_two_endorsers_racing_never_count_as_one_nor_apply_early(engine, tenant)
     assert approve_as(engine, tenant, pending.id, "dan").status is ApprovalStatus.APPROVED
 
 
-def test_only_a_tenant_admin_sets_the_count(engine, tenant):
+def test_only_a_tenant_admin_sets_the_count(uow, tenant):
     with pytest.raises(Forbidden):
-        two_person.set_policy(
-            UnitOfWork(engine), person(tenant, "bob"), Lane.KERNEL, None, KERNEL_OWNER, 2
-        )
+        two_person.set_policy(uow, person(tenant, "bob"), Lane.KERNEL, None, KERNEL_OWNER, 2)
     with pytest.raises(InvalidInput):
-        two_person.set_policy(
-            UnitOfWork(engine), person(tenant, "r", "tenant_admin"), Lane.KERNEL, None, "x", 0
-        )
+        two_person.set_policy(uow, person(tenant, "r", "tenant_admin"), Lane.KERNEL, None, "x", 0)
 
 
 # -- CLI -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env(store_url, monkeypatch, tenant):
-    monkeypatch.setenv("MDSTUDIO_DATABASE_URL", store_url)
-    monkeypatch.setenv("MDSTUDIO_TENANT", str(tenant))
-    for name in ("MDSTUDIO_USER", "MDSTUDIO_ROLE"):
-        monkeypatch.delenv(name, raising=False)
-    return store_url
 
 
 def test_policy_set_approvals_then_endorse_and_apply_by_cli(cli_env):
@@ -331,22 +308,20 @@ def test_policy_set_approvals_then_endorse_and_apply_by_cli(cli_env):
     )
 
 
-def test_a_decision_judged_stricter_takes_the_stricter_cells_approver_count(engine, tenant):
+def test_a_decision_judged_stricter_takes_the_stricter_cells_approver_count(engine, uow, tenant):
     """A deprecation submitted as a tier2 change (one steward) becomes a tier1 decision once a
     tier1 KPI depends on the field, and tier1 takes two kernel owners: the first is an
     endorsement."""
     for key in ("finance.revenue.gross_amount", "finance.cost.cost_amount"):
         approve_metadata(engine, tenant, key=key, tier="tier2")
     deprecation = approvals.submit(
-        UnitOfWork(engine),
+        uow,
         person(tenant, "alice"),
         changed(metadata_request(tier="tier2"), status="deprecated"),
         SETTINGS,
     )
     assert (deprecation.required_role, deprecation.required_approvals) == (STEWARD, 1)
-    kpi = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS
-    )
+    kpi = approvals.submit(uow, person(tenant, "alice"), kpi_request(tier="tier1"), SETTINGS)
     approve_as(engine, tenant, kpi.id, "olga")
     two_for_tier1(engine, tenant)
     endorsed = approve_as(engine, tenant, deprecation.id, "bob")

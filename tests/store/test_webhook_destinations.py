@@ -194,7 +194,7 @@ def test_an_allow_list_tightened_after_subscription_stops_the_sends(engine, tena
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "0x7f000001", "[::ffff:127.0.0.1]"])
-def test_an_inside_destination_is_dead_at_once_when_sending(engine, tenant, receiver, host):
+def test_an_inside_destination_is_dead_at_once_when_sending(engine, uow, tenant, receiver, host):
     """Subscribed while the operator allowed it (or before this rule): with the rule on, the
     delivery is refused at send time, dead after one attempt whatever the attempts left, and
     not tried again by the next ticks."""
@@ -206,7 +206,7 @@ def test_an_inside_destination_is_dead_at_once_when_sending(engine, tenant, rece
     assert dead.last_error == "destination address not allowed"
     time.sleep(0.01)
     assert tick(engine, STRICT) == notifications.SendReport()
-    notifications.redeliver(UnitOfWork(engine), admin(tenant), dead.id)
+    notifications.redeliver(uow, admin(tenant), dead.id)
     assert tick(engine, STRICT) == notifications.SendReport(dead=1)
     assert receiver.received == []
 
@@ -464,14 +464,12 @@ def test_each_post_is_signed_with_its_timestamp_and_the_docs_receiver_refuses_re
 # -- what users wrote arrives as text ----------------------------------------------------------
 
 
-def test_a_reject_reason_reaches_the_channel_as_literal_text(engine, tenant, receiver):
+def test_a_reject_reason_reaches_the_channel_as_literal_text(engine, uow, tenant, receiver):
     subscribe(engine, tenant, receiver.url, PRIVATE_OK, events=["approval.rejected"])
-    pending = approvals.submit(
-        UnitOfWork(engine), person(tenant, "alice"), metadata_request(), SETTINGS
-    )
+    pending = approvals.submit(uow, person(tenant, "alice"), metadata_request(), SETTINGS)
     reason = "<!everyone> see <https://evil|click> & act"
     decider = person(tenant, "bob", pending.required_role)
-    approvals.reject(UnitOfWork(engine), decider, pending.id, reason)
+    approvals.reject(uow, decider, pending.id, reason)
     assert tick(engine, PRIVATE_OK).delivered == 1
     body = json.loads(receiver.received[0].body)
     assert body["text"].endswith(

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from mdstudio_core.adapters import tables
 from mdstudio_core.config import Settings
+from mdstudio_core.domain.events import Event, NewEvent
 from mdstudio_core.domain.incidents import Incident, IncidentStatus
 from mdstudio_core.domain.model import (
     EntityStatus,
@@ -288,6 +289,55 @@ def profile_result(
     )
 
 
+def measured(result: ProfileResult) -> tuple[Any, ...]:
+    """Everything a profile measured and scored (not how it was taken), to compare two."""
+    return (
+        result.row_count,
+        result.quality_score,
+        result.completeness,
+        result.uniqueness,
+        result.validity,
+        [
+            (c.name, c.n, c.non_null, c.distinct, c.valid, c.min, c.max, c.score)
+            for c in result.columns
+        ],
+    )
+
+
+def bound_field(
+    uow: UnitOfWork,
+    tenant: uuid.UUID,
+    key: str,
+    binding: dict[str, Any],
+    *,
+    tier: str = "tier1",
+    status: str = "active",
+    owner: str = "o",
+    by: str = "alice",
+    at: dt.datetime = T0,
+) -> None:
+    """A bound integer field written straight to the catalog (many of them would take minutes
+    through approvals); the caller commits."""
+    uow.entities.insert(
+        EntityType.GLOBAL_METADATA,
+        tenant,
+        uuid.uuid4(),
+        {
+            "canonical_key": key,
+            "label": key,
+            "description": "",
+            "tier": tier,
+            "domain": "finance",
+            "owner": owner,
+            "data_type": "integer",
+            "status": status,
+            "binding": binding,
+        },
+        by,
+        at,
+    )
+
+
 def add_entity(
     uow: UnitOfWork,
     entity_type: EntityType,
@@ -304,6 +354,37 @@ def add_entity(
         fields = {"label": key, "domain": "finance", "data_type": "int", "binding": binding}
     state = {"canonical_key": key, "tier": tier.value, "status": status.value, **fields}
     uow.entities.insert(entity_type, tenant, uuid.uuid4(), state, "ana", T0)
+
+
+def make_event(
+    event_type: str,
+    tenant: uuid.UUID,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    actor: str = "mdstudio",
+    occurred_at: dt.datetime | None = None,
+    entity_type: EntityType = EntityType.GLOBAL_METADATA,
+) -> NewEvent:
+    """An event about `key` for the outbox, with a correlation id of its own; it happens now
+    unless `occurred_at` says when."""
+    return NewEvent(
+        type=event_type,
+        tenant_id=tenant,
+        entity_type=entity_type,
+        entity_key=key,
+        correlation_id=uuid.uuid4(),
+        actor=actor,
+        occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+        payload=payload,
+    )
+
+
+def stored_event(
+    event_id: int, event_type: str, tenant: uuid.UUID, key: str, payload: dict[str, Any], **new: Any
+) -> Event:
+    """`make_event`'s event as the outbox hands it back, numbered `event_id`."""
+    return Event(id=event_id, **vars(make_event(event_type, tenant, key, payload, **new)))
 
 
 def incident(

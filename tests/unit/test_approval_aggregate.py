@@ -161,21 +161,21 @@ def test_a_kpi_update_reports_only_the_inputs_it_adds_and_removes():
     }
 
 
-def test_four_eyes_before_role():
+@pytest.mark.parametrize(
+    ("decider", "refusal"),
+    [
+        # The requester herself, though she holds the role: four-eyes comes before the role.
+        (Identity(TENANT, "alice", frozenset({KERNEL_OWNER})), "four-eyes"),
+        (CAROL_STEWARD, "role kernel_owner is required"),
+    ],
+    ids=["four-eyes before role", "role required"],
+)
+def test_who_may_not_decide_can_neither_approve_nor_reject(decider, refusal):
     approval = submitted()
-    alice_as_owner = Identity(TENANT, "alice", frozenset({KERNEL_OWNER}))
-    with pytest.raises(Forbidden, match="four-eyes"):
-        approval.approve(alice_as_owner, None, NOW, None)
-    with pytest.raises(Forbidden, match="four-eyes"):
-        approval.reject(alice_as_owner, NOW, "no")
-
-
-def test_role_is_required_to_decide():
-    approval = submitted()
-    with pytest.raises(Forbidden, match="role kernel_owner is required"):
-        approval.approve(CAROL_STEWARD, None, NOW, None)
-    with pytest.raises(Forbidden, match="role kernel_owner is required"):
-        approval.reject(CAROL_STEWARD, NOW, "no")
+    with pytest.raises(Forbidden, match=refusal):
+        approval.approve(decider, None, NOW, None)
+    with pytest.raises(Forbidden, match=refusal):
+        approval.reject(decider, NOW, "no")
 
 
 def test_stale_when_the_live_entity_moved_on():

@@ -19,13 +19,13 @@ from mdstudio_core.domain.events import (
     EventPayload,
     EventType,
     LineageChanged,
-    NewEvent,
     ProfileFailed,
     ProfileRequested,
     read_payload,
     validate_event,
 )
 from mdstudio_core.domain.model import EntityType, Trigger
+from tests.support.factories import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("mdstudio_core", "mdstudio_pipelines")
@@ -117,15 +117,13 @@ def test_a_typed_payload_is_stored_as_its_json_and_read_back_typed() -> None:
     )
     stored = validate_event(EventType.PROFILE_REQUESTED, requested)
     assert stored == validate_event(EventType.PROFILE_REQUESTED, requested.model_dump())
-    event = NewEvent(
-        type=EventType.PROFILE_REQUESTED,
-        tenant_id=uuid.uuid4(),
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key="orders.amount",
-        correlation_id=uuid.uuid4(),
+    event = make_event(
+        EventType.PROFILE_REQUESTED,
+        uuid.uuid4(),
+        "orders.amount",
+        stored,
         actor="ana",
         occurred_at=NOW,
-        payload=stored,
     )
     assert read_payload(event, ProfileRequested) == requested
 
@@ -134,30 +132,23 @@ def test_a_payload_of_another_type_is_refused() -> None:
     failed = ProfileFailed(canonical_key="k", tier="tier1", run_id=None, error="boom")
     with pytest.raises(ValueError, match="is a ProfileCompleted"):
         validate_event(EventType.PROFILE_COMPLETED, failed)
-    event = NewEvent(
-        type=EventType.PROFILE_FAILED,
-        tenant_id=uuid.uuid4(),
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key="k",
-        correlation_id=uuid.uuid4(),
-        actor="system",
-        occurred_at=NOW,
-        payload=validate_event(EventType.PROFILE_FAILED, failed),
+    payload = validate_event(EventType.PROFILE_FAILED, failed)
+    event = make_event(
+        EventType.PROFILE_FAILED, uuid.uuid4(), "k", payload, actor="system", occurred_at=NOW
     )
     with pytest.raises(ValueError, match="is a ProfileFailed, not ApprovalApproved"):
         read_payload(event, ApprovalApproved)
 
 
 def test_a_stored_payload_its_schema_refuses_is_named_in_one_line() -> None:
-    event = NewEvent(
-        type=EventType.LINEAGE_CHANGED,
-        tenant_id=uuid.uuid4(),
-        entity_type=EntityType.KPI,
-        entity_key="k",
-        correlation_id=uuid.uuid4(),
+    event = make_event(
+        EventType.LINEAGE_CHANGED,
+        uuid.uuid4(),
+        "k",
+        {"canonical_key": "k", "added_inputs": ["a"]},
         actor="bob",
         occurred_at=NOW,
-        payload={"canonical_key": "k", "added_inputs": ["a"]},
+        entity_type=EntityType.KPI,
     )
     with pytest.raises(ValueError) as refused:
         read_payload(event, LineageChanged)

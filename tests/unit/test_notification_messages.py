@@ -12,9 +12,9 @@ import pytest
 
 from mdstudio_core.domain import notifications as rules
 from mdstudio_core.domain.errors import InvalidInput
-from mdstudio_core.domain.events import Event
-from mdstudio_core.domain.model import EntityType, Tier
+from mdstudio_core.domain.model import Tier
 from mdstudio_core.domain.notifications import Delivery, DeliveryStatus, Subscription
+from tests.support.factories import stored_event
 
 KEY = "finance.revenue.gross_amount"
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -118,16 +118,8 @@ def test_the_body_names_the_delivery_and_the_tenant_and_carries_the_events():
 
 
 def event(payload):
-    return Event(
-        type="metadata.changed",
-        tenant_id=uuid.uuid4(),
-        entity_type=EntityType.GLOBAL_METADATA,
-        entity_key=KEY,
-        correlation_id=uuid.uuid4(),
-        actor="ada",
-        occurred_at=NOW,
-        payload=payload,
-        id=42,
+    return stored_event(
+        42, "metadata.changed", uuid.uuid4(), KEY, payload, actor="ada", occurred_at=NOW
     )
 
 
