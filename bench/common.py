@@ -6,7 +6,9 @@ The benchmarks run as scripts (`python bench/soak.py`), which puts bench/ first 
 they import this module as `common`."""
 
 import contextlib
+import datetime as dt
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -93,3 +95,36 @@ def percentile(values: list[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+# The daemon's log line that starts a schedule's evaluation: its time, the schedule and the
+# scheduled time it evaluates (`dagster-daemon run`'s format; the colours stripped).
+EVALUATING = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000 - dagster\.daemon\.SchedulerDaemon - INFO - "
+    r"Evaluating schedule `(?P<name>[\w-]+)` at (?P<slot>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000$"
+)
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def schedule_evaluations(log_path: Path, name: str, ticks: Iterable[Any]) -> list[float]:
+    """How long each finished tick of schedule `name` took to evaluate: from the daemon's
+    "Evaluating schedule" line to the tick's end. A schedule's tick is stamped with its
+    scheduled time, so `end_timestamp - timestamp` would also count how late the daemon took it
+    up (its start-up, or its loop behind on a busy machine), which is no part of the tick's
+    60 s. The log's times are whole seconds: each figure is at most a second high; a tick the
+    log does not show is counted from its scheduled time (an upper bound)."""
+    started: dict[float, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        found = EVALUATING.match(COLOUR.sub("", line))
+        if found and found["name"] == name:
+            slot = _utc_seconds(found["slot"])
+            started.setdefault(slot, _utc_seconds(found["at"]))
+    return sorted(
+        max(0.0, t.end_timestamp - started.get(t.timestamp, t.timestamp))
+        for t in ticks
+        if t.end_timestamp
+    )
+
+
+def _utc_seconds(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC).timestamp()

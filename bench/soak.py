@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     drop_databases,
     instigator_state,
     percentile,
+    schedule_evaluations,
     start_daemon,
     stop,
     wait,
@@ -552,7 +553,9 @@ def main() -> None:
             dg.RunsFilter(tags={"dagster/sensor_name": "profiling_pass_sensor"})
         )
         figures["schedule"] = (
-            durations(schedule_ticks),
+            schedule_evaluations(
+                home / "daemon-schedule.log", "tier1_profiling_schedule", schedule_ticks
+            ),
             durations(page_ticks),
             runs,
             recorded.tables_planned,
