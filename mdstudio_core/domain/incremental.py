@@ -321,11 +321,11 @@ class DayCounts:
 
 @dataclass(frozen=True)
 class DaysRead:
-    """The days a pass read whole: every day (a full pass, or the first one), or every day
-    from `since` on and the `recounted` ones (a backfill). A day among them that the pass
-    found no row for has none now (its rows were moved or deleted): its stored counts go."""
+    """The days a pass read whole: every day (`since` None: a full pass, or the first one),
+    or every day from `since` on and the `recounted` ones (a backfill). A day among them that
+    the pass found no row for has none now (its rows were moved or deleted): its stored counts
+    go."""
 
-    every_day: bool = True
     since: dt.date | None = None
     recounted: frozenset[dt.date] = frozenset()
 

@@ -203,15 +203,20 @@ def _pass(
     # Which rows, and in which part. A full pass reads everything; an incremental one the
     # rows at or above the last watermark (from the start of its day, for days).
     after_value = _raw(after, inc, dialect) if after is not None else None
+    days_read = (
+        DaysRead(since=_utc_day(shape.decode(before)), recounted=frozenset(recount))
+        if daily and before is not None
+        else DaysRead()
+    )
     where: ColumnElement[bool] | None = None
     if mode == INCREMENTAL:
         if before is None:
             where = inc.is_not(None)
-        elif daily:
-            where = inc >= _day_start(shape.decode(before), inc, shape.inc_kind, dialect)
+        elif days_read.since is not None:
+            where = inc >= _day_start(days_read.since, inc, shape.inc_kind, dialect)
         else:
             where = inc >= _raw(before, inc, dialect)
-        if daily and recount:
+        if days_read.recounted:
             where = sa.or_(
                 where,
                 *(
@@ -219,7 +224,7 @@ def _pass(
                         inc >= _day_start(day, inc, shape.inc_kind, dialect),
                         inc < _day_start(day + dt.timedelta(days=1), inc, shape.inc_kind, dialect),
                     )
-                    for day in sorted(set(recount))
+                    for day in sorted(days_read.recounted)
                 ),
             )
     whens: list[tuple[ColumnElement[bool], int]] = []
@@ -338,13 +343,6 @@ def _pass(
     )
 
     days = _days(runner, shape, rows, groups, unique, reads) if daily else []
-    days_read = (
-        DaysRead(
-            every_day=False, since=_utc_day(shape.decode(before)), recounted=frozenset(recount)
-        )
-        if daily and before is not None
-        else DaysRead()
-    )
 
     columns: list[ColumnMetrics] = []
     for spec in shape.specs:

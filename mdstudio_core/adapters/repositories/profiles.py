@@ -162,11 +162,10 @@ class ProfileDayRepository(Repository):
         column = tables.profile_days.c
         mine = and_(column.tenant_id == tenant_id, column.canonical_key == canonical_key)
         stale = delete(tables.profile_days).where(mine)
-        if not read.every_day:
-            covered = [column.day.in_(sorted({d.day for d in days} | read.recounted))]
-            if read.since is not None:
-                covered.append(column.day >= read.since)
-            stale = stale.where(or_(*covered))
+        if read.since is not None:
+            stale = stale.where(
+                or_(column.day >= read.since, column.day.in_(sorted(read.recounted)))
+            )
         self._connection.execute(stale)
         if days:
             self._connection.execute(
