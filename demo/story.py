@@ -275,6 +275,12 @@ def change_set_story() -> None:
     say("Erin, a second kernel owner, approves: both items are applied in one transaction")
     mdstudio("approvals", "approve", change_set, user="erin", roles="kernel_owner")
     mdstudio("events", "list", "--after", str(last_event_before(change_set)), user="dave")
+    say(
+        "The operator's view of the stream: where each consumer of the outbox stands (the "
+        "daemon has stopped, so the change set's events wait for it) and its dead letters"
+    )
+    mdstudio("events", "consumers", user="admin")
+    mdstudio("events", "dead-letters", user="admin")
 
 
 def last_event_before(change_set: str) -> int:
